@@ -1,0 +1,43 @@
+"""unitcost: what one successful outcome of your LLM agent costs.
+
+Example::
+
+    import unitcost
+
+    unitcost.configure(service_name="support-bot")
+    unitcost.instrument()
+
+    @unitcost.task("support_ticket", key=lambda ticket: ticket.id)
+    def handle(ticket):
+        ...
+        unitcost.outcome("resolved", value=12.0)
+
+Then ``unitcost report`` prints the cost per resolved ticket.
+"""
+
+from ._config import configure, flush, shutdown
+from ._context import TaskRun, current_task
+from ._errors import ConfigurationError, StoreError, UnitcostError
+from ._instrument import instrument, uninstrument
+from ._outcomes import outcome, record_outcome
+from ._scopes import step, task, tool
+from .version import __version__
+
+__all__ = [
+    "ConfigurationError",
+    "StoreError",
+    "TaskRun",
+    "UnitcostError",
+    "__version__",
+    "configure",
+    "current_task",
+    "flush",
+    "instrument",
+    "outcome",
+    "record_outcome",
+    "shutdown",
+    "step",
+    "task",
+    "tool",
+    "uninstrument",
+]

@@ -1,0 +1,65 @@
+"""Every span attribute name unitcost reads or writes, in one place.
+
+The GenAI names follow the OpenTelemetry semantic conventions (v1.41.0, "development" status); when
+they are renamed upstream this module is the one place to change. What the conventions lack (task
+kind, key, outcome, cost) lives under ``unitcost.*``.
+"""
+
+# --- OpenTelemetry GenAI conventions ---------------------------------------------------------
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+REQUEST_STREAM = "gen_ai.request.stream"
+RESPONSE_MODEL = "gen_ai.response.model"
+RESPONSE_ID = "gen_ai.response.id"
+FINISH_REASONS = "gen_ai.response.finish_reasons"
+TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+ERROR_TYPE = "error.type"
+
+INPUT_TOKENS = "gen_ai.usage.input_tokens"  # all input, cache reads and writes included
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"  # all output, reasoning included
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+# The next (unreleased) convention and anthropic's own spans spell the cache-write name this way.
+CACHE_WRITE_TOKENS_NEXT = "gen_ai.usage.cache_write.input_tokens"
+REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+
+AGENT_NAME = "gen_ai.agent.name"
+TOOL_NAME = "gen_ai.tool.name"
+OPENAI_SERVICE_TIER = "openai.response.service_tier"
+
+OP_CHAT = "chat"
+OP_INVOKE_AGENT = "invoke_agent"
+OP_EXECUTE_TOOL = "execute_tool"
+
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_LABEL = "gen_ai.evaluation.score.label"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+
+# --- unitcost's own ---------------------------------------------------------------------------
+SPAN_TYPE = "unitcost.span.type"  # "task" | "step" | "tool" | "llm" | "outcome"
+TASK_ID = "unitcost.task.id"  # on every span: the run it belongs to (on a task span: itself)
+TASK_PARENT_ID = "unitcost.task.parent_id"
+TASK_KIND = "unitcost.task.kind"
+TASK_KEY = "unitcost.task.key"
+TASK_ATTR_PREFIX = "unitcost.task.attr."
+SERVICE = "unitcost.service"
+
+STEP_NAME = "unitcost.step.name"
+TOOL_COST = "unitcost.tool.cost_usd"  # decimal text, so no float rounding on the way
+
+# Cache writes kept for one hour are priced apart from the default (5-minute) writes.
+CACHE_WRITE_1H_TOKENS = "unitcost.usage.cache_write_1h.input_tokens"
+USAGE_ESTIMATED = "unitcost.usage.estimated"
+CALL_INCOMPLETE = "unitcost.call.incomplete"
+
+OUTCOME_LABEL = "unitcost.outcome.label"
+OUTCOME_SUCCESS = "unitcost.outcome.success"
+OUTCOME_VALUE = "unitcost.outcome.value_usd"  # decimal text
+OUTCOME_TIME = "unitcost.outcome.time_unix_nano"
+OUTCOME_TASK_ID = "unitcost.outcome.task_id"
+OUTCOME_KIND = "unitcost.outcome.kind"
+OUTCOME_KEY = "unitcost.outcome.key"

@@ -1,0 +1,41 @@
+"""Money is Decimal in code and integer pico-dollars (1e-12 USD) in the store.
+
+Pico-dollars keep per-token prices exact (a $0.075 per million tokens price is 75,000 pico-dollars a
+token) while letting SQLite sum costs as integers, which is what keeps reports fast.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+PICO = Decimal("1e-12")
+_PER_USD = Decimal(10) ** 12
+JSON_PLACES = Decimal("1e-9")
+
+
+def to_pico(usd: Decimal) -> int:
+    return int((usd * _PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def from_pico(pico: int | None) -> Decimal | None:
+    if pico is None:
+        return None
+    return Decimal(pico) / _PER_USD
+
+
+def usd_for_json(usd: Decimal | None) -> float | None:
+    """Round to 9 places in Decimal, then hand JSON a number."""
+    if usd is None:
+        return None
+    return float(usd.quantize(JSON_PLACES, rounding=ROUND_HALF_EVEN))
+
+
+def parse_usd(value: object) -> Decimal:
+    """A user-given amount (float, int, str or Decimal) as an exact Decimal; floats via their repr."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("an amount of money cannot be a bool")
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(str(value))

@@ -1,0 +1,277 @@
+"""Prices for LLM calls: genai-prices' offline data, overridden by the user's own price file.
+
+genai-prices' ``calc_price`` costs a few hundred microseconds a call, far too slow for an exporter
+that must persist 100,000 spans a second. So a `PriceBook` resolves each distinct (provider, model,
+price context, price period) once into `Rates`, a per-bucket table of Decimal prices, and prices
+every call from that. The result is the same as genai-prices' own (a property test checks it);
+a price shape the fast path does not know falls back to genai-prices itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ._errors import ConfigurationError
+from ._usage import Buckets
+
+PRICE_FILE_NAME = "unitcost.toml"
+_MTOK = Decimal(1_000_000)
+
+# Buckets and the genai-prices price keys that may price them, most specific first. This mirrors
+# genai-prices' unit hierarchy: a bucket falls back to its nearest priced ancestor.
+_BUCKET_PRICE_KEYS: dict[str, tuple[str, ...]] = {
+    "uncached_input": ("input_mtok",),
+    "cache_read": ("cache_read_mtok", "input_mtok"),
+    "cache_write": ("cache_write_mtok", "input_mtok"),
+    "cache_write_1h": ("cache_write_1h_mtok", "cache_write_mtok", "input_mtok"),
+    "visible_output": ("output_mtok",),
+    "reasoning": ("output_reasoning_mtok", "output_mtok"),
+}
+# Price keys the fast path understands. Count-based fees for things unitcost does not count yet
+# (web searches...) are zero for every call it records, so they do not change the result.
+_FAST_PATH_KEYS = {key for keys in _BUCKET_PRICE_KEYS.values() for key in keys} | {
+    "requests_kcount",
+    "web_searches_kcount",
+    "storage_searches_kcount",
+    "social_searches_kcount",
+    "code_executions_kcount",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallCost:
+    total: Decimal
+    reasoning: Decimal  # the part of `total` paid for reasoning tokens
+    source: str  # "genai-prices" or "override"
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens for each bucket, with the genai-prices tiers kept as they are."""
+
+    per_bucket: Mapping[str, Any]  # bucket -> Decimal | TieredPrices | None
+    per_request: Decimal
+    source: str
+    exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
+
+    def cost(self, buckets: Buckets) -> CallCost:
+        if self.exact_fallback is not None:
+            return _genai_cost(self.exact_fallback, buckets, self.source)
+        input_total = buckets.input_total
+        total = Decimal(0)
+        reasoning = Decimal(0)
+        for bucket, price in self.per_bucket.items():
+            count = getattr(buckets, bucket)
+            if not count or price is None:
+                continue
+            part = _rate(price, input_total) * count / _MTOK
+            total += part
+            if bucket == "reasoning":
+                reasoning = part
+        return CallCost(total + self.per_request, reasoning, self.source)
+
+
+def _rate(price: Any, input_total: int) -> Decimal:
+    tiers = getattr(price, "tiers", None)
+    if tiers is None:
+        return price  # type: ignore[no-any-return]
+    # genai-prices' cliff model: the highest tier whose start the call's input exceeds.
+    for tier in reversed(tiers):
+        if input_total > tier.start:
+            return tier.price  # type: ignore[no-any-return]
+    return price.base  # type: ignore[no-any-return]
+
+
+def genai_usage(buckets: Buckets) -> Any:
+    """The genai-prices `Usage` for these buckets (OpenTelemetry meaning: totals with parts)."""
+    from genai_prices import Usage
+
+    return Usage(
+        input_tokens=buckets.input_total,
+        cache_read_tokens=buckets.cache_read,
+        cache_write_tokens=buckets.cache_write + buckets.cache_write_1h,
+        cache_write_1h_tokens=buckets.cache_write_1h,
+        output_tokens=buckets.output_total,
+        output_reasoning_tokens=buckets.reasoning,
+    )
+
+
+def _genai_cost(model_price: Any, buckets: Buckets, source: str) -> CallCost:
+    total = model_price.calc_price(genai_usage(buckets))["total_price"]
+    without = Buckets(
+        buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
+        buckets.visible_output, 0,
+    )
+    reasoning = total - model_price.calc_price(genai_usage(without))["total_price"] if buckets.reasoning else 0
+    return CallCost(total, Decimal(reasoning), source)
+
+
+def rates_from_model_price(model_price: Any, source: str) -> Rates:
+    keys = {k for k, v in model_price.__dict__.items() if v is not None and not k.startswith("_")}
+    if not keys <= _FAST_PATH_KEYS:
+        return Rates({}, Decimal(0), source, exact_fallback=model_price)
+    per_bucket = {}
+    for bucket, candidates in _BUCKET_PRICE_KEYS.items():
+        per_bucket[bucket] = next((getattr(model_price, k) for k in candidates if k in keys), None)
+    requests = getattr(model_price, "requests_kcount", None) if "requests_kcount" in keys else None
+    return Rates(per_bucket, (requests or Decimal(0)) / 1000, source)
+
+
+# --- the user's price file ------------------------------------------------------------------------
+
+
+class PriceOverride(BaseModel):
+    """One `[[price]]` table of unitcost.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str  # exact name or a glob such as "llama-3*"; compared case-insensitively
+    provider: str | None = None  # None matches any provider
+    since: date | None = None  # for price history: the newest entry whose `since` has passed wins
+    input_mtok: Decimal | None = None
+    output_mtok: Decimal | None = None
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    cache_write_1h_mtok: Decimal | None = None
+    reasoning_mtok: Decimal | None = None
+    per_request: Decimal | None = None  # a fixed fee per call, USD
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _floats_as_text(cls, value: Any) -> Any:
+        # TOML floats are binary; read them through their repr so 0.15 stays 0.15.
+        return repr(value) if isinstance(value, float) else value
+
+    def matches(self, provider: str, model: str, when: datetime) -> bool:
+        if self.provider is not None and self.provider.lower() != provider.lower():
+            return False
+        if self.since is not None and when.date() < self.since:
+            return False
+        return fnmatch.fnmatchcase(model.lower(), self.model.lower())
+
+    def rates(self) -> Rates:
+        if self.input_mtok is None and self.output_mtok is None and self.per_request is None:
+            raise ValueError(f"price for {self.model!r} sets no input_mtok, output_mtok or per_request")
+        inp, out = self.input_mtok, self.output_mtok
+        cache_write = self.cache_write_mtok if self.cache_write_mtok is not None else inp
+        per_bucket = {
+            "uncached_input": inp,
+            "cache_read": self.cache_read_mtok if self.cache_read_mtok is not None else inp,
+            "cache_write": cache_write,
+            "cache_write_1h": self.cache_write_1h_mtok if self.cache_write_1h_mtok is not None else cache_write,
+            "visible_output": out,
+            "reasoning": self.reasoning_mtok if self.reasoning_mtok is not None else out,
+        }
+        return Rates(per_bucket, self.per_request or Decimal(0), "override")
+
+
+def load_price_file(path: Path) -> list[PriceOverride]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read price file {path}: {exc}") from exc
+    entries = data.get("price", [])
+    if not isinstance(entries, list):
+        raise ConfigurationError(f"{path}: [[price]] must be an array of tables")
+    try:
+        overrides = [PriceOverride.model_validate(entry) for entry in entries]
+        for override in overrides:
+            override.rates()
+    except (ValidationError, ValueError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+    # Newest `since` first, so history resolves to the entry in force at the call's time.
+    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True)
+
+
+def find_price_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The price file in force: the explicit path, else $UNITCOST_PRICES, else ./unitcost.toml."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("UNITCOST_PRICES")
+    if env:
+        return Path(env)
+    local = Path.cwd() / PRICE_FILE_NAME
+    return local if local.is_file() else None
+
+
+# --- the price book -------------------------------------------------------------------------------
+
+
+class PriceBook:
+    """Prices calls, resolving each distinct (provider, model, context, period) once."""
+
+    def __init__(self, overrides: list[PriceOverride] | None = None) -> None:
+        self._overrides = overrides or []
+        self._models: dict[tuple[str, str], Any] = {}  # (provider, model) -> genai ModelInfo | None
+        self._rates: dict[tuple[Any, ...], Rates | None] = {}
+
+    @classmethod
+    def from_price_file(cls, path: str | os.PathLike[str] | None = None) -> PriceBook:
+        found = find_price_file(path)
+        if found is None:
+            return cls()
+        if not found.is_file():
+            raise ConfigurationError(f"price file {found} does not exist")
+        return cls(load_price_file(found))
+
+    def rates(self, provider: str, model: str, when: datetime, service_tier: str | None = None) -> Rates | None:
+        """The rates in force for this call, or None when the model is unknown (unpriced)."""
+        for override in self._overrides:
+            if override.matches(provider, model, when):
+                return override.rates()
+        info = self._model_info(provider, model)
+        if info is None:
+            return None
+        tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
+        key = (id(info), tier, _price_period(info, when))
+        cached = self._rates.get(key)
+        if cached is None:
+            model_price = info.get_prices(when, {"service_tier": tier} if tier else None)
+            cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
+        return cached
+
+    def cost(
+        self, provider: str, model: str, when: datetime, buckets: Buckets, service_tier: str | None = None
+    ) -> CallCost | None:
+        rates = self.rates(provider, model, when, service_tier)
+        return None if rates is None else rates.cost(buckets)
+
+    def _model_info(self, provider: str, model: str) -> Any:
+        key = (provider, model)
+        if key not in self._models:
+            from genai_prices.data_snapshot import get_snapshot
+
+            try:
+                self._models[key] = get_snapshot().find_provider_model(model, None, provider or None, None)[1]
+            except LookupError:
+                self._models[key] = None
+        return self._models[key]
+
+
+def _price_period(info: Any, when: datetime) -> tuple[int, ...]:
+    """The span of time over which this model's price cannot change.
+
+    genai-prices changes prices by start date, and for a few models by time of day (off-peak
+    rates), so a day is the period unless the model has a time-of-day rule, then a minute.
+    """
+    by_time_of_day = any(
+        type(getattr(p, "constraint", None)).__name__ == "TimeOfDateConstraint"
+        for p in (info.prices if isinstance(info.prices, list) else ())
+    )
+    if by_time_of_day:
+        return (when.year, when.month, when.day, when.hour, when.minute)
+    return (when.year, when.month, when.day)
+
+
+def utc_from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

@@ -1,0 +1,151 @@
+"""The local store: one SQLite file, its schema as named migrations, and how it is opened.
+
+Tables (tokens in non-overlapping buckets, money in integer pico-dollars, times in Unix ns, UTC):
+
+- ``runs``: one row per execution of a task (a task span).
+- ``calls``: one row per LLM call, with the run it belongs to (NULL outside any task).
+- ``steps``: tool calls and ``step`` blocks.
+- ``outcomes``: every outcome ever recorded, inline or late; the latest per task wins at report time.
+
+A shipped migration is never edited: add a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from ._errors import StoreError
+
+migrations = Migrations("unitcost")
+
+
+@migrations(name="m001_initial")
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            parent_run_id TEXT,
+            kind TEXT NOT NULL,
+            key TEXT,
+            service TEXT,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            error_type TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX runs_started ON runs(started_ns);
+        CREATE INDEX runs_kind_key ON runs(kind, key);
+
+        CREATE TABLE calls (
+            span_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            run_id TEXT,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            model TEXT NOT NULL,
+            response_model TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_pico INTEGER,
+            reasoning_cost_pico INTEGER,
+            price_source TEXT,
+            estimated INTEGER NOT NULL DEFAULT 0,
+            streamed INTEGER NOT NULL DEFAULT 0,
+            incomplete INTEGER NOT NULL DEFAULT 0,
+            error_type TEXT,
+            service_tier TEXT
+        );
+        CREATE INDEX calls_run ON calls(run_id);
+        CREATE INDEX calls_started ON calls(started_ns);
+
+        CREATE TABLE steps (
+            span_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            run_id TEXT,
+            type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            cost_pico INTEGER,
+            error_type TEXT
+        );
+        CREATE INDEX steps_run ON steps(run_id);
+
+        CREATE TABLE outcomes (
+            id INTEGER PRIMARY KEY,
+            recorded_ns INTEGER NOT NULL,
+            run_id TEXT,
+            kind TEXT,
+            key TEXT,
+            label TEXT NOT NULL,
+            success INTEGER NOT NULL,
+            value_pico INTEGER,
+            source TEXT NOT NULL,
+            origin TEXT UNIQUE
+        );
+        CREATE INDEX outcomes_run ON outcomes(run_id);
+        CREATE INDEX outcomes_key ON outcomes(key);
+        """
+    )
+    # Buckets do not overlap: calls.input_tokens is UNCACHED input only and calls.output_tokens is
+    # visible output only (reasoning is apart). outcomes.origin is the span that carried an outcome,
+    # so replaying the same spans never adds an outcome twice.
+
+
+def default_db_path() -> Path:
+    """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
+    env = os.environ.get("UNITCOST_DB")
+    if env:
+        return Path(env).expanduser()
+    import click
+
+    return Path(click.get_app_dir("unitcost")) / "unitcost.db"
+
+
+_UNITCOST_TABLES = {"runs", "calls", "steps", "outcomes"}
+
+
+def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_utils.Database:
+    """Open (and create or migrate) a store. Raises StoreError with a clear message when it can't."""
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created readable by its owner only: the store says what the user's agents did.
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {path}: {exc.strerror or exc}") from exc
+    try:
+        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        tables = set(db.table_names())
+        if tables and not (tables & _UNITCOST_TABLES) and "_sqlite_migrations" not in tables:
+            conn.close()
+            raise StoreError(f"{path} is an SQLite database but not a unitcost store; refusing to touch it")
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(db):
+            migrations.apply(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a usable unitcost store: {exc}") from exc
+    return db

@@ -1,0 +1,115 @@
+"""The provider-neutral usage record, and its split into non-overlapping buckets.
+
+Adapters fill a `TokenUsage` in the OpenTelemetry meaning (``input_tokens`` is ALL input, cache reads
+and writes included; ``output_tokens`` is ALL output, reasoning included) because that is what goes on
+the span. The store needs buckets that do not overlap, so each token is priced exactly once:
+`Buckets.from_usage` derives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import _attributes as A
+
+# Anything above this is not a token count a provider sends; it is a corrupted field.
+_MAX_TOKENS = 10**12
+
+
+def clean_count(value: Any) -> int | None:
+    """A token count from a provider field, or None when the field is missing or unusable.
+
+    Provider SDKs and compatible servers send None, floats, strings and sometimes junk. A usable
+    count is a non-negative whole number below a sanity bound.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, float):
+        if value != value or not value.is_integer():  # NaN or fractional
+            return None
+        count = int(value)
+    elif isinstance(value, str):
+        try:
+            count = int(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if count < 0 or count > _MAX_TOKENS:
+        return None
+    return count
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Usage of one call, in the OpenTelemetry meaning (totals with their parts)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # all cache writes; the 1-hour part is also in cache_write_1h_tokens
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    def span_attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
+        if self.cache_read_tokens:
+            attrs[A.CACHE_READ_TOKENS] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            attrs[A.CACHE_WRITE_TOKENS] = self.cache_write_tokens
+        if self.cache_write_1h_tokens:
+            attrs[A.CACHE_WRITE_1H_TOKENS] = self.cache_write_1h_tokens
+        if self.reasoning_tokens:
+            attrs[A.REASONING_TOKENS] = self.reasoning_tokens
+        if self.estimated:
+            attrs[A.USAGE_ESTIMATED] = True
+        return attrs
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Non-overlapping token buckets: each token of a call is in exactly one of them."""
+
+    uncached_input: int = 0
+    cache_read: int = 0
+    cache_write: int = 0  # default-retention (5-minute) writes
+    cache_write_1h: int = 0
+    visible_output: int = 0
+    reasoning: int = 0
+
+    @property
+    def input_total(self) -> int:
+        return self.uncached_input + self.cache_read + self.cache_write + self.cache_write_1h
+
+    @property
+    def output_total(self) -> int:
+        return self.visible_output + self.reasoning
+
+    @classmethod
+    def from_span_attributes(cls, attrs: Any) -> Buckets:
+        """Split OpenTelemetry-meaning totals into buckets.
+
+        A part larger than its total (a server that reports cached tokens beyond prompt tokens) is
+        trusted over the total: the total is raised to the sum of the parts, never made negative.
+        """
+        get = attrs.get
+        cache_read = clean_count(get(A.CACHE_READ_TOKENS)) or 0
+        cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS))
+        if cache_write_all is None:
+            cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS_NEXT)) or 0
+        cache_write_1h = min(clean_count(get(A.CACHE_WRITE_1H_TOKENS)) or 0, cache_write_all)
+        input_all = clean_count(get(A.INPUT_TOKENS)) or 0
+        reasoning = clean_count(get(A.REASONING_TOKENS)) or 0
+        output_all = clean_count(get(A.OUTPUT_TOKENS)) or 0
+        return cls(
+            uncached_input=max(input_all - cache_read - cache_write_all, 0),
+            cache_read=cache_read,
+            cache_write=cache_write_all - cache_write_1h,
+            cache_write_1h=cache_write_1h,
+            visible_output=max(output_all - reasoning, 0),
+            reasoning=reasoning,
+        )

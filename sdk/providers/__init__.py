@@ -1,0 +1,1 @@
+"""Thin adapters from each provider SDK's objects onto unitcost's LLM call lifecycle."""
