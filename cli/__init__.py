@@ -1,0 +1,1 @@
+"""The ``unitcost`` command: thin click commands over the library's report functions."""

@@ -1,0 +1,170 @@
+"""Turning report rows into what a person reads (rich tables) or a program reads (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from unitcost._inspect import Node, RunDetail
+from unitcost._reports import row_for_json
+
+NO_TASK = "(no task)"
+
+
+def usd(value: Decimal | None, *, marked: bool = False) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        text = "$0"
+    elif abs(value) < Decimal("0.01"):
+        text = f"${value:.6f}"
+    else:
+        text = f"${value:,.4f}"
+    return text + ("*" if marked else "")
+
+
+def _per(total: int, tasks: int) -> str:
+    return "-" if not tasks else f"{total / tasks:,.1f}"
+
+
+def _group_label(row: dict[str, Any]) -> list[str]:
+    group = row["group"]
+    if all(v is None for v in group.values()) and row["runs"] == 0:
+        return [NO_TASK] + [""] * (len(group) - 1)
+    return ["(none)" if v is None else str(v) for v in group.values()]
+
+
+def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
+    if not rows:
+        console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
+        return
+    table = Table(title="Cost per task and per successful task", title_justify="left")
+    for name in rows[0]["group"]:
+        table.add_column(name)
+    for title in ("tasks", "succeeded", "success rate", "total cost", "cost / task", "cost / success",
+                  "input tok / task", "cached tok / task", "output tok / task", "reasoning tok / task",
+                  "LLM calls / task", "tool calls / task", "steps / task", "reasoning share"):
+        table.add_column(title, justify="right")
+    unpriced = sum(r["unpriced_calls"] for r in rows)
+    estimated = sum(r["estimated_calls"] for r in rows)
+    for row in rows:
+        marked = row["unpriced_calls"] > 0
+        tasks = row["tasks"]
+        rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
+        share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
+        table.add_row(
+            *_group_label(row),
+            str(tasks) if row["runs"] else "-",
+            str(row["succeeded"]),
+            rate,
+            usd(row["cost_usd"], marked=marked) + ("~" if row["estimated_calls"] else ""),
+            usd(row["cost_per_task_usd"], marked=marked),
+            usd(row["cost_per_success_usd"], marked=marked),
+            _per(row["input_tokens"], tasks),
+            _per(row["cache_read_tokens"] + row["cache_write_tokens"], tasks),
+            _per(row["output_tokens"], tasks),
+            _per(row["reasoning_tokens"], tasks),
+            _per(row["llm_calls"], tasks) if tasks else str(row["llm_calls"]),
+            _per(row["tool_calls"], tasks),
+            _per(row["steps"], tasks),
+            share,
+        )
+    console.print(table)
+    if unpriced:
+        console.print(
+            f"* {unpriced} LLM call(s) are unpriced (unknown model or no usage reported): costs marked * "
+            "leave them out. Add their prices to unitcost.toml (see README)."
+        )
+    if estimated:
+        console.print(f"~ {estimated} LLM call(s) have estimated token counts (the provider reported none).")
+
+
+def report_json(rows: Sequence[dict[str, Any]]) -> str:
+    return json.dumps([row_for_json(r) for r in rows], indent=2)
+
+
+def report_csv(rows: Sequence[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if not rows:
+        return ""
+    flat = [row_for_json(r) for r in rows]
+    group_names = list(flat[0]["group"])
+    fields = group_names + [k for k in flat[0] if k != "group"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in flat:
+        writer.writerow({**row.pop("group"), **row})
+    return out.getvalue()
+
+
+def when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def tasks_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
+    if not rows:
+        console.print("No runs recorded yet.")
+        return
+    table = Table(title="Recent runs (newest first)", title_justify="left")
+    for title, justify in (("task id", "left"), ("kind", "left"), ("key", "left"), ("started (UTC)", "left"),
+                           ("duration", "right"), ("LLM calls", "right"), ("cost", "right"), ("outcome", "left")):
+        table.add_column(title, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        outcome = r["outcome"] or ("error" if r["error"] else "-")
+        table.add_row(
+            r["task_id"], r["kind"], r["key"] or "", when(r["started_ns"]), f"{r['duration_s']:.2f}s",
+            str(r["llm_calls"]), usd(r["cost_usd"], marked=r["unpriced_calls"] > 0), outcome,
+        )
+    console.print(table)
+
+
+def _node_label(node: Node) -> str:
+    seconds = (node.ended_ns - node.started_ns) / 1e9
+    parts = [f"[bold]{node.type}[/bold] {node.name}", usd(node.cost_usd, marked=node.total("unpriced") > 0)]
+    inp, out = node.total("input_tokens"), node.total("output_tokens")
+    if inp or out:
+        tokens = f"{inp:,} in / {out:,} out"
+        cached, reasoning = node.total("cache_read_tokens"), node.total("reasoning_tokens")
+        extras = [f"{cached:,} cached" if cached else "", f"{reasoning:,} reasoning" if reasoning else ""]
+        extras = [e for e in extras if e]
+        parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
+    if node.total("estimated"):
+        parts.append("~estimated")
+    parts.append(f"{seconds:.2f}s")
+    if node.error:
+        parts.append(f"[red]error: {node.error}[/red]")
+    return "  ".join(parts)
+
+
+def run_tree(detail: RunDetail, console: Console) -> None:
+    head = f"{detail.kind}" + (f" key={detail.key}" if detail.key else "") + f"  task id {detail.run_id}"
+    if len(detail.runs_of_task) > 1:
+        head += f"  (run {detail.runs_of_task.index(detail.run_id) + 1} of {len(detail.runs_of_task)} of this task)"
+    console.print(head)
+    if detail.attributes:
+        console.print("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(detail.attributes.items())))
+    tree = Tree(_node_label(detail.tree))
+
+    def add(parent: Tree, node: Node) -> None:
+        for child in node.children:
+            add(parent.add(_node_label(child)), child)
+
+    add(tree, detail.tree)
+    console.print(tree)
+    if detail.outcome_history:
+        console.print("outcomes (latest wins):")
+        for o in detail.outcome_history:
+            value = f"  value {usd(Decimal(o.value_pico) / 10**12)}" if o.value_pico is not None else ""
+            flag = "success" if o.success else "failure"
+            console.print(f"  {when(o.recorded_ns)}  {o.label} ({flag}){value}  [{o.source}]")
+    else:
+        console.print("outcome: none recorded")
