@@ -43,42 +43,66 @@ def _group_label(row: dict[str, Any]) -> list[str]:
     return ["(none)" if v is None else str(v) for v in group.values()]
 
 
+def _table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in rows[0]["group"]:
+        table.add_column(name)
+    for column in columns:
+        table.add_column(column, justify="right")
+    return table
+
+
 def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
+    """Two tables: what tasks cost and achieved, then the tokens behind it, per task."""
     if not rows:
         console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
         return
-    table = Table(title="Cost per task and per successful task", title_justify="left")
-    for name in rows[0]["group"]:
-        table.add_column(name)
-    for title in ("tasks", "succeeded", "success rate", "total cost", "cost / task", "cost / success",
-                  "input tok / task", "cached tok / task", "output tok / task", "reasoning tok / task",
-                  "LLM calls / task", "tool calls / task", "steps / task", "reasoning share"):
-        table.add_column(title, justify="right")
-    unpriced = sum(r["unpriced_calls"] for r in rows)
-    estimated = sum(r["estimated_calls"] for r in rows)
+    money = _table(
+        "Cost per task and per successful task", rows,
+        ("tasks", "runs", "ok", "success", "total cost", "cost/task", "cost/success",
+         "LLM/task", "tools/task", "steps/task", "reasoning"),
+    )
+    tokens = _table(
+        "Tokens per task", rows, ("input", "cache read", "cache write", "output", "reasoning", "LLM calls")
+    )
     for row in rows:
         marked = row["unpriced_calls"] > 0
         tasks = row["tasks"]
+        label = _group_label(row)
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
-        table.add_row(
-            *_group_label(row),
+        money.add_row(
+            *label,
             str(tasks) if row["runs"] else "-",
+            str(row["runs"]) if row["runs"] else "-",
             str(row["succeeded"]),
             rate,
             usd(row["cost_usd"], marked=marked) + ("~" if row["estimated_calls"] else ""),
             usd(row["cost_per_task_usd"], marked=marked),
             usd(row["cost_per_success_usd"], marked=marked),
-            _per(row["input_tokens"], tasks),
-            _per(row["cache_read_tokens"] + row["cache_write_tokens"], tasks),
-            _per(row["output_tokens"], tasks),
-            _per(row["reasoning_tokens"], tasks),
             _per(row["llm_calls"], tasks) if tasks else str(row["llm_calls"]),
             _per(row["tool_calls"], tasks),
             _per(row["steps"], tasks),
             share,
         )
-    console.print(table)
+        tokens.add_row(
+            *label,
+            _per(row["input_tokens"], tasks) if tasks else f"{row['input_tokens']:,}",
+            _per(row["cache_read_tokens"], tasks) if tasks else f"{row['cache_read_tokens']:,}",
+            _per(row["cache_write_tokens"], tasks) if tasks else f"{row['cache_write_tokens']:,}",
+            _per(row["output_tokens"], tasks) if tasks else f"{row['output_tokens']:,}",
+            _per(row["reasoning_tokens"], tasks) if tasks else f"{row['reasoning_tokens']:,}",
+            str(row["llm_calls"]),
+        )
+    console.print(money)
+    console.print(tokens)
+    console.print(
+        "ok = tasks whose latest outcome is a success; success = ok / (ok + failed), tasks without an "
+        "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
+        "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task."
+    )
+    unpriced = sum(r["unpriced_calls"] for r in rows)
+    estimated = sum(r["estimated_calls"] for r in rows)
     if unpriced:
         console.print(
             f"* {unpriced} LLM call(s) are unpriced (unknown model or no usage reported): costs marked * "
