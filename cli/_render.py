@@ -13,7 +13,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
-
 from unitcost._inspect import Node, RunDetail
 from unitcost._reports import row_for_json
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-
 from unitcost._errors import StoreError
 from unitcost._inspect import add_outcome, recent_runs, show_run
 from unitcost._reports import ReportError, report
@@ -187,7 +186,7 @@ def demo_command(db_path: Path) -> None:
     try:
         from unitcost.demo import run_demo
     except ImportError as exc:
-        raise click.ClickException(f"the demo needs the openai package: pip install 'unitcost[openai]' ({exc})")
+        raise click.ClickException(f"the demo needs openai: pip install 'unitcost[openai]' ({exc})") from exc
     run_demo(db_path)
     db = open_store(db_path, create=False)
     try:

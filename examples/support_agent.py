@@ -14,9 +14,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from openai import OpenAI
-
 import unitcost
+from openai import OpenAI
 from unitcost.demo.server import FakeOpenAIServer
 
 unitcost.configure(service_name="support-bot", db=os.environ.get("UNITCOST_DB", "support-agent.db"))
@@ -39,11 +38,16 @@ def search_kb(query: str) -> list[str]:
 
 
 def make_handler(client: OpenAI):
-    @unitcost.task("support_ticket", key=lambda ticket: ticket.id, attributes=lambda ticket: {"customer": ticket.customer})
+    @unitcost.task(
+        "support_ticket", key=lambda ticket: ticket.id, attributes=lambda ticket: {"customer": ticket.customer}
+    )
     def handle(ticket: Ticket) -> str:
         plan = client.chat.completions.create(
             model="gpt-4o-mini",
-            messages=[{"role": "system", "content": SYSTEM + "\nstep: classify"}, {"role": "user", "content": ticket.text}],
+            messages=[
+                {"role": "system", "content": SYSTEM + "\nstep: classify"},
+                {"role": "user", "content": ticket.text},
+            ],
         )
         category = (plan.choices[0].message.content or "").removeprefix("category: ")
         search_kb(ticket.text)
@@ -53,7 +57,10 @@ def make_handler(client: OpenAI):
         with unitcost.step("draft"):
             reply = client.chat.completions.create(
                 model="o4-mini",
-                messages=[{"role": "system", "content": SYSTEM + "\nstep: draft"}, {"role": "user", "content": ticket.text}],
+                messages=[
+                    {"role": "system", "content": SYSTEM + "\nstep: draft"},
+                    {"role": "user", "content": ticket.text},
+                ],
             )
         unitcost.outcome("resolved", value=12.0)  # resolving without a human saves about $12
         return reply.choices[0].message.content or ""

@@ -101,7 +101,8 @@ class StoreSpanExporter(SpanExporter):
                 conn = self._db.conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for sql, batch in zip((_INSERT_RUN, _INSERT_CALL, _INSERT_STEP, _INSERT_OUTCOME), rows):
+                    statements = (_INSERT_RUN, _INSERT_CALL, _INSERT_STEP, _INSERT_OUTCOME)
+                    for sql, batch in zip(statements, rows, strict=True):
                         if batch:
                             conn.executemany(sql, batch)
                     conn.execute("COMMIT")
@@ -197,12 +198,14 @@ class StoreSpanExporter(SpanExporter):
         if label is None:
             return None
         value = attrs.get(A.OUTCOME_VALUE)
+        run_id: Any
         if source == "inline":
             run_id, kind, key = _hex_span(span.context.span_id), attrs.get(A.TASK_KIND), attrs.get(A.TASK_KEY)
         else:
             run_id, kind, key = attrs.get(A.OUTCOME_TASK_ID), attrs.get(A.OUTCOME_KIND), attrs.get(A.OUTCOME_KEY)
+        recorded: Any = attrs.get(A.OUTCOME_TIME) or span.end_time or 0
         return (
-            int(attrs.get(A.OUTCOME_TIME) or span.end_time or 0), run_id, kind, key, str(label),
+            int(recorded), run_id, kind, key, str(label),
             int(bool(attrs.get(A.OUTCOME_SUCCESS))), None if value is None else to_pico(parse_usd(value)),
             source, _hex_span(span.context.span_id),
         )

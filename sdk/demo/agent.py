@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openai import OpenAI
-
 import unitcost
+from openai import OpenAI
 
 SYSTEM_PROMPT = "You are the support assistant of Acme Cloud. " + "Policy text. " * 300
 
@@ -60,7 +59,8 @@ class Agent:
             response = self.client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
             return response.choices[0].message.content or ""
         parts = []
-        for chunk in self.client.chat.completions.create(model=model, messages=messages, stream=True):  # type: ignore[arg-type]
+        chunks = self.client.chat.completions.create(model=model, messages=messages, stream=True)  # type: ignore[arg-type]
+        for chunk in chunks:
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
         return "".join(parts)
