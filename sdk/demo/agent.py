@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import unitcost
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 SYSTEM_PROMPT = "You are the support assistant of Acme Cloud. " + "Policy text. " * 300
 
@@ -51,15 +52,15 @@ class Agent:
         return [f"kb-article-{len(ticket.text) % 7}"]
 
     def ask(self, step: str, model: str, ticket: Ticket, stream: bool = False) -> str:
-        messages = [
+        messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": f"{SYSTEM_PROMPT}\nstep: {step}"},
             {"role": "user", "content": ticket.text},
         ]
         if not stream:
-            response = self.client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+            response = self.client.chat.completions.create(model=model, messages=messages)
             return response.choices[0].message.content or ""
         parts = []
-        chunks = self.client.chat.completions.create(model=model, messages=messages, stream=True)  # type: ignore[arg-type]
+        chunks = self.client.chat.completions.create(model=model, messages=messages, stream=True)
         for chunk in chunks:
             if chunk.choices and chunk.choices[0].delta.content:
                 parts.append(chunk.choices[0].delta.content)
