@@ -1,35 +1,22 @@
-"""`configure()`: where spans go, and the one tracer unitcost creates its spans with.
+"""`configure()`, `flush()` and `shutdown()`: the settings in force and the pipeline they built.
 
-If the application already set an SDK TracerProvider, unitcost adds its processors to it instead of
-replacing it, and keeps the application's sampler for what the application exports. The store must
-still see every call (a 10% sampler must not make costs 10x too low), so unitcost's own spans are
-started with a sampler that turns the application's "drop" into "record only": recorded spans reach
-every processor, the application's exporters skip them because they are not sampled, and the store
-processor keeps them.
+The OpenTelemetry SDK, the store and the price data are imported only when a pipeline is built, so
+`import unitcost` stays light (see `unitcost._pipeline` for how spans reach the store).
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError, StoreError, internal_error
-from ._pricing import PriceBook
-from ._store import default_db_path, open_store
-from .version import __version__
 
-logger = logging.getLogger("unitcost")
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -40,58 +27,9 @@ class Settings:
     openai_include_usage: bool
 
 
-class _RecordEverything(Sampler):
-    """Keeps the wrapped sampler's decision, except that "drop" becomes "record only"."""
-
-    def __init__(self, inner: Sampler) -> None:
-        self._inner = inner
-
-    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
-        result = self._inner.should_sample(parent_context, trace_id, name, *args, **kwargs)
-        if result.decision is Decision.DROP:
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
-        return result
-
-    def get_description(self) -> str:
-        return f"unitcost.RecordEverything({self._inner.get_description()})"
-
-
-class Pipeline:
-    """What one `configure()` call set up: the tracer, the processors it added, and the price book."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        provider: TracerProvider,
-        owns_provider: bool,
-        processors: list[SpanProcessor],
-        prices: PriceBook,
-    ):
-        self.settings = settings
-        self.provider = provider
-        self.owns_provider = owns_provider
-        self.processors = processors
-        self.prices = prices
-        tracer: Any = provider.get_tracer("unitcost", __version__)
-        # Our spans only: the application's own tracers keep the application's sampler untouched.
-        tracer.sampler = _RecordEverything(provider.sampler)
-        self.tracer = tracer
-
-    def flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(p.force_flush(timeout_millis) for p in self.processors)
-
-    def shutdown(self) -> None:
-        for processor in self.processors:
-            processor.shutdown()
-        if not self.owns_provider:
-            # SDK providers cannot remove a processor; a shut-down one ignores further spans.
-            return
-
-
 _lock = threading.RLock()
 _pipeline: Pipeline | None = None
 _atexit_registered = False
-_own_provider: TracerProvider | None = None
 
 
 def configure(
@@ -122,6 +60,10 @@ def configure(
         unitcost.configure(service_name="support-bot")
     """
     global _pipeline, _atexit_registered
+    from ._pipeline import build_pipeline
+    from ._pricing import PriceBook
+    from ._store import default_db_path, open_store
+
     with _lock:
         prices = PriceBook.from_price_file(price_file)
         db_path = Path(db).expanduser() if db is not None else default_db_path()
@@ -138,53 +80,10 @@ def configure(
         )
         if _pipeline is not None:
             _pipeline.shutdown()
-        _pipeline = _build_pipeline(settings, prices)
+        _pipeline = build_pipeline(settings, prices)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
-
-
-def _build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
-    from .exporters.store import StoreSpanProcessor
-
-    global _own_provider
-    existing = trace.get_tracer_provider()
-    owns = existing is _own_provider or not isinstance(existing, TracerProvider)
-    if existing is _own_provider and _own_provider is not None:
-        provider = _own_provider  # OpenTelemetry sets the global provider once: reuse ours
-    elif owns:
-        provider = _own_provider = TracerProvider(
-            resource=Resource.create({SERVICE_NAME: settings.service_name})
-        )
-        trace.set_tracer_provider(provider)
-        if trace.get_tracer_provider() is not provider:  # someone else's non-SDK provider is global
-            logger.info("unitcost: a non-SDK TracerProvider is global; unitcost keeps its own")
-    else:
-        provider = existing  # type: ignore[assignment]
-    processors: list[SpanProcessor] = []
-    if settings.db_path is not None:
-        processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
-    endpoint = settings.otlp_endpoint
-    if endpoint is None and owns:
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        )
-    if endpoint:
-        processors.append(BatchSpanProcessor(_otlp_exporter(endpoint, explicit=settings.otlp_endpoint)))
-    for processor in processors:
-        provider.add_span_processor(processor)
-    return Pipeline(settings, provider, owns, processors, prices)
-
-
-def _otlp_exporter(endpoint: str, explicit: str | None) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    if explicit is None:
-        return OTLPSpanExporter()  # reads the OTEL_EXPORTER_OTLP_* variables itself
-    url = explicit.rstrip("/")
-    if not url.endswith("/v1/traces"):
-        url += "/v1/traces"
-    return OTLPSpanExporter(endpoint=url)
 
 
 def pipeline() -> Pipeline:

@@ -12,8 +12,6 @@ import sys
 import threading
 from typing import Any
 
-import wrapt
-
 from ._errors import internal_error
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light)
@@ -34,6 +32,8 @@ def instrument() -> None:
             if module_name in sys.modules:
                 _patch(module_name)
             elif module_name not in _hooks_registered:
+                import wrapt  # imported here: wrapt pulls in asyncio, too slow for `import unitcost`
+
                 _hooks_registered.add(module_name)
                 wrapt.register_post_import_hook(_on_import, module_name)
 
@@ -59,6 +59,8 @@ def _on_import(module: Any) -> None:
 
 
 def _patch(module_name: str) -> None:
+    import wrapt
+
     try:
         adapter = importlib.import_module(_ADAPTERS[module_name])
         for target_module, path, is_async in adapter._PATCHES:
