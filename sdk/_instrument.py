@@ -14,7 +14,8 @@ from typing import Any
 
 from ._errors import internal_error
 
-# provider module name -> adapter module (imported lazily, so `import unitcost` stays light)
+# provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
+# An adapter module exposes PATCHES: (module, "Class.method", wrapt wrapper) for each method.
 _ADAPTERS = {"openai": "unitcost.providers.openai"}
 
 _lock = threading.RLock()
@@ -63,7 +64,7 @@ def _patch(module_name: str) -> None:
 
     try:
         adapter = importlib.import_module(_ADAPTERS[module_name])
-        for target_module, path, is_async in adapter._PATCHES:
+        for target_module, path, wrapper in adapter.PATCHES:
             module = importlib.import_module(target_module)
             class_name, attribute = path.split(".")
             owner = getattr(module, class_name)
@@ -71,6 +72,6 @@ def _patch(module_name: str) -> None:
                 continue  # already patched: instrument() is idempotent
             original = owner.__dict__[attribute]
             _originals[(owner, attribute)] = original
-            setattr(owner, attribute, wrapt.FunctionWrapper(original, adapter.WRAPPERS[is_async]))
+            setattr(owner, attribute, wrapt.FunctionWrapper(original, wrapper))
     except Exception as exc:  # noqa: BLE001 - an SDK we cannot patch must not break the import
         internal_error(f"instrumenting {module_name}", exc)

@@ -12,11 +12,6 @@ from .._estimate import estimate_usage, messages_chars
 from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, run_call, run_call_async
 from .._usage import TokenUsage, clean_count
 
-MODULE = "openai"
-_PATCHES = (
-    ("openai.resources.chat.completions.completions", "Completions.create", False),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", True),
-)
 
 # Hosts of OpenAI-compatible services, named as gen_ai.provider.name and genai-prices know them.
 _HOSTS = {
@@ -174,4 +169,9 @@ async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
     )
 
 
-WRAPPERS = {False: wrap_create, True: wrap_create_async}
+# What `unitcost.instrument()` patches: (module, "Class.method", wrapper). wrapt wrappers receive
+# (wrapped, instance, args, kwargs).
+PATCHES = (
+    ("openai.resources.chat.completions.completions", "Completions.create", wrap_create),
+    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", wrap_create_async),
+)
