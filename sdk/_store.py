@@ -145,7 +145,16 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         if migrations.pending(db):
-            migrations.apply(db)
+            # Several processes may open a new store at once: BEGIN IMMEDIATE makes them take turns
+            # (the busy timeout waits), and each re-checks what is pending once it holds the lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(db)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a usable unitcost store: {exc}") from exc
     return db
