@@ -11,7 +11,8 @@ import sqlite_utils
 
 from ._money import from_pico, parse_usd, to_pico
 from ._outcomes import Outcome
-from ._reports import OutcomeRow, ReportError, Store, task_identity
+from ._reports import ReportError
+from ._tasks import OutcomeRow, Store, task_identity
 
 
 def recent_runs(db: sqlite_utils.Database, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:

@@ -1,155 +1,109 @@
-"""Reports over the store: cost per task and per successful task, grouped as the user asks.
+"""Reports over the store: what tasks cost, what one success costs, and where the money went.
 
 Words (as in the README): a *run* is one execution of a task; runs of one kind with the same *key*
-are one *task*; the latest *outcome* recorded for a task wins; *cost per success* is the cost of all
-tasks in a group divided by the successes; *success rate* is succeeded / (succeeded + failed).
+are one *task*; the latest *outcome* of a task wins; *cost per success* is the cost of all tasks in a
+group divided by its successes; *success rate* is succeeded / (succeeded + failed).
 
-Heavy lifting (summing a million calls) is done by SQLite; the joins that need the task and outcome
-rules are done here, over one row per run.
+SQLite sums the calls (a million of them) per run and model; the task, outcome and grouping rules
+run here over one row per run, in integers (pico-dollars), turned into Decimal at the end.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlite_utils
 
-from ._money import from_pico, usd_for_json
+from ._money import from_pico, to_pico, usd_for_json
+from ._tasks import Store, Task
+
+__all__ = ["GROUP_FIELDS", "EVERY", "ReportError", "report", "row_for_json"]
 
 GROUP_FIELDS = ("kind", "model", "provider", "outcome")
-_CALL_SUMS = (
+EVERY = ("day", "week", "month")
+PERCENTILES = (50, 90, 95, 99)
+
+# Per (run, provider, model) sums, in this order.
+_SUMS = (
     "llm_calls", "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible",
-    "reasoning", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls",
+    "reasoning", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent",
+    "resent_uncached", "sdk_retries",
 )
-
-
-_ZERO_SUMS = (0,) * len(_CALL_SUMS)
+_N = len(_SUMS)
+_I = {name: i for i, name in enumerate(_SUMS)}
+_ZERO = (0,) * _N
 
 
 class ReportError(ValueError):
     """A report was asked for with options that cannot be met (the message says which)."""
 
 
-@dataclass(slots=True)
-class OutcomeRow:
-    recorded_ns: int
-    label: str
-    success: bool
-    value_pico: int | None
-    source: str
-    run_id: str | None
-    kind: str | None
-    key: str | None
-
-
-@dataclass(slots=True)
-class Task:
-    """All runs of one task (one key of one kind, or a single run without a key)."""
-
-    kind: str
-    key: str | None
-    run_ids: list[str] = field(default_factory=list)
-    started_ns: int = 0
-    attributes: dict[str, Any] = field(default_factory=dict)
-    outcome: OutcomeRow | None = None
-
-
-def _sum_columns() -> str:
-    return (
-        "COUNT(*), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-        "SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), SUM(cost_pico), "
-        "SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated)"
-    )
-
-
-def task_identity(kind: str, key: str | None, run_id: str) -> tuple[str, str]:
-    return (kind, key) if key is not None else ("", run_id)
-
-
-class Store:
-    """Read access to a store, with the task and outcome rules applied."""
-
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
-
-    # -- tasks and their outcomes ----------------------------------------------------------------
-    def tasks(self) -> dict[tuple[str, str], Task]:
-        tasks: dict[tuple[str, str], Task] = {}
-        self.run_task: dict[str, tuple[str, str]] = {}
-        rows = self.db.execute("SELECT run_id, kind, key, started_ns, attributes FROM runs ORDER BY started_ns")
-        for run_id, kind, key, started, attrs in rows:
-            ident = task_identity(kind, key, run_id)
-            task = tasks.get(ident)
-            if task is None:
-                task = tasks[ident] = Task(kind, key, started_ns=started)
-            task.run_ids.append(run_id)
-            if attrs and attrs != "{}":
-                task.attributes.update(json.loads(attrs))  # later runs win
-            self.run_task[run_id] = ident
-        self._apply_outcomes(tasks)
-        return tasks
-
-    def outcomes(self) -> list[OutcomeRow]:
-        rows = self.db.execute(
-            "SELECT recorded_ns, label, success, value_pico, source, run_id, kind, key FROM outcomes "
-            "ORDER BY recorded_ns, id"
+def _calls_sql(has_retries: bool) -> str:
+    # Context re-send (an estimate, no message content needed): the part of a call's input that the
+    # previous call of the same run already had as input or produced as output.
+    total_in = "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens"
+    retries = "retries" if has_retries else "0"
+    return f"""
+        WITH c AS (
+            SELECT *, {total_in} AS all_in, {retries} AS sdk_retries,
+                CASE WHEN run_id IS NULL THEN 0 ELSE MIN({total_in}, COALESCE(LAG(
+                    {total_in} + output_tokens + reasoning_tokens
+                ) OVER (PARTITION BY run_id ORDER BY started_ns), 0)) END AS resent
+            FROM calls
         )
-        return [OutcomeRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
-
-    def outcome_targets(self, outcome: OutcomeRow, tasks: dict[tuple[str, str], Task]) -> list[tuple[str, str]]:
-        """The tasks an outcome row speaks of: by run id (any run of the task), else by kind and key."""
-        if outcome.run_id is not None:
-            ident = self.run_task.get(outcome.run_id)
-            return [ident] if ident is not None else []
-        if outcome.key is None:
-            return []
-        if outcome.kind is not None:
-            ident = (outcome.kind, outcome.key)
-            return [ident] if ident in tasks else []
-        return [i for i, t in tasks.items() if t.key == outcome.key]
-
-    def _apply_outcomes(self, tasks: dict[tuple[str, str], Task]) -> None:
-        for outcome in self.outcomes():  # oldest first, so the latest ends up winning
-            for ident in self.outcome_targets(outcome, tasks):
-                tasks[ident].outcome = outcome
-
-    # -- call aggregates ---------------------------------------------------------------------------
-    def call_sums(self, by_model: str | None = None) -> dict[Any, list[int]]:
-        """Per run (and per model or provider when asked): the sums in _CALL_SUMS order.
-
-        Calls outside any task are keyed by run id None.
-        """
-        extra = f", {by_model}" if by_model else ""
-        sql = f"SELECT run_id{extra}, {_sum_columns()} FROM calls GROUP BY run_id{extra}"
-        result: dict[Any, list[int]] = {}
-        for row in self.db.execute(sql):
-            key = (row[0], row[1]) if by_model else row[0]
-            result[key] = [v or 0 for v in row[2 if by_model else 1 :]]
-        return result
-
-    def step_sums(self) -> dict[str | None, tuple[int, int, int]]:
-        """Per run: (tool calls, step blocks, tool cost in pico-dollars)."""
-        rows = self.db.execute(
-            "SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), SUM(COALESCE(cost_pico, 0)) "
-            "FROM steps GROUP BY run_id"
-        )
-        return {r[0]: (r[1] or 0, r[2] or 0, r[3] or 0) for r in rows}
+        SELECT run_id, provider, model, COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
+            SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+            SUM(cost_pico), SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated), SUM(resent),
+            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries)
+        FROM c {{where}} GROUP BY run_id, provider, model
+    """
 
 
-# --- the report --------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Facts:
+    """What one task did: call sums per (provider, model), and its tools."""
+
+    task: Task
+    slices: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    tool_calls: int = 0
+    step_blocks: int = 0
+    tool_cost_pico: int = 0
 
 
-def parse_by(by: str | Sequence[str], known_attributes: Iterable[str]) -> list[tuple[str, str]]:
-    """`--by` names -> [(name as given, field)] where field is a GROUP_FIELDS name or 'attr:NAME'."""
-    names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
-    if not names:
-        raise ReportError("--by needs at least one name")
-    known = set(known_attributes)
+def _load(db: sqlite_utils.Database) -> tuple[dict[Any, _Facts], dict[tuple[str, str], list[int]]]:
+    """Every task's facts, and the sums of calls made outside any task (by provider and model)."""
+    store = Store(db)
+    tasks = store.tasks()
+    facts = {ident: _Facts(task) for ident, task in tasks.items()}
+    has_retries = "retries" in db["calls"].columns_dict
+    outside: dict[tuple[str, str], list[int]] = {}
+    for row in db.execute(_calls_sql(has_retries).format(where="")):
+        run_id, provider, model, sums = row[0], row[1], row[2], [v or 0 for v in row[3:]]
+        # Calls outside any task (or whose run never reached the store) are reported apart.
+        ident = store.run_task.get(run_id) if run_id is not None else None
+        target = outside if ident is None else facts[ident].slices
+        current = target.get((provider, model))
+        target[(provider, model)] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
+    for run_id, tools, blocks, cost in db.execute(
+        "SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), SUM(COALESCE(cost_pico, 0)) FROM steps "
+        "WHERE run_id IS NOT NULL GROUP BY run_id"
+    ):
+        ident = store.run_task.get(run_id)
+        if ident is not None:
+            f = facts[ident]
+            f.tool_calls += tools or 0
+            f.step_blocks += blocks or 0
+            f.tool_cost_pico += cost or 0
+    return facts, outside
+
+
+def _resolve_names(names: Iterable[str], known: set[str], option: str) -> list[tuple[str, str]]:
+    """Names as given -> [(name, field)]: a GROUP_FIELDS name, or 'attr:NAME' for a task attribute."""
     fields = []
     for name in names:
         if name in GROUP_FIELDS:
@@ -158,11 +112,33 @@ def parse_by(by: str | Sequence[str], known_attributes: Iterable[str]) -> list[t
         attribute = name[5:] if name.startswith("attr.") else name
         if attribute not in known:
             choices = ", ".join(list(GROUP_FIELDS) + sorted(known)) or "none"
-            raise ReportError(f"unknown --by name {name!r}: no task has that attribute (known: {choices})")
+            raise ReportError(f"unknown {option} name {name!r}: no task has that attribute (known: {choices})")
         fields.append((name, "attr:" + attribute))
-    if sum(f in ("model", "provider") for _, f in fields) > 1:
-        raise ReportError("--by can group by model or by provider, not both")
     return fields
+
+
+def parse_where(where: Mapping[str, str] | Sequence[str] | None) -> dict[str, str]:
+    """`--where NAME=VALUE` options as a dict; raises ReportError on a malformed one."""
+    if not where:
+        return {}
+    if isinstance(where, Mapping):
+        return {str(k): str(v) for k, v in where.items()}
+    result = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ReportError(f"--where takes NAME=VALUE, not {item!r}")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def time_bucket(ns: int, every: str) -> str:
+    moment = datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    if every == "day":
+        return moment.strftime("%Y-%m-%d")
+    if every == "week":  # named by its Monday
+        return (moment - timedelta(days=moment.weekday())).strftime("%Y-%m-%d")
+    return moment.strftime("%Y-%m")
 
 
 @dataclass
@@ -176,54 +152,88 @@ class _Acc:
     step_blocks: int = 0
     tool_cost_pico: int = 0
     value_pico: int = 0
-    sums: list[int] = field(default_factory=lambda: list(_ZERO_SUMS))
+    wasted_pico: int = 0
+    resend_cost_pico: int = 0
+    resend_savings_pico: int = 0
+    task_costs: list[int] = field(default_factory=list)
+    sums: list[int] = field(default_factory=lambda: list(_ZERO))
 
-    def add_sums(self, sums: Sequence[int]) -> None:
-        for i, v in enumerate(sums):
-            self.sums[i] += v
+
+def _percentile(sorted_values: Sequence[int], p: int) -> int | None:
+    """Nearest rank: the smallest value with at least p% of the values at or below it."""
+    if not sorted_values:
+        return None
+    rank = max(1, -(-p * len(sorted_values) // 100))
+    return sorted_values[rank - 1]
 
 
-def _ratio(a: Decimal | int, b: Decimal | int) -> Decimal | None:
-    return None if not b else Decimal(a) / Decimal(b)
+def _usd(pico: int | None) -> Decimal | None:
+    return from_pico(pico)
+
+
+def _div(a: Decimal, b: int) -> Decimal | None:
+    return None if not b else a / b
 
 
 def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
-    s = dict(zip(_CALL_SUMS, acc.sums, strict=True))
+    s = {name: acc.sums[i] for name, i in _I.items()}
     llm_cost = from_pico(s["cost_pico"]) or Decimal(0)
-    cost = llm_cost + (from_pico(acc.tool_cost_pico) or Decimal(0))
+    tool_cost = from_pico(acc.tool_cost_pico) or Decimal(0)
+    cost = llm_cost + tool_cost
+    value = from_pico(acc.value_pico) or Decimal(0)
     reasoning_cost = from_pico(s["reasoning_cost_pico"]) or Decimal(0)
     decided = acc.succeeded + acc.failed
-    steps = s["llm_calls"] + acc.tool_calls + acc.step_blocks
-    return {
+    costs = sorted(acc.task_costs)
+    row: dict[str, Any] = {
         "group": group,
         "tasks": acc.tasks,
         "runs": acc.runs,
+        "retries": acc.runs - acc.tasks,
         "succeeded": acc.succeeded,
         "failed": acc.failed,
         "no_outcome": acc.no_outcome,
         "success_rate": None if not decided else acc.succeeded / decided,
         "cost_usd": cost,
-        "cost_per_task_usd": _ratio(cost, acc.tasks),
-        "cost_per_success_usd": _ratio(cost, acc.succeeded),
-        "llm_cost_usd": llm_cost,
-        "tool_cost_usd": from_pico(acc.tool_cost_pico) or Decimal(0),
-        "value_usd": from_pico(acc.value_pico) or Decimal(0),
-        "input_tokens": s["input_uncached"] + s["cache_read"] + s["cache_write"] + s["cache_write_1h"],
-        "cache_read_tokens": s["cache_read"],
-        "cache_write_tokens": s["cache_write"] + s["cache_write_1h"],
-        "output_tokens": s["output_visible"] + s["reasoning"],
-        "reasoning_tokens": s["reasoning"],
-        "llm_calls": s["llm_calls"],
-        "tool_calls": acc.tool_calls,
-        "steps": steps,
-        "reasoning_cost_share": None if not cost else float(reasoning_cost / cost),
-        "unpriced_calls": s["unpriced_calls"],
-        "estimated_calls": s["estimated_calls"],
+        "cost_per_task_usd": _div(cost, acc.tasks),
+        "cost_per_success_usd": _div(cost, acc.succeeded),
+        "wasted_usd": from_pico(acc.wasted_pico) or Decimal(0),
     }
+    for p in PERCENTILES:
+        row[f"cost_per_task_p{p}_usd"] = _usd(_percentile(costs, p))
+    row.update(
+        {
+            "llm_cost_usd": llm_cost,
+            "tool_cost_usd": tool_cost,
+            "reasoning_cost_usd": reasoning_cost,
+            "reasoning_cost_share": None if not cost else float(reasoning_cost / cost),
+            "value_usd": value,
+            "margin_usd": value - cost,
+            "margin_per_task_usd": _div(value - cost, acc.tasks),
+            "margin_per_success_usd": _div(value - cost, acc.succeeded),
+            "input_tokens": s["input_uncached"] + s["cache_read"] + s["cache_write"] + s["cache_write_1h"],
+            "cache_read_tokens": s["cache_read"],
+            "cache_write_tokens": s["cache_write"] + s["cache_write_1h"],
+            "output_tokens": s["output_visible"] + s["reasoning"],
+            "reasoning_tokens": s["reasoning"],
+            "llm_calls": s["llm_calls"],
+            "tool_calls": acc.tool_calls,
+            "steps": s["llm_calls"] + acc.tool_calls + acc.step_blocks,
+            "sdk_retries": s["sdk_retries"],
+            "resend_tokens_estimated": s["resent"],
+            "resend_cost_usd_estimated": from_pico(acc.resend_cost_pico) or Decimal(0),
+            "resend_cache_savings_usd_estimated": from_pico(acc.resend_savings_pico) or Decimal(0),
+            "unpriced_calls": s["unpriced_calls"],
+            "estimated_calls": s["estimated_calls"],
+        }
+    )
+    return row
 
 
-MONEY_FIELDS = (
-    "cost_usd", "cost_per_task_usd", "cost_per_success_usd", "llm_cost_usd", "tool_cost_usd", "value_usd",
+MONEY_FIELDS = tuple(
+    ["cost_usd", "cost_per_task_usd", "cost_per_success_usd", "wasted_usd"]
+    + [f"cost_per_task_p{p}_usd" for p in PERCENTILES]
+    + ["llm_cost_usd", "tool_cost_usd", "reasoning_cost_usd", "value_usd", "margin_usd", "margin_per_task_usd",
+       "margin_per_success_usd", "resend_cost_usd_estimated", "resend_cache_savings_usd_estimated"]
 )
 
 
@@ -235,90 +245,165 @@ def row_for_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _ResendPricer:
+    """Prices the estimated context re-send at today's rates (an estimate, like the token count)."""
+
+    def __init__(self, prices: Any) -> None:
+        self._prices = prices
+        self._now = datetime.now(tz=UTC)
+        self._cache: dict[tuple[str, str], tuple[Decimal, Decimal] | None] = {}
+
+    def cost_and_savings(self, provider: str, model: str, sums: Sequence[int]) -> tuple[int, int]:
+        resent, uncached = sums[_I["resent"]], sums[_I["resent_uncached"]]
+        if not resent:
+            return 0, 0
+        key = (provider, model)
+        if key not in self._cache:
+            self._cache[key] = self._rates(provider, model)
+        rates = self._cache[key]
+        if rates is None:
+            return 0, 0
+        input_rate, cached_rate = rates
+        cost = (uncached * input_rate + (resent - uncached) * cached_rate) / 1_000_000
+        savings = uncached * (input_rate - cached_rate) / 1_000_000
+        return to_pico(cost), to_pico(savings)
+
+    def _rates(self, provider: str, model: str) -> tuple[Decimal, Decimal] | None:
+        from ._pricing import _rate  # the tier rule; the base rate is used for this estimate
+
+        try:
+            rates = self._prices.rates(provider, model, self._now)
+        except Exception:  # noqa: BLE001 - an estimate that cannot be priced is left out
+            return None
+        if rates is None or not rates.per_bucket:
+            return None
+        inp = rates.per_bucket.get("uncached_input")
+        cached = rates.per_bucket.get("cache_read")
+        if inp is None:
+            return None
+        return _rate(inp, 0), _rate(cached if cached is not None else inp, 0)
+
+
 def report(
     db: sqlite_utils.Database,
     *,
     by: str | Sequence[str] = "kind",
+    every: str | None = None,
     since_ns: int | None = None,
     until_ns: int | None = None,
     kind: str | None = None,
+    where: Mapping[str, str] | Sequence[str] | None = None,
+    prices: Any = None,
 ) -> list[dict[str, Any]]:
-    """One row per group, in the JSON contract's fields (money as Decimal; see `row_for_json`)."""
-    store = Store(db)
-    tasks = store.tasks()
-    known_attributes = {name for t in tasks.values() for name in t.attributes}
-    fields = parse_by(by, known_attributes)
-    model_field = next((f for _, f in fields if f in ("model", "provider")), None)
-    call_sums = store.call_sums(model_field)
-    step_sums = store.step_sums()
-    per_run_models: dict[str | None, list[tuple[str, list[int]]]] = defaultdict(list)
-    if model_field:
-        for (run_id, model), sums in call_sums.items():
-            per_run_models[run_id].append((model, sums))
+    """One row per group, with the JSON contract's fields (money as Decimal; see `row_for_json`).
+
+    ``by`` lists group names (kind, model, provider, outcome or task attributes); ``every`` adds a
+    UTC time bucket (day, week or month) by task start; ``where`` keeps tasks whose attributes
+    (or kind/outcome) have the given values.
+    """
+    if every is not None and every not in EVERY:
+        raise ReportError(f"--every takes day, week or month, not {every!r}")
+    names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
+    facts, outside = _load(db)
+    known = {name for f in facts.values() for name in f.task.attributes}
+    fields = _resolve_names(names, known, "--by")
+    if sum(f in ("model", "provider") for _, f in fields) > 1:
+        raise ReportError("--by can group by model or by provider, not both")
+    filters = [(f, value) for (_, f), value in
+               zip(_resolve_names(parse_where(where), known, "--where"), parse_where(where).values(), strict=True)]
+    per_model = next((f for _, f in fields if f in ("model", "provider")), None)
+    if prices is None:
+        from ._pricing import PriceBook
+
+        prices = PriceBook.from_price_file()
+    resend = _ResendPricer(prices)
 
     groups: dict[tuple[Any, ...], _Acc] = {}
-    for task in tasks.values():
+    for f in facts.values():
+        task = f.task
         if kind is not None and task.kind != kind:
             continue
         if since_ns is not None and task.started_ns < since_ns:
             continue
         if until_ns is not None and task.started_ns >= until_ns:
             continue
-        base = {
-            "kind": task.kind,
-            "outcome": task.outcome.label if task.outcome else None,
-        }
+        outcome = task.outcome
+        values: dict[str, Any] = {"kind": task.kind, "outcome": outcome.label if outcome else None}
+        if any(_field_value(fld, values, task) != value for fld, value in filters):
+            continue
+        bucket = time_bucket(task.started_ns, every) if every else None
         # Grouped by model, a task counts in each model's row with only that model's calls.
-        if model_field:
-            models: dict[str, list[int]] = defaultdict(lambda: list(_ZERO_SUMS))
-            for run_id in task.run_ids:
-                for model, sums in per_run_models.get(run_id, ()):
-                    models[model] = [a + b for a, b in zip(models[model], sums, strict=True)]
-            slices: list[tuple[str | None, list[int]]] = list(models.items()) or [(None, list(_ZERO_SUMS))]
+        if per_model:
+            parts: dict[str | None, list[int]] = defaultdict(lambda: list(_ZERO))
+            for (provider, model), sums in f.slices.items():
+                name = model if per_model == "model" else provider
+                parts[name] = [a + b for a, b in zip(parts[name], sums, strict=True)]
+            entries = [(name, sums, False) for name, sums in parts.items()] or [(None, list(_ZERO), False)]
         else:
-            total = list(_ZERO_SUMS)
-            for run_id in task.run_ids:
-                total = [a + b for a, b in zip(total, call_sums.get(run_id, _ZERO_SUMS), strict=True)]
-            slices = [(None, total)]
-        for model, sums in slices:
-            values = dict(base, model=model, provider=model)
-            key = tuple(
-                task.attributes.get(f[5:]) if f.startswith("attr:") else values[f] for _, f in fields
-            )
+            total = list(_ZERO)
+            for sums in f.slices.values():
+                total = [a + b for a, b in zip(total, sums, strict=True)]
+            entries = [(None, total, True)]
+        resend_by_name: dict[str | None, tuple[int, int]] = defaultdict(lambda: (0, 0))
+        for (provider, model), sums in f.slices.items():
+            name = (model if per_model == "model" else provider) if per_model else None
+            c, s = resend.cost_and_savings(provider, model, sums)
+            old = resend_by_name[name]
+            resend_by_name[name] = (old[0] + c, old[1] + s)
+        for name, sums, with_tools in entries:
+            values["model"] = values["provider"] = name
+            key = ((bucket,) if every else ()) + tuple(_field_value(fld, values, task) for _, fld in fields)
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = _Acc()
+            cost = sums[_I["cost_pico"]] + (f.tool_cost_pico if with_tools else 0)
             acc.tasks += 1
             acc.runs += len(task.run_ids)
-            if task.outcome is None:
+            acc.task_costs.append(cost)
+            if outcome is None:
                 acc.no_outcome += 1
-            elif task.outcome.success:
+            elif outcome.success:
                 acc.succeeded += 1
             else:
                 acc.failed += 1
-            if task.outcome is not None and task.outcome.value_pico:
-                acc.value_pico += task.outcome.value_pico
-            acc.add_sums(sums)
-            if not model_field:  # tools are no model's cost
-                for run_id in task.run_ids:
-                    tools, blocks, tool_cost = step_sums.get(run_id, (0, 0, 0))
-                    acc.tool_calls += tools
-                    acc.step_blocks += blocks
-                    acc.tool_cost_pico += tool_cost
+                acc.wasted_pico += cost
+            if outcome is not None and outcome.value_pico:
+                acc.value_pico += outcome.value_pico
+            acc.sums = [a + b for a, b in zip(acc.sums, sums, strict=True)]
+            rc, rs = resend_by_name[name]
+            acc.resend_cost_pico += rc
+            acc.resend_savings_pico += rs
+            if with_tools:  # tools are no model's cost
+                acc.tool_calls += f.tool_calls
+                acc.step_blocks += f.step_blocks
+                acc.tool_cost_pico += f.tool_cost_pico
 
+    group_names = ([every] if every else []) + [name for name, _ in fields]
     rows = [
-        _finish({name: k for (name, _), k in zip(fields, key, strict=True)}, acc)
-        for key, acc in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
+        _finish(dict(zip(group_names, key, strict=True)), acc)
+        for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
     ]
-    no_task = _calls_outside_tasks(db, since_ns, until_ns, model_field)
-    if no_task is not None and kind is None:
-        rows.append(_finish({name: None for name, _ in fields}, no_task))
+    if outside and kind is None and not filters:
+        acc = _Acc()
+        for sums in outside.values():
+            acc.sums = [a + b for a, b in zip(acc.sums, sums, strict=True)]
+        if since_ns is None and until_ns is None:
+            rows.append(_finish({name: None for name in group_names}, acc))
+        else:
+            windowed = _outside_in_window(db, since_ns, until_ns)
+            if windowed is not None:
+                rows.append(_finish({name: None for name in group_names}, windowed))
     return rows
 
 
-def _calls_outside_tasks(
-    db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, model_field: str | None
-) -> _Acc | None:
+def _field_value(fld: str, values: Mapping[str, Any], task: Task) -> Any:
+    if fld.startswith("attr:"):
+        value = task.attributes.get(fld[5:])
+        return None if value is None else str(value)
+    return values[fld]
+
+
+def _outside_in_window(db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None) -> _Acc | None:
     where, params = ["run_id IS NULL"], []
     if since_ns is not None:
         where.append("started_ns >= ?")
@@ -326,9 +411,10 @@ def _calls_outside_tasks(
     if until_ns is not None:
         where.append("started_ns < ?")
         params.append(until_ns)
-    row = db.execute(f"SELECT {_sum_columns()} FROM calls WHERE {' AND '.join(where)}", params).fetchone()
-    if not row or not row[0]:
-        return None
+    has_retries = "retries" in db["calls"].columns_dict
     acc = _Acc()
-    acc.add_sums([v or 0 for v in row])
-    return acc
+    found = False
+    for row in db.execute(_calls_sql(has_retries).format(where="WHERE " + " AND ".join(where)), params):
+        acc.sums = [a + (b or 0) for a, b in zip(acc.sums, row[3:], strict=True)]
+        found = True
+    return acc if found else None
