@@ -64,10 +64,25 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     tokens = _table(
         "Tokens per task", rows, ("input", "cache read", "cache write", "output", "reasoning", "LLM calls")
     )
+    spend = _table(
+        "Where the money went", rows,
+        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "re-send~", "cache would save~", "margin/task"),
+    )
     for row in rows:
         marked = row["unpriced_calls"] > 0
         tasks = row["tasks"]
         label = _group_label(row)
+        spend.add_row(
+            *label,
+            usd(row["wasted_usd"], marked=marked),
+            usd(row["cost_per_task_p50_usd"], marked=marked),
+            usd(row["cost_per_task_p95_usd"], marked=marked),
+            usd(row["reasoning_cost_usd"], marked=marked),
+            usd(row["tool_cost_usd"]),
+            usd(row["resend_cost_usd_estimated"]),
+            usd(row["resend_cache_savings_usd_estimated"]),
+            usd(row["margin_per_task_usd"], marked=marked),
+        )
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
         money.add_row(
@@ -95,10 +110,13 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         )
     console.print(money)
     console.print(tokens)
+    console.print(spend)
     console.print(
         "ok = tasks whose latest outcome is a success; success = ok / (ok + failed), tasks without an "
         "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
-        "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task."
+        "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task. "
+        "wasted = cost of failed tasks. ~ re-send: input a call repeats from the previous call of its run, "
+        "an estimate at today's prices, and what prompt caching would save on it."
     )
     unpriced = sum(r["unpriced_calls"] for r in rows)
     estimated = sum(r["estimated_calls"] for r in rows)
@@ -127,6 +145,19 @@ def report_csv(rows: Sequence[dict[str, Any]]) -> str:
     for row in flat:
         writer.writerow({**row.pop("group"), **row})
     return out.getvalue()
+
+
+def report_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Every field of the JSON format, as a Markdown table (same numbers)."""
+    if not rows:
+        return ""
+    flat = [row_for_json(r) for r in rows]
+    names = list(flat[0]["group"]) + [k for k in flat[0] if k != "group"]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in flat:
+        values = [*row["group"].values(), *(v for k, v in row.items() if k != "group")]
+        lines.append("| " + " | ".join("" if v is None else str(v) for v in values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def when(ns: int) -> str:

@@ -21,8 +21,21 @@ from ._options import console, db_option, time_option
     help="Group by a comma list of: kind, model, provider, outcome, or a task attribute "
     "(attr.NAME for an attribute called like one of those).",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-def report_command(db: Any, since: int | None, until: int | None, kind: str | None, by: str, fmt: str) -> None:
+@click.option("--every", type=click.Choice(["day", "week", "month"]), help="Also group by UTC time bucket.")
+@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True
+)
+def report_command(
+    db: Any,
+    since: int | None,
+    until: int | None,
+    kind: str | None,
+    by: str,
+    every: str | None,
+    where: tuple[str, ...],
+    fmt: str,
+) -> None:
     """Cost per task and per successful task, grouped.
 
     \b
@@ -30,12 +43,15 @@ def report_command(db: Any, since: int | None, until: int | None, kind: str | No
       unitcost report
       unitcost report --since 7d --by kind,customer
       unitcost report --by model --format json
+      unitcost report --every week --where customer=acme
     """
-    rows = report(db, by=by, since_ns=since, until_ns=until, kind=kind)
+    rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
     if fmt == "json":
         click.echo(_render.report_json(rows))
     elif fmt == "csv":
         click.echo(_render.report_csv(rows), nl=False)
+    elif fmt == "markdown":
+        click.echo(_render.report_markdown(rows), nl=False)
     else:
         _render.report_table(rows, console())
 
