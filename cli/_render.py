@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 from unitcost._inspect import Node, RunDetail
+from unitcost._money import usd_for_json
 from unitcost._reports import row_for_json
 
 NO_TASK = "(no task)"
@@ -158,6 +159,65 @@ def report_markdown(rows: Sequence[dict[str, Any]]) -> str:
         values = [*row["group"].values(), *(v for k, v in row.items() if k != "group")]
         lines.append("| " + " | ".join("" if v is None else str(v) for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+_SIDE_FIELDS = (
+    ("tasks", "tasks"), ("success_rate", "success rate"), ("cost_usd", "total cost"),
+    ("cost_per_task_usd", "cost/task"), ("cost_per_success_usd", "cost/success"), ("wasted_usd", "wasted"),
+)
+
+
+def _side_value(field: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if field == "tasks":
+        return str(value)
+    if field == "success_rate":
+        return f"{value:.1%}"
+    return usd(value)
+
+
+def _side_change(field: str, change: Any, relative: float | None) -> str:
+    if change is None:
+        return "-"
+    if field == "success_rate":
+        return f"{change * 100:+.1f} pts"
+    text = f"{change:+d}" if field == "tasks" else ("+" if change >= 0 else "-") + usd(abs(change))
+    return text + (f" ({relative:+.1%})" if relative is not None else "")
+
+
+def side_by_side_table(
+    rows: Sequence[dict[str, Any]], a_label: str, b_label: str, title: str, console: Console
+) -> None:
+    if not rows:
+        console.print("No tasks on either side.")
+        return
+    table = Table(title=title, title_justify="left")
+    for name in rows[0]["group"]:
+        table.add_column(name)
+    table.add_column("metric")
+    table.add_column(a_label, justify="right")
+    table.add_column(b_label, justify="right")
+    table.add_column("change", justify="right")
+    for row in rows:
+        label = ["(none)" if v is None else str(v) for v in row["group"].values()]
+        for i, (field, words) in enumerate(_SIDE_FIELDS):
+            table.add_row(
+                *(label if i == 0 else [""] * len(label)), words,
+                _side_value(field, row["a"][field]), _side_value(field, row["b"][field]),
+                _side_change(field, row["change"][field], row["relative_change"][field]),
+                end_section=i == len(_SIDE_FIELDS) - 1,
+            )
+    console.print(table)
+
+
+def side_by_side_json(rows: Sequence[dict[str, Any]]) -> str:
+    def money(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (usd_for_json(v) if isinstance(v, Decimal) else v) for k, v in d.items()}
+
+    return json.dumps(
+        [{**r, "a": money(r["a"]), "b": money(r["b"]), "change": money(r["change"])} for r in rows], indent=2
+    )
 
 
 def when(ns: int) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from .demo_cmd import demo_command
-from .report_cmds import report_command
+from .report_cmds import check_command, compare_command, report_command, whatif_command
 from .task_cmds import outcome_command, show_command, tasks_command
 
 
@@ -23,5 +23,8 @@ def cli() -> None:
     """
 
 
-for command in (report_command, tasks_command, show_command, outcome_command, demo_command):
+for command in (
+    report_command, compare_command, whatif_command, check_command, tasks_command, show_command, outcome_command,
+    demo_command,
+):
     cli.add_command(command)

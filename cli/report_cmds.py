@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from unitcost._checks import breaches
+from unitcost._compare import Repricer, compare, parse_side, whatif
 from unitcost._reports import report
 
 from . import _render
@@ -56,3 +58,115 @@ def report_command(
         _render.report_table(rows, console())
 
 
+
+
+def _side_by_side(rows: list[dict[str, Any]], a_label: str, b_label: str, title: str, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(_render.side_by_side_json(rows))
+    else:
+        _render.side_by_side_table(rows, a_label, b_label, title, console())
+
+
+@click.command(name="compare")
+@db_option
+@click.argument("a")
+@click.argument("b")
+@click.option("--by", default="kind", show_default=True, help="Group by, as in `unitcost report`.")
+@click.option("--kind", help="Only tasks of this kind.")
+@time_option("--since", "Window for both sides when comparing attribute values.")
+@time_option("--until", "Window for both sides when comparing attribute values.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def compare_command(
+    db: Any, a: str, b: str, by: str, kind: str | None, since: int | None, until: int | None, fmt: str
+) -> None:
+    """Two attribute values or two time windows side by side, with the change in cost per success.
+
+    A and B are each NAME=VALUE (a task attribute) or SINCE..UNTIL (a window; an end may be empty).
+
+    \b
+    Examples:
+      unitcost compare prompt_version=v1 prompt_version=v2
+      unitcost compare 14d..7d 7d.. --kind support_ticket
+    """
+    side_a, side_b = parse_side(a), parse_side(b)
+    rows = compare(db, side_a, side_b, by=by, kind=kind, since_ns=since, until_ns=until)
+    _side_by_side(rows, a, b, f"{a} (A) vs {b} (B)", fmt)
+
+
+@click.command(name="whatif")
+@db_option
+@click.option("--model", help="Re-price every call as if this model had made it (same tokens).")
+@click.option("--from-model", help="With --model: re-price only the calls of this model.")
+@click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False), help="Another price table.")
+@click.option("--cache", "assume_cache", is_flag=True, help="Assume prompt caching of the re-sent context.")
+@click.option("--by", default="kind", show_default=True, help="Group by, as in `unitcost report`.")
+@click.option("--kind", help="Only tasks of this kind.")
+@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@time_option("--since", "Only tasks that started at or after this.")
+@time_option("--until", "Only tasks that started before this.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def whatif_command(
+    db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool, by: str,
+    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None, fmt: str,
+) -> None:
+    """Re-price the stored workload: another model, another price table, or prompt caching assumed.
+
+    Token counts are kept as recorded; success rates are ASSUMED UNCHANGED, which a cheaper model
+    may not deliver: check with `unitcost compare` after trying it for real.
+
+    \b
+    Examples:
+      unitcost whatif --model gpt-4o-mini --from-model o4-mini
+      unitcost whatif --cache
+      unitcost whatif --prices negotiated.toml
+    """
+    repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
+    rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
+    what = " + ".join(
+        p for p in (
+            f"{from_model or 'every model'} -> {model}" if model else "",
+            f"prices from {price_file}" if price_file else "",
+            "prompt caching assumed" if assume_cache else "",
+        ) if p
+    )
+    _side_by_side(rows, "now", "what if", f"What if: {what}", fmt)
+    if fmt == "table":
+        click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
+
+
+@click.command(name="check")
+@db_option
+@time_option("--since", "Only tasks that started at or after this (for cron: 24h, 7d).")
+@time_option("--until", "Only tasks that started before this.")
+@click.option("--kind", help="Only tasks of this kind.")
+@click.option("--by", default="kind", show_default=True, help="Check each group of this grouping.")
+@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@click.option("--max-cost", type=click.FloatRange(min=0), help="Total cost of a group, USD.")
+@click.option("--max-cost-per-task", type=click.FloatRange(min=0), help="USD.")
+@click.option("--max-cost-per-success", type=click.FloatRange(min=0), help="USD.")
+@click.option("--max-cost-per-task-p50", type=click.FloatRange(min=0), help="USD.")
+@click.option("--max-cost-per-task-p95", type=click.FloatRange(min=0), help="USD.")
+@click.option("--max-cost-per-task-p99", type=click.FloatRange(min=0), help="USD.")
+@click.option("--max-wasted", type=click.FloatRange(min=0), help="Cost of failed tasks, USD.")
+@click.option("--min-success-rate", type=click.FloatRange(0, 1), help="A fraction, e.g. 0.8.")
+def check_command(
+    db: Any, since: int | None, until: int | None, kind: str | None, by: str, where: tuple[str, ...],
+    **limits: float | None,
+) -> None:
+    """Exit 1, with one line per breach, when a group breaks a threshold (for CI and cron).
+
+    \b
+    Examples:
+      unitcost check --since 24h --max-cost-per-success 0.40 --max-cost-per-task-p95 1.00
+      unitcost check --since 7d --by customer --max-cost 50
+    """
+    if all(v is None for v in limits.values()):
+        raise click.UsageError("give at least one threshold, e.g. --max-cost-per-success 0.40")
+    rows = report(db, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
+    reasons = breaches(rows, limits)
+    for reason in reasons:
+        click.echo(reason)
+    if reasons:
+        raise SystemExit(1)
+    checked = sum(1 for r in rows if r["runs"])
+    click.echo(f"ok: {checked} group(s) within the thresholds")

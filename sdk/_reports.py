@@ -75,14 +75,43 @@ class _Facts:
     tool_cost_pico: int = 0
 
 
-def _load(db: sqlite_utils.Database) -> tuple[dict[Any, _Facts], dict[tuple[str, str], list[int]]]:
+Repricer = Any  # callable(provider, model, started_ns, Buckets) -> (cost_pico | None, reasoning_pico)
+
+
+def _call_rows(
+    db: sqlite_utils.Database, reprice: Repricer, where: str = "", params: Sequence[Any] = ()
+) -> Iterable[tuple[Any, ...]]:
+    """(run_id, provider, model, *sums) rows: summed by SQLite, or per call when re-pricing."""
+    has_retries = "retries" in db["calls"].columns_dict
+    if reprice is None:
+        yield from db.execute(_calls_sql(has_retries).format(where=where), params)
+        return
+    from ._usage import Buckets
+
+    sql = _calls_sql(has_retries).split("SELECT run_id, provider, model, COUNT(*)")[0] + (
+        "SELECT run_id, provider, model, started_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
+        "cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries FROM c " + where
+    )
+    for run_id, provider, model, started, inp, cr, cw, cw1h, out, reasoning, est, resent, retries in db.execute(
+        sql, params
+    ):
+        buckets = Buckets(inp, cr, cw, cw1h, out, reasoning)
+        cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
+        uncached_resent = max(resent - buckets.cache_read, 0)
+        yield (run_id, provider, model, 1, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
+               buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost,
+               int(cost is None), est, resent, uncached_resent, retries)
+
+
+def _load(
+    db: sqlite_utils.Database, reprice: Repricer = None
+) -> tuple[dict[Any, _Facts], dict[tuple[str, str], list[int]]]:
     """Every task's facts, and the sums of calls made outside any task (by provider and model)."""
     store = Store(db)
     tasks = store.tasks()
     facts = {ident: _Facts(task) for ident, task in tasks.items()}
-    has_retries = "retries" in db["calls"].columns_dict
     outside: dict[tuple[str, str], list[int]] = {}
-    for row in db.execute(_calls_sql(has_retries).format(where="")):
+    for row in _call_rows(db, reprice):
         run_id, provider, model, sums = row[0], row[1], row[2], [v or 0 for v in row[3:]]
         # Calls outside any task (or whose run never reached the store) are reported apart.
         ident = store.run_task.get(run_id) if run_id is not None else None
@@ -294,17 +323,19 @@ def report(
     kind: str | None = None,
     where: Mapping[str, str] | Sequence[str] | None = None,
     prices: Any = None,
+    reprice: Repricer = None,
 ) -> list[dict[str, Any]]:
     """One row per group, with the JSON contract's fields (money as Decimal; see `row_for_json`).
 
     ``by`` lists group names (kind, model, provider, outcome or task attributes); ``every`` adds a
     UTC time bucket (day, week or month) by task start; ``where`` keeps tasks whose attributes
-    (or kind/outcome) have the given values.
+    (or kind/outcome) have the given values. ``reprice`` (used by `unitcost whatif`) prices each
+    call anew instead of using the cost stored with it.
     """
     if every is not None and every not in EVERY:
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
-    facts, outside = _load(db)
+    facts, outside = _load(db, reprice)
     known = {name for f in facts.values() for name in f.task.attributes}
     fields = _resolve_names(names, known, "--by")
     if sum(f in ("model", "provider") for _, f in fields) > 1:
@@ -390,7 +421,7 @@ def report(
         if since_ns is None and until_ns is None:
             rows.append(_finish({name: None for name in group_names}, acc))
         else:
-            windowed = _outside_in_window(db, since_ns, until_ns)
+            windowed = _outside_in_window(db, since_ns, until_ns, reprice)
             if windowed is not None:
                 rows.append(_finish({name: None for name in group_names}, windowed))
     return rows
@@ -403,7 +434,9 @@ def _field_value(fld: str, values: Mapping[str, Any], task: Task) -> Any:
     return values[fld]
 
 
-def _outside_in_window(db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None) -> _Acc | None:
+def _outside_in_window(
+    db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, reprice: Repricer
+) -> _Acc | None:
     where, params = ["run_id IS NULL"], []
     if since_ns is not None:
         where.append("started_ns >= ?")
@@ -411,10 +444,9 @@ def _outside_in_window(db: sqlite_utils.Database, since_ns: int | None, until_ns
     if until_ns is not None:
         where.append("started_ns < ?")
         params.append(until_ns)
-    has_retries = "retries" in db["calls"].columns_dict
     acc = _Acc()
     found = False
-    for row in db.execute(_calls_sql(has_retries).format(where="WHERE " + " AND ".join(where)), params):
+    for row in _call_rows(db, reprice, "WHERE " + " AND ".join(where), params):
         acc.sums = [a + (b or 0) for a, b in zip(acc.sums, row[3:], strict=True)]
         found = True
     return acc if found else None
