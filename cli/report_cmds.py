@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,6 +29,10 @@ from ._options import console, db_option, time_option
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True
 )
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a self-contained HTML page with the table and charts.",
+)
 def report_command(
     db: Any,
     since: int | None,
@@ -37,6 +42,7 @@ def report_command(
     every: str | None,
     where: tuple[str, ...],
     fmt: str,
+    html_path: Path | None,
 ) -> None:
     """Cost per task and per successful task, grouped.
 
@@ -46,8 +52,16 @@ def report_command(
       unitcost report --since 7d --by kind,customer
       unitcost report --by model --format json
       unitcost report --every week --where customer=acme
+      unitcost report --html report.html
     """
     rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
+    if html_path is not None:
+        from unitcost._html import write_html_report
+
+        write_html_report(
+            db, html_path, rows=rows, by=by, since_ns=since, until_ns=until, kind=kind, where=where
+        )
+        click.echo(f"wrote {html_path}", err=True)
     if fmt == "json":
         click.echo(_render.report_json(rows))
     elif fmt == "csv":
