@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+
 from unitcost._errors import StoreError
 from unitcost._reports import ReportError
 from unitcost._store import default_db_path, open_store

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+
 from unitcost._inspect import Node, RunDetail
 from unitcost._money import usd_for_json
 from unitcost._reports import row_for_json

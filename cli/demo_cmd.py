@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from unitcost._reports import report
 from unitcost._store import open_store
 

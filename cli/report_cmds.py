@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from unitcost._checks import breaches
 from unitcost._compare import Repricer, compare, parse_side, whatif
 from unitcost._reports import report

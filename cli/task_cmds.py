@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import click
+
 from unitcost._inspect import add_outcome, recent_runs, show_run
 
 from . import _render

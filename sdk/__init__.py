@@ -15,6 +15,7 @@ Example::
 Then ``unitcost report`` prints the cost per resolved ticket.
 """
 
+from ._budget import BudgetExceeded, BudgetWarning
 from ._config import configure, flush, shutdown
 from ._context import TaskRun, current_task
 from ._errors import ConfigurationError, StoreError, UnitcostError
@@ -24,6 +25,8 @@ from ._scopes import step, task, tool
 from .version import __version__
 
 __all__ = [
+    "BudgetExceeded",
+    "BudgetWarning",
     "ConfigurationError",
     "StoreError",
     "TaskRun",

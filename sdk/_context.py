@@ -7,6 +7,7 @@ kept on the OpenTelemetry context beside it, so other instrumentations nest unde
 from __future__ import annotations
 
 from contextvars import ContextVar
+from decimal import Decimal
 from typing import Any
 
 from ._outcomes import Outcome
@@ -19,10 +20,20 @@ class TaskRun:
     ``record_outcome(task_id=...)``.
     """
 
-    __slots__ = ("id", "kind", "key", "attributes", "outcome", "parent", "__weakref__")
+    __slots__ = (
+        "id", "kind", "key", "attributes", "outcome", "parent", "budget", "on_budget", "spent", "over_budget",
+        "__weakref__",
+    )
 
     def __init__(
-        self, id: str, kind: str, key: str | None, attributes: dict[str, Any], parent: TaskRun | None
+        self,
+        id: str,
+        kind: str,
+        key: str | None,
+        attributes: dict[str, Any],
+        parent: TaskRun | None,
+        budget: Decimal | None = None,
+        on_budget: str = "warn",
     ) -> None:
         self.id = id
         self.kind = kind
@@ -30,6 +41,10 @@ class TaskRun:
         self.attributes = attributes
         self.outcome: Outcome | None = None
         self.parent = parent
+        self.budget = budget  # USD, or None
+        self.on_budget = on_budget
+        self.spent = Decimal(0)  # what this run's priced calls and tools cost so far (budgeted runs only)
+        self.over_budget = False
 
     def set_outcome(self, label: str, success: bool | None = None, value: object = None) -> None:
         """Record this run's outcome; the latest call wins."""

@@ -3,21 +3,29 @@
 Provider adapters (``unitcost.providers.*``) only map their SDK's objects onto this: `LLMCall.start`
 before the request, then `finish` with the response's usage or `fail` with the error. Streams are
 wrapped in a proxy that passes everything through, watches chunks go by, and ends the call exactly
-once: when the stream is exhausted, closed, left through ``with``, garbage-collected, or fails.
+once: when the stream is exhausted, closed (the stream itself, or the HTTP response a helper such as
+``chat.completions.stream()`` closes), left through ``with``, garbage-collected, or fails.
+
+While an SDK request is in flight, the call is the context's `active_call`: the provider SDK's own
+retries are counted on it (`note_retries`), and a wrapped SDK method that calls another wrapped
+method (a helper calling ``create``) records one call, not two.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import wrapt
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _attributes as A
+from ._budget import charge_call, check_before_spending
 from ._config import pipeline
-from ._context import current_run
+from ._context import TaskRun, current_run
 from ._errors import internal_error
 from ._usage import TokenUsage
 
@@ -25,13 +33,16 @@ from ._usage import TokenUsage
 class LLMCall:
     """One LLM call's span. Every method is safe to call in any order; the span ends once."""
 
-    __slots__ = ("span", "started", "first_chunk_at", "_ended")
+    __slots__ = ("span", "started", "first_chunk_at", "_ended", "run", "provider", "model")
 
-    def __init__(self, span: Any) -> None:
+    def __init__(self, span: Any, run: TaskRun | None = None, provider: str = "", model: str = "") -> None:
         self.span = span
         self.started = time.perf_counter()
         self.first_chunk_at: float | None = None
         self._ended = False
+        self.run = run  # the task run this call belongs to, for its budget
+        self.provider = provider
+        self.model = model
 
     @classmethod
     def start(
@@ -43,6 +54,8 @@ class LLMCall:
         server_address: str | None = None,
         server_port: int | None = None,
         stream: bool = False,
+        start_time_ns: int | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> LLMCall | None:
         try:
             attrs: dict[str, Any] = {
@@ -61,10 +74,19 @@ class LLMCall:
             if run is not None:
                 attrs[A.TASK_ID] = run.id
             span = pipeline().tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attrs)
-            return cls(span)
+            return cls(span, run, provider, model)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call start", exc)
             return None
+
+    def set_retries(self, retries: int) -> None:
+        """The provider SDK is making attempt ``retries + 1`` of this call."""
+        if retries > self.retries and not self._ended:
+            self.retries = retries
+            try:
+                self.span.set_attribute(A.CALL_RETRIES, retries)
+            except Exception as exc:  # noqa: BLE001
+                internal_error("llm call retries", exc)
 
     def chunk_seen(self) -> None:
         if self.first_chunk_at is None:
@@ -80,12 +102,18 @@ class LLMCall:
         finish_reasons: list[str] | None = None,
         service_tier: str | None = None,
         incomplete: bool = False,
+        error_type: str | None = None,
+        end_time_ns: int | None = None,
     ) -> None:
         if self._ended:
             return
         self._ended = True
         try:
             span = self.span
+            if error_type:
+                # The response itself says the call failed (a Responses `status: failed`).
+                span.set_attribute(A.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, error_type))
             if response_id:
                 span.set_attribute(A.RESPONSE_ID, response_id)
             if response_model:
@@ -98,7 +126,10 @@ class LLMCall:
                 span.set_attributes(usage.span_attributes())
             if incomplete:
                 span.set_attribute(A.CALL_INCOMPLETE, True)
-            span.end()
+            span.end(end_time=end_time_ns)
+            run = self.run
+            if run is not None and run.budget is not None and usage is not None:
+                charge_call(run, self.provider, response_model or self.model, usage, service_tier)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call finish", exc)
 
@@ -108,9 +139,58 @@ class LLMCall:
         try:
             self.span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
             self.span.set_status(Status(StatusCode.ERROR, str(error)[:1024]))
+            _note_retries_from_error(self, error)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call fail", exc)
         self.finish(usage, incomplete=incomplete)
+
+
+# The call whose SDK request is in flight in this context (not while its stream is being read).
+active_call: ContextVar[LLMCall | None] = ContextVar("unitcost_active_call", default=None)
+# True while a wrapped SDK method runs in this context: a wrapped method it calls is not recorded again.
+_in_wrapped: ContextVar[bool] = ContextVar("unitcost_in_wrapped", default=False)
+
+RETRY_COUNT_HEADER = "x-stainless-retry-count"  # sent by the openai and anthropic SDKs on each attempt
+
+
+def in_wrapped_call() -> bool:
+    return _in_wrapped.get()
+
+
+@contextmanager
+def wrapped_call() -> Iterator[None]:
+    """Mark this context as inside a wrapped SDK method (see `in_wrapped_call`)."""
+    token = _in_wrapped.set(True)
+    try:
+        yield
+    finally:
+        _in_wrapped.reset(token)
+
+
+def note_retries(headers: Any) -> None:
+    """Count the SDK's retries on the active call from an outgoing request's headers."""
+    call = active_call.get()
+    if call is None:
+        return
+    try:
+        value = headers.get(RETRY_COUNT_HEADER)
+        if value is not None:
+            call.set_retries(int(value))
+    except (AttributeError, TypeError, ValueError):
+        pass
+
+
+def _note_retries_from_error(call: LLMCall, error: BaseException) -> None:
+    # An SDK error keeps the request of its last attempt, which carries the attempt's retry count.
+    request = getattr(error, "request", None)
+    if request is None:
+        request = getattr(getattr(error, "response", None), "request", None)
+    if request is not None:
+        headers = getattr(request, "headers", None)
+        if headers is not None:
+            value = headers.get(RETRY_COUNT_HEADER)
+            if value is not None and str(value).isdigit():
+                call.set_retries(int(value))
 
 
 class StreamWatcher:
@@ -151,10 +231,41 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001
             internal_error("stream finish", exc)
 
+    @property
+    def response(self) -> Any:
+        # Stream helpers (chat.completions.stream(), responses.stream(), anthropic's message
+        # streams) close the HTTP response, not the stream: closing it ends the call too.
+        cached = self.__dict__.get("_self_response")
+        if cached is None:
+            cached = _ClosingResponse(self.__wrapped__.response, self)
+            self._self_response = cached
+        return cached
+
     def __del__(self) -> None:
         # A stream the caller abandoned without closing still records what it saw.
         if not self._self_done:
             self._self_end(incomplete=True)
+
+
+class _ClosingResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """The HTTP response of a watched stream: closing it ends the stream's call (as incomplete
+    unless the stream already ended)."""
+
+    def __init__(self, wrapped: Any, stream: _StreamProxyBase) -> None:
+        super().__init__(wrapped)
+        self._self_stream = stream
+
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_stream._self_end(incomplete=True)
+
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_stream._self_end(incomplete=True)
 
 
 class SyncStreamProxy(_StreamProxyBase):
@@ -234,6 +345,7 @@ def run_call(
     if call is None:
         return invoke()
     try:
+        check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
         result = invoke()
     except BaseException as exc:
         call.fail(exc)
@@ -254,6 +366,7 @@ async def run_call_async(
     if call is None:
         return await invoke()
     try:
+        check_before_spending(call.run)
         result = await invoke()
     except BaseException as exc:
         call.fail(exc)

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _attributes as A
+from ._budget import charge, check_before_spending
 from ._config import pipeline
 from ._context import TaskRun, current_run
 from ._errors import internal_error
@@ -53,6 +54,7 @@ class _Scope:
     """Shared machinery: a span around a block or a call, sync or async, generator or not."""
 
     _type = ""
+    _cost: Decimal | None = None  # a tool's fixed cost per call
 
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
@@ -72,6 +74,8 @@ class _Scope:
 
     # -- span lifecycle --------------------------------------------------------------------------
     def _start(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> _Active | None:
+        if self._type == "tool":
+            check_before_spending(current_run.get())  # raises BudgetExceeded when asked to
         try:
             attrs = self._start_attributes(args, kwargs or {})
             run = current_run.get()
@@ -104,6 +108,10 @@ class _Scope:
                 if outcome is not None:
                     span.set_attributes(outcome.span_attributes())  # type: ignore[arg-type]
             span.end()
+            if self._type == "tool" and self._cost is not None:
+                run = current_run.get()
+                if run is not None and run.budget is not None:
+                    charge(run, self._cost)
         except Exception as err:  # noqa: BLE001
             internal_error(f"{self._type} end", err)
 
@@ -194,7 +202,9 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
     ``key`` names the business object the task works on (a ticket id): runs of one kind with the
     same key are one task in reports. In the decorator form ``key`` and ``attributes`` may be
     callables; they receive the decorated function's arguments. ``attributes`` are for grouping
-    reports (customer, tenant, prompt version...).
+    reports (customer, tenant, prompt version...). ``budget_usd`` warns, or with
+    ``on_budget="raise"`` stops the run's next LLM or tool call with `BudgetExceeded`, once the run
+    has spent more than that (see `unitcost._budget`).
 
     Example::
 
@@ -213,10 +223,16 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         *,
         key: Any = None,
         attributes: Mapping[str, Any] | Callable[..., Mapping[str, Any]] | None = None,
+        budget_usd: float | str | Decimal | None = None,
+        on_budget: str = "warn",
     ) -> None:
         super().__init__(kind)
+        if on_budget not in ("warn", "raise"):
+            raise ValueError('on_budget must be "warn" or "raise"')
         self.key = key
         self.attributes = attributes
+        self.budget = None if budget_usd is None else parse_usd(budget_usd)
+        self.on_budget = on_budget
 
     def _span_name(self) -> str:
         return f"invoke_agent {self.name}"
@@ -245,7 +261,7 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         span.set_attribute(A.TASK_ID, run_id)
         prefix = len(A.TASK_ATTR_PREFIX)
         user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
-        return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent)
+        return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent, self.budget, self.on_budget)
 
 
 class step(_Scope):  # noqa: N801
@@ -273,7 +289,8 @@ class tool(_Scope):  # noqa: N801
 
     def __init__(self, name: str, *, cost: float | str | Decimal | None = None) -> None:
         super().__init__(name)
-        self.cost = None if cost is None else str(parse_usd(cost))
+        self._cost = None if cost is None else parse_usd(cost)
+        self.cost = None if cost is None else str(self._cost)
 
     def _span_name(self) -> str:
         return f"execute_tool {self.name}"
