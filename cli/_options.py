@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 from rich.console import Console
 
 from unitcost._errors import StoreError
+from unitcost._outcome_import import ImportError_
 from unitcost._reports import ReportError
 from unitcost._store import default_db_path, open_store
 from unitcost._timewindow import parse_time
@@ -35,7 +37,7 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
         try:
             return fn(*args, db=db, **kwargs)
-        except (ReportError, ValueError) as exc:
+        except (ReportError, ImportError_, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         finally:
             db.conn.close()
@@ -59,3 +61,20 @@ def console() -> Console:
     return Console(soft_wrap=False, width=max(Console().width, 160))
 
 
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long reads, imports and exports; silent when stderr is no terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        yield lambda n: None
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, transient=True,
+    ) as progress:
+        task_id = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task_id, n)

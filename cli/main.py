@@ -8,6 +8,7 @@ import click
 
 from .demo_cmd import demo_command
 from .report_cmds import check_command, compare_command, report_command, whatif_command
+from .store_cmds import prune_command
 from .task_cmds import outcome_command, show_command, tasks_command
 
 
@@ -25,6 +26,6 @@ def cli() -> None:
 
 for command in (
     report_command, compare_command, whatif_command, check_command, tasks_command, show_command, outcome_command,
-    demo_command,
+    prune_command, demo_command,
 ):
     cli.add_command(command)

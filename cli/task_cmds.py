@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import click
 
 from unitcost._inspect import add_outcome, recent_runs, show_run
+from unitcost._outcome_import import import_outcomes
 
 from . import _render
-from ._options import console, db_option
+from ._options import console, db_option, progress_bar
 
 
 @click.command(name="tasks")
@@ -47,15 +50,21 @@ def show_command(db: Any, task_id: str) -> None:
 
 @click.command(name="outcome")
 @db_option
-@click.argument("ref")
-@click.argument("label")
+@click.argument("ref", required=False)
+@click.argument("label", required=False)
 @click.option("--kind", help="The task kind, needed when the key exists in several kinds.")
 @click.option("--success/--failure", "success", default=None, help="Override whether LABEL counts as a success.")
 @click.option("--value", type=str, help="What the outcome was worth, in USD.")
+@click.option(
+    "--import", "import_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Add every outcome of a CSV or JSONL file with columns kind, key, label, success, value "
+    "(or task_id instead of kind and key; recorded_at optional).",
+)
 def outcome_command(
-    db: Any, ref: str, label: str, kind: str | None, success: bool | None, value: str | None
+    db: Any, ref: str | None, label: str | None, kind: str | None, success: bool | None, value: str | None,
+    import_path: Path | None,
 ) -> None:
-    """Record the outcome of a task: REF is a task id or a key.
+    """Record the outcome of a task: REF is a task id or a key. Or import many with --import.
 
     The latest outcome of a task wins; earlier ones stay in its history (`unitcost show`).
 
@@ -63,11 +72,19 @@ def outcome_command(
     Examples:
       unitcost outcome T-1042 resolved --kind support_ticket --value 12
       unitcost outcome 3f2a9c01b7d4e865 escalated
+      unitcost outcome --import zendesk-export.csv
     """
+    if import_path is not None:
+        if ref or label:
+            raise click.UsageError("give either REF LABEL or --import FILE, not both")
+        with progress_bar("importing outcomes") as advance:
+            count = import_outcomes(db, import_path, progress=advance)
+        click.echo(f"imported {count} outcome(s) from {import_path}")
+        return
+    if not ref or not label:
+        raise click.UsageError("give REF and LABEL (or --import FILE)")
     if value is not None:
         try:
-            from decimal import Decimal, InvalidOperation
-
             Decimal(value)
         except InvalidOperation:
             raise click.BadParameter(f"{value!r} is not an amount in USD", param_hint="--value") from None
@@ -75,5 +92,3 @@ def outcome_command(
     if warning:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"recorded {label!r} for {matched}")
-
-

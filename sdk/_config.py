@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +83,7 @@ def configure(
             _pipeline.shutdown()
         _pipeline = build_pipeline(settings, prices)
         if not _atexit_registered:
-            atexit.register(shutdown)
+            atexit.register(_at_exit)
             _atexit_registered = True
 
 
@@ -108,6 +109,21 @@ def flush(timeout_seconds: float = 30.0) -> bool:
     except Exception as exc:  # noqa: BLE001 - telemetry must not break the caller
         internal_error("flush", exc)
         return False
+
+
+_configured_ns = time.time_ns()
+
+
+def _at_exit() -> None:
+    settings = _pipeline.settings if _pipeline is not None else None
+    shutdown()
+    from . import _summary
+
+    if settings is not None and settings.db_path is not None and _summary.wanted():
+        try:
+            _summary.print_summary(settings.db_path, _configured_ns)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("exit summary", exc)
 
 
 def shutdown() -> None:

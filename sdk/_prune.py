@@ -1,0 +1,29 @@
+"""Retention: drop what happened before a date."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+
+def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) -> dict[str, int]:
+    """Delete runs that started before `before_ns` with their calls and steps, calls outside any task
+    from before then, and outcomes recorded before then. Returns how many rows of each went."""
+    conn = db.conn
+    counts: dict[str, int] = {}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        old_runs = "SELECT run_id FROM runs WHERE started_ns < ?"
+        counts["calls"] = conn.execute(
+            f"DELETE FROM calls WHERE run_id IN ({old_runs}) OR (run_id IS NULL AND started_ns < ?)",
+            [before_ns, before_ns],
+        ).rowcount
+        counts["steps"] = conn.execute(f"DELETE FROM steps WHERE run_id IN ({old_runs})", [before_ns]).rowcount
+        counts["runs"] = conn.execute("DELETE FROM runs WHERE started_ns < ?", [before_ns]).rowcount
+        counts["outcomes"] = conn.execute("DELETE FROM outcomes WHERE recorded_ns < ?", [before_ns]).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if vacuum:
+        conn.execute("VACUUM")
+    return counts

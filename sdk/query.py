@@ -1,0 +1,70 @@
+"""Reports as Python data, for notebooks and dashboards: the same rows as ``--format json``.
+
+Example::
+
+    import unitcost.query
+
+    for row in unitcost.query.report(by="kind,customer", since="7d"):
+        print(row["group"], row["cost_per_success_usd"])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._reports import report as _report
+from ._reports import row_for_json
+from ._timewindow import parse_time
+
+__all__ = ["report", "tasks"]
+
+
+@contextmanager
+def _open(db: str | os.PathLike[str] | None) -> Iterator[Any]:
+    from ._store import default_db_path, open_store
+
+    store = open_store(Path(db) if db is not None else default_db_path(), create=False)
+    try:
+        yield store
+    finally:
+        store.conn.close()
+
+
+def _ns(value: str | int | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    return parse_time(value)
+
+
+def report(
+    *,
+    db: str | os.PathLike[str] | None = None,
+    by: str | Sequence[str] = "kind",
+    every: str | None = None,
+    since: str | int | None = None,
+    until: str | int | None = None,
+    kind: str | None = None,
+    where: Mapping[str, str] | Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of ``unitcost report --format json``: money as floats rounded to 9 places.
+
+    ``since``/``until`` take what the CLI takes (``"7d"``, ``"2026-11-01"``) or Unix nanoseconds.
+    """
+    with _open(db) as store:
+        rows = _report(store, by=by, every=every, since_ns=_ns(since), until_ns=_ns(until), kind=kind, where=where)
+    return [row_for_json(r) for r in rows]
+
+
+def tasks(
+    *, db: str | os.PathLike[str] | None = None, limit: int = 20, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest runs, as ``unitcost tasks --format json`` lists them."""
+    from ._inspect import recent_runs
+
+    with _open(db) as store:
+        rows = recent_runs(store, limit=limit, kind=kind)
+    return [{**r, "cost_usd": float(r["cost_usd"])} for r in rows]
