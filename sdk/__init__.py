@@ -24,6 +24,16 @@ from ._outcomes import outcome, record_outcome
 from ._scopes import step, task, tool
 from .version import __version__
 
+
+def __getattr__(name: str) -> object:
+    # `unitcost.query` loads the report engine (sqlite-utils...) only when it is used.
+    if name == "query":
+        import importlib
+
+        return importlib.import_module(".query", __name__)
+    raise AttributeError(f"module 'unitcost' has no attribute {name!r}")
+
+
 __all__ = [
     "BudgetExceeded",
     "BudgetWarning",
@@ -37,6 +47,7 @@ __all__ = [
     "flush",
     "instrument",
     "outcome",
+    "query",
     "record_outcome",
     "shutdown",
     "step",
