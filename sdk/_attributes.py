@@ -29,6 +29,8 @@ REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 AGENT_NAME = "gen_ai.agent.name"
 TOOL_NAME = "gen_ai.tool.name"
 OPENAI_SERVICE_TIER = "openai.response.service_tier"
+OP_TEXT_COMPLETION = "text_completion"
+OP_EMBEDDINGS = "embeddings"
 
 OP_CHAT = "chat"
 OP_INVOKE_AGENT = "invoke_agent"
@@ -54,7 +56,16 @@ TOOL_COST = "unitcost.tool.cost_usd"  # decimal text, so no float rounding on th
 # Cache writes kept for one hour are priced apart from the default (5-minute) writes.
 CACHE_WRITE_1H_TOKENS = "unitcost.usage.cache_write_1h.input_tokens"
 USAGE_ESTIMATED = "unitcost.usage.estimated"
+# How an estimate was made: "tiktoken:<encoding>" or "chars/4" (the documented approximation).
+USAGE_ESTIMATE_METHOD = "unitcost.usage.estimate_method"
+# OpenAI Responses reports its cache writes by retention (30 minutes, 12 hours). genai-prices has no
+# per-retention OpenAI rates, so these are recorded as parts of the cache writes, not priced apart.
+CACHE_WRITE_30M_TOKENS = "unitcost.usage.cache_write_30m.input_tokens"
+CACHE_WRITE_12H_TOKENS = "unitcost.usage.cache_write_12h.input_tokens"
 CALL_INCOMPLETE = "unitcost.call.incomplete"
+CALL_RETRIES = "unitcost.call.retries"  # retries the provider SDK made before this call's final answer
+# A price modifier the call reports besides the service tier: "batch" for batch processing.
+PRICE_PROCESSING = "unitcost.price.processing"
 
 OUTCOME_LABEL = "unitcost.outcome.label"
 OUTCOME_SUCCESS = "unitcost.outcome.success"

@@ -33,16 +33,21 @@ from ._usage import TokenUsage
 class LLMCall:
     """One LLM call's span. Every method is safe to call in any order; the span ends once."""
 
-    __slots__ = ("span", "started", "first_chunk_at", "_ended", "run", "provider", "model")
+    __slots__ = ("span", "started", "first_chunk_at", "retries", "_ended", "run", "provider", "model")
 
     def __init__(self, span: Any, run: TaskRun | None = None, provider: str = "", model: str = "") -> None:
         self.span = span
         self.started = time.perf_counter()
         self.first_chunk_at: float | None = None
+        self.retries = 0
         self._ended = False
         self.run = run  # the task run this call belongs to, for its budget
         self.provider = provider
         self.model = model
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     @classmethod
     def start(
@@ -70,10 +75,14 @@ class LLMCall:
                 attrs[A.SERVER_PORT] = server_port
             if stream:
                 attrs[A.REQUEST_STREAM] = True
+            if attributes:
+                attrs.update(attributes)
             run = current_run.get()
             if run is not None:
                 attrs[A.TASK_ID] = run.id
-            span = pipeline().tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attrs)
+            span = pipeline().tracer.start_span(
+                f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
+            )
             return cls(span, run, provider, model)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call start", exc)
@@ -336,20 +345,40 @@ class AsyncStreamProxy(_StreamProxyBase):
             self._self_end(incomplete=True)
 
 
+ErrorUsage = Callable[[BaseException], "TokenUsage | None"]
+
+
+def _failed(call: LLMCall, exc: BaseException, on_error: ErrorUsage | None) -> None:
+    usage = None
+    if on_error is not None:
+        try:
+            usage = on_error(exc)
+        except Exception as inner:  # noqa: BLE001
+            internal_error("llm call error usage", inner)
+    call.fail(exc, usage)
+
+
 def run_call(
     call: LLMCall | None,
     invoke: Callable[[], Any],
     on_result: Callable[[LLMCall, Any], Any],
+    on_error: ErrorUsage | None = None,
 ) -> Any:
-    """Invoke the SDK method; record its error or hand its result to the adapter. Result unchanged."""
+    """Invoke the SDK method; record its error (with the usage ``on_error`` finds in it, if any) or
+    hand its result to the adapter. The result and the exception reach the caller unchanged."""
     if call is None:
-        return invoke()
+        with wrapped_call():
+            return invoke()
+    token = active_call.set(call)
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
-        result = invoke()
+        with wrapped_call():
+            result = invoke()
     except BaseException as exc:
-        call.fail(exc)
+        _failed(call, exc, on_error)
         raise
+    finally:
+        active_call.reset(token)
     try:
         return on_result(call, result)
     except Exception as exc:  # noqa: BLE001
@@ -362,15 +391,21 @@ async def run_call_async(
     call: LLMCall | None,
     invoke: Callable[[], Any],
     on_result: Callable[[LLMCall, Any], Any],
+    on_error: ErrorUsage | None = None,
 ) -> Any:
     if call is None:
-        return await invoke()
+        with wrapped_call():
+            return await invoke()
+    token = active_call.set(call)
     try:
         check_before_spending(call.run)
-        result = await invoke()
+        with wrapped_call():
+            result = await invoke()
     except BaseException as exc:
-        call.fail(exc)
+        _failed(call, exc, on_error)
         raise
+    finally:
+        active_call.reset(token)
     try:
         return on_result(call, result)
     except Exception as exc:  # noqa: BLE001

@@ -52,8 +52,12 @@ class TokenUsage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0  # all cache writes; the 1-hour part is also in cache_write_1h_tokens
     cache_write_1h_tokens: int = 0
+    # Recorded parts of cache_write_tokens that genai-prices cannot price apart (OpenAI retention).
+    cache_write_30m_tokens: int = 0
+    cache_write_12h_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    estimate_method: str | None = None  # "tiktoken:<encoding>" or "chars/4" when estimated
 
     def span_attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
@@ -63,10 +67,16 @@ class TokenUsage:
             attrs[A.CACHE_WRITE_TOKENS] = self.cache_write_tokens
         if self.cache_write_1h_tokens:
             attrs[A.CACHE_WRITE_1H_TOKENS] = self.cache_write_1h_tokens
+        if self.cache_write_30m_tokens:
+            attrs[A.CACHE_WRITE_30M_TOKENS] = self.cache_write_30m_tokens
+        if self.cache_write_12h_tokens:
+            attrs[A.CACHE_WRITE_12H_TOKENS] = self.cache_write_12h_tokens
         if self.reasoning_tokens:
             attrs[A.REASONING_TOKENS] = self.reasoning_tokens
         if self.estimated:
             attrs[A.USAGE_ESTIMATED] = True
+            if self.estimate_method:
+                attrs[A.USAGE_ESTIMATE_METHOD] = self.estimate_method
         return attrs
 
 

@@ -1,6 +1,11 @@
-"""The OpenAI adapter: Chat Completions, sync and async, plain and streamed.
+"""The OpenAI adapter: which SDK methods are wrapped, and how a request starts its call.
 
-Maps the ``openai`` SDK's objects onto `unitcost._llm.LLMCall`; nothing else lives here.
+Chat Completions, Responses, Embeddings and legacy Completions, sync and async, plain and streamed,
+``.parse``, ``with_raw_response`` and ``with_streaming_response``. Each API's mapping from SDK
+objects to unitcost's usage record lives in its own small module (`openai_chat`,
+`openai_responses`); this one only decides what to start and hands the result to that mapping.
+Everything provider-neutral (the span, stream and raw-response proxies) is in `unitcost._llm` and
+`unitcost._raw`.
 """
 
 from __future__ import annotations
@@ -8,58 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from .._config import pipeline
-from .._estimate import estimate_usage, messages_chars
-from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, run_call, run_call_async
-from .._usage import TokenUsage, clean_count
+from .._instrument import observer
+from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, note_retries, run_call, run_call_async
+from .._raw import is_raw_response, wrap_raw_response
+from ._openai_common import API, given, provider_for_host
+from .openai_chat import CHAT, COMPLETIONS, EMBEDDINGS
+from .openai_responses import RESPONSES
 
+__all__ = ["PATCHES", "provider_for_host"]
 
-# Hosts of OpenAI-compatible services, named as gen_ai.provider.name and genai-prices know them.
-_HOSTS = {
-    "api.openai.com": "openai",
-    "api.groq.com": "groq",
-    "api.together.xyz": "together",
-    "openrouter.ai": "openrouter",
-    "api.deepseek.com": "deepseek",
-    "api.x.ai": "x-ai",
-    "api.mistral.ai": "mistral",
-    "api.fireworks.ai": "fireworks",
-}
-
-
-def provider_for_host(host: str | None) -> str:
-    if not host:
-        return "openai"
-    if host.endswith(".openai.azure.com"):
-        return "azure.ai.openai"
-    # Unknown hosts (a local proxy, a test server) speak the OpenAI API: price them as OpenAI.
-    return _HOSTS.get(host, "openai")
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def chat_usage(usage: Any) -> TokenUsage | None:
-    """Chat Completions ``usage`` -> TokenUsage. ``prompt_tokens`` already includes cached tokens."""
-    if usage is None:
-        return None
-    prompt = _get(usage, "prompt_tokens_details")
-    completion = _get(usage, "completion_tokens_details")
-    return TokenUsage(
-        input_tokens=clean_count(_get(usage, "prompt_tokens")) or 0,
-        output_tokens=clean_count(_get(usage, "completion_tokens")) or 0,
-        cache_read_tokens=clean_count(_get(prompt, "cached_tokens")) or 0,
-        cache_write_tokens=clean_count(_get(prompt, "cache_write_tokens")) or 0,
-        reasoning_tokens=clean_count(_get(completion, "reasoning_tokens")) or 0,
-    )
-
-
-def _finish_reasons(choices: Any) -> list[str]:
-    return [str(r) for c in choices or () if (r := _get(c, "finish_reason"))]
+_RAW_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
 
 
 def _server(instance: Any) -> tuple[str | None, int | None]:
@@ -70,108 +33,101 @@ def _server(instance: Any) -> tuple[str | None, int | None]:
         return None, None
 
 
-class ChatStreamWatcher(StreamWatcher):
-    """Accumulates what a Chat Completions stream says about itself."""
-
-    def __init__(self, hide_usage_chunk: bool, input_chars: int, input_messages: int) -> None:
-        self.hide_usage_chunk = hide_usage_chunk
-        self.input_chars = input_chars
-        self.input_messages = input_messages
-        self.output_chars = 0
-        self.usage: TokenUsage | None = None
-        self.response_id: str | None = None
-        self.model: str | None = None
-        self.service_tier: str | None = None
-        self.finish_reasons: dict[int, str] = {}
-
-    def on_chunk(self, chunk: Any) -> bool:
-        if self.response_id is None:
-            self.response_id = _get(chunk, "id")
-            self.model = _get(chunk, "model")
-        if (tier := _get(chunk, "service_tier")) is not None:
-            self.service_tier = str(tier)
-        choices = _get(chunk, "choices") or ()
-        for choice in choices:
-            delta = _get(choice, "delta")
-            content = _get(delta, "content")
-            if isinstance(content, str):
-                self.output_chars += len(content)
-            if (reason := _get(choice, "finish_reason")) is not None:
-                self.finish_reasons[_get(choice, "index") or 0] = str(reason)
-        usage = _get(chunk, "usage")
-        if usage is not None:
-            self.usage = chat_usage(usage)
-            # The usage-only chunk unitcost asked for: the caller never asked, so never sees it.
-            if self.hide_usage_chunk and not choices:
-                return False
-        return True
-
-    def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
-        usage = self.usage
-        if usage is None and (self.output_chars or self.input_chars):
-            usage = estimate_usage(self.input_chars, self.input_messages, self.output_chars)
-        kwargs: dict[str, Any] = dict(
-            response_id=self.response_id,
-            response_model=self.model,
-            finish_reasons=[self.finish_reasons[i] for i in sorted(self.finish_reasons)],
-            service_tier=self.service_tier,
-        )
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-        else:
-            call.finish(usage, incomplete=incomplete and self.usage is None, **kwargs)
+def _raw_mode(kwargs: dict[str, Any]) -> bool:
+    headers = kwargs.get("extra_headers")
+    return isinstance(headers, dict) and any(str(k).lower() == _RAW_HEADER.lower() for k in headers)
 
 
-def _start(instance: Any, kwargs: dict[str, Any]) -> tuple[LLMCall | None, ChatStreamWatcher | None]:
-    stream = bool(kwargs.get("stream"))
+def _streams(kwargs: dict[str, Any]) -> bool:
+    value = kwargs.get("stream")
+    return given(value) and bool(value)
+
+
+def _start(api: API, instance: Any, kwargs: dict[str, Any], stream: bool) -> tuple[LLMCall | None, Any]:
     host, port = _server(instance)
+    model = kwargs.get("model")
     call = LLMCall.start(
-        provider=provider_for_host(host),
-        operation="chat",
-        model=str(kwargs.get("model") or "unknown"),
+        provider=provider_for_host(host, port),
+        operation=api.operation,
+        model=str(model) if given(model) else "unknown",
         server_address=host,
         server_port=port,
         stream=stream,
     )
-    if call is None or not stream:
+    if call is None or not stream or api.watcher is None:
         return call, None
     hide = False
-    if kwargs.get("stream_options") is None and pipeline().settings.openai_include_usage:
-        kwargs["stream_options"] = {"include_usage": True}
-        hide = True
-    chars, count = messages_chars(kwargs.get("messages"))
-    return call, ChatStreamWatcher(hide, chars, count)
+    # Ask for the usage chunk on the caller's behalf, unless they chose stream_options themselves
+    # or asked for the raw HTTP response (then they receive exactly what their request returns).
+    if api.asks_for_usage and not _raw_mode(kwargs) and pipeline().settings.openai_include_usage:
+        options = kwargs.get("stream_options")
+        if not given(options):
+            kwargs["stream_options"] = {"include_usage": True}
+            hide = True
+        elif isinstance(options, dict) and "include_usage" not in options:
+            kwargs["stream_options"] = {**options, "include_usage": True}
+            hide = True
+    return call, api.watcher(kwargs, hide)
 
 
-def _on_response(call: LLMCall, result: Any, watcher: ChatStreamWatcher | None, is_async: bool) -> Any:
-    if watcher is not None:
-        proxy = AsyncStreamProxy if is_async else SyncStreamProxy
-        return proxy(result, call, watcher)
-    call.finish(
-        chat_usage(_get(result, "usage")),
-        response_id=_get(result, "id"),
-        response_model=_get(result, "model"),
-        finish_reasons=_finish_reasons(_get(result, "choices")),
-        service_tier=_get(result, "service_tier"),
-    )
-    return result
+def _on_result(api: API, watcher: StreamWatcher | None) -> Any:
+    def on_result(call: LLMCall, result: Any) -> Any:
+        if is_raw_response(result):
+            return wrap_raw_response(result, call, on_result, watcher)
+        if watcher is not None and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
+            proxy = AsyncStreamProxy if hasattr(result, "__anext__") else SyncStreamProxy
+            return proxy(result, call, watcher)
+        api.finish(call, result)
+        return result
+
+    return on_result
 
 
-def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    call, watcher = _start(instance, kwargs)
-    return run_call(call, lambda: wrapped(*args, **kwargs), lambda c, r: _on_response(c, r, watcher, False))
+def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
+    """A wrapt wrapper ``(wrapped, instance, args, kwargs)`` recording one call of ``api``."""
+    if is_async:
+
+        async def wrap_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
+            return await run_call_async(
+                call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher), api.error_usage
+            )
+
+        return wrap_async
+
+    def wrap(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
+        return run_call(call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher), api.error_usage)
+
+    return wrap
 
 
-async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    call, watcher = _start(instance, kwargs)
-    return await run_call_async(
-        call, lambda: wrapped(*args, **kwargs), lambda c, r: _on_response(c, r, watcher, True)
-    )
+@observer
+def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Every attempt the SDK makes builds its request here; its retry-count header counts retries."""
+    request = wrapped(*args, **kwargs)
+    note_retries(getattr(request, "headers", None))
+    return request
 
+
+_CHAT = "openai.resources.chat.completions.completions"
+_RESPONSES = "openai.resources.responses.responses"
 
 # What `unitcost.instrument()` patches: (module, "Class.method", wrapper). wrapt wrappers receive
-# (wrapped, instance, args, kwargs).
+# (wrapped, instance, args, kwargs). The ``.stream()`` helpers of Chat Completions and Responses call
+# ``create``, so they are recorded there (once); ``.parse`` posts by itself and is wrapped apart.
 PATCHES = (
-    ("openai.resources.chat.completions.completions", "Completions.create", wrap_create),
-    ("openai.resources.chat.completions.completions", "AsyncCompletions.create", wrap_create_async),
+    (_CHAT, "Completions.create", _wrapper(CHAT, is_async=False)),
+    (_CHAT, "AsyncCompletions.create", _wrapper(CHAT, is_async=True)),
+    (_CHAT, "Completions.parse", _wrapper(CHAT, is_async=False, may_stream=False)),
+    (_CHAT, "AsyncCompletions.parse", _wrapper(CHAT, is_async=True, may_stream=False)),
+    (_RESPONSES, "Responses.create", _wrapper(RESPONSES, is_async=False)),
+    (_RESPONSES, "AsyncResponses.create", _wrapper(RESPONSES, is_async=True)),
+    (_RESPONSES, "Responses.parse", _wrapper(RESPONSES, is_async=False, may_stream=False)),
+    (_RESPONSES, "AsyncResponses.parse", _wrapper(RESPONSES, is_async=True, may_stream=False)),
+    ("openai.resources.embeddings", "Embeddings.create", _wrapper(EMBEDDINGS, is_async=False)),
+    ("openai.resources.embeddings", "AsyncEmbeddings.create", _wrapper(EMBEDDINGS, is_async=True)),
+    ("openai.resources.completions", "Completions.create", _wrapper(COMPLETIONS, is_async=False)),
+    ("openai.resources.completions", "AsyncCompletions.create", _wrapper(COMPLETIONS, is_async=True)),
+    ("openai._base_client", "BaseClient._build_request", wrap_build_request),
 )

@@ -1,0 +1,116 @@
+"""OpenAI Chat Completions, legacy Completions and Embeddings -> unitcost's usage record.
+
+The three share one usage shape (``prompt_tokens`` with cached tokens included, ``completion_tokens``
+with reasoning included) and, for the two that stream, the same trailing usage-only chunk when the
+request asked for ``stream_options={"include_usage": True}``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .. import _attributes as A
+from .._estimate import texts_of
+from .._llm import LLMCall
+from .._usage import TokenUsage, clean_count
+from ._openai_common import API, TextStreamWatcher, get, usage_in_error
+
+
+def chat_usage(usage: Any) -> TokenUsage | None:
+    """Chat Completions ``usage`` -> TokenUsage. ``prompt_tokens`` already includes cached tokens."""
+    if usage is None:
+        return None
+    prompt = get(usage, "prompt_tokens_details")
+    completion = get(usage, "completion_tokens_details")
+    return TokenUsage(
+        input_tokens=clean_count(get(usage, "prompt_tokens")) or 0,
+        output_tokens=clean_count(get(usage, "completion_tokens")) or 0,
+        cache_read_tokens=clean_count(get(prompt, "cached_tokens")) or 0,
+        cache_write_tokens=clean_count(get(prompt, "cache_write_tokens")) or 0,
+        reasoning_tokens=clean_count(get(completion, "reasoning_tokens")) or 0,
+    )
+
+
+def _finish_reasons(choices: Any) -> list[str]:
+    return [str(r) for c in choices or () if (r := get(c, "finish_reason"))]
+
+
+def finish_completion(call: LLMCall, result: Any) -> None:
+    """A chat completion or a legacy completion (object or JSON body)."""
+    call.finish(
+        chat_usage(get(result, "usage")),
+        response_id=get(result, "id"),
+        response_model=get(result, "model"),
+        finish_reasons=_finish_reasons(get(result, "choices")),
+        service_tier=get(result, "service_tier"),
+    )
+
+
+def finish_embeddings(call: LLMCall, result: Any) -> None:
+    usage = get(result, "usage")
+    call.finish(
+        None if usage is None else TokenUsage(input_tokens=clean_count(get(usage, "prompt_tokens")) or 0),
+        response_model=get(result, "model"),
+    )
+
+
+class CompletionStreamWatcher(TextStreamWatcher):
+    """A Chat Completions (``delta``) or legacy Completions (``text``) stream, chunk by chunk."""
+
+    def __init__(self, kwargs: dict[str, Any], hide_usage_chunk: bool, *, chat: bool) -> None:
+        request = kwargs.get("messages") if chat else kwargs.get("prompt")
+        texts = texts_of(request)
+        messages = len(request) if chat and isinstance(request, list) else 1
+        super().__init__(kwargs.get("model"), texts, messages)
+        self.hide_usage_chunk = hide_usage_chunk
+        self.chat = chat
+        self._reasons: dict[int, str] = {}
+
+    def on_chunk(self, chunk: Any) -> bool:
+        if self.response_id is None:
+            self.response_id = get(chunk, "id")
+            self.model = get(chunk, "model")
+        if (tier := get(chunk, "service_tier")) is not None:
+            self.service_tier = str(tier)
+        choices = get(chunk, "choices") or ()
+        for choice in choices:
+            if self.chat:
+                delta = get(choice, "delta")
+                self.seen_text(get(delta, "content"))
+                self.seen_text(get(delta, "refusal"))
+                for tool_call in get(delta, "tool_calls") or ():
+                    self.seen_text(get(get(tool_call, "function"), "arguments"))
+            else:
+                self.seen_text(get(choice, "text"))
+            if (reason := get(choice, "finish_reason")) is not None:
+                self._reasons[get(choice, "index") or 0] = str(reason)
+                self.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
+        usage = get(chunk, "usage")
+        if usage is not None:
+            self.seen_usage(chat_usage(usage))
+            # The usage-only chunk unitcost asked for: the caller never asked, so never sees it.
+            if self.hide_usage_chunk and not choices:
+                return False
+        return True
+
+
+def _error_usage(error: BaseException) -> TokenUsage | None:
+    return usage_in_error(error, chat_usage)
+
+
+CHAT = API(
+    operation=A.OP_CHAT,
+    finish=finish_completion,
+    error_usage=_error_usage,
+    watcher=partial(CompletionStreamWatcher, chat=True),
+    asks_for_usage=True,
+)
+COMPLETIONS = API(
+    operation=A.OP_TEXT_COMPLETION,
+    finish=finish_completion,
+    error_usage=_error_usage,
+    watcher=partial(CompletionStreamWatcher, chat=False),
+    asks_for_usage=True,
+)
+EMBEDDINGS = API(operation=A.OP_EMBEDDINGS, finish=finish_embeddings, error_usage=_error_usage)
