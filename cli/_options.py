@@ -78,3 +78,14 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
     ) as progress:
         task_id = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task_id, n)
+
+
+@contextlib.contextmanager
+def reading(description: str = "reading the store") -> Iterator[None]:
+    """A spinner on stderr while a long read runs; silent when stderr is no terminal."""
+    stderr = Console(stderr=True)
+    if not stderr.is_terminal:
+        yield
+        return
+    with stderr.status(description):
+        yield

@@ -12,7 +12,7 @@ from unitcost._compare import Repricer, compare, parse_side, whatif
 from unitcost._reports import report
 
 from . import _render
-from ._options import console, db_option, time_option
+from ._options import console, db_option, reading, time_option
 
 
 @click.command(name="report")
@@ -55,7 +55,8 @@ def report_command(
       unitcost report --every week --where customer=acme
       unitcost report --html report.html
     """
-    rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
+    with reading():
+        rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
     if html_path is not None:
         from unitcost._html import write_html_report
 
@@ -104,7 +105,8 @@ def compare_command(
       unitcost compare 14d..7d 7d.. --kind support_ticket
     """
     side_a, side_b = parse_side(a), parse_side(b)
-    rows = compare(db, side_a, side_b, by=by, kind=kind, since_ns=since, until_ns=until)
+    with reading():
+        rows = compare(db, side_a, side_b, by=by, kind=kind, since_ns=since, until_ns=until)
     _side_by_side(rows, a, b, f"{a} (A) vs {b} (B)", fmt)
 
 
@@ -136,7 +138,8 @@ def whatif_command(
       unitcost whatif --prices negotiated.toml
     """
     repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
-    rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
+    with reading("re-pricing every call"):
+        rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
     what = " + ".join(
         p for p in (
             f"{from_model or 'every model'} -> {model}" if model else "",
