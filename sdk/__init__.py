@@ -21,6 +21,7 @@ from ._context import TaskRun, current_task
 from ._errors import ConfigurationError, StoreError, UnitcostError
 from ._instrument import instrument, uninstrument
 from ._outcomes import outcome, record_outcome
+from ._record import record_usage
 from ._scopes import step, task, tool
 from .version import __version__
 
@@ -49,6 +50,7 @@ __all__ = [
     "outcome",
     "query",
     "record_outcome",
+    "record_usage",
     "shutdown",
     "step",
     "task",
