@@ -14,8 +14,9 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-import unitcost
 from openai import OpenAI
+
+import unitcost
 from unitcost.demo.server import FakeOpenAIServer
 
 unitcost.configure(service_name="support-bot", db=os.environ.get("UNITCOST_DB", "support-agent.db"))

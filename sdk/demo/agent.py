@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import unitcost
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
+
+import unitcost
 
 SYSTEM_PROMPT = "You are the support assistant of Acme Cloud. " + "Policy text. " * 300
 
