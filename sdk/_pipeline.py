@@ -35,10 +35,23 @@ class _RecordEverything(Sampler):
     def __init__(self, inner: Sampler) -> None:
         self._inner = inner
 
-    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
-        result = self._inner.should_sample(parent_context, trace_id, name, *args, **kwargs)
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> Any:
+        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         if result.decision is Decision.DROP:
-            return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
+            # A span starts with the attributes of its sampling result, and a "drop" result carries
+            # none: keep the span's own, or the store could not tell what the span is.
+            return SamplingResult(
+                Decision.RECORD_ONLY, {**(attributes or {}), **(result.attributes or {})}, result.trace_state
+            )
         return result
 
     def get_description(self) -> str:
