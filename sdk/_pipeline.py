@@ -45,7 +45,8 @@ class _RecordEverything(Sampler):
         links: Any = None,
         trace_state: Any = None,
     ) -> Any:
-        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        extra = () if trace_state is None else (trace_state,)  # as the SDK calls it: samplers may not take it
+        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, *extra)
         if result.decision is Decision.DROP:
             # A span starts with the attributes of its sampling result, and a "drop" result carries
             # none: keep the span's own, or the store could not tell what the span is.
