@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import StatusCode
 
 from .. import _attributes as A
+from .._adopt import merge_or_hold
 from .._errors import internal_error
 from .._money import parse_usd, to_pico
 from .._pricing import PriceBook, utc_from_ns
@@ -36,6 +37,7 @@ _CALL_COLUMNS = (
     "model", "response_model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
     "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
+    "web_search_requests", "web_fetch_requests", "price_modifiers",
 )
 _RUN_COLUMNS = (
     "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
@@ -67,6 +69,22 @@ def span_type(span: ReadableSpan) -> str | None:
     if attrs.get(A.OPERATION) in _LLM_OPERATIONS:
         return "llm"
     return None
+
+
+# Price modifiers a call reports besides its service tier, by the price-context key genai-prices
+# uses for them. Those in _PRICE_CONTEXT_KEYS are priced; the others are recorded only.
+_PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
+_PRICE_CONTEXT_KEYS = {"processing", "speed"}
+_DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
+
+
+def _price_modifiers(attrs: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, attribute in _PRICE_MODIFIERS.items():
+        value = attrs.get(attribute)
+        if isinstance(value, str) and value and value != _DEFAULT_MODIFIERS.get(key):
+            found[key] = value
+    return found
 
 
 def _hex_span(span_id: int | None) -> str | None:
@@ -142,16 +160,19 @@ class StoreSpanExporter(SpanExporter):
         provider = str(attrs.get(A.PROVIDER) or attrs.get("gen_ai.system") or "unknown")
         model = str(attrs.get(A.REQUEST_MODEL) or attrs.get(A.RESPONSE_MODEL) or "unknown")
         response_model = attrs.get(A.RESPONSE_MODEL)
-        tier = attrs.get(A.OPENAI_SERVICE_TIER)
+        tier = attrs.get(A.OPENAI_SERVICE_TIER) or attrs.get(A.ANTHROPIC_SERVICE_TIER)
+        modifiers = _price_modifiers(attrs)
+        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS}
         started = span.start_time or 0
         cost = reasoning = source = None
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
             priced = self._prices.cost(
-                provider, str(response_model or model), utc_from_ns(started), buckets, str(tier) if tier else None
+                provider, str(response_model or model), utc_from_ns(started), buckets, str(tier) if tier else None,
+                context,
             )
             if priced is None and response_model and response_model != model:
-                priced = self._prices.cost(provider, model, utc_from_ns(started), buckets, None)
+                priced = self._prices.cost(provider, model, utc_from_ns(started), buckets, None, context)
             if priced is not None:
                 cost, reasoning, source = to_pico(priced.total), to_pico(priced.reasoning), priced.source
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
@@ -165,6 +186,8 @@ class StoreSpanExporter(SpanExporter):
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
             int(bool(attrs.get(A.USAGE_ESTIMATED))), int(bool(attrs.get(A.REQUEST_STREAM))),
             int(bool(attrs.get(A.CALL_INCOMPLETE))), _error_type(span), None if tier is None else str(tier),
+            buckets.web_search_requests, buckets.web_fetch_requests,
+            json.dumps(modifiers, sort_keys=True) if modifiers else None,
         )
 
     def _run_row(self, span: ReadableSpan) -> tuple[Any, ...]:
@@ -237,5 +260,9 @@ class StoreSpanProcessor(BatchSpanProcessor):
         )
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span_type(span) is not None:
-            self._batch_processor.emit(span)
+        if span_type(span) is None:
+            return
+        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost._adopt).
+        ready = merge_or_hold(span, self._batch_processor.emit)
+        if ready is not None:
+            self._batch_processor.emit(ready)

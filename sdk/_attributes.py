@@ -67,6 +67,18 @@ CALL_RETRIES = "unitcost.call.retries"  # retries the provider SDK made before t
 # A price modifier the call reports besides the service tier: "batch" for batch processing.
 PRICE_PROCESSING = "unitcost.price.processing"
 
+# Server-side tool requests a call made (Anthropic's usage.server_tool_use); web searches are priced
+# per 1000, web fetches cost only their tokens.
+WEB_SEARCH_REQUESTS = "unitcost.usage.web_search_requests"
+WEB_FETCH_REQUESTS = "unitcost.usage.web_fetch_requests"
+# Anthropic price modifiers: fast mode (priced by genai-prices) and the inference region (recorded).
+PRICE_SPEED = "unitcost.price.speed"
+PRICE_INFERENCE_GEO = "unitcost.price.inference_geo"
+# Names the anthropic SDK's own spans use (anthropic >= 2): the tier the response reports, and the
+# 1-hour part of the cache writes (read from SDK spans unitcost did not adopt).
+ANTHROPIC_SERVICE_TIER = "anthropic.response.service_tier"
+ANTHROPIC_CACHE_WRITE_1H_TOKENS = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+
 OUTCOME_LABEL = "unitcost.outcome.label"
 OUTCOME_SUCCESS = "unitcost.outcome.success"
 OUTCOME_VALUE = "unitcost.outcome.value_usd"  # decimal text

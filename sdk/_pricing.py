@@ -13,7 +13,7 @@ import fnmatch
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -37,8 +37,8 @@ _BUCKET_PRICE_KEYS: dict[str, tuple[str, ...]] = {
     "visible_output": ("output_mtok",),
     "reasoning": ("output_reasoning_mtok", "output_mtok"),
 }
-# Price keys the fast path understands. Count-based fees for things unitcost does not count yet
-# (web searches...) are zero for every call it records, so they do not change the result.
+# Price keys the fast path understands. Web searches are counted and priced per 1000; the other
+# count-based fees are for things unitcost does not count, zero for every call it records.
 _FAST_PATH_KEYS = {key for keys in _BUCKET_PRICE_KEYS.values() for key in keys} | {
     "requests_kcount",
     "web_searches_kcount",
@@ -63,6 +63,7 @@ class Rates:
     per_request: Decimal
     source: str
     exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
+    per_web_search: Decimal = Decimal(0)  # USD per server-side web search request
 
     def cost(self, buckets: Buckets) -> CallCost:
         if self.exact_fallback is not None:
@@ -78,6 +79,8 @@ class Rates:
             total += part
             if bucket == "reasoning":
                 reasoning = part
+        if buckets.web_search_requests:
+            total += self.per_web_search * buckets.web_search_requests
         return CallCost(total + self.per_request, reasoning, self.source)
 
 
@@ -103,15 +106,13 @@ def genai_usage(buckets: Buckets) -> Any:
         cache_write_1h_tokens=buckets.cache_write_1h,
         output_tokens=buckets.output_total,
         output_reasoning_tokens=buckets.reasoning,
+        web_searches=buckets.web_search_requests,
     )
 
 
 def _genai_cost(model_price: Any, buckets: Buckets, source: str) -> CallCost:
     total = model_price.calc_price(genai_usage(buckets))["total_price"]
-    without = Buckets(
-        buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
-        buckets.visible_output, 0,
-    )
+    without = replace(buckets, reasoning=0)
     reasoning = total - model_price.calc_price(genai_usage(without))["total_price"] if buckets.reasoning else 0
     return CallCost(total, Decimal(reasoning), source)
 
@@ -124,7 +125,8 @@ def rates_from_model_price(model_price: Any, source: str) -> Rates:
     for bucket, candidates in _BUCKET_PRICE_KEYS.items():
         per_bucket[bucket] = next((getattr(model_price, k) for k in candidates if k in keys), None)
     requests = getattr(model_price, "requests_kcount", None) if "requests_kcount" in keys else None
-    return Rates(per_bucket, (requests or Decimal(0)) / 1000, source)
+    searches = getattr(model_price, "web_searches_kcount", None) if "web_searches_kcount" in keys else None
+    return Rates(per_bucket, (requests or Decimal(0)) / 1000, source, per_web_search=(searches or Decimal(0)) / 1000)
 
 
 # --- the user's price file ------------------------------------------------------------------------
@@ -224,8 +226,19 @@ class PriceBook:
             raise ConfigurationError(f"price file {found} does not exist")
         return cls(load_price_file(found))
 
-    def rates(self, provider: str, model: str, when: datetime, service_tier: str | None = None) -> Rates | None:
-        """The rates in force for this call, or None when the model is unknown (unpriced)."""
+    def rates(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+    ) -> Rates | None:
+        """The rates in force for this call, or None when the model is unknown (unpriced).
+
+        ``context`` holds other price modifiers the response reported, as genai-prices names them
+        (``{"processing": "batch"}``, ``{"speed": "fast"}``); one it has no rates for changes nothing.
+        """
         for override in self._overrides:
             if override.matches(provider, model, when):
                 return override.rates()
@@ -233,17 +246,26 @@ class PriceBook:
         if info is None:
             return None
         tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
-        key = (id(info), tier, _price_period(info, when))
+        price_context = dict(context or {})
+        if tier:
+            price_context["service_tier"] = tier
+        key = (id(info), tuple(sorted(price_context.items())), _price_period(info, when))
         cached = self._rates.get(key)
         if cached is None:
-            model_price = info.get_prices(when, {"service_tier": tier} if tier else None)
+            model_price = info.get_prices(when, price_context or None)
             cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
         return cached
 
     def cost(
-        self, provider: str, model: str, when: datetime, buckets: Buckets, service_tier: str | None = None
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        buckets: Buckets,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
     ) -> CallCost | None:
-        rates = self.rates(provider, model, when, service_tier)
+        rates = self.rates(provider, model, when, service_tier, context)
         return None if rates is None else rates.cost(buckets)
 
     def _model_info(self, provider: str, model: str) -> Any:

@@ -108,6 +108,17 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     # so replaying the same spans never adds an outcome twice.
 
 
+@migrations(name="m004_calls_server_tool_requests")
+def _m004_calls_server_tool_requests(db: sqlite_utils.Database) -> None:
+    # Server-side tool requests (Anthropic's usage.server_tool_use): web searches carry a fee per
+    # request, included in cost_pico; web fetches cost only their tokens. price_modifiers is a JSON
+    # object of what the response reported that changes or may change the price besides
+    # service_tier ({"processing": "batch", "speed": "fast", "inference_geo": "us"}); NULL when none.
+    db.execute("ALTER TABLE calls ADD COLUMN web_search_requests INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN web_fetch_requests INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN price_modifiers TEXT")
+
+
 def default_db_path() -> Path:
     """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
     env = os.environ.get("UNITCOST_DB")

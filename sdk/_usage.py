@@ -58,6 +58,9 @@ class TokenUsage:
     reasoning_tokens: int = 0
     estimated: bool = False
     estimate_method: str | None = None  # "tiktoken:<encoding>" or "chars/4" when estimated
+    # Server-side tool requests, priced per request (Anthropic's server_tool_use).
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
     def span_attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
@@ -77,6 +80,10 @@ class TokenUsage:
             attrs[A.USAGE_ESTIMATED] = True
             if self.estimate_method:
                 attrs[A.USAGE_ESTIMATE_METHOD] = self.estimate_method
+        if self.web_search_requests:
+            attrs[A.WEB_SEARCH_REQUESTS] = self.web_search_requests
+        if self.web_fetch_requests:
+            attrs[A.WEB_FETCH_REQUESTS] = self.web_fetch_requests
         return attrs
 
 
@@ -90,6 +97,9 @@ class Buckets:
     cache_write_1h: int = 0
     visible_output: int = 0
     reasoning: int = 0
+    # Not tokens: server-side tool requests, priced per request.
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
     @property
     def input_total(self) -> int:
@@ -111,7 +121,10 @@ class Buckets:
         cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS))
         if cache_write_all is None:
             cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS_NEXT)) or 0
-        cache_write_1h = min(clean_count(get(A.CACHE_WRITE_1H_TOKENS)) or 0, cache_write_all)
+        cache_write_1h = clean_count(get(A.CACHE_WRITE_1H_TOKENS))
+        if cache_write_1h is None:  # an anthropic SDK span that unitcost did not adopt
+            cache_write_1h = clean_count(get(A.ANTHROPIC_CACHE_WRITE_1H_TOKENS)) or 0
+        cache_write_1h = min(cache_write_1h, cache_write_all)
         input_all = clean_count(get(A.INPUT_TOKENS)) or 0
         reasoning = clean_count(get(A.REASONING_TOKENS)) or 0
         output_all = clean_count(get(A.OUTPUT_TOKENS)) or 0
@@ -122,4 +135,6 @@ class Buckets:
             cache_write_1h=cache_write_1h,
             visible_output=max(output_all - reasoning, 0),
             reasoning=reasoning,
+            web_search_requests=clean_count(get(A.WEB_SEARCH_REQUESTS)) or 0,
+            web_fetch_requests=clean_count(get(A.WEB_FETCH_REQUESTS)) or 0,
         )

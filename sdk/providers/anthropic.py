@@ -1,0 +1,402 @@
+"""The Anthropic adapter: Messages ``create`` (plain and ``stream=True``), the ``messages.stream()``
+helper and ``parse``, sync and async, stable and beta. ``count_tokens`` is not inference: not wrapped.
+
+Counting each call once. anthropic 2.x traces itself: every API call gets a CLIENT span of its own
+(instrumentation scope ``com.anthropic.sdk.python``) in the global TracerProvider, unless
+``ANTHROPIC_OPEN_TELEMETRY=false`` or the client's ``open_telemetry`` option turns it off. unitcost
+builds on that span instead of adding a second one (`unitcost._adopt`):
+
+- Around each SDK method the adapter opens a `PendingCall`. When the SDK starts its span inside the
+  method, unitcost's span processor adopts it: the live span gets ``unitcost.span.type=llm`` and the
+  ``unitcost.task.id``, so the application's own exporters see which task the call belongs to.
+- The adapter reads the response (or the stream, event by event) exactly as when there is no SDK
+  span, and drives the usual `LLMCall` lifecycle on a stand-in span. The store keeps the SDK's span,
+  once the SDK has ended it, until the adapter has finished the call, then stores it once with the
+  adapter's attributes over the SDK's: the 1-hour cache-write split, web searches and fetches, the
+  thinking tokens, the price modifiers, and whether a stream was abandoned.
+- When the SDK made no recording span (tracing off, the application's sampler dropped it, or the
+  client traces to a TracerProvider of its own), nothing was adopted: the adapter records the call
+  on a unitcost span, started at the time the call started, whose sampler never drops it.
+
+So a call is one row in the store in every case, with the same numbers. The SDK's span that other
+exporters receive carries the task id but not unitcost's later reading.
+
+Usage (Anthropic's ``input_tokens`` EXCLUDES both cache buckets; see `message_usage`). A stream's
+``message_start`` carries the input and cache counts; each ``message_delta`` carries CUMULATIVE
+counts, so the last one wins and nothing is summed. A stream that ends before ``message_stop``
+(abandoned, closed, failed) is recorded as incomplete with what was seen; if no ``message_delta``
+came, its output is estimated from the text streamed (one token per four characters, marked
+estimated).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import wrapt
+
+from .. import _attributes as A
+from .._adopt import PendingCall, ensure_installed
+from .._budget import check_before_spending
+from .._config import pipeline
+from .._context import current_run
+from .._errors import internal_error
+from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
+from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
+from .._usage import TokenUsage, clean_count
+
+SDK_SCOPE = "com.anthropic.sdk.python"  # platform clients add a suffix: ".bedrock", ".vertex"...
+SDK_SPAN_NAME = "anthropic.messages.create"  # also the name of stream() and parse() calls
+
+# Usage fields as they arrive; a later (cumulative) value replaces an earlier one.
+_USAGE_FIELDS = (
+    "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation", "output_tokens",
+    "output_tokens_details", "server_tool_use", "service_tier", "speed", "inference_geo",
+)
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def message_usage(usage: Any) -> TokenUsage | None:
+    """A Messages ``usage`` block -> TokenUsage (OpenTelemetry meaning: totals with their parts).
+
+    Anthropic's ``input_tokens`` is the UNCACHED input only: all input is that plus the cache reads
+    and the cache writes. Cache writes are split by how long they are kept (5 minutes, 1 hour),
+    priced apart. ``output_tokens`` includes the thinking tokens.
+    """
+    if usage is None:
+        return None
+    uncached = clean_count(_get(usage, "input_tokens")) or 0
+    cache_read = clean_count(_get(usage, "cache_read_input_tokens")) or 0
+    creation = _get(usage, "cache_creation")
+    write_5m = clean_count(_get(creation, "ephemeral_5m_input_tokens")) or 0
+    write_1h = clean_count(_get(creation, "ephemeral_1h_input_tokens")) or 0
+    cache_write = clean_count(_get(usage, "cache_creation_input_tokens"))
+    if cache_write is None:
+        cache_write = write_5m + write_1h
+    output = clean_count(_get(usage, "output_tokens")) or 0
+    thinking = clean_count(_get(_get(usage, "output_tokens_details"), "thinking_tokens")) or 0
+    tools = _get(usage, "server_tool_use")
+    return TokenUsage(
+        input_tokens=uncached + cache_read + cache_write,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=min(write_1h, cache_write),
+        reasoning_tokens=min(thinking, output),
+        web_search_requests=clean_count(_get(tools, "web_search_requests")) or 0,
+        web_fetch_requests=clean_count(_get(tools, "web_fetch_requests")) or 0,
+    )
+
+
+def price_attributes(usage: Any) -> dict[str, Any]:
+    """The price modifiers a response reports. genai-prices prices batch processing and fast mode;
+    the priority tier and the inference region are recorded (it has no rates for them)."""
+    attrs: dict[str, Any] = {}
+    tier = _get(usage, "service_tier")
+    if isinstance(tier, str) and tier:
+        attrs[A.ANTHROPIC_SERVICE_TIER] = tier
+        if tier == "batch":
+            attrs[A.PRICE_PROCESSING] = "batch"
+    speed = _get(usage, "speed")
+    if isinstance(speed, str) and speed:
+        attrs[A.PRICE_SPEED] = speed
+    geo = _get(usage, "inference_geo")
+    if isinstance(geo, str) and geo:
+        attrs[A.PRICE_INFERENCE_GEO] = geo
+    return attrs
+
+
+def _server(instance: Any) -> tuple[str | None, int | None]:
+    try:
+        url = instance._client.base_url
+        return url.host, url.port
+    except AttributeError:
+        return None, None
+
+
+class _Call:
+    """One Messages call, from before the request until unitcost has recorded it."""
+
+    __slots__ = ("provider", "model", "host", "port", "stream", "run", "started_ns", "started", "pending")
+
+    def __init__(self, instance: Any, kwargs: dict[str, Any], stream: bool) -> None:
+        client = getattr(instance, "_client", None)
+        self.provider = str(getattr(client, "_gen_ai_provider_name", None) or "anthropic")
+        self.model = str(kwargs.get("model") or "unknown")
+        self.host, self.port = _server(instance)
+        self.stream = stream
+        self.run = current_run.get()
+        self.started_ns = time.time_ns()
+        self.started = time.perf_counter()
+        live: dict[str, Any] = {A.SPAN_TYPE: "llm"}
+        if self.run is not None:
+            live[A.TASK_ID] = self.run.id
+        self.pending = PendingCall(SDK_SCOPE, SDK_SPAN_NAME, live)
+        # Before the request: the SDK's span can only be adopted by a processor already in place.
+        ensure_installed(pipeline().provider)
+
+    @classmethod
+    def begin(cls, instance: Any, kwargs: dict[str, Any], stream: bool) -> _Call | None:
+        try:
+            return cls(instance, kwargs, stream)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic call start", exc)
+            return None
+
+    def llm_call(self) -> LLMCall | None:
+        """The lifecycle to record on: the SDK's adopted span, else a unitcost span of its own."""
+        try:
+            if self.pending.adopted:
+                call = LLMCall(self.pending.recorder(), self.run, self.provider, self.model)
+            else:
+                started = LLMCall.start(
+                    provider=self.provider,
+                    operation=A.OP_CHAT,
+                    model=self.model,
+                    server_address=self.host,
+                    server_port=self.port,
+                    stream=self.stream,
+                    start_time_ns=self.started_ns,
+                )
+                if started is None:
+                    return None
+                call = started
+            call.started = self.started
+            return call
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic call", exc)
+            return None
+
+    def failed(self, error: BaseException) -> None:
+        call = self.llm_call()
+        if call is not None:
+            call.fail(error)
+
+    def finished(self, result: Any, is_async: bool) -> Any:
+        """Record a plain response now, or watch a stream; the result itself goes back unchanged."""
+        call = self.llm_call()
+        if call is None:
+            return result
+        try:
+            if self.stream:
+                proxy = AsyncStreamProxy if is_async else SyncStreamProxy
+                return proxy(result, call, MessageStreamWatcher())
+            usage = _get(result, "usage")
+            call.span.set_attributes(price_attributes(usage))
+            stop = _get(result, "stop_reason")
+            call.finish(
+                message_usage(usage),  # None for a raw response (with_raw_response): not read here
+                response_id=_get(result, "id"),
+                response_model=_get(result, "model"),
+                finish_reasons=[str(stop)] if stop else None,
+            )
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic response", exc)
+            call.finish(None)
+        return result
+
+
+class MessageStreamWatcher(StreamWatcher):
+    """Reads a Messages stream's raw events as they go by."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Any] = {}
+        self.message_id: str | None = None
+        self.model: str | None = None
+        self.stop_reason: str | None = None
+        self.delta_seen = False
+        self.stopped = False
+        self.output_chars = 0
+        self.thinking_chars = 0
+
+    def _take_usage(self, usage: Any) -> None:
+        for field in _USAGE_FIELDS:
+            value = _get(usage, field)
+            if value is not None:
+                self.usage[field] = value
+
+    def on_chunk(self, chunk: Any) -> bool:
+        kind = _get(chunk, "type")
+        if kind == "content_block_delta":
+            delta = _get(chunk, "delta")
+            for field in ("text", "thinking", "partial_json"):
+                text = _get(delta, field)
+                if isinstance(text, str):
+                    self.output_chars += len(text)
+                    if field == "thinking":
+                        self.thinking_chars += len(text)
+                    break
+        elif kind == "message_start":
+            message = _get(chunk, "message")
+            self.message_id = _get(message, "id")
+            self.model = _get(message, "model")
+            self._take_usage(_get(message, "usage"))
+        elif kind == "message_delta":
+            self.delta_seen = True
+            self._take_usage(_get(chunk, "usage"))  # cumulative: replaces, never adds
+            self.stop_reason = _get(_get(chunk, "delta"), "stop_reason") or self.stop_reason
+        elif kind == "message_stop":
+            self.stopped = True
+        return True
+
+    def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
+        usage = message_usage(self.usage) if self.usage else None
+        if usage is not None and not self.delta_seen:
+            # message_start's output count is a placeholder; the text seen is a floor for the real one.
+            seen = -(-self.output_chars // CHARS_PER_TOKEN)
+            if seen > usage.output_tokens:
+                usage.output_tokens = seen
+                usage.reasoning_tokens = min(-(-self.thinking_chars // CHARS_PER_TOKEN), seen)
+                usage.estimated = True
+                usage.estimate_method = METHOD_CHARS
+        call.span.set_attributes(price_attributes(self.usage))
+        if error is not None:
+            call.fail(error, usage, incomplete=True)
+            return
+        call.finish(
+            usage,
+            response_id=self.message_id,
+            response_model=self.model,
+            finish_reasons=[self.stop_reason] if self.stop_reason else None,
+            incomplete=incomplete or not self.stopped,
+        )
+
+
+# --- the wrappers -----------------------------------------------------------------------------------
+
+
+def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``create`` (plain or ``stream=True``) and ``parse``."""
+    call = _Call.begin(instance, kwargs, stream=bool(kwargs.get("stream")))
+    if call is None:
+        return wrapped(*args, **kwargs)
+    check_before_spending(call.run)
+    token = call.pending.entered()
+    try:
+        with wrapped_call():
+            result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        PendingCall.left(token)
+        call.failed(exc)
+        raise
+    PendingCall.left(token)
+    return call.finished(result, is_async=False)
+
+
+async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    call = _Call.begin(instance, kwargs, stream=bool(kwargs.get("stream")))
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    check_before_spending(call.run)
+    token = call.pending.entered()
+    try:
+        with wrapped_call():
+            result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        PendingCall.left(token)
+        call.failed(exc)
+        raise
+    PendingCall.left(token)
+    return call.finished(result, is_async=True)
+
+
+def _watch_message_stream(call: _Call, message_stream: Any, is_async: bool) -> None:
+    """Watch the raw event stream under a `MessageStream`: every way of reading the helper
+    (iterating, ``text_stream``, ``until_done()``, ``get_final_message()``) and of leaving it
+    (``close()``, ``__exit__``) goes through it. The helper object itself is left as it is."""
+    proxied = call.finished(message_stream._raw_stream, is_async=is_async)
+    message_stream._raw_stream = proxied
+
+
+class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """What ``messages.stream()`` returns: the SDK's manager, whose ``with`` block makes the call."""
+
+    def __init__(self, wrapped: Any, instance: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__(wrapped)
+        self._self_instance = instance
+        self._self_kwargs = kwargs
+
+    def _self_begin(self) -> _Call | None:
+        return _Call.begin(self._self_instance, self._self_kwargs, stream=True)
+
+    def __enter__(self) -> Any:
+        call = self._self_begin()
+        if call is None:
+            return self.__wrapped__.__enter__()
+        check_before_spending(call.run)
+        token = call.pending.entered()
+        try:
+            with wrapped_call():
+                message_stream = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            PendingCall.left(token)
+            call.failed(exc)
+            raise
+        PendingCall.left(token)
+        try:
+            _watch_message_stream(call, message_stream, is_async=False)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic message stream", exc)
+        return message_stream
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        return self.__wrapped__.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Any:
+        call = self._self_begin()
+        if call is None:
+            return await self.__wrapped__.__aenter__()
+        check_before_spending(call.run)
+        token = call.pending.entered()
+        try:
+            with wrapped_call():
+                message_stream = await self.__wrapped__.__aenter__()
+        except BaseException as exc:
+            PendingCall.left(token)
+            call.failed(exc)
+            raise
+        PendingCall.left(token)
+        try:
+            _watch_message_stream(call, message_stream, is_async=True)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic message stream", exc)
+        return message_stream
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+
+
+def wrap_stream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``messages.stream()`` (sync and async: both return a manager; the call happens on entering it)."""
+    manager = wrapped(*args, **kwargs)
+    try:
+        return MessageStreamManagerProxy(manager, instance, dict(kwargs))
+    except Exception as exc:  # noqa: BLE001
+        internal_error("anthropic stream manager", exc)
+        return manager
+
+
+_MESSAGES = "anthropic.resources.messages.messages"
+_BETA = "anthropic.resources.beta.messages.messages"
+
+# What `unitcost.instrument()` patches: (module, "Class.method", wrapper).
+PATCHES = tuple(
+    (module, f"{cls}.{method}", wrapper)
+    for module in (_MESSAGES, _BETA)
+    for cls, method, wrapper in (
+        ("Messages", "create", wrap_create),
+        ("Messages", "parse", wrap_create),
+        ("Messages", "stream", wrap_stream),
+        ("AsyncMessages", "create", wrap_create_async),
+        ("AsyncMessages", "parse", wrap_create_async),
+        ("AsyncMessages", "stream", wrap_stream),
+    )
+)
