@@ -1,0 +1,251 @@
+"""The Anthropic adapter end to end: the real anthropic client over an in-memory transport, through
+unitcost's lifecycle and store exporter, to the rows in the store.
+
+Every test that makes a call runs three times (`sdk_tracing`): with the anthropic SDK's own
+OpenTelemetry span (its default, which unitcost adopts), and with it turned off by
+``ANTHROPIC_OPEN_TELEMETRY=false`` and by the client option ``open_telemetry=False`` (unitcost's
+own span). The store must hold exactly one row per call, with the same numbers, in every mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import anthropic
+import pytest
+from anthropic.types import Message
+from anthropic_fixtures import (
+    HAND_COMPUTED_PICO,
+    HAND_COMPUTED_REASONING_PICO,
+    MESSAGE_ID,
+    REQUEST,
+    SONNET,
+    STREAM_MESSAGE_ID,
+    USAGE,
+    MessagesServer,
+    anthropic_client,  # noqa: F401 - fixture
+    assert_counted_once,
+    finished_spans,  # noqa: F401 - fixture
+    genai_cost,
+    llm_spans,
+    sdk_tracing,  # noqa: F401 - fixture
+    stream_events,
+)
+from conftest import store_rows
+
+import unitcost
+from unitcost._money import to_pico
+
+pytestmark = pytest.mark.usefixtures("store_db")
+
+
+def rows(db):
+    return store_rows(db, "calls")
+
+
+def assert_full_usage(row, *, streamed):
+    """The non-overlapping buckets of USAGE, and its exact cost."""
+    assert (row["provider"], row["operation"], row["model"], row["response_model"]) == ("anthropic", "chat", SONNET, SONNET)
+    assert row["input_tokens"] == 1200  # Anthropic's input_tokens: already without the cache buckets
+    assert row["cache_read_tokens"] == 20_000
+    assert row["cache_write_tokens"] == 1000  # 5-minute writes
+    assert row["cache_write_1h_tokens"] == 2000
+    assert row["output_tokens"] == 500  # visible: 800 output tokens of which 300 thinking
+    assert row["reasoning_tokens"] == 300
+    assert (row["web_search_requests"], row["web_fetch_requests"]) == (2, 1)
+    assert row["cost_pico"] == HAND_COMPUTED_PICO
+    assert row["reasoning_cost_pico"] == HAND_COMPUTED_REASONING_PICO
+    assert row["price_source"] == "genai-prices"
+    assert row["service_tier"] == "standard"
+    assert row["price_modifiers"] is None
+    assert (row["estimated"], row["streamed"], row["incomplete"], row["error_type"]) == (0, int(streamed), 0, None)
+
+
+def test_hand_computed_price_agrees_with_genai_prices():
+    # genai-prices' own Anthropic usage extractor and price, from the raw usage block.
+    assert genai_cost(USAGE) == Decimal("0.05735")
+    assert to_pico(genai_cost(USAGE)) == HAND_COMPUTED_PICO
+
+
+# --- plain calls --------------------------------------------------------------------------------------
+
+
+def test_create(store_db, anthropic_client, finished_spans, sdk_tracing):
+    server = MessagesServer()
+    client = anthropic_client(server)
+    with unitcost.task("support_ticket", key="T-1042") as run:
+        message = client.messages.create(**REQUEST)
+
+    assert isinstance(message, Message) and message.id == MESSAGE_ID  # the caller's result, untouched
+    assert message.usage.input_tokens == 1200
+    (row,) = rows(store_db)
+    assert row["run_id"] == run.id
+    assert_full_usage(row, streamed=False)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+def test_create_async(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer(), is_async=True)
+
+    async def main():
+        async with unitcost.task("support_ticket", key="T-7") as run:
+            return run, await client.messages.create(**REQUEST)
+
+    run, message = asyncio.run(main())
+    assert isinstance(message, Message)
+    (row,) = rows(store_db)
+    assert row["run_id"] == run.id
+    assert_full_usage(row, streamed=False)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+def test_the_sdk_span_others_export_carries_the_task(store_db, anthropic_client, finished_spans, sdk_tracing):
+    if sdk_tracing != "sdk-span":
+        pytest.skip("only the SDK's own span is adopted")
+    client = anthropic_client(MessagesServer())
+    with unitcost.task("support_ticket", key="T-1042") as run:
+        client.messages.create(**REQUEST)
+    (span,) = llm_spans(finished_spans())
+    assert span.name == "anthropic.messages.create"
+    assert span.attributes["unitcost.task.id"] == run.id
+    assert span.attributes["unitcost.span.type"] == "llm"
+
+
+def test_count_tokens_is_never_usage(store_db, anthropic_client, finished_spans):
+    server = MessagesServer()
+    client = anthropic_client(server)
+    counted = client.messages.count_tokens(model=SONNET, messages=REQUEST["messages"])
+    assert counted.input_tokens == 2095
+    client.beta.messages.count_tokens(model=SONNET, messages=REQUEST["messages"])
+    assert rows(store_db) == []
+
+
+# --- streams read to the end ------------------------------------------------------------------------
+
+
+def test_stream_true(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer())
+    stream = client.messages.create(**REQUEST, stream=True)
+    assert isinstance(stream, anthropic.Stream)
+    types = [event.type for event in stream]
+
+    assert types == [e["type"] for e in stream_events() if e["type"] != "ping"]  # every event, as sent
+    (row,) = rows(store_db)
+    assert_full_usage(row, streamed=True)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+def test_stream_usage_is_cumulative_the_last_delta_wins(store_db, anthropic_client, finished_spans, sdk_tracing):
+    # Three message_delta events, each repeating the input counts and reporting the output so far.
+    client = anthropic_client(MessagesServer(events=stream_events(deltas=3)))
+    for _ in client.messages.create(**REQUEST, stream=True):
+        pass
+    (row,) = rows(store_db)
+    assert_full_usage(row, streamed=True)
+
+
+def test_stream_true_async(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer(), is_async=True)
+
+    async def main():
+        stream = await client.messages.create(**REQUEST, stream=True)
+        assert isinstance(stream, anthropic.AsyncStream)
+        return [event.type async for event in stream]
+
+    assert asyncio.run(main())[-1] == "message_stop"
+    (row,) = rows(store_db)
+    assert_full_usage(row, streamed=True)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+@pytest.mark.parametrize("read", ["get_final_message", "text_stream", "until_done", "iterate", "get_final_text"])
+def test_stream_helper(store_db, anthropic_client, finished_spans, sdk_tracing, read):
+    client = anthropic_client(MessagesServer())
+    with client.messages.stream(**REQUEST) as stream:
+        assert isinstance(stream, anthropic.lib.streaming.MessageStream)
+        if read == "get_final_message":
+            message = stream.get_final_message()
+            assert message.usage.output_tokens == 800 and message.id == STREAM_MESSAGE_ID
+        elif read == "text_stream":
+            assert "".join(stream.text_stream) == "Your order ships today."
+        elif read == "until_done":
+            stream.until_done()
+        elif read == "iterate":
+            assert [e.type for e in stream][-1] == "message_stop"
+        else:
+            assert stream.get_final_text() == "Your order ships today."
+    (row,) = rows(store_db)
+    assert_full_usage(row, streamed=True)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+def test_stream_helper_async(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer(), is_async=True)
+
+    async def main():
+        async with client.messages.stream(**REQUEST) as stream:
+            text = [t async for t in stream.text_stream]
+            return text, await stream.get_final_message()
+
+    text, message = asyncio.run(main())
+    assert "".join(text) == "Your order ships today." and message.usage.output_tokens == 800
+    (row,) = rows(store_db)
+    assert_full_usage(row, streamed=True)
+    assert_counted_once(finished_spans(), [row], sdk_tracing)
+
+
+# --- parse and the beta classes -----------------------------------------------------------------------
+
+
+def test_parse_and_beta(store_db, anthropic_client, finished_spans, sdk_tracing):
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        order: int
+        status: str
+
+    client = anthropic_client(MessagesServer(text='{"order": 1042, "status": "shipped"}'))
+    parsed = client.messages.parse(**REQUEST, output_format=Order)
+    assert parsed.parsed_output == Order(order=1042, status="shipped")
+    beta = client.beta.messages.create(**REQUEST)
+    assert isinstance(beta, anthropic.types.beta.BetaMessage)
+    beta_parsed = client.beta.messages.parse(**REQUEST, output_format=Order)
+    assert beta_parsed.parsed_output.order == 1042
+    for _ in client.beta.messages.create(**REQUEST, stream=True):
+        pass
+    with client.beta.messages.stream(**REQUEST) as stream:
+        stream.until_done()
+
+    found = rows(store_db)
+    assert len(found) == 5
+    for row in found:
+        assert_full_usage(row, streamed=bool(row["streamed"]))
+    assert [r["streamed"] for r in found] == [0, 0, 0, 1, 1]
+    spans = llm_spans(finished_spans())
+    assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)
+
+
+def test_parse_and_beta_async(store_db, anthropic_client, sdk_tracing):
+    from pydantic import BaseModel
+
+    class Order(BaseModel):
+        order: int
+        status: str
+
+    client = anthropic_client(MessagesServer(text='{"order": 1042, "status": "shipped"}'), is_async=True)
+
+    async def main():
+        await client.messages.parse(**REQUEST, output_format=Order)
+        await client.beta.messages.create(**REQUEST)
+        await client.beta.messages.parse(**REQUEST, output_format=Order)
+        async for _ in await client.beta.messages.create(**REQUEST, stream=True):
+            pass
+        async with client.beta.messages.stream(**REQUEST) as stream:
+            await stream.until_done()
+
+    asyncio.run(main())
+    found = rows(store_db)
+    assert len(found) == 5
+    for row in found:
+        assert_full_usage(row, streamed=bool(row["streamed"]))
