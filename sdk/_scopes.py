@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from contextvars import Token
+from contextvars import ContextVar, Token
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -39,15 +39,33 @@ def _attr_value(value: Any) -> Any:
 
 
 class _Active:
-    """What one entry into a scope started, so the exit can end exactly that."""
+    """What one entry into a scope started: its span and, for a task, its run.
 
-    __slots__ = ("span", "otel_token", "run", "run_token")
+    The span is started once and ended once; the context (the current span and run) is attached
+    around the code that runs inside it: the whole block for a function or a ``with``, each step for
+    a generator, so the consumer's code between two items is not counted in the generator's task.
+    """
 
-    def __init__(self, span: Any, otel_token: object, run: TaskRun | None, run_token: Token[Any] | None):
+    __slots__ = ("span", "run", "context")
+
+    def __init__(self, span: Any, run: TaskRun | None) -> None:
         self.span = span
-        self.otel_token = otel_token
         self.run = run
-        self.run_token = run_token
+        self.context = trace.set_span_in_context(span)
+
+    def attach(self) -> tuple[object, Token[Any] | None]:
+        return otel_context.attach(self.context), current_run.set(self.run) if self.run is not None else None
+
+    @staticmethod
+    def detach(tokens: tuple[object, Token[Any] | None]) -> None:
+        otel_token, run_token = tokens
+        if run_token is not None:
+            current_run.reset(run_token)
+        otel_context.detach(otel_token)  # type: ignore[arg-type]
+
+
+# The scopes entered with `with` in this context, innermost last: (scope, entry, context tokens).
+_open_scopes: ContextVar[tuple[tuple[Any, Any, Any], ...]] = ContextVar("unitcost_open_scopes", default=())
 
 
 class _Scope:
@@ -60,7 +78,6 @@ class _Scope:
         if not isinstance(name, str) or not name:
             raise ValueError(f"unitcost.{self._type}() needs a non-empty name")
         self.name = name
-        self._entered: list[_Active] = []
 
     # -- what each kind of scope puts on its span ---------------------------------------------
     def _span_name(self) -> str:
@@ -69,8 +86,11 @@ class _Scope:
     def _start_attributes(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _make_run(self, span: Any, attrs: dict[str, Any], args: Any, kwargs: Any) -> TaskRun | None:
+    def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun | None:
         return None
+
+    def _uses_arguments(self) -> bool:
+        return False
 
     # -- span lifecycle --------------------------------------------------------------------------
     def _start(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> _Active | None:
@@ -82,10 +102,7 @@ class _Scope:
             if run is not None:
                 attrs[A.TASK_ID] = run.id
             span = pipeline().tracer.start_span(self._span_name(), kind=SpanKind.INTERNAL, attributes=attrs)
-            new_run = self._make_run(span, attrs, args, kwargs or {})
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
-            run_token = current_run.set(new_run) if new_run is not None else None
-            return _Active(span, otel_token, new_run, run_token)
+            return _Active(span, self._make_run(span, attrs))
         except Exception as exc:  # noqa: BLE001 - the user's code runs even if telemetry cannot
             internal_error(f"{self._type} start", exc)
             return None
@@ -94,9 +111,6 @@ class _Scope:
         if active is None:
             return
         try:
-            if active.run_token is not None:
-                current_run.reset(active.run_token)
-            otel_context.detach(active.otel_token)  # type: ignore[arg-type]
             span = active.span
             if exc is not None:
                 span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
@@ -115,14 +129,34 @@ class _Scope:
         except Exception as err:  # noqa: BLE001
             internal_error(f"{self._type} end", err)
 
+    def _enter(self, args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None) -> Any:
+        """Start and attach: (entry, context tokens)."""
+        active = self._start(args, kwargs)
+        return active, (active.attach() if active is not None else None)
+
+    def _exit(self, active: _Active | None, tokens: Any, exc: BaseException | None) -> None:
+        if tokens is not None:
+            try:
+                _Active.detach(tokens)
+            except Exception as err:  # noqa: BLE001 - e.g. a token from another context
+                internal_error(f"{self._type} detach", err)
+        self._end(active, exc)
+
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Any:
-        active = self._start()
-        self._entered.append(active)  # type: ignore[arg-type]
+        active, tokens = self._enter()
+        # Kept in the context, not on the object: one scope object may be entered by several threads
+        # or asyncio tasks at once.
+        _open_scopes.set((*_open_scopes.get(), (self, active, tokens)))
         return active.run if active is not None else None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self._end(self._entered.pop(), exc)
+        stack = _open_scopes.get()
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] is self:
+                _open_scopes.set(stack[:i] + stack[i + 1 :])
+                self._exit(stack[i][1], stack[i][2], exc)
+                return
 
     async def __aenter__(self) -> Any:
         return self.__enter__()
@@ -132,35 +166,61 @@ class _Scope:
 
     # -- decorator -------------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
-        start, end = self._start, self._end
+        start, end, enter, exit_ = self._start, self._end, self._enter, self._exit
+        signature = inspect.signature(fn) if self._uses_arguments() else None
+
+        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            # `key`/`attributes` callables get the arguments in the function's own order, however
+            # the caller passed them (handle(ticket=t) reaches `lambda t: t.id` too).
+            if signature is None or not kwargs:
+                return args, kwargs
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError:
+                return args, kwargs  # the call itself will raise the user's TypeError
+            return bound.args, bound.kwargs
+
         if inspect.isasyncgenfunction(fn):
 
             @functools.wraps(fn)
             async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                active = start(args, kwargs)
-                try:
-                    async for item in fn(*args, **kwargs):
-                        yield item
-                except GeneratorExit:  # the consumer stopped early: not an error
-                    end(active, None)
-                    raise
-                except BaseException as exc:
-                    end(active, exc)
-                    raise
-                end(active, None)
+                active = start(*arguments(args, kwargs))
+                agen = fn(*args, **kwargs)
+                to_send: Any = None
+                to_throw: BaseException | None = None
+                while True:
+                    tokens = active.attach() if active is not None else None
+                    try:
+                        item = await (agen.athrow(to_throw) if to_throw is not None else agen.asend(to_send))
+                    except StopAsyncIteration:
+                        exit_(active, tokens, None)
+                        return
+                    except BaseException as exc:
+                        exit_(active, tokens, exc)
+                        raise
+                    if tokens is not None:
+                        _Active.detach(tokens)
+                    try:
+                        to_send, to_throw = (yield item), None
+                    except GeneratorExit:  # the consumer stopped early: not an error
+                        await agen.aclose()
+                        end(active, None)
+                        raise
+                    except BaseException as exc:
+                        to_send, to_throw = None, exc
 
             return cast(F, async_gen_wrapper)
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                active = start(args, kwargs)
+                active, tokens = enter(*arguments(args, kwargs))
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
-                    end(active, exc)
+                    exit_(active, tokens, exc)
                     raise
-                end(active, None)
+                exit_(active, tokens, None)
                 return result
 
             return cast(F, async_wrapper)
@@ -168,29 +228,44 @@ class _Scope:
 
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-                active = start(args, kwargs)
-                try:
-                    result = yield from fn(*args, **kwargs)
-                except GeneratorExit:  # the consumer stopped early: not an error
-                    end(active, None)
-                    raise
-                except BaseException as exc:
-                    end(active, exc)
-                    raise
-                end(active, None)
-                return result
+                active = start(*arguments(args, kwargs))
+                gen = fn(*args, **kwargs)
+                to_send: Any = None
+                to_throw: BaseException | None = None
+                while True:
+                    # Attached for this step only: resumed from another context (a web framework
+                    # running each next() in a copy), the tokens still belong to this context.
+                    tokens = active.attach() if active is not None else None
+                    try:
+                        item = gen.throw(to_throw) if to_throw is not None else gen.send(to_send)
+                    except StopIteration as stop:
+                        exit_(active, tokens, None)
+                        return stop.value
+                    except BaseException as exc:
+                        exit_(active, tokens, exc)
+                        raise
+                    if tokens is not None:
+                        _Active.detach(tokens)
+                    try:
+                        to_send, to_throw = (yield item), None
+                    except GeneratorExit:  # the consumer stopped early: not an error
+                        gen.close()
+                        end(active, None)
+                        raise
+                    except BaseException as exc:
+                        to_send, to_throw = None, exc
 
             return cast(F, gen_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            active = start(args, kwargs)
+            active, tokens = enter(*arguments(args, kwargs))
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                end(active, exc)
+                exit_(active, tokens, exc)
                 raise
-            end(active, None)
+            exit_(active, tokens, None)
             return result
 
         return cast(F, wrapper)
@@ -253,7 +328,10 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
                 attrs[A.TASK_ATTR_PREFIX + str(name)] = _attr_value(value)
         return attrs
 
-    def _make_run(self, span: Any, attrs: dict[str, Any], args: Any, kwargs: Any) -> TaskRun:
+    def _uses_arguments(self) -> bool:
+        return callable(self.key) or callable(self.attributes)
+
+    def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun:
         run_id = format(span.get_span_context().span_id, "016x")
         parent = current_run.get()
         if parent is not None:
