@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ from .._errors import internal_error
 from .._money import parse_usd, to_pico
 from .._pricing import PriceBook, utc_from_ns
 from .._store import open_store
-from .._usage import Buckets
+from .._usage import Buckets, clean_count
 
 logger = logging.getLogger("unitcost")
 
 # Operations that are LLM calls when a span carries no unitcost span type (other instrumentations).
 _LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "embeddings", "completion"}
+
+_NS_PER_S = Decimal(1_000_000_000)
 
 _CALL_COLUMNS = (
     "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",
@@ -38,6 +41,7 @@ _CALL_COLUMNS = (
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
     "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
     "web_search_requests", "web_fetch_requests", "price_modifiers",
+    "retries", "cache_write_30m_tokens", "cache_write_12h_tokens",
 )
 _RUN_COLUMNS = (
     "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
@@ -164,15 +168,20 @@ class StoreSpanExporter(SpanExporter):
         modifiers = _price_modifiers(attrs)
         context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS}
         started = span.start_time or 0
+        ended = span.end_time or started
         cost = reasoning = source = None
+        # A call that ended without an error and without any usage (a raw response whose body was
+        # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
+        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or _error_type(span) is not None
+        timing = {"duration_s": Decimal(ended - started) / _NS_PER_S, "usage_known": usage_known}
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
             priced = self._prices.cost(
                 provider, str(response_model or model), utc_from_ns(started), buckets, str(tier) if tier else None,
-                context,
+                context, **timing,
             )
             if priced is None and response_model and response_model != model:
-                priced = self._prices.cost(provider, model, utc_from_ns(started), buckets, None, context)
+                priced = self._prices.cost(provider, model, utc_from_ns(started), buckets, None, context, **timing)
             if priced is not None:
                 cost, reasoning, source = to_pico(priced.total), to_pico(priced.reasoning), priced.source
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
@@ -180,7 +189,7 @@ class StoreSpanExporter(SpanExporter):
         return (
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID),
-            started, span.end_time or started, provider, str(attrs.get(A.OPERATION) or "chat"), model,
+            started, ended, provider, str(attrs.get(A.OPERATION) or "chat"), model,
             None if response_model is None else str(response_model),
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
@@ -188,6 +197,9 @@ class StoreSpanExporter(SpanExporter):
             int(bool(attrs.get(A.CALL_INCOMPLETE))), _error_type(span), None if tier is None else str(tier),
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
+            clean_count(attrs.get(A.CALL_RETRIES)) or 0,
+            clean_count(attrs.get(A.CACHE_WRITE_30M_TOKENS)) or 0,
+            clean_count(attrs.get(A.CACHE_WRITE_12H_TOKENS)) or 0,
         )
 
     def _run_row(self, span: ReadableSpan) -> tuple[Any, ...]:

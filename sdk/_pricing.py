@@ -48,6 +48,31 @@ _FAST_PATH_KEYS = {key for keys in _BUCKET_PRICE_KEYS.values() for key in keys} 
 }
 
 
+# gen_ai.provider.name (OpenTelemetry's well-known values, else unitcost's own) -> genai-prices'
+# provider id. The ONE place where the two vocabularies meet; a name not here is looked up in
+# genai-prices as it is, and a provider genai-prices does not know leaves its calls unpriced unless
+# the price file prices them.
+GENAI_PRICES_PROVIDERS = {
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "x_ai": "x-ai",
+    "mistral_ai": "mistral",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "aws.bedrock": "aws",
+    "ibm.watsonx.ai": "ibm",
+}
+
+
+def genai_prices_provider(provider: str) -> str:
+    """The genai-prices provider id for a gen_ai.provider.name."""
+    return GENAI_PRICES_PROVIDERS.get(provider, provider)
+
+
+_SECONDS_PER_HOUR = Decimal(3600)
+
+
 @dataclass(frozen=True, slots=True)
 class CallCost:
     total: Decimal
@@ -64,10 +89,17 @@ class Rates:
     source: str
     exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
     per_web_search: Decimal = Decimal(0)  # USD per server-side web search request
+    per_second: Decimal = Decimal(0)  # self-hosted: hourly_usd / 3600 / concurrency, USD per second of call
 
-    def cost(self, buckets: Buckets) -> CallCost:
+    @property
+    def prices_tokens(self) -> bool:
+        return self.exact_fallback is not None or any(p is not None for p in self.per_bucket.values())
+
+    def cost(self, buckets: Buckets, duration_s: Decimal | None = None) -> CallCost:
+        time_cost = self.per_second * duration_s if self.per_second and duration_s else Decimal(0)
         if self.exact_fallback is not None:
-            return _genai_cost(self.exact_fallback, buckets, self.source)
+            priced = _genai_cost(self.exact_fallback, buckets, self.source)
+            return CallCost(priced.total + time_cost, priced.reasoning, priced.source)
         input_total = buckets.input_total
         total = Decimal(0)
         reasoning = Decimal(0)
@@ -81,7 +113,7 @@ class Rates:
                 reasoning = part
         if buckets.web_search_requests:
             total += self.per_web_search * buckets.web_search_requests
-        return CallCost(total + self.per_request, reasoning, self.source)
+        return CallCost(total + self.per_request + time_cost, reasoning, self.source)
 
 
 def _rate(price: Any, input_total: int) -> Decimal:
@@ -147,6 +179,10 @@ class PriceOverride(BaseModel):
     cache_write_1h_mtok: Decimal | None = None
     reasoning_mtok: Decimal | None = None
     per_request: Decimal | None = None  # a fixed fee per call, USD
+    # Self-hosted models priced by time: each call costs duration_s * hourly_usd / 3600 / concurrency
+    # (the machine's price per hour, shared by the calls it serves at once).
+    hourly_usd: Decimal | None = None
+    concurrency: Decimal | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -155,15 +191,24 @@ class PriceOverride(BaseModel):
         return repr(value) if isinstance(value, float) else value
 
     def matches(self, provider: str, model: str, when: datetime) -> bool:
-        if self.provider is not None and self.provider.lower() != provider.lower():
+        # `provider` is gen_ai.provider.name ("azure.ai.openai"); its genai-prices id ("azure") works too.
+        if self.provider is not None and self.provider.lower() not in (
+            provider.lower(), genai_prices_provider(provider).lower()
+        ):
             return False
         if self.since is not None and when.date() < self.since:
             return False
         return fnmatch.fnmatchcase(model.lower(), self.model.lower())
 
     def rates(self) -> Rates:
-        if self.input_mtok is None and self.output_mtok is None and self.per_request is None:
-            raise ValueError(f"price for {self.model!r} sets no input_mtok, output_mtok or per_request")
+        if all(v is None for v in (self.input_mtok, self.output_mtok, self.per_request, self.hourly_usd)):
+            name = self.model
+            raise ValueError(f"price for {name!r} sets no input_mtok, output_mtok or per_request (nor hourly_usd)")
+        if self.concurrency is not None and (self.concurrency <= 0 or self.hourly_usd is None):
+            raise ValueError(f"price for {self.model!r}: concurrency must be > 0 and goes with hourly_usd")
+        per_second = Decimal(0)
+        if self.hourly_usd is not None:
+            per_second = self.hourly_usd / _SECONDS_PER_HOUR / (self.concurrency or 1)
         inp, out = self.input_mtok, self.output_mtok
         cache_write = self.cache_write_mtok if self.cache_write_mtok is not None else inp
         per_bucket = {
@@ -174,7 +219,7 @@ class PriceOverride(BaseModel):
             "visible_output": out,
             "reasoning": self.reasoning_mtok if self.reasoning_mtok is not None else out,
         }
-        return Rates(per_bucket, self.per_request or Decimal(0), "override")
+        return Rates(per_bucket, self.per_request or Decimal(0), "override", per_second=per_second)
 
 
 def load_price_file(path: Path) -> list[PriceOverride]:
@@ -264,9 +309,17 @@ class PriceBook:
         buckets: Buckets,
         service_tier: str | None = None,
         context: Mapping[str, str] | None = None,
+        *,
+        duration_s: Decimal | None = None,
+        usage_known: bool = True,
     ) -> CallCost | None:
+        """The call's cost, or None when it cannot be priced: an unknown model, or a call whose usage
+        is unknown (``usage_known=False``) under a price by tokens. ``duration_s`` prices a call by
+        time (the price file's ``hourly_usd``)."""
         rates = self.rates(provider, model, when, service_tier, context)
-        return None if rates is None else rates.cost(buckets)
+        if rates is None or (not usage_known and rates.prices_tokens):
+            return None
+        return rates.cost(buckets, duration_s)
 
     def _model_info(self, provider: str, model: str) -> Any:
         key = (provider, model)
@@ -274,7 +327,8 @@ class PriceBook:
             from genai_prices.data_snapshot import get_snapshot
 
             try:
-                self._models[key] = get_snapshot().find_provider_model(model, None, provider or None, None)[1]
+                found = get_snapshot().find_provider_model(model, None, genai_prices_provider(provider) or None, None)
+                self._models[key] = found[1]
             except LookupError:
                 self._models[key] = None
         return self._models[key]

@@ -42,9 +42,8 @@ def wrap_raw_response(result: Any, call: LLMCall, on_result: OnResult, watcher: 
     else:
         cls = SyncRawResponseProxy
     proxy = cls(result, call, on_result, watcher)
-    http = result.http_response
-    if not proxy._self_sse and getattr(http, "is_closed", False):
-        # A non-streamed body the SDK already read (``with_raw_response``): the usage is there now.
+    if cls is LegacyRawResponseProxy and not proxy._self_sse:
+        # ``with_raw_response`` reads a body that is not streamed before returning: usage is there now.
         proxy._self_body_read()
     return proxy
 

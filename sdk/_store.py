@@ -108,6 +108,21 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     # so replaying the same spans never adds an outcome twice.
 
 
+@migrations(name="m002_calls_retries")
+def _m002_calls_retries(db: sqlite_utils.Database) -> None:
+    # How many times the provider SDK retried the call before its final answer or error.
+    db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations(name="m003_calls_cache_write_retention")
+def _m003_calls_cache_write_retention(db: sqlite_utils.Database) -> None:
+    # OpenAI Responses splits cache writes by retention (30 minutes, 12 hours). These are PARTS of
+    # cache_write_tokens, not buckets of their own: genai-prices has no per-retention OpenAI rate, so
+    # they are priced as cache writes and kept here for whoever wants to re-price them.
+    db.execute("ALTER TABLE calls ADD COLUMN cache_write_30m_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN cache_write_12h_tokens INTEGER NOT NULL DEFAULT 0")
+
+
 @migrations(name="m004_calls_server_tool_requests")
 def _m004_calls_server_tool_requests(db: sqlite_utils.Database) -> None:
     # Server-side tool requests (Anthropic's usage.server_tool_use): web searches carry a fee per
