@@ -1,0 +1,265 @@
+"""Shared fixtures and helpers.
+
+- Every test runs with ``UNITCOST_STRICT=1`` (unitcost's own errors raise instead of being logged),
+  its own ``UNITCOST_DB`` and its own working directory, so no user store and no ``unitcost.toml``
+  from the outside leak in.
+- ``store_db`` configures unitcost with a fresh SQLite store and instruments the openai SDK. The
+  global TracerProvider can be set once per process, so the fixture configures per test (unitcost
+  reuses its provider) and shuts the pipeline down afterwards.
+- The openai client is the real one, over ``httpx2.MockTransport``: no test touches the network.
+  The bodies below follow what api.openai.com sends (ids, usage blocks with cache and reasoning
+  details, ``usage: null`` on stream chunks when usage was asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+from click.testing import CliRunner, Result
+from genai_prices import Usage, calc_price
+
+import unitcost
+from unitcost.cli.main import cli
+
+GPT4O_MINI = "gpt-4o-mini-2024-07-18"
+O4_MINI = "o4-mini-2025-04-16"
+CREATED = 1764061200  # 2025-11-25T09:00:00Z
+
+PROMPT = [
+    {"role": "system", "content": "You are the support assistant of Acme Cloud."},
+    {"role": "user", "content": "Where is my order #1042? It was due on Monday."},
+]
+
+
+# --- isolation -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("UNITCOST_STRICT", "1")
+    monkeypatch.setenv("UNITCOST_DB", str(tmp_path / "user-default.db"))
+    for name in (
+        "UNITCOST_PRICES",
+        "OTEL_SERVICE_NAME",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+class _Errors(logging.Handler):
+    """Collects ERROR records. The batch processor logs (not raises) what the exporter raises, so
+    under UNITCOST_STRICT an exporter bug would otherwise only show as missing rows."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def make_store(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``make_store(**configure_kwargs) -> db path``: configure unitcost on a fresh store, instrumented."""
+    errors = _Errors()
+    otel_logger = logging.getLogger("opentelemetry")
+    otel_logger.addHandler(errors)
+    made: list[Path] = []
+
+    def configure(**kwargs: Any) -> Path:
+        path = tmp_path / f"store{len(made)}.db"
+        unitcost.configure(service_name="tests", db=path, **kwargs)
+        unitcost.instrument()
+        made.append(path)
+        return path
+
+    try:
+        yield configure
+    finally:
+        unitcost.uninstrument()
+        unitcost.shutdown()
+        otel_logger.removeHandler(errors)
+    assert not errors.records, [r.getMessage() for r in errors.records]
+
+
+@pytest.fixture
+def store_db(make_store: Callable[..., Path]) -> Path:
+    return make_store()
+
+
+# --- reading the store ------------------------------------------------------------------------------
+
+
+def store_rows(db: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Flush unitcost, then run ``sql`` (or ``SELECT * FROM <table>`` for a bare table name)."""
+    assert unitcost.flush(), "unitcost.flush() did not write everything"
+    if " " not in sql:
+        sql = f"SELECT * FROM {sql} ORDER BY rowid"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(sql, params)]
+
+
+def run_cli(*args: str, expect: int | None = 0) -> Result:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if expect is not None:
+        assert result.exit_code == expect, result.output
+    return result
+
+
+def report_json(db: Path, *args: str) -> list[dict[str, Any]]:
+    """``unitcost report --format json`` rows (flushes first so every span is in the store)."""
+    assert unitcost.flush()
+    return json.loads(run_cli("report", "--db", str(db), "--format", "json", *args).stdout)
+
+
+# --- prices -------------------------------------------------------------------------------------------
+
+
+def genai_cost(model: str, *, prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> Decimal:
+    """What genai-prices itself says a Chat Completions call costs (OpenTelemetry-meaning totals)."""
+    usage = Usage(
+        input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion, output_reasoning_tokens=reasoning
+    )
+    return calc_price(usage, model, provider_id="openai").total_price
+
+
+def usd_json(value: Decimal) -> float:
+    """Money as the JSON report writes it: rounded to 9 places in Decimal, then a float."""
+    return float(value.quantize(Decimal("1e-9")))
+
+
+# --- OpenAI bodies ------------------------------------------------------------------------------------
+
+
+def usage_block(prompt: int, completion: int, *, cached: int = 0, reasoning: int = 0) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def chat_body(
+    *, model: str = GPT4O_MINI, content: str = "Your order ships today.", usage: dict[str, Any] | None = None,
+    id: str = "chatcmpl-BfX2kq9TnYw3Lr7ZpA1cD4eF5gH6",
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": CREATED,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+        "service_tier": "default",
+        "system_fingerprint": "fp_560af6e559",
+    }
+
+
+def stream_chunks(
+    pieces: Sequence[str], *, model: str = GPT4O_MINI, usage: dict[str, Any] | None = None,
+    id: str = "chatcmpl-BfX3mR8sUvW2xY4zA6bC8dE0fG1h",
+) -> list[dict[str, Any]]:
+    """The chunks of a streamed completion. With ``usage``, as when the request asked for it:
+    ``"usage": null`` on every chunk, then one last chunk with ``choices: []`` and the usage."""
+
+    def chunk(choices: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "service_tier": "default", "system_fingerprint": "fp_560af6e559", "choices": choices,
+        }
+        if usage is not None:
+            body["usage"] = None
+        return body
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    chunks = [chunk(choice({"role": "assistant", "content": "", "refusal": None}))]
+    chunks += [chunk(choice({"content": piece})) for piece in pieces]
+    chunks.append(chunk(choice({}, "stop")))
+    if usage is not None:
+        chunks.append({**chunk([]), "usage": usage})
+    return chunks
+
+
+def sse_response(chunks: Sequence[dict[str, Any]]) -> httpx2.Response:
+    data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return httpx2.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})
+
+
+def error_response(status: int, message: str, type_: str, code: str | None = None) -> httpx2.Response:
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return httpx2.Response(status, json=body)
+
+
+class ChatServer:
+    """Answers Chat Completions as api.openai.com does, and keeps each request body it received.
+
+    Streams end with the usage chunk only when the request asked for it
+    (``stream_options={"include_usage": true}``) and ``honour_include_usage`` is on.
+    """
+
+    def __init__(
+        self, *, model: str = GPT4O_MINI, usage: dict[str, Any] | None = None,
+        pieces: Sequence[str] = ("Your order ", "ships ", "today."), honour_include_usage: bool = True,
+    ) -> None:
+        self.model = model
+        self.usage = usage if usage is not None else usage_block(120, 9)
+        self.pieces = pieces
+        self.honour_include_usage = honour_include_usage
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if body.get("stream"):
+            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            usage = self.usage if wants_usage and self.honour_include_usage else None
+            return sse_response(stream_chunks(self.pieces, model=self.model, usage=usage))
+        return httpx2.Response(200, json=chat_body(model=self.model, content="".join(self.pieces), usage=self.usage))
+
+
+@pytest.fixture
+def openai_client() -> Iterator[Callable[..., Any]]:
+    """``openai_client(handler, is_async=False, **client_kwargs)``: a real openai client whose HTTP
+    requests go to ``handler`` (an ``httpx2.Request -> httpx2.Response`` function)."""
+    sync_clients: list[openai.OpenAI] = []
+
+    def make(handler: Callable[[httpx2.Request], httpx2.Response], *, is_async: bool = False, **kwargs: Any) -> Any:
+        transport = httpx2.MockTransport(handler)
+        if is_async:
+            return openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport), **kwargs)
+        client = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport), **kwargs)
+        sync_clients.append(client)
+        return client
+
+    yield make
+    for client in sync_clients:
+        client.close()
