@@ -424,7 +424,8 @@ def _charts(data: ChartData) -> list[str]:
     legend = charts.legend([(charts.SUCCEEDED, "succeeded"), (charts.FAILED, "failed"),
                             (charts.NO_OUTCOME, "no outcome")])
     sections.append(_section(
-        "Cost per task", "How many tasks cost how much (LLM calls and tools, all runs of a task)." + left_out,
+        "Distribution of cost per task",
+        "How many tasks cost how much (LLM calls and tools, all runs of a task)." + left_out,
         legend + panels,
     ))
     if data.by_model:
@@ -444,7 +445,7 @@ def _charts(data: ChartData) -> list[str]:
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       color: #111827; background: #fff; margin: 24px; max-width: 1000px; }
+       color: #111827; background: #fff; margin: 24px; }
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 0 0 2px; }
 h3 { font-size: 13px; margin: 12px 0 2px; color: #374151; }
 section { margin: 28px 0; } .note, .legend { color: #4b5563; font-size: 12px; margin: 2px 0 8px; }

@@ -118,8 +118,8 @@ def columns(
     top, bottom, left, right = 10, 30, 84, 12
     plot_w = WIDTH - left - right
     vmax = max((sum(c.parts, Decimal(0)) for c in cols), default=Decimal(0))
-    ticks = _ticks(vmax, integer)
-    axis_max = ticks[-1]
+    ticks = _ticks(vmax, integer) if vmax > 0 else [Decimal(0)]  # nothing to scale: a baseline alone
+    axis_max = ticks[-1] or Decimal(1)
     base = top + height
     body = []
     for tick in ticks:
