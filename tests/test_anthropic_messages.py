@@ -7,6 +7,8 @@ OpenTelemetry span (its default, which unitcost adopts), and with it turned off 
 own span). The store must hold exactly one row per call, with the same numbers, in every mode.
 """
 
+# ruff: noqa: F811 - the fixtures imported from anthropic_fixtures are test parameters of the same name
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +48,8 @@ def rows(db):
 
 def assert_full_usage(row, *, streamed):
     """The non-overlapping buckets of USAGE, and its exact cost."""
-    assert (row["provider"], row["operation"], row["model"], row["response_model"]) == ("anthropic", "chat", SONNET, SONNET)
+    assert (row["provider"], row["operation"], row["model"]) == ("anthropic", "chat", SONNET)
+    assert row["response_model"] == SONNET
     assert row["input_tokens"] == 1200  # Anthropic's input_tokens: already without the cache buckets
     assert row["cache_read_tokens"] == 20_000
     assert row["cache_write_tokens"] == 1000  # 5-minute writes
@@ -71,6 +74,7 @@ def test_hand_computed_price_agrees_with_genai_prices():
 # --- plain calls --------------------------------------------------------------------------------------
 
 
+@pytest.mark.covers("anthropic", "messages.create", "sync", "plain")
 def test_create(store_db, anthropic_client, finished_spans, sdk_tracing):
     server = MessagesServer()
     client = anthropic_client(server)
@@ -85,6 +89,7 @@ def test_create(store_db, anthropic_client, finished_spans, sdk_tracing):
     assert_counted_once(finished_spans(), [row], sdk_tracing)
 
 
+@pytest.mark.covers("anthropic", "messages.create", "async", "plain")
 def test_create_async(store_db, anthropic_client, finished_spans, sdk_tracing):
     client = anthropic_client(MessagesServer(), is_async=True)
 
@@ -124,6 +129,7 @@ def test_count_tokens_is_never_usage(store_db, anthropic_client, finished_spans)
 # --- streams read to the end ------------------------------------------------------------------------
 
 
+@pytest.mark.covers("anthropic", "messages.create", "sync", "stream")
 def test_stream_true(store_db, anthropic_client, finished_spans, sdk_tracing):
     client = anthropic_client(MessagesServer())
     stream = client.messages.create(**REQUEST, stream=True)
@@ -145,6 +151,7 @@ def test_stream_usage_is_cumulative_the_last_delta_wins(store_db, anthropic_clie
     assert_full_usage(row, streamed=True)
 
 
+@pytest.mark.covers("anthropic", "messages.create", "async", "stream")
 def test_stream_true_async(store_db, anthropic_client, finished_spans, sdk_tracing):
     client = anthropic_client(MessagesServer(), is_async=True)
 
@@ -159,6 +166,7 @@ def test_stream_true_async(store_db, anthropic_client, finished_spans, sdk_traci
     assert_counted_once(finished_spans(), [row], sdk_tracing)
 
 
+@pytest.mark.covers("anthropic", "messages.stream", "sync", "stream")
 @pytest.mark.parametrize("read", ["get_final_message", "text_stream", "until_done", "iterate", "get_final_text"])
 def test_stream_helper(store_db, anthropic_client, finished_spans, sdk_tracing, read):
     client = anthropic_client(MessagesServer())
@@ -180,6 +188,7 @@ def test_stream_helper(store_db, anthropic_client, finished_spans, sdk_tracing, 
     assert_counted_once(finished_spans(), [row], sdk_tracing)
 
 
+@pytest.mark.covers("anthropic", "messages.stream", "async", "stream")
 def test_stream_helper_async(store_db, anthropic_client, finished_spans, sdk_tracing):
     client = anthropic_client(MessagesServer(), is_async=True)
 
@@ -198,6 +207,11 @@ def test_stream_helper_async(store_db, anthropic_client, finished_spans, sdk_tra
 # --- parse and the beta classes -----------------------------------------------------------------------
 
 
+@pytest.mark.covers("anthropic", "messages.parse", "sync", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "stream")
+@pytest.mark.covers("anthropic", "beta.messages.parse", "sync", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.stream", "sync", "stream")
 def test_parse_and_beta(store_db, anthropic_client, finished_spans, sdk_tracing):
     from pydantic import BaseModel
 
@@ -226,6 +240,11 @@ def test_parse_and_beta(store_db, anthropic_client, finished_spans, sdk_tracing)
     assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)
 
 
+@pytest.mark.covers("anthropic", "messages.parse", "async", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "async", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "async", "stream")
+@pytest.mark.covers("anthropic", "beta.messages.parse", "async", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.stream", "async", "stream")
 def test_parse_and_beta_async(store_db, anthropic_client, sdk_tracing):
     from pydantic import BaseModel
 
