@@ -58,7 +58,8 @@ def time_option(name: str, help: str) -> Callable[..., Any]:
 
 
 def console() -> Console:
-    return Console(soft_wrap=False, width=max(Console().width, 160))
+    # No markup: kinds, keys, names and attribute values are the user's text and may hold [brackets].
+    return Console(soft_wrap=False, width=max(Console().width, 160), markup=False, highlight=False)
 
 
 

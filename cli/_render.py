@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from unitcost._inspect import Node, RunDetail
@@ -242,9 +243,10 @@ def tasks_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     console.print(table)
 
 
-def _node_label(node: Node) -> str:
+def _node_label(node: Node) -> Text:
+    # Text, not markup: names and errors come from the user's program and may contain [brackets].
     seconds = (node.ended_ns - node.started_ns) / 1e9
-    parts = [f"[bold]{node.type}[/bold] {node.name}", usd(node.cost_usd, marked=node.total("unpriced") > 0)]
+    parts = [usd(node.cost_usd, marked=node.total("unpriced") > 0)]
     inp, out = node.total("input_tokens"), node.total("output_tokens")
     if inp or out:
         tokens = f"{inp:,} in / {out:,} out"
@@ -255,9 +257,10 @@ def _node_label(node: Node) -> str:
     if node.total("estimated"):
         parts.append("~estimated")
     parts.append(f"{seconds:.2f}s")
+    label = Text.assemble((node.type, "bold"), " ", node.name, "  ", "  ".join(parts))
     if node.error:
-        parts.append(f"[red]error: {node.error}[/red]")
-    return "  ".join(parts)
+        label.append(f"  error: {node.error}", style="red")
+    return label
 
 
 def run_tree(detail: RunDetail, console: Console) -> None:

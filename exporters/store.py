@@ -178,10 +178,8 @@ class StoreSpanExporter(SpanExporter):
             # Price by the model the provider says answered (a dated snapshot) when it is known.
             priced = self._prices.cost(
                 provider, str(response_model or model), utc_from_ns(started), buckets, str(tier) if tier else None,
-                context, **timing,
+                context, also_known_as=model, **timing,
             )
-            if priced is None and response_model and response_model != model:
-                priced = self._prices.cost(provider, model, utc_from_ns(started), buckets, None, context, **timing)
             if priced is not None:
                 cost, reasoning, source = to_pico(priced.total), to_pico(priced.reasoning), priced.source
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts

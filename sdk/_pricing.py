@@ -278,16 +278,26 @@ class PriceBook:
         when: datetime,
         service_tier: str | None = None,
         context: Mapping[str, str] | None = None,
+        also_known_as: str | None = None,
     ) -> Rates | None:
         """The rates in force for this call, or None when the model is unknown (unpriced).
 
         ``context`` holds other price modifiers the response reported, as genai-prices names them
         (``{"processing": "batch"}``, ``{"speed": "fast"}``); one it has no rates for changes nothing.
+        ``also_known_as`` is the call's other model name (the one requested, when ``model`` is the
+        dated one the provider answered with): the user's price file wins under either name, then
+        genai-prices under either.
         """
-        for override in self._overrides:
-            if override.matches(provider, model, when):
-                return override.rates()
-        info = self._model_info(provider, model)
+        names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
+        for name in names:
+            for override in self._overrides:
+                if override.matches(provider, name, when):
+                    return override.rates()
+        info = None
+        for name in names:
+            info = self._model_info(provider, name)
+            if info is not None:
+                break
         if info is None:
             return None
         tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
@@ -312,11 +322,12 @@ class PriceBook:
         *,
         duration_s: Decimal | None = None,
         usage_known: bool = True,
+        also_known_as: str | None = None,
     ) -> CallCost | None:
         """The call's cost, or None when it cannot be priced: an unknown model, or a call whose usage
         is unknown (``usage_known=False``) under a price by tokens. ``duration_s`` prices a call by
         time (the price file's ``hourly_usd``)."""
-        rates = self.rates(provider, model, when, service_tier, context)
+        rates = self.rates(provider, model, when, service_tier, context, also_known_as)
         if rates is None or (not usage_known and rates.prices_tokens):
             return None
         return rates.cost(buckets, duration_s)

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_NS_LIMIT = 2**63 - 1
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -28,4 +29,6 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000_000)
+    ns = int(moment.timestamp() * 1_000_000_000)
+    # The store keeps Unix nanoseconds in SQLite's 64-bit integers: years 1677 to 2262.
+    return max(-_NS_LIMIT, min(ns, _NS_LIMIT))

@@ -433,8 +433,8 @@ def test_show_prints_the_tree_with_costs_and_the_outcome_history(store_db, mini)
     assert "tool search_kb  $0.002000" in out
     history = out[out.index("outcomes (latest wins):"):].splitlines()[1:]
     assert [line.split("  ", 2)[2].rstrip() for line in history][:2] == [
-        "resolved (success)  value $12.0000",
-        "reopened (failure)",
+        "resolved (success)  value $12.0000  [inline]",
+        "reopened (failure)  [late]",
     ]
     assert history[2].split("  ", 2)[2].startswith("resolved (success)")
 
