@@ -86,3 +86,52 @@ OUTCOME_TIME = "unitcost.outcome.time_unix_nano"
 OUTCOME_TASK_ID = "unitcost.outcome.task_id"
 OUTCOME_KIND = "unitcost.outcome.kind"
 OUTCOME_KEY = "unitcost.outcome.key"
+
+# --- what the exporters add to the spans they send (OTLP, JSONL, console) ----------------------
+# Money is a double here because that is what observability tools sum; the store keeps it exact.
+COST_USD = "unitcost.cost_usd"  # an LLM call's price, or a tool call's fixed cost
+COST_REASONING_USD = "unitcost.cost.reasoning_usd"  # the part of an LLM call's cost paid for reasoning
+COST_UNPRICED = "unitcost.cost.unpriced"  # true on an LLM call that could not be priced: never $0
+PRICE_SOURCE = "unitcost.price.source"  # "genai-prices" or "override"
+# On a task span: the totals of its subtree (LLM calls, tools and nested tasks under it).
+TASK_COST_USD = "unitcost.task.cost_usd"
+TASK_LLM_COST_USD = "unitcost.task.llm_cost_usd"
+TASK_TOOL_COST_USD = "unitcost.task.tool_cost_usd"
+TASK_LLM_CALLS = "unitcost.task.llm_calls"
+TASK_TOOL_CALLS = "unitcost.task.tool_calls"
+TASK_STEPS = "unitcost.task.steps"
+TASK_UNPRICED_CALLS = "unitcost.task.unpriced_calls"
+# + a bucket name (uncached_input, cache_read, cache_write, cache_write_1h, visible_output, reasoning)
+TASK_TOKENS_PREFIX = "unitcost.task.tokens."
+TOKEN_TYPE = "gen_ai.token.type"  # metrics: "input" | "output"
+CONVERSATION_ID = "gen_ai.conversation.id"
+
+# --- other instrumentations' names, read by `unitcost serve` and the store ----------------------
+# The GenAI conventions before gen_ai.provider.name, and OpenLLMetry (traceloop) before it adopted them.
+LEGACY_SYSTEM = "gen_ai.system"
+LEGACY_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"  # all input, as gen_ai.usage.input_tokens
+LEGACY_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+TRACELOOP_CACHE_READ_TOKENS = "gen_ai.usage.cache_read_input_tokens"
+TRACELOOP_CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation_input_tokens"
+TRACELOOP_REASONING_TOKENS = "gen_ai.usage.reasoning_tokens"
+TRACELOOP_REQUEST_TYPE = "llm.request.type"  # chat | completion | embedding | rerank
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"  # workflow | task | agent | tool
+TRACELOOP_WORKFLOW_NAME = "traceloop.workflow.name"
+TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
+TRACELOOP_ASSOCIATION_PREFIX = "traceloop.association.properties."
+# OpenInference (Arize): token counts in the OpenTelemetry meaning (prompt includes the cache parts).
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"  # LLM | EMBEDDING | TOOL | CHAIN | AGENT | ...
+OPENINFERENCE_PROVIDER = "llm.provider"
+OPENINFERENCE_SYSTEM = "llm.system"
+OPENINFERENCE_MODEL = "llm.model_name"
+OPENINFERENCE_REQUEST_MODEL = "llm.request.model_name"
+OPENINFERENCE_RESPONSE_MODEL = "llm.response.model_name"
+OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
+OPENINFERENCE_COMPLETION_TOKENS = "llm.token_count.completion"
+OPENINFERENCE_CACHE_READ_TOKENS = "llm.token_count.prompt_details.cache_read"
+OPENINFERENCE_CACHE_WRITE_TOKENS = "llm.token_count.prompt_details.cache_write"
+OPENINFERENCE_REASONING_TOKENS = "llm.token_count.completion_details.reasoning"
+OPENINFERENCE_TOOL_NAME = "tool.name"
+OPENINFERENCE_AGENT_NAME = "agent.name"
+OPENINFERENCE_SESSION_ID = "session.id"
+OPENINFERENCE_USER_ID = "user.id"
