@@ -1,0 +1,93 @@
+"""``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
+
+Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
+--only SECTION[,SECTION] (calls, decorators, store, scale, memory, import), --json PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ._common import Row, machine, versions
+
+SECTIONS = ("import", "calls", "decorators", "store", "scale", "memory")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer rounds, a 100,000-call store")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma list of: " + ", ".join(SECTIONS))
+    parser.add_argument("--json", dest="json_path", help="also write every figure and sample here")
+    args = parser.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    quick = args.quick
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    data: dict[str, Any] = {}
+    for section in SECTIONS:
+        if section not in only:
+            continue
+        log(f"{section} ...")
+        t = time.perf_counter()
+        section_rows, section_data = _run(section, quick, log)
+        rows += section_rows
+        data[section] = section_data
+        log(f"{section}: {time.perf_counter() - t:.0f} s")
+    elapsed = time.perf_counter() - started
+    header = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "benchmarks/run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seconds": round(elapsed),
+        **machine(),
+        **versions("unitcost", "openai", "anthropic", "opentelemetry-sdk", "opentelemetry-instrumentation-openai-v2",
+                   "opentelemetry-util-genai", "genai-prices"),
+    }
+    print(render(header, rows))
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"header": header, "rows": [r.__dict__ for r in rows], "data": data}, f, indent=1, default=str)
+    return 0
+
+
+def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
+    from . import calls, overhead, store
+
+    if section == "import":
+        return overhead.imports(5 if quick else 15, log)
+    if section == "calls":
+        return calls.measure(8 if quick else 40, log)
+    if section == "decorators":
+        return overhead.decorators(5 if quick else 30, log)
+    if section == "store":
+        return store.throughput(2 if quick else 5, 20_000 if quick else 50_000, log)
+    if section == "scale":
+        return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
+    if section == "memory":
+        return overhead.memory(20_000 if quick else 200_000, log)
+    raise ValueError(section)
+
+
+def render(header: dict[str, Any], rows: list[Row]) -> str:
+    lines = ["", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in header.items()]
+    lines += ["", "| section | benchmark | baseline (same run) | measured | target | verdict | note |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.section} | {r.name} | {r.baseline} | {r.measured} | {r.target} | {r.verdict} | {r.note} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""What every benchmark shares: workers, paired statistics, result rows, the machine's description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    section: str
+    name: str
+    baseline: str  # what it is measured against, with that baseline's own figure
+    measured: str
+    target: str = ""
+    ok: bool | None = None  # None: no target, or not measurable yet
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "MISSED", None: "-"}[self.ok]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} us"
+
+
+def spread(values: Sequence[float], scale: float = 1e6, unit: str = "us") -> str:
+    """median [interquartile range], the figure and how much it moved between blocks."""
+    lo, hi = quartiles(values)
+    return f"{median(values) * scale:,.1f} {unit} [IQR {lo * scale:,.1f}..{hi * scale:,.1f}]"
+
+
+class Worker:
+    """A child process holding one configuration (see benchmarks/_worker.py)."""
+
+    def __init__(self, config: str) -> None:
+        self.config = config
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._worker", config],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=bench_env(),
+        )
+        self._read()  # {"ready": config}
+
+    def _read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker {self.config!r} died (its error is above)")
+        return json.loads(line)
+
+    def ask(self, **request: Any) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            self.ask(op="quit")
+        except (BrokenPipeError, RuntimeError, json.JSONDecodeError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment of child processes: unitcost's own errors raised, no user store or prices."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UNITCOST_", "OTEL_", "ANTHROPIC_"))}
+    # Installed packages run from cached bytecode; an editable checkout gets it on first import.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra)
+    return env
+
+
+def probe(config: str) -> dict[str, Any]:
+    """Which workloads a configuration records, by running each once with a span collector."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks._worker", config, "--probe"],
+        cwd=REPO, env=bench_env(), capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
