@@ -109,6 +109,8 @@ class StepCost:
 
 @dataclass
 class ChartData:
+    """What the charts draw, for the tasks the report's filters keep."""
+
     every: str  # the time bucket of the over-time chart: day, week or month
     kinds: list[str]  # the kinds drawn, costliest first (at most MAX_KINDS)
     kinds_left_out: int
@@ -174,6 +176,8 @@ def chart_data(
     kind: str | None = None,
     where: Mapping[str, str] | Sequence[str] | None = None,
 ) -> ChartData:
+    """The charts' numbers, with `report()`'s filters: per-task costs, cost by step, and report rows by
+    kind and time bucket and by model. Costs by step and per task add up to the table's totals."""
     store, selected = _selection(db, since_ns, until_ns, kind, where)
     task_costs: dict[TaskId, TaskCost] = {}
     for ident, task in selected.items():
