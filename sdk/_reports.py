@@ -414,17 +414,43 @@ def report(
         _finish(dict(zip(group_names, key, strict=True)), acc)
         for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
     ]
-    if outside and kind is None and not filters:
-        acc = _Acc()
-        for sums in outside.values():
-            acc.sums = [a + b for a, b in zip(acc.sums, sums, strict=True)]
+    if kind is None and not filters:
+        no_task: _Acc | None
         if since_ns is None and until_ns is None:
-            rows.append(_finish({name: None for name in group_names}, acc))
+            no_task = _Acc() if outside else None
+            for sums in outside.values():
+                no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
         else:
-            windowed = _outside_in_window(db, since_ns, until_ns, reprice)
-            if windowed is not None:
-                rows.append(_finish({name: None for name in group_names}, windowed))
+            no_task = _outside_in_window(db, since_ns, until_ns, reprice)
+        no_task = _add_tools_outside(db, since_ns, until_ns, no_task)
+        if no_task is not None:
+            rows.append(_finish({name: None for name in group_names}, no_task))
     return rows
+
+
+def _add_tools_outside(
+    db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, acc: _Acc | None
+) -> _Acc | None:
+    """Tool calls and steps made outside any task belong in the (no task) row too."""
+    where, params = ["run_id IS NULL"], []
+    if since_ns is not None:
+        where.append("started_ns >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        where.append("started_ns < ?")
+        params.append(until_ns)
+    tools, blocks, cost = db.execute(
+        f"SELECT COUNT(*) FILTER (WHERE type = 'tool'), COUNT(*) FILTER (WHERE type = 'step'), "
+        f"SUM(COALESCE(cost_pico, 0)) FROM steps WHERE {' AND '.join(where)}",
+        params,
+    ).fetchone()
+    if not tools and not blocks:
+        return acc
+    acc = acc or _Acc()
+    acc.tool_calls += tools
+    acc.step_blocks += blocks
+    acc.tool_cost_pico += cost or 0
+    return acc
 
 
 def _field_value(fld: str, values: Mapping[str, Any], task: Task) -> Any:
