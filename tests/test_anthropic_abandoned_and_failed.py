@@ -179,7 +179,7 @@ def raises(exc):
 
 
 FAILURES = [
-    pytest.param(lambda r: error_response(529, "overloaded_error", "Overloaded"), anthropic.InternalServerError,
+    pytest.param(lambda r: error_response(529, "overloaded_error", "Overloaded"), anthropic.APIStatusError,
                  "OverloadedError", id="529-overloaded"),
     pytest.param(lambda r: error_response(500, "api_error", "Internal server error"), anthropic.InternalServerError,
                  "InternalServerError", id="500"),
