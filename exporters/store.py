@@ -27,11 +27,9 @@ from .._money import parse_usd, to_pico
 from .._pricing import PriceBook, utc_from_ns
 from .._store import open_store
 from .._usage import Buckets, clean_count
+from ._formats import as_unitcost_span, foreign_span_type
 
 logger = logging.getLogger("unitcost")
-
-# Operations that are LLM calls when a span carries no unitcost span type (other instrumentations).
-_LLM_OPERATIONS = {"chat", "text_completion", "generate_content", "embeddings", "completion"}
 
 _NS_PER_S = Decimal(1_000_000_000)
 
@@ -70,9 +68,7 @@ def span_type(span: ReadableSpan) -> str | None:
     kind = attrs.get(A.SPAN_TYPE)
     if kind is not None:
         return str(kind)
-    if attrs.get(A.OPERATION) in _LLM_OPERATIONS:
-        return "llm"
-    return None
+    return foreign_span_type(attrs)  # another instrumentation's span (unitcost.exporters._formats)
 
 
 # Price modifiers a call reports besides its service tier, by the price-context key genai-prices
@@ -143,6 +139,8 @@ class StoreSpanExporter(SpanExporter):
         outcomes: list[tuple[Any, ...]] = []
         for span in spans:
             kind = span_type(span)
+            if kind is not None and A.SPAN_TYPE not in (span.attributes or {}):
+                span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
             if kind == "llm":
                 calls.append(self._call_row(span))
             elif kind == "task":
@@ -173,7 +171,7 @@ class StoreSpanExporter(SpanExporter):
         # A call that ended without an error and without any usage (a raw response whose body was
         # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
         usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or _error_type(span) is not None
-        timing = {"duration_s": Decimal(ended - started) / _NS_PER_S, "usage_known": usage_known}
+        timing: dict[str, Any] = {"duration_s": Decimal(ended - started) / _NS_PER_S, "usage_known": usage_known}
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
             priced = self._prices.cost(

@@ -367,9 +367,11 @@ def report(
         if per_model:
             parts: dict[str | None, list[int]] = defaultdict(lambda: list(_ZERO))
             for (provider, model), sums in f.slices.items():
-                name = model if per_model == "model" else provider
-                parts[name] = [a + b for a, b in zip(parts[name], sums, strict=True)]
-            entries = [(name, sums, False) for name, sums in parts.items()] or [(None, list(_ZERO), False)]
+                part = model if per_model == "model" else provider
+                parts[part] = [a + b for a, b in zip(parts[part], sums, strict=True)]
+            entries: list[tuple[str | None, list[int], bool]] = [
+                (part, sums, False) for part, sums in parts.items()
+            ] or [(None, list(_ZERO), False)]
         else:
             total = list(_ZERO)
             for sums in f.slices.values():
@@ -377,10 +379,10 @@ def report(
             entries = [(None, total, True)]
         resend_by_name: dict[str | None, tuple[int, int]] = defaultdict(lambda: (0, 0))
         for (provider, model), sums in f.slices.items():
-            name = (model if per_model == "model" else provider) if per_model else None
+            slice_name = (model if per_model == "model" else provider) if per_model else None
             c, s = resend.cost_and_savings(provider, model, sums)
-            old = resend_by_name[name]
-            resend_by_name[name] = (old[0] + c, old[1] + s)
+            old = resend_by_name[slice_name]
+            resend_by_name[slice_name] = (old[0] + c, old[1] + s)
         for name, sums, with_tools in entries:
             values["model"] = values["provider"] = name
             key = ((bucket,) if every else ()) + tuple(_field_value(fld, values, task) for _, fld in fields)
