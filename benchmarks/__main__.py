@@ -67,7 +67,7 @@ def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
     if section == "import":
         return overhead.imports(5 if quick else 15, log)
     if section == "calls":
-        return calls.measure(8 if quick else 40, log)
+        return calls.measure(8 if quick else 30, log)
     if section == "decorators":
         return overhead.decorators(5 if quick else 30, log)
     if section == "store":

@@ -118,7 +118,10 @@ def _probe(config: Config, workloads: Any) -> dict[str, Any]:
         for span in spans:
             scope = span.instrumentation_scope.name if span.instrumentation_scope else "?"
             scopes[scope] = scopes.get(scope, 0) + 1
-        result[name] = {"scopes": scopes, "store_rows": _rows(config.db) - rows_before, "error": error}
+        # unitcost's calls: its own spans, or an SDK's span it adopted (anthropic's), marked as llm
+        marked = sum(1 for span in spans if (span.attributes or {}).get("unitcost.span.type") == "llm")
+        result[name] = {"scopes": scopes, "unitcost_spans": marked, "store_rows": _rows(config.db) - rows_before,
+                        "error": error}
     del sqlite3
     return result
 
@@ -147,7 +150,7 @@ def _run(fn: Callable[[], None], n: int, flush: Callable[[], Any]) -> tuple[floa
     return perf() - wall0, cpu() - cpu0
 
 
-def _decorators(n: int, blocks: int) -> dict[str, list[float]]:
+def _decorators(n: int, blocks: int) -> dict[str, dict[str, list[float]]]:
     """Empty functions: bare, @unitcost.task, @unitcost.step, interleaved block by block in-process
     (a decorator patches nothing global). Each decorated block ends with unitcost.flush()."""
     import unitcost
@@ -167,10 +170,13 @@ def _decorators(n: int, blocks: int) -> dict[str, list[float]]:
     for fn, flush in kinds.values():  # warm up
         _run(fn, n, flush)
     times: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(blocks):
         for kind, (fn, flush) in kinds.items():
-            times[kind].append(_run(fn, n, flush)[0])
-    return times
+            wall_s, cpu_s = _run(fn, n, flush)
+            times[kind].append(wall_s)
+            cpu[kind].append(cpu_s)
+    return {"wall": times, "cpu": cpu}
 
 
 def _rss() -> int:
@@ -188,16 +194,16 @@ def _memory(fn: Callable[[], None], calls: int, flush: Callable[[], Any], db: st
     gc.collect()
     before, rows_before = _rss(), _rows(db)
     peak = before
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(calls):
         fn()
         if i % 10_000 == 0:
             peak = max(peak, _rss())
     flush()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     gc.collect()
     after = _rss()
-    return {"rss_before": before, "rss_after": after, "rss_peak": max(peak, after), "seconds": seconds,
+    return {"rss_before": before, "rss_after": after, "rss_peak": max(peak, after), "seconds": seconds, "cpu": cpu,
             "calls": calls, "rows": _rows(db) - rows_before}
 
 
