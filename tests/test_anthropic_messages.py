@@ -268,3 +268,27 @@ def test_parse_and_beta_async(store_db, anthropic_client, sdk_tracing):
     assert len(found) == 5
     for row in found:
         assert_full_usage(row, streamed=bool(row["streamed"]))
+
+
+# --- raw responses ------------------------------------------------------------------------------------
+
+
+@pytest.mark.covers("anthropic", "messages.with_raw_response.create", "sync", "plain")
+@pytest.mark.covers("anthropic", "messages.with_raw_response.create", "sync", "stream")
+@pytest.mark.covers("anthropic", "messages.with_streaming_response.create", "sync", "stream")
+def test_raw_responses(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer())
+    raw = client.messages.with_raw_response.create(**REQUEST)
+    assert raw.parse().id == MESSAGE_ID
+    raw = client.messages.with_raw_response.create(**REQUEST, stream=True)
+    assert [e.type for e in raw.parse()][-1] == "message_stop"
+    with client.messages.with_streaming_response.create(**REQUEST, stream=True) as response:
+        lines = list(response.iter_lines())
+    assert "event: message_stop" in lines
+
+    found = rows(store_db)
+    assert len(found) == 3
+    for row in found:
+        assert_full_usage(row, streamed=bool(row["streamed"]))
+    spans = llm_spans(finished_spans())
+    assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)

@@ -44,6 +44,7 @@ from .._context import current_run
 from .._errors import internal_error
 from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
 from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
+from .._raw import is_raw_response, wrap_raw_response
 from .._usage import TokenUsage, clean_count
 
 SDK_SCOPE = "com.anthropic.sdk.python"  # platform clients add a suffix: ".bedrock", ".vertex"...
@@ -186,21 +187,29 @@ class _Call:
         if call is None:
             return result
         try:
-            if self.stream:
-                proxy = AsyncStreamProxy if is_async else SyncStreamProxy
-                return proxy(result, call, MessageStreamWatcher())
-            usage = _get(result, "usage")
-            call.span.set_attributes(price_attributes(usage))
-            stop = _get(result, "stop_reason")
-            call.finish(
-                message_usage(usage),  # None for a raw response (with_raw_response): not read here
-                response_id=_get(result, "id"),
-                response_model=_get(result, "model"),
-                finish_reasons=[str(stop)] if stop else None,
-            )
+            return self._on_result(call, result, is_async)
         except Exception as exc:  # noqa: BLE001
             internal_error("anthropic response", exc)
             call.finish(None)
+            return result
+
+    def _on_result(self, call: LLMCall, result: Any, is_async: bool) -> Any:
+        if is_raw_response(result):
+            # with_raw_response / with_streaming_response: read from what the caller reads.
+            watcher = MessageStreamWatcher() if self.stream else None
+            return wrap_raw_response(result, call, lambda c, r: self._on_result(c, r, is_async), watcher)
+        if self.stream:
+            proxy = AsyncStreamProxy if is_async else SyncStreamProxy
+            return proxy(result, call, MessageStreamWatcher())
+        usage = _get(result, "usage")  # a Message, or the JSON body of a raw response
+        call.span.set_attributes(price_attributes(usage))
+        stop = _get(result, "stop_reason")
+        call.finish(
+            message_usage(usage),
+            response_id=_get(result, "id"),
+            response_model=_get(result, "model"),
+            finish_reasons=[str(stop)] if stop else None,
+        )
         return result
 
 
