@@ -16,22 +16,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost._inspect import Node, RunDetail
-from unitcost._money import usd_for_json
+from unitcost._money import format_usd, usd_for_json
 from unitcost._reports import row_for_json
 
 NO_TASK = "(no task)"
 
 
-def usd(value: Decimal | None, *, marked: bool = False) -> str:
-    if value is None:
-        return "-"
-    if value == 0:
-        text = "$0"
-    elif abs(value) < Decimal("0.01"):
-        text = f"${value:.6f}"
-    else:
-        text = f"${value:,.4f}"
-    return text + ("*" if marked else "")
+usd = format_usd  # one formatter for the table, the page and the tree
 
 
 def _per(total: int, tasks: int) -> str:

@@ -28,7 +28,7 @@ import sqlite_utils
 from . import _html_charts as charts
 from ._html_charts import Bar, Column
 from ._money import from_pico, usd_for_json
-from ._reports import ReportError, _field_value, _resolve_names, parse_where, report, row_for_json
+from ._reports import ReportError, TaskSelector, parse_where, report, row_for_json, window_clause
 from ._tasks import Store, Task, TaskId
 
 __all__ = ["html_report", "write_html_report"]
@@ -130,22 +130,9 @@ def _selection(
     """The tasks `report()` keeps for these filters, by the same rules (start window, kind, --where)."""
     store = Store(db)
     tasks = store.tasks()
-    wanted = parse_where(where)
     known = {name for task in tasks.values() for name in task.attributes}
-    filters = list(zip((f for _, f in _resolve_names(wanted, known, "--where")), wanted.values(), strict=True))
-    kept = {}
-    for ident, task in tasks.items():
-        if kind is not None and task.kind != kind:
-            continue
-        if since_ns is not None and task.started_ns < since_ns:
-            continue
-        if until_ns is not None and task.started_ns >= until_ns:
-            continue
-        values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None}
-        if any(_field_value(fld, values, task) != value for fld, value in filters):
-            continue
-        kept[ident] = task
-    return store, kept
+    selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
+    return store, {ident: task for ident, task in tasks.items() if selector.keeps(task)}
 
 
 def _every(tasks: Sequence[TaskCost]) -> str:
@@ -209,14 +196,8 @@ def chart_data(
         task_cost.estimated_calls += estimated
         _add_calls(step(name), cost, unpriced, estimated, calls)
     if with_outside:
-        clauses, params = ["c.run_id IS NULL"], []
-        if since_ns is not None:
-            clauses.append("c.started_ns >= ?")
-            params.append(since_ns)
-        if until_ns is not None:
-            clauses.append("c.started_ns < ?")
-            params.append(until_ns)
-        sql = _CALLS_BY_STEP.format(where="WHERE " + " AND ".join(clauses))
+        clause, params = window_clause(since_ns, until_ns, "c.started_ns")
+        sql = _CALLS_BY_STEP.format(where="WHERE c." + clause)
         for _, name, cost, unpriced, estimated, calls in db.execute(sql, params):
             _add_calls(step(name, outside=True), cost, unpriced, estimated, calls)
     for run_id, name, cost, tools in db.execute(_TOOLS_BY_STEP):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 
+from ._money import format_usd
+
 WIDTH = 960  # CSS pixels; the page is laid out for a 1280-pixel window
 
 PER_SUCCESS = "#2563eb"  # cost per success over time
@@ -32,17 +34,7 @@ _INK = "#374151"
 _MUTED = "#6b7280"
 
 
-def usd(value: Decimal | None, *, marked: bool = False) -> str:
-    """Money as the report table prints it (`unitcost report`): $0, $0.000123 below a cent, else $1,234.5678."""
-    if value is None:
-        return "-"
-    if value == 0:
-        text = "$0"
-    elif abs(value) < Decimal("0.01"):
-        text = f"${value:.6f}"
-    else:
-        text = f"${value:,.4f}"
-    return text + ("*" if marked else "")
+usd = format_usd  # one formatter for the table, the page and the tree
 
 
 def usd_tick(value: Decimal) -> str:

@@ -39,3 +39,17 @@ def parse_usd(value: object) -> Decimal:
     if isinstance(value, float):
         return Decimal(repr(value))
     return Decimal(str(value))
+
+
+def format_usd(value: Decimal | None, *, marked: bool = False) -> str:
+    """Money as tables and pages print it: $0, $0.000123 below a cent, else $1,234.5678; `*` marks a
+    sum that leaves unpriced calls out."""
+    if value is None:
+        return "-"
+    if value == 0:
+        text = "$0"
+    elif abs(value) < Decimal("0.01"):
+        text = f"${value:.6f}"
+    else:
+        text = f"${value:,.4f}"
+    return text + ("*" if marked else "")

@@ -161,6 +161,48 @@ def parse_where(where: Mapping[str, str] | Sequence[str] | None) -> dict[str, st
     return result
 
 
+class TaskSelector:
+    """Which tasks a report keeps: started in [since, until), of a kind, with --where values."""
+
+    def __init__(
+        self,
+        known_attributes: set[str],
+        *,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        kind: str | None = None,
+        where: Mapping[str, str] | Sequence[str] | None = None,
+    ) -> None:
+        wanted = parse_where(where)
+        fields = _resolve_names(wanted, known_attributes, "--where")
+        self.filters = [(f, value) for (_, f), value in zip(fields, wanted.values(), strict=True)]
+        self.since_ns, self.until_ns, self.kind = since_ns, until_ns, kind
+
+    def keeps(self, task: Task) -> bool:
+        if self.kind is not None and task.kind != self.kind:
+            return False
+        if self.since_ns is not None and task.started_ns < self.since_ns:
+            return False
+        if self.until_ns is not None and task.started_ns >= self.until_ns:
+            return False
+        if self.filters:
+            values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None}
+            return all(_field_value(fld, values, task) == value for fld, value in self.filters)
+        return True
+
+
+def window_clause(since_ns: int | None, until_ns: int | None, column: str = "started_ns") -> tuple[str, list[int]]:
+    """`run_id IS NULL AND <column> in [since, until)`: rows outside any task, in a window."""
+    clauses, params = ["run_id IS NULL"], []
+    if since_ns is not None:
+        clauses.append(f"{column} >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        clauses.append(f"{column} < ?")
+        params.append(until_ns)
+    return " AND ".join(clauses), params
+
+
 def time_bucket(ns: int, every: str) -> str:
     moment = datetime.fromtimestamp(ns / 1e9, tz=UTC)
     if every == "day":
@@ -340,8 +382,7 @@ def report(
     fields = _resolve_names(names, known, "--by")
     if sum(f in ("model", "provider") for _, f in fields) > 1:
         raise ReportError("--by can group by model or by provider, not both")
-    filters = [(f, value) for (_, f), value in
-               zip(_resolve_names(parse_where(where), known, "--where"), parse_where(where).values(), strict=True)]
+    selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
     per_model = next((f for _, f in fields if f in ("model", "provider")), None)
     if prices is None:
         from ._pricing import PriceBook
@@ -352,16 +393,10 @@ def report(
     groups: dict[tuple[Any, ...], _Acc] = {}
     for f in facts.values():
         task = f.task
-        if kind is not None and task.kind != kind:
-            continue
-        if since_ns is not None and task.started_ns < since_ns:
-            continue
-        if until_ns is not None and task.started_ns >= until_ns:
+        if not selector.keeps(task):
             continue
         outcome = task.outcome
         values: dict[str, Any] = {"kind": task.kind, "outcome": outcome.label if outcome else None}
-        if any(_field_value(fld, values, task) != value for fld, value in filters):
-            continue
         bucket = time_bucket(task.started_ns, every) if every else None
         # Grouped by model, a task counts in each model's row with only that model's calls.
         if per_model:
@@ -416,7 +451,7 @@ def report(
         _finish(dict(zip(group_names, key, strict=True)), acc)
         for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
     ]
-    if kind is None and not filters:
+    if kind is None and not selector.filters:
         no_task: _Acc | None
         if since_ns is None and until_ns is None:
             no_task = _Acc() if outside else None
@@ -434,16 +469,10 @@ def _add_tools_outside(
     db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, acc: _Acc | None
 ) -> _Acc | None:
     """Tool calls and steps made outside any task belong in the (no task) row too."""
-    where, params = ["run_id IS NULL"], []
-    if since_ns is not None:
-        where.append("started_ns >= ?")
-        params.append(since_ns)
-    if until_ns is not None:
-        where.append("started_ns < ?")
-        params.append(until_ns)
+    where, params = window_clause(since_ns, until_ns)
     tools, blocks, cost = db.execute(
         f"SELECT COUNT(*) FILTER (WHERE type = 'tool'), COUNT(*) FILTER (WHERE type = 'step'), "
-        f"SUM(COALESCE(cost_pico, 0)) FROM steps WHERE {' AND '.join(where)}",
+        f"SUM(COALESCE(cost_pico, 0)) FROM steps WHERE {where}",
         params,
     ).fetchone()
     if not tools and not blocks:
@@ -465,16 +494,10 @@ def _field_value(fld: str, values: Mapping[str, Any], task: Task) -> Any:
 def _outside_in_window(
     db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, reprice: Repricer
 ) -> _Acc | None:
-    where, params = ["run_id IS NULL"], []
-    if since_ns is not None:
-        where.append("started_ns >= ?")
-        params.append(since_ns)
-    if until_ns is not None:
-        where.append("started_ns < ?")
-        params.append(until_ns)
+    where, params = window_clause(since_ns, until_ns)
     acc = _Acc()
     found = False
-    for row in _call_rows(db, reprice, "WHERE " + " AND ".join(where), params):
+    for row in _call_rows(db, reprice, "WHERE " + where, params):
         acc.sums = [a + (b or 0) for a, b in zip(acc.sums, row[3:], strict=True)]
         found = True
     return acc if found else None
