@@ -147,3 +147,61 @@ def test_raw_response_stream_left_early_is_incomplete(store_db, openai_client):
     stream.close()
     row = call_row(store_db)
     assert (row["incomplete"], row["estimated"]) == (1, 1)
+
+
+@pytest.mark.covers("openai", "chat.completions.with_raw_response.create", "async", "stream")
+def test_raw_response_async_stream(store_db, openai_client):
+    client = openai_client(ChatServer(usage=USAGE), is_async=True)
+
+    async def main():
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+        return [chunk async for chunk in raw.parse()]
+
+    assert asyncio.run(main())[-1].usage.prompt_tokens == 1000
+    row = call_row(store_db)
+    assert (row["streamed"], row["estimated"], row["cost_pico"]) == (1, 0, CHAT_PICO)
+
+
+@pytest.mark.covers("openai", "chat.completions.with_streaming_response.create", "sync", "stream")
+def test_streaming_response_chat_sse_lines_left_early(store_db, openai_client):
+    client = openai_client(ChatServer(usage=USAGE))
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=PROMPT, stream=True
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                break  # one event read, then the caller leaves
+    row = call_row(store_db)
+    assert (row["streamed"], row["incomplete"], row["estimated"]) == (1, 1, 1)
+
+
+@pytest.mark.covers("openai", "chat.completions.with_streaming_response.create", "async", "plain")
+def test_streaming_response_chat_async_text(store_db, openai_client):
+    client = openai_client(ChatServer(usage=USAGE), is_async=True)
+
+    async def main():
+        async with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=PROMPT
+        ) as response:
+            return await response.text()
+
+    assert GPT4O_MINI in asyncio.run(main())
+    assert call_row(store_db)["cost_pico"] == CHAT_PICO
+
+
+@pytest.mark.covers("openai", "chat.completions.with_streaming_response.create", "async", "stream")
+def test_streaming_response_chat_async_stream_with_the_callers_include_usage(store_db, openai_client):
+    client = openai_client(ChatServer(usage=USAGE), is_async=True)
+
+    async def main():
+        async with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        ) as response:
+            return [line async for line in response.iter_lines()]
+
+    lines = asyncio.run(main())
+    assert "data: [DONE]" in lines  # the raw server-sent events, as sent
+    row = call_row(store_db)
+    assert (row["estimated"], row["incomplete"], row["cost_pico"]) == (0, 0, CHAT_PICO)
