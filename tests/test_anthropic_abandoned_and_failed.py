@@ -212,6 +212,22 @@ def test_failed_call(store_db, anthropic_client, finished_spans, sdk_tracing, ha
     rows = store_rows(store_db, "calls")
     (row,) = rows
     assert_failed(row, error_type, streamed=False)
+    assert row["retries"] == 0
+    assert_counted_once(finished_spans(), rows, sdk_tracing)
+
+
+def test_failed_after_retries(store_db, anthropic_client, finished_spans, sdk_tracing):
+    def overloaded(request):
+        response = error_response(529, "overloaded_error", "Overloaded")
+        response.headers["retry-after-ms"] = "1"
+        return response
+
+    client = anthropic_client(overloaded, max_retries=2)
+    with pytest.raises(anthropic.APIStatusError):
+        client.messages.create(**REQUEST)
+    rows = store_rows(store_db, "calls")
+    (row,) = rows
+    assert (row["error_type"], row["retries"]) == ("OverloadedError", 2)
     assert_counted_once(finished_spans(), rows, sdk_tracing)
 
 
@@ -274,4 +290,5 @@ def test_retried_call_is_one_call(store_db, anthropic_client, finished_spans, sd
     rows = store_rows(store_db, "calls")
     (row,) = rows
     assert (row["error_type"], row["input_tokens"], row["cost_pico"]) == (None, 1200, 57_350_000_000)
+    assert row["retries"] == 1
     assert_counted_once(finished_spans(), rows, sdk_tracing)

@@ -32,6 +32,9 @@ estimated).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import wrapt
@@ -43,7 +46,8 @@ from .._config import pipeline
 from .._context import current_run
 from .._errors import internal_error
 from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
-from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
+from .._instrument import observer
+from .._llm import RETRY_COUNT_HEADER, AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
 from .._raw import is_raw_response, wrap_raw_response
 from .._usage import TokenUsage, clean_count
 
@@ -126,7 +130,7 @@ def _server(instance: Any) -> tuple[str | None, int | None]:
 class _Call:
     """One Messages call, from before the request until unitcost has recorded it."""
 
-    __slots__ = ("provider", "model", "host", "port", "stream", "run", "started_ns", "started", "pending")
+    __slots__ = ("provider", "model", "host", "port", "stream", "run", "started_ns", "started", "pending", "retries")
 
     def __init__(self, instance: Any, kwargs: dict[str, Any], stream: bool) -> None:
         client = getattr(instance, "_client", None)
@@ -141,6 +145,7 @@ class _Call:
         if self.run is not None:
             live[A.TASK_ID] = self.run.id
         self.pending = PendingCall(SDK_SCOPE, SDK_SPAN_NAME, live)
+        self.retries = 0  # the SDK's retries so far, from each attempt's x-stainless-retry-count
         # Before the request: the SDK's span can only be adopted by a processor already in place.
         ensure_installed(pipeline().provider)
 
@@ -171,6 +176,8 @@ class _Call:
                     return None
                 call = started
             call.started = self.started
+            if self.retries:
+                call.set_retries(self.retries)
             return call
         except Exception as exc:  # noqa: BLE001
             internal_error("anthropic call", exc)
@@ -281,6 +288,38 @@ class MessageStreamWatcher(StreamWatcher):
 
 # --- the wrappers -----------------------------------------------------------------------------------
 
+# The call whose SDK request is being made in this context (not while its stream is read).
+_in_flight: ContextVar[_Call | None] = ContextVar("unitcost_anthropic_in_flight", default=None)
+
+
+@observer
+def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Count the SDK's retries: each attempt's request says how many came before it."""
+    request = wrapped(*args, **kwargs)
+    call = _in_flight.get()
+    if call is not None:
+        try:
+            count = clean_count(request.headers.get(RETRY_COUNT_HEADER))
+            if count:
+                call.retries = max(call.retries, count)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("anthropic retries", exc)
+    return request
+
+
+@contextmanager
+def _making(call: _Call) -> Iterator[None]:
+    """While the SDK makes ``call``'s request: its span may be adopted, its retries are counted, and
+    a wrapped method it calls is not recorded again."""
+    pending = call.pending.entered()
+    in_flight = _in_flight.set(call)
+    try:
+        with wrapped_call():
+            yield
+    finally:
+        _in_flight.reset(in_flight)
+        PendingCall.left(pending)
+
 
 def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """``create`` (plain or ``stream=True``) and ``parse``."""
@@ -288,15 +327,12 @@ def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if call is None:
         return wrapped(*args, **kwargs)
     check_before_spending(call.run)
-    token = call.pending.entered()
     try:
-        with wrapped_call():
+        with _making(call):
             result = wrapped(*args, **kwargs)
     except BaseException as exc:
-        PendingCall.left(token)
         call.failed(exc)
         raise
-    PendingCall.left(token)
     return call.finished(result, is_async=False)
 
 
@@ -305,15 +341,12 @@ async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
     if call is None:
         return await wrapped(*args, **kwargs)
     check_before_spending(call.run)
-    token = call.pending.entered()
     try:
-        with wrapped_call():
+        with _making(call):
             result = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        PendingCall.left(token)
         call.failed(exc)
         raise
-    PendingCall.left(token)
     return call.finished(result, is_async=True)
 
 
@@ -341,15 +374,12 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if call is None:
             return self.__wrapped__.__enter__()
         check_before_spending(call.run)
-        token = call.pending.entered()
         try:
-            with wrapped_call():
+            with _making(call):
                 message_stream = self.__wrapped__.__enter__()
         except BaseException as exc:
-            PendingCall.left(token)
             call.failed(exc)
             raise
-        PendingCall.left(token)
         try:
             _watch_message_stream(call, message_stream, is_async=False)
         except Exception as exc:  # noqa: BLE001
@@ -364,15 +394,12 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if call is None:
             return await self.__wrapped__.__aenter__()
         check_before_spending(call.run)
-        token = call.pending.entered()
         try:
-            with wrapped_call():
+            with _making(call):
                 message_stream = await self.__wrapped__.__aenter__()
         except BaseException as exc:
-            PendingCall.left(token)
             call.failed(exc)
             raise
-        PendingCall.left(token)
         try:
             _watch_message_stream(call, message_stream, is_async=True)
         except Exception as exc:  # noqa: BLE001
@@ -397,7 +424,7 @@ _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
 # What `unitcost.instrument()` patches: (module, "Class.method", wrapper).
-PATCHES = tuple(
+PATCHES = (("anthropic._base_client", "BaseClient._build_request", wrap_build_request),) + tuple(
     (module, f"{cls}.{method}", wrapper)
     for module in (_MESSAGES, _BETA)
     for cls, method, wrapper in (
