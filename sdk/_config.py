@@ -10,9 +10,10 @@ import atexit
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, StoreError, internal_error
 
@@ -26,6 +27,11 @@ class Settings:
     db_path: Path | None  # None: no local store
     otlp_endpoint: str | None
     openai_include_usage: bool
+    otlp_protocol: str | None = None  # None: OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL, else http/protobuf
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    otlp_timeout: float | None = None  # seconds
+    exporters: tuple[Any, ...] = ()  # SpanExporters, each given costs and task totals
+    metrics: bool | tuple[Any, ...] | None = None  # None: on with OTLP export; or MetricReaders
 
 
 _lock = threading.RLock()
@@ -39,6 +45,11 @@ def configure(
     db: str | os.PathLike[str] | None = None,
     store: bool = True,
     otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    otlp_headers: Mapping[str, str] | None = None,
+    otlp_timeout: float | None = None,
+    exporters: Sequence[Any] = (),
+    metrics: bool | Sequence[Any] | None = None,
     price_file: str | os.PathLike[str] | None = None,
     openai_include_usage: bool = True,
 ) -> None:
@@ -48,9 +59,20 @@ def configure(
         service_name: names this program in the store and in exported traces.
         db: the store's path; default ``$UNITCOST_DB``, else ``click.get_app_dir("unitcost")/unitcost.db``.
         store: ``False`` to record nothing locally (for example, OTLP export only).
-        otlp_endpoint: also export traces over OTLP/HTTP to this base URL (``http://host:4318``).
-            Without it, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is honoured when
-            unitcost owns the TracerProvider; an application that set its own exports by itself.
+        otlp_endpoint: also export traces over OTLP to this base URL (``http://host:4318``, or
+            ``http://host:4317`` over gRPC), with each LLM call's cost and each task's totals. Without
+            it, ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is honoured when unitcost
+            owns the TracerProvider; an application that set its own exports by itself.
+        otlp_protocol: ``"http/protobuf"`` or ``"grpc"``; default ``OTEL_EXPORTER_OTLP_PROTOCOL``,
+            else http/protobuf.
+        otlp_headers: headers for every OTLP request (``{"authorization": "Bearer ..."}``); default
+            ``OTEL_EXPORTER_OTLP_HEADERS``.
+        otlp_timeout: seconds per OTLP request; default ``OTEL_EXPORTER_OTLP_TIMEOUT``, else 10.
+        exporters: more OpenTelemetry ``SpanExporter`` objects to send spans to, with the same costs
+            and totals (``unitcost.exporters.JsonlSpanExporter``, ``ConsoleSpanExporter``, yours).
+        metrics: the GenAI client metrics and unitcost's cost and task counters. ``None`` (default):
+            exported over OTLP whenever traces are (``OTEL_METRICS_EXPORTER=none`` turns them off);
+            ``True``: over OTLP; ``False``: off; or a list of OpenTelemetry ``MetricReader`` objects.
         price_file: a price-override TOML file; default ``$UNITCOST_PRICES``, else ``./unitcost.toml``.
         openai_include_usage: ask OpenAI streams for their usage chunk when the caller did not set
             ``stream_options`` (the extra chunk is hidden from the caller).
@@ -73,11 +95,20 @@ def configure(
                 open_store(db_path).close()
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from exc
+        if otlp_protocol is not None or otlp_endpoint is not None or metrics:
+            from .exporters.otlp import resolve_protocol
+
+            resolve_protocol(otlp_protocol)  # raises ConfigurationError for what cannot be used
         settings = Settings(
             service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service",
             db_path=db_path if store else None,
             otlp_endpoint=otlp_endpoint,
             openai_include_usage=openai_include_usage,
+            otlp_protocol=otlp_protocol,
+            otlp_headers=tuple((otlp_headers or {}).items()),
+            otlp_timeout=otlp_timeout,
+            exporters=tuple(exporters),
+            metrics=metrics if metrics is None or isinstance(metrics, bool) else tuple(metrics),
         )
         if _pipeline is not None:
             _pipeline.shutdown()

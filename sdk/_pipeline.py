@@ -17,7 +17,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from ._config import Settings
@@ -69,8 +68,10 @@ class Pipeline:
         owns_provider: bool,
         processors: list[SpanProcessor],
         prices: PriceBook,
+        meter_provider: Any = None,
     ):
         self.settings = settings
+        self.meter_provider = meter_provider  # unitcost's own, when metrics are on
         self.provider = provider
         self.owns_provider = owns_provider
         self.processors = processors
@@ -81,11 +82,17 @@ class Pipeline:
         self.tracer = tracer
 
     def flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(p.force_flush(timeout_millis) for p in self.processors)
+        # Spans first: the export processor records the metrics of the spans it exports.
+        flushed = all(p.force_flush(timeout_millis) for p in self.processors)
+        if self.meter_provider is not None:
+            flushed = self.meter_provider.force_flush(timeout_millis) and flushed
+        return flushed
 
     def shutdown(self) -> None:
         for processor in self.processors:
             processor.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
         if not self.owns_provider:
             # SDK providers cannot remove a processor; a shut-down one ignores further spans.
             return
@@ -111,26 +118,56 @@ def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
     processors: list[SpanProcessor] = []
     if settings.db_path is not None:
         processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
-    endpoint = settings.otlp_endpoint
-    if endpoint is None and owns:
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_ENDPOINT"
-        )
-    if endpoint:
-        processors.append(BatchSpanProcessor(_otlp_exporter(endpoint, explicit=settings.otlp_endpoint)))
+    export, meter_provider = _export_processor(settings, prices, owns, provider.resource)
+    if export is not None:
+        processors.append(export)
     for processor in processors:
         provider.add_span_processor(processor)
-    return Pipeline(settings, provider, owns, processors, prices)
+    return Pipeline(settings, provider, owns, processors, prices, meter_provider)
 
 
-def _otlp_exporter(endpoint: str, explicit: str | None) -> Any:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def _export_processor(
+    settings: Settings, prices: PriceBook, owns: bool, resource: Resource
+) -> tuple[SpanProcessor | None, Any]:
+    """The processor that sends spans, with costs and task totals, to OTLP and the other exporters,
+    and the MeterProvider of the metrics it records; (None, None) when nothing is exported.
 
-    if explicit is None:
-        return OTLPSpanExporter()  # reads the OTEL_EXPORTER_OTLP_* variables itself
-    url = explicit.rstrip("/")
-    if not url.endswith("/v1/traces"):
-        url += "/v1/traces"
-    return OTLPSpanExporter(endpoint=url)
+    OTLP goes to ``settings.otlp_endpoint``, else (only when unitcost owns the TracerProvider: an
+    application that set its own exports by itself) to the one the standard variables name.
+    """
+    from .exporters import otlp
+    from .exporters.enrich import EnrichingSpanExporter, ExportSpanProcessor, store_task_locator
+
+    exporters = list(settings.exporters)
+    headers = dict(settings.otlp_headers) or None
+    endpoint = settings.otlp_endpoint
+    use_otlp = bool(endpoint) or (owns and bool(otlp.env_endpoint()))
+    if use_otlp:
+        protocol = otlp.resolve_protocol(settings.otlp_protocol)
+        exporters.insert(0, otlp.span_exporter(protocol, endpoint, headers, settings.otlp_timeout))
+    metrics_on = settings.metrics
+    if metrics_on is None:
+        metrics_on = use_otlp and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
+    meter_provider = None
+    span_metrics = None
+    if metrics_on:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        from .exporters.metrics import SpanMetrics
+
+        if isinstance(metrics_on, tuple):
+            readers = list(metrics_on)
+        else:
+            protocol = otlp.resolve_protocol(settings.otlp_protocol, "METRICS")
+            exporter = otlp.metric_exporter(protocol, endpoint, headers, settings.otlp_timeout)
+            readers = [PeriodicExportingMetricReader(exporter)]
+        meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+        span_metrics = SpanMetrics(meter_provider)
+    if not exporters and span_metrics is None:
+        return None, None
+    locate = store_task_locator(settings.db_path) if settings.db_path is not None else None
+    enriching = EnrichingSpanExporter(exporters, prices, metrics=span_metrics, locate_task=locate)
+    return ExportSpanProcessor(enriching), meter_provider
 
 

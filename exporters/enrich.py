@@ -1,0 +1,347 @@
+"""Costs, task roll-ups and outcomes on the spans unitcost sends to other tools.
+
+`EnrichingSpanExporter` wraps any OpenTelemetry `SpanExporter` (OTLP, JSONL, console, yours). On the
+batch processor's thread, never the caller's, it:
+
+- prices each LLM call with the same `PriceBook` and the same row builder as the store, and adds
+  ``unitcost.cost_usd`` (``unitcost.cost.unpriced`` when the model is unknown: never $0);
+- sums each task's subtree (tokens by bucket, cost, LLM and tool calls, steps) as its spans end
+  (children end before their parent) and puts the totals on the task span (``unitcost.task.*``);
+- turns an outcome known when the task ends into a ``gen_ai.evaluation.result`` event on the task span,
+  and moves a later outcome's span (`unitcost.record_outcome`) into the task's trace, under the task
+  span, when it can find the task (recent tasks in memory, else the local store);
+- records the metrics of `unitcost.exporters.metrics`, when given them.
+
+Memory is bounded: the sums of tasks whose span never ends, and the places of recent tasks, are kept
+for at most ``max_open`` tasks each, oldest dropped first.
+
+Example::
+
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from unitcost.exporters import EnrichingSpanExporter, JsonlSpanExporter
+
+    provider.add_span_processor(BatchSpanProcessor(EnrichingSpanExporter(JsonlSpanExporter("spans.jsonl"))))
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from .. import _attributes as A
+from .._adopt import merge_or_hold
+from .._errors import internal_error
+from .._money import parse_usd, to_pico
+from .._pricing import PriceBook
+from ._formats import as_unitcost_span, with_attributes
+from .metrics import SpanMetrics
+from .store import _CALL_COLUMNS, StoreSpanExporter, _error_type, span_type
+
+# Where a task's span is: (trace id, span id, sampled). Given a task id, or a kind and key.
+TaskLocator = Callable[[str | None, str | None, str | None], tuple[int, int, bool] | None]
+
+_BUCKETS = ("uncached_input", "cache_read", "cache_write", "cache_write_1h", "visible_output", "reasoning")
+_BUCKET_COLUMNS = (
+    "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+    "reasoning_tokens",
+)
+_COLUMN = {name: i for i, name in enumerate(_CALL_COLUMNS)}
+_BUCKET_INDEX = tuple(_COLUMN[c] for c in _BUCKET_COLUMNS)
+_COST, _REASONING_COST, _SOURCE = _COLUMN["cost_pico"], _COLUMN["reasoning_cost_pico"], _COLUMN["price_source"]
+_PER_USD = Decimal(10) ** 12
+
+# _Totals slots, after the six token buckets.
+_LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED = range(6, 12)
+_TOTAL_FIELDS = 12
+
+
+def usd(pico: int) -> float:
+    """Pico-dollars as the double an observability tool sums."""
+    return float(Decimal(pico) / _PER_USD)
+
+
+def _add(into: list[int], other: list[int]) -> None:
+    for i in range(_TOTAL_FIELDS):
+        into[i] += other[i]
+
+
+def _totals_attributes(totals: list[int]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST]),
+        A.TASK_LLM_COST_USD: usd(totals[_LLM_COST]),
+        A.TASK_TOOL_COST_USD: usd(totals[_TOOL_COST]),
+        A.TASK_LLM_CALLS: totals[_LLM_CALLS],
+        A.TASK_TOOL_CALLS: totals[_TOOL_CALLS],
+        A.TASK_STEPS: totals[_LLM_CALLS] + totals[_TOOL_CALLS] + totals[_STEPS],
+        A.TASK_UNPRICED_CALLS: totals[_UNPRICED],
+    }
+    for i, bucket in enumerate(_BUCKETS):
+        attrs[A.TASK_TOKENS_PREFIX + bucket] = totals[i]
+    return attrs
+
+
+def outcome_event(attrs: Any, fallback_ns: int | None) -> Event:
+    """The ``gen_ai.evaluation.result`` event for the outcome in ``attrs`` (unitcost.outcome.*)."""
+    event: dict[str, Any] = {
+        A.EVALUATION_NAME: "outcome",
+        A.EVALUATION_LABEL: str(attrs.get(A.OUTCOME_LABEL)),
+        A.EVALUATION_SCORE: 1.0 if attrs.get(A.OUTCOME_SUCCESS) else 0.0,
+    }
+    if attrs.get(A.OUTCOME_VALUE) is not None:
+        event[A.OUTCOME_VALUE] = str(attrs[A.OUTCOME_VALUE])
+    when = attrs.get(A.OUTCOME_TIME)
+    return Event(A.EVALUATION_EVENT, event, timestamp=int(when) if when else fallback_ns)
+
+
+class _Bounded(OrderedDict[Any, Any]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class EnrichingSpanExporter(SpanExporter):
+    """Adds costs, task totals and outcome events to spans, then hands the sampled ones to ``exporters``."""
+
+    def __init__(
+        self,
+        exporters: SpanExporter | Sequence[SpanExporter] = (),
+        prices: PriceBook | None = None,
+        *,
+        metrics: SpanMetrics | None = None,
+        locate_task: TaskLocator | None = None,
+        max_open: int = 16_384,
+    ) -> None:
+        self.exporters = [exporters] if isinstance(exporters, SpanExporter) else list(exporters)
+        self.metrics = metrics
+        self._rows = StoreSpanExporter(os.devnull, prices or PriceBook())  # its row builders; it opens no store
+        self._locate_task = locate_task
+        self._pending = _Bounded(max_open)  # span id -> totals of its ended descendants
+        self._tasks = _Bounded(max_open)  # task id -> (trace id, span id, sampled)
+        self._keys = _Bounded(max_open)  # (kind, key) -> the latest task id
+        self._lock = threading.Lock()
+
+    # -- SpanExporter --------------------------------------------------------------------------
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out: list[ReadableSpan] = []
+        with self._lock:
+            for span in spans:
+                try:
+                    enriched, sampled = self._enrich(span)
+                except Exception as exc:  # noqa: BLE001 - a span we cannot enrich still goes out as it is
+                    internal_error("enriching a span for export", exc)
+                    enriched, sampled = span, span.context.trace_flags.sampled
+                if sampled:
+                    out.append(enriched)
+        result = SpanExportResult.SUCCESS
+        if not out:
+            return result
+        for exporter in self.exporters:
+            try:
+                if exporter.export(out) is not SpanExportResult.SUCCESS:
+                    result = SpanExportResult.FAILURE
+            except Exception as exc:  # noqa: BLE001 - one failing exporter must not stop the others
+                internal_error(f"exporter {type(exporter).__name__}", exc)
+                result = SpanExportResult.FAILURE
+        return result
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return all(exporter.force_flush(timeout_millis) for exporter in self.exporters)
+
+    def shutdown(self) -> None:
+        for exporter in self.exporters:
+            exporter.shutdown()
+
+    # -- enrichment ----------------------------------------------------------------------------
+    def _enrich(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
+        sampled = span.context.trace_flags.sampled
+        kind = span_type(span)
+        if kind is None:
+            self._propagate(span, None, None)
+            return span, sampled
+        attrs = span.attributes or {}
+        read = span if A.SPAN_TYPE in attrs else as_unitcost_span(span, kind)
+        if kind == "task":
+            return self._task(span, read.attributes or {}), sampled
+        if kind == "outcome":
+            return self._late_outcome(span)
+        own = [0] * _TOTAL_FIELDS
+        extra: dict[str, Any] = {}
+        if kind == "llm":
+            extra = self._call(read, own)
+        elif kind == "tool":
+            cost = (read.attributes or {}).get(A.TOOL_COST)
+            own[_TOOL_CALLS] = 1
+            if cost is not None:
+                own[_TOOL_COST] = to_pico(parse_usd(cost))
+                extra[A.COST_USD] = usd(own[_TOOL_COST])
+            if self.metrics is not None:
+                self.metrics.record_tool(read.attributes or {}, usd(own[_TOOL_COST]))
+        elif kind == "step":
+            own[_STEPS] = 1
+        self._propagate(span, (read.attributes or {}).get(A.TASK_ID), own)
+        return (with_attributes(span, {**attrs, **extra}) if extra else span), sampled
+
+    def _call(self, read: ReadableSpan, own: list[int]) -> dict[str, Any]:
+        row = self._rows._call_row(read)
+        for i, column in enumerate(_BUCKET_INDEX):
+            own[i] = row[column] or 0
+        own[_LLM_CALLS] = 1
+        cost = row[_COST]
+        extra: dict[str, Any]
+        if cost is None:
+            own[_UNPRICED] = 1
+            extra = {A.COST_UNPRICED: True}
+        else:
+            own[_LLM_COST] = cost
+            extra = {A.COST_USD: usd(cost), A.PRICE_SOURCE: row[_SOURCE]}
+            if row[_REASONING_COST]:
+                extra[A.COST_REASONING_USD] = usd(row[_REASONING_COST])
+        if self.metrics is not None:
+            start, end = read.start_time or 0, read.end_time or read.start_time or 0
+            self.metrics.record_call(
+                read.attributes or {}, (end - start) / 1e9, None if cost is None else usd(cost), _error_type(read)
+            )
+        return extra
+
+    def _propagate(self, span: ReadableSpan, task_id: Any, own: list[int] | None) -> None:
+        """Hand this span's subtree totals up: to its task (unitcost's spans know it), else its parent."""
+        below = self._pending.pop(span.context.span_id, None)
+        if below is not None and own is not None:
+            _add(below, own)
+        totals = below if below is not None else own
+        if totals is None or not any(totals):
+            return
+        if task_id:
+            target = int(task_id, 16)
+        elif span.parent is not None and not span.parent.is_remote:
+            target = span.parent.span_id
+        else:
+            return
+        current = self._pending.get(target)
+        if current is None:
+            self._pending.put(target, list(totals))
+        else:
+            _add(current, totals)
+
+    def _task(self, span: ReadableSpan, attrs: Any) -> ReadableSpan:
+        totals = self._pending.pop(span.context.span_id, None) or [0] * _TOTAL_FIELDS
+        task_id = str(attrs.get(A.TASK_ID) or format(span.context.span_id, "016x"))
+        self._tasks.put(task_id, (span.context.trace_id, span.context.span_id, span.context.trace_flags.sampled))
+        if attrs.get(A.TASK_KEY) is not None:
+            self._keys.put((attrs.get(A.TASK_KIND), str(attrs[A.TASK_KEY])), task_id)
+            self._keys.put((None, str(attrs[A.TASK_KEY])), task_id)
+        parent = attrs.get(A.TASK_PARENT_ID)
+        if parent and any(totals):  # a nested task counts in its parent task's subtree
+            current = self._pending.get(int(parent, 16))
+            if current is None:
+                self._pending.put(int(parent, 16), list(totals))
+            else:
+                _add(current, totals)
+        if self.metrics is not None:
+            self.metrics.record_task(attrs, usd(totals[_LLM_COST] + totals[_TOOL_COST]))
+        events = None
+        if attrs.get(A.OUTCOME_LABEL) is not None:
+            events = (*span.events, outcome_event(attrs, span.end_time))
+        return with_attributes(span, {**(span.attributes or {}), **_totals_attributes(totals)}, events)
+
+    def _late_outcome(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
+        """An outcome recorded after its task: the same small span, moved into the task's trace."""
+        attrs = span.attributes or {}
+        events = span.events
+        if not any(e.name == A.EVALUATION_EVENT for e in events):
+            events = (*events, outcome_event(attrs, span.end_time))
+        place = self._place(attrs.get(A.OUTCOME_TASK_ID), attrs.get(A.OUTCOME_KIND), attrs.get(A.OUTCOME_KEY))
+        if place is None:  # a task this process has not seen and no store knows: its own trace
+            return with_attributes(span, attrs, events), True
+        trace_id, task_span_id, sampled = place
+        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+        moved = ReadableSpan(
+            name=span.name,
+            context=SpanContext(trace_id, span.context.span_id, is_remote=False, trace_flags=flags),
+            parent=SpanContext(trace_id, task_span_id, is_remote=False, trace_flags=flags),
+            resource=span.resource,
+            attributes={**attrs, A.TASK_ID: format(task_span_id, "016x")},
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        return moved, sampled
+
+    def _place(self, task_id: Any, kind: Any, key: Any) -> tuple[int, int, bool] | None:
+        if task_id is None and key is not None:
+            task_id = self._keys.get((kind, str(key)))
+        if task_id is not None and task_id in self._tasks:
+            return self._tasks[task_id]  # type: ignore[no-any-return]
+        if self._locate_task is None:
+            return None
+        return self._locate_task(
+            None if task_id is None else str(task_id), None if kind is None else str(kind),
+            None if key is None else str(key),
+        )
+
+
+class ExportSpanProcessor(BatchSpanProcessor):
+    """Batches spans for an `EnrichingSpanExporter` on a background thread.
+
+    Sampled spans are exported as the standard processor would; unitcost's spans that the sampler
+    dropped are queued too, so task totals and metrics count every call (the enriching exporter
+    exports only the sampled ones).
+    """
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled and span_type(span) is None:
+            return
+        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost._adopt).
+        ready = merge_or_hold(span, self._batch_processor.emit)
+        if ready is not None:
+            self._batch_processor.emit(ready)
+
+
+def store_task_locator(db_path: str | os.PathLike[str]) -> TaskLocator:
+    """A `TaskLocator` that finds a task's span in the store (read-only): for outcomes recorded
+    in another process, or after this one forgot the task."""
+    import sqlite3
+
+    def locate(task_id: str | None, kind: str | None, key: str | None) -> tuple[int, int, bool] | None:
+        if not os.path.exists(db_path):
+            return None
+        conn = sqlite3.connect(f"file:{os.fspath(db_path)}?mode=ro", uri=True, timeout=5.0)
+        try:
+            if task_id is not None:
+                row = conn.execute("SELECT trace_id, run_id FROM runs WHERE run_id = ?", (task_id,)).fetchone()
+            elif kind is not None:
+                row = conn.execute(
+                    "SELECT trace_id, run_id FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns DESC LIMIT 1",
+                    (kind, key),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT trace_id, run_id FROM runs WHERE key = ? ORDER BY started_ns DESC LIMIT 1", (key,)
+                ).fetchone()
+        except sqlite3.Error:
+            return None
+        finally:
+            conn.close()
+        return None if row is None else (int(row[0], 16), int(row[1], 16), True)
+
+    return locate
