@@ -14,6 +14,7 @@ method (a helper calling ``create``) records one call, not two.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -222,6 +223,7 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_call = call
         self._self_watcher = watcher
         self._self_done = False
+        self._self_response: Any = None
 
     def _self_see(self, chunk: Any) -> bool:
         try:
@@ -244,7 +246,7 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     def response(self) -> Any:
         # Stream helpers (chat.completions.stream(), responses.stream(), anthropic's message
         # streams) close the HTTP response, not the stream: closing it ends the call too.
-        cached = self.__dict__.get("_self_response")
+        cached = self._self_response
         if cached is None:
             cached = _ClosingResponse(self.__wrapped__.response, self)
             self._self_response = cached
@@ -262,19 +264,26 @@ class _ClosingResponse(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __init__(self, wrapped: Any, stream: _StreamProxyBase) -> None:
         super().__init__(wrapped)
-        self._self_stream = stream
+        # A weak reference: the stream keeps this response, and a cycle would hold the stream (and
+        # its unfinished call) until the cyclic garbage collector runs.
+        self._self_stream = weakref.ref(stream)
+
+    def _self_end_stream(self) -> None:
+        stream = self._self_stream()
+        if stream is not None:
+            stream._self_end(incomplete=True)
 
     def close(self) -> Any:
         try:
             return self.__wrapped__.close()
         finally:
-            self._self_stream._self_end(incomplete=True)
+            self._self_end_stream()
 
     async def aclose(self) -> Any:
         try:
             return await self.__wrapped__.aclose()
         finally:
-            self._self_stream._self_end(incomplete=True)
+            self._self_end_stream()
 
 
 class SyncStreamProxy(_StreamProxyBase):

@@ -209,3 +209,23 @@ def test_other_stream_options_are_kept_and_include_usage_added(store_db, openai_
     assert options == {"include_obfuscation": False}  # the caller's dict is not changed
     assert all(chunk.choices for chunk in chunks)
     assert call_row(store_db)["cost_pico"] == HAND_COMPUTED_PICO
+
+
+def test_the_streams_http_response_is_the_same_object_each_time(store_db, openai_client):
+    client = openai_client(ChatServer(usage=USAGE))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, stream=True)
+    assert stream.response is stream.response
+    assert stream.response.status_code == 200
+    list(stream)
+    assert call_row(store_db)["cost_pico"] == HAND_COMPUTED_PICO
+
+
+
+def test_a_stream_helper_never_closed_ends_its_call_when_collected(store_db, openai_client):
+    # ChatCompletionStream keeps a generator of itself (a cycle): it goes with the cyclic collector.
+    client = openai_client(ChatServer(usage=USAGE))
+    stream = client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT).__enter__()
+    next(iter(stream))
+    del stream
+    gc.collect()
+    assert call_row(store_db)["incomplete"] == 1
