@@ -292,3 +292,31 @@ def test_raw_responses(store_db, anthropic_client, finished_spans, sdk_tracing):
         assert_full_usage(row, streamed=bool(row["streamed"]))
     spans = llm_spans(finished_spans())
     assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)
+
+
+@pytest.mark.covers("anthropic", "messages.with_raw_response.create", "async", "plain")
+@pytest.mark.covers("anthropic", "messages.with_raw_response.create", "async", "stream")
+@pytest.mark.covers("anthropic", "messages.with_streaming_response.create", "async", "plain")
+@pytest.mark.covers("anthropic", "messages.with_streaming_response.create", "async", "stream")
+@pytest.mark.covers("anthropic", "messages.with_streaming_response.create", "sync", "plain")
+def test_raw_responses_async_and_plain_streaming(store_db, anthropic_client, sdk_tracing):
+    server = MessagesServer()
+    with anthropic_client(server).messages.with_streaming_response.create(**REQUEST) as response:
+        assert response.parse().id == MESSAGE_ID
+    client = anthropic_client(server, is_async=True)
+
+    async def main():
+        raw = await client.messages.with_raw_response.create(**REQUEST)
+        assert (await raw.parse()).id == MESSAGE_ID  # anthropic 2.x: an AsyncAPIResponse, parse() awaited
+        raw = await client.messages.with_raw_response.create(**REQUEST, stream=True)
+        assert [e.type async for e in await raw.parse()][-1] == "message_stop"
+        async with client.messages.with_streaming_response.create(**REQUEST) as response:
+            assert (await response.parse()).id == MESSAGE_ID
+        async with client.messages.with_streaming_response.create(**REQUEST, stream=True) as response:
+            assert "event: message_stop" in [line async for line in response.iter_lines()]
+
+    asyncio.run(main())
+    found = rows(store_db)
+    assert len(found) == 5
+    for row in found:
+        assert_full_usage(row, streamed=bool(row["streamed"]))
