@@ -20,8 +20,7 @@ from typing import Any
 
 import httpx2
 from conftest import CREATED, ChatServer, sse_response
-from genai_prices import Usage
-from genai_prices.data_snapshot import get_snapshot
+from genai_prices import Usage, calc_price
 
 GPT5_MINI = "gpt-5-mini-2025-08-07"
 EMBEDDING_MODEL = "text-embedding-3-small"
@@ -34,10 +33,13 @@ STRUCTURED_ANSWER = '{"ticket": "T-1042", "status": "shipped"}'
 def genai_price(
     provider: str, model: str, *, when: datetime | None = None, context: dict[str, str] | None = None, **usage: int
 ) -> Decimal:
-    """What genai-prices itself says a call costs (usage in the OpenTelemetry meaning, as genai-prices
-    takes it), with an optional price context such as ``{"service_tier": "flex"}``."""
-    info = get_snapshot().find_provider_model(model, None, provider, None)[1]
-    return Decimal(info.get_prices(when or datetime.now(tz=UTC), context).calc_price(Usage(**usage))["total_price"])
+    """What genai-prices' ``calc_price`` says a call costs (usage in the OpenTelemetry meaning, as
+    genai-prices takes it), with an optional price context such as ``{"service_tier": "flex"}``."""
+    result = calc_price(
+        Usage(**usage), model, provider_id=provider, genai_request_timestamp=when or datetime.now(tz=UTC),
+        price_context=context,
+    )
+    return Decimal(result.total_price)
 
 
 # --- Responses ------------------------------------------------------------------------------------
