@@ -48,7 +48,7 @@ def texts_of(value: Any) -> list[str]:
     return out
 
 
-_TEXT_KEYS = ("content", "text", "input", "output", "arguments", "instructions")
+_TEXT_KEYS = ("content", "text", "input", "output", "arguments", "instructions", "tool_calls", "function")
 
 
 def _collect(value: Any, out: list[str], depth: int) -> None:

@@ -165,3 +165,12 @@ def test_encoding_names_for_models():
     assert _estimate.encoding_name_for("gpt-4") == "cl100k_base"
     assert _estimate.encoding_name_for("acme-llm-7b") == "o200k_base"
     assert _estimate.encoding_name_for("gpt-oss-20b") == "o200k_base"  # harmony: o200k's ranks
+
+
+def test_request_text_includes_tool_calls_and_responses_items():
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Where is #1042?"}, {"type": "image_url"}]},
+        {"role": "assistant", "tool_calls": [{"function": {"name": "kb", "arguments": '{"q": "1042"}'}}]},
+        {"type": "function_call_output", "call_id": "call_1", "output": "shipped"},
+    ]
+    assert _estimate.texts_of(messages) == ["Where is #1042?", '{"q": "1042"}', "shipped"]
