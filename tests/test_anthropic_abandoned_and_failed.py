@@ -25,6 +25,8 @@ from anthropic_fixtures import (
 )
 from conftest import store_rows
 
+import unitcost
+
 pytestmark = pytest.mark.usefixtures("store_db")
 
 # What message_start says before the caller walks away: the input side is exact and final.
@@ -292,3 +294,17 @@ def test_retried_call_is_one_call(store_db, anthropic_client, finished_spans, sd
     assert (row["error_type"], row["input_tokens"], row["cost_pico"]) == (None, 1200, 57_350_000_000)
     assert row["retries"] == 1
     assert_counted_once(finished_spans(), rows, sdk_tracing)
+
+
+def test_budget_stops_the_next_call(store_db, anthropic_client, sdk_tracing):
+    # Budgets see Anthropic calls as they see any other: the call over budget is paid for, the next
+    # one is refused before it is sent.
+    server = MessagesServer()
+    client = anthropic_client(server)
+    with pytest.warns(unitcost.BudgetWarning), unitcost.task("support_ticket", budget_usd=0.05, on_budget="raise"):
+        client.messages.create(**REQUEST)  # $0.05735
+        with pytest.raises(unitcost.BudgetExceeded):
+            client.messages.create(**REQUEST)
+    assert len(server.requests) == 1
+    rows = store_rows(store_db, "calls")
+    assert [(r["error_type"], r["cost_pico"]) for r in rows] == [(None, 57_350_000_000), ("BudgetExceeded", 0)]

@@ -326,8 +326,8 @@ def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     call = _Call.begin(instance, kwargs, stream=bool(kwargs.get("stream")))
     if call is None:
         return wrapped(*args, **kwargs)
-    check_before_spending(call.run)
     try:
+        check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
         with _making(call):
             result = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -340,8 +340,8 @@ async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
     call = _Call.begin(instance, kwargs, stream=bool(kwargs.get("stream")))
     if call is None:
         return await wrapped(*args, **kwargs)
-    check_before_spending(call.run)
     try:
+        check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
         with _making(call):
             result = await wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -373,8 +373,8 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         call = self._self_begin()
         if call is None:
             return self.__wrapped__.__enter__()
-        check_before_spending(call.run)
         try:
+            check_before_spending(call.run)
             with _making(call):
                 message_stream = self.__wrapped__.__enter__()
         except BaseException as exc:
@@ -393,8 +393,8 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         call = self._self_begin()
         if call is None:
             return await self.__wrapped__.__aenter__()
-        check_before_spending(call.run)
         try:
+            check_before_spending(call.run)
             with _making(call):
                 message_stream = await self.__wrapped__.__aenter__()
         except BaseException as exc:
