@@ -70,7 +70,10 @@ def format_span(span: ReadableSpan) -> str:
     name = span.name
     if kind == "task" and attrs.get(A.TASK_KEY) is not None:
         name += f" {attrs[A.TASK_KEY]}"
-    money = cost if isinstance(cost, str) else ("" if cost is None else f"${cost:.6f}" if cost >= 1e-4 else f"${cost:.8f}")
+    if isinstance(cost, str) or cost is None:
+        money = cost or ""
+    else:
+        money = f"${cost:.6f}" if cost >= 1e-4 else f"${cost:.8f}"
     task = attrs.get(A.TASK_ID) if kind != "task" else None
     error = f"  error {attrs.get(A.ERROR_TYPE)}" if attrs.get(A.ERROR_TYPE) else ""
     line = f"{started}  {name:<32} {detail:<36} {money:>10}  {duration:.2f}s"
