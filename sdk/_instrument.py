@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import internal_error
+from ._errors import internal_error, logger
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
 _ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
@@ -136,20 +136,28 @@ def _patch(module_name: str) -> None:
     import wrapt
 
     try:
-        try:
-            adapter = importlib.import_module(_ADAPTERS[module_name])
-        except ModuleNotFoundError as exc:
-            if exc.name == _ADAPTERS[module_name]:
-                return  # no adapter for this SDK in this version of unitcost
-            raise
-        for target_module, path, wrapper in adapter.PATCHES:
-            module = importlib.import_module(target_module)
-            class_name, attribute = path.split(".")
-            owner = getattr(module, class_name)
-            if (owner, attribute) in _originals:
-                continue  # already patched: instrument() is idempotent
-            original = owner.__dict__[attribute]
-            _originals[(owner, attribute)] = original
-            setattr(owner, attribute, wrapt.FunctionWrapper(original, _gated(wrapper)))
+        adapter = importlib.import_module(_ADAPTERS[module_name])
+    except ModuleNotFoundError as exc:
+        if exc.name == _ADAPTERS[module_name]:
+            return  # no adapter for this SDK in this version of unitcost
+        internal_error(f"instrumenting {module_name}", exc)
+        return
     except Exception as exc:  # noqa: BLE001 - an SDK we cannot patch must not break the import
         internal_error(f"instrumenting {module_name}", exc)
+        return
+    # Each method on its own: one that this SDK version lacks must not leave the others unpatched.
+    for target_module, path, wrapper in adapter.PATCHES:
+        try:
+            class_name, attribute = path.split(".")
+            try:
+                owner = getattr(importlib.import_module(target_module), class_name)
+                original = owner.__dict__[attribute]
+            except (ImportError, AttributeError, KeyError):
+                logger.debug("unitcost: %s has no %s.%s in this version; not patched", module_name, target_module, path)
+                continue
+            if (owner, attribute) in _originals:
+                continue  # already patched: instrument() is idempotent
+            _originals[(owner, attribute)] = original
+            setattr(owner, attribute, wrapt.FunctionWrapper(original, _gated(wrapper)))
+        except Exception as exc:  # noqa: BLE001
+            internal_error(f"instrumenting {module_name} {path}", exc)
