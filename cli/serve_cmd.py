@@ -77,7 +77,7 @@ def serve_command(
         server = OTLPReceiver((host, port), write, token=token, root_wait=root_wait, log=log)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     click.echo(
         f"unitcost serve: OTLP/HTTP on http://{bound_host}:{bound_port}/v1/traces, writing to {path}"
         + (" (bearer token required)" if token else ""),

@@ -118,9 +118,9 @@ def unitcost_attributes(attrs: Mapping[str, Any], kind: str) -> dict[str, Any]:
                         out[name] = attrs[other]
                         break
     elif kind == "tool" and A.TOOL_NAME not in attrs:
-        name = attrs.get(A.OPENINFERENCE_TOOL_NAME) or attrs.get(A.TRACELOOP_ENTITY_NAME)
-        if name:
-            out[A.TOOL_NAME] = name
+        tool = attrs.get(A.OPENINFERENCE_TOOL_NAME) or attrs.get(A.TRACELOOP_ENTITY_NAME)
+        if tool:
+            out[A.TOOL_NAME] = tool
     return out
 
 

@@ -61,15 +61,16 @@ def format_span(span: ReadableSpan) -> str:
         cost = attrs.get(A.TASK_COST_USD)
         parts = []
         if A.TASK_LLM_CALLS in attrs:
-            parts.append(f"{attrs[A.TASK_LLM_CALLS]} LLM, {attrs.get(A.TASK_TOOL_CALLS, 0)} tool")
+            parts.append(f"{attrs[A.TASK_LLM_CALLS]!s} LLM, {attrs.get(A.TASK_TOOL_CALLS, 0)!s} tool")
         if attrs.get(A.OUTCOME_LABEL) is not None:
             parts.append(str(attrs[A.OUTCOME_LABEL]))
         detail = "  ".join(parts)
     elif kind == "outcome":
-        detail = f"outcome {attrs.get(A.OUTCOME_LABEL)} for {attrs.get(A.OUTCOME_TASK_ID) or attrs.get(A.OUTCOME_KEY)}"
+        target = attrs.get(A.OUTCOME_TASK_ID) or attrs.get(A.OUTCOME_KEY)
+        detail = f"outcome {attrs.get(A.OUTCOME_LABEL)!s} for {target!s}"
     name = span.name
     if kind == "task" and attrs.get(A.TASK_KEY) is not None:
-        name += f" {attrs[A.TASK_KEY]}"
+        name += f" {attrs[A.TASK_KEY]!s}"
     if isinstance(cost, str) or cost is None:
         money = cost or ""
     else:

@@ -35,8 +35,11 @@ _FLAGS = TraceFlags(TraceFlags.SAMPLED)
 _NO_TASK_SERVICE = "unknown_service"
 
 
-def _where(since: int | None, until: int | None, kind: str | None, column: str = "started_ns") -> tuple[str, list]:
-    clauses, params = [], []
+def _where(
+    since: int | None, until: int | None, kind: str | None, column: str = "started_ns"
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
     if since is not None:
         clauses.append(f"{column} >= ?")
         params.append(since)

@@ -49,9 +49,8 @@ class _RecordEverything(Sampler):
         if result.decision is Decision.DROP:
             # A span starts with the attributes of its sampling result, and a "drop" result carries
             # none: keep the span's own, or the store could not tell what the span is.
-            return SamplingResult(
-                Decision.RECORD_ONLY, {**(attributes or {}), **(result.attributes or {})}, result.trace_state
-            )
+            kept = {**(attributes or {}), **(result.attributes or {})}
+            return SamplingResult(Decision.RECORD_ONLY, kept, result.trace_state)
         return result
 
     def get_description(self) -> str:
