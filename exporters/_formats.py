@@ -102,7 +102,8 @@ def unitcost_attributes(attrs: Mapping[str, Any], kind: str) -> dict[str, Any]:
             )
         request = attrs.get(A.REQUEST_MODEL) or attrs.get(A.OPENINFERENCE_REQUEST_MODEL)
         response = attrs.get(A.RESPONSE_MODEL) or attrs.get(A.OPENINFERENCE_RESPONSE_MODEL)
-        named = attrs.get(A.OPENINFERENCE_MODEL)  # OpenInference: the model the response names
+        # OpenInference: the model the response names (an embedding span names it apart).
+        named = attrs.get(A.OPENINFERENCE_MODEL) or attrs.get(A.OPENINFERENCE_EMBEDDING_MODEL)
         if not request:
             request = named or response
         if not response and named and named != request:

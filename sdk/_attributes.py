@@ -124,6 +124,7 @@ OPENINFERENCE_SPAN_KIND = "openinference.span.kind"  # LLM | EMBEDDING | TOOL | 
 OPENINFERENCE_PROVIDER = "llm.provider"
 OPENINFERENCE_SYSTEM = "llm.system"
 OPENINFERENCE_MODEL = "llm.model_name"
+OPENINFERENCE_EMBEDDING_MODEL = "embedding.model_name"
 OPENINFERENCE_REQUEST_MODEL = "llm.request.model_name"
 OPENINFERENCE_RESPONSE_MODEL = "llm.response.model_name"
 OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
