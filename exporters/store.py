@@ -25,6 +25,7 @@ from .._adopt import merge_or_hold
 from .._errors import internal_error
 from .._money import parse_usd, to_pico
 from .._pricing import PriceBook, utc_from_ns
+from .._run_totals import refresh as refresh_run_totals
 from .._store import open_store
 from .._usage import Buckets, clean_count
 from ._formats import as_unitcost_span, foreign_span_type
@@ -123,6 +124,8 @@ class StoreSpanExporter(SpanExporter):
                     for sql, batch in zip(statements, rows, strict=True):
                         if batch:
                             conn.executemany(sql, batch)
+                    if rows[1]:  # calls: refresh the per-run totals that reports read
+                        refresh_run_totals(conn, {row[3] for row in rows[1]}, self._prices)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")

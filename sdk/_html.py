@@ -130,7 +130,7 @@ def _selection(
     """The tasks `report()` keeps for these filters, by the same rules (start window, kind, --where)."""
     store = Store(db)
     tasks = store.tasks()
-    known = {name for task in tasks.values() for name in task.attributes}
+    known = store.known_attributes(tasks)
     selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
     return store, {ident: task for ident, task in tasks.items() if selector.keeps(task)}
 

@@ -10,6 +10,7 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import sqlite_utils
 
 from ._money import from_pico, to_pico, usd_for_json
+from ._run_totals import ensure_fresh
 from ._tasks import Store, Task
 
 __all__ = ["GROUP_FIELDS", "EVERY", "ReportError", "report", "row_for_json"]
@@ -32,7 +34,13 @@ PERCENTILES = (50, 90, 95, 99)
 _SUMS = (
     "llm_calls", "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible",
     "reasoning", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent",
-    "resent_uncached", "sdk_retries",
+    "resent_uncached", "sdk_retries", "resend_cost_pico", "resend_savings_pico",
+)
+# The same sums, as `run_totals` (kept by the exporter, see unitcost._run_totals) names them.
+_RUN_TOTALS_SUMS = (
+    "calls, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, "
+    "reasoning_tokens, cost_pico, reasoning_cost_pico, unpriced_calls, estimated_calls, resent_tokens, "
+    "resent_uncached_tokens, retries, resend_cost_pico, resend_savings_pico"
 )
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
@@ -59,7 +67,7 @@ def _calls_sql(has_retries: bool) -> str:
         SELECT run_id, provider, model, COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
             SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
             SUM(cost_pico), SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated), SUM(resent),
-            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries)
+            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries), 0, 0
         FROM c {{where}} GROUP BY run_id, provider, model
     """
 
@@ -79,15 +87,24 @@ Repricer = Any  # callable(provider, model, started_ns, Buckets) -> (cost_pico |
 
 
 def _call_rows(
-    db: sqlite_utils.Database, reprice: Repricer, where: str = "", params: Sequence[Any] = ()
+    db: sqlite_utils.Database, reprice: Repricer, where: str = "", params: Sequence[Any] = (), by_model: bool = True
 ) -> Iterable[tuple[Any, ...]]:
-    """(run_id, provider, model, *sums) rows: summed by SQLite, or per call when re-pricing."""
+    """(run_id, provider, model, *sums) rows: from the per-run totals, summed by SQLite from the calls
+    (with `where`: the calls outside any task), or per call when re-pricing."""
     has_retries = "retries" in db["calls"].columns_dict
     if reprice is None:
+        if not where:
+            if by_model:
+                yield from db.execute(f"SELECT run_id, provider, model, {_RUN_TOTALS_SUMS} FROM run_totals")
+            else:
+                summed = ", ".join(f"SUM({c.strip()})" for c in _RUN_TOTALS_SUMS.split(","))
+                yield from db.execute(f"SELECT run_id, '', '', {summed} FROM run_totals GROUP BY run_id")
+            return
         yield from db.execute(_calls_sql(has_retries).format(where=where), params)
         return
     from ._usage import Buckets
 
+    resend = _ResendPricer(reprice.prices)
     sql = _calls_sql(has_retries).split("SELECT run_id, provider, model, COUNT(*)")[0] + (
         "SELECT run_id, provider, model, started_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
         "cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries FROM c " + where
@@ -98,21 +115,27 @@ def _call_rows(
         buckets = Buckets(inp, cr, cw, cw1h, out, reasoning)
         cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
         uncached_resent = max(resent - buckets.cache_read, 0)
+        resend_cost, resend_savings = resend.cost_and_savings(provider, model, resent, uncached_resent)
         yield (run_id, provider, model, 1, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost,
-               int(cost is None), est, resent, uncached_resent, retries)
+               int(cost is None), est, resent, uncached_resent, retries, resend_cost, resend_savings)
 
 
 def _load(
-    db: sqlite_utils.Database, reprice: Repricer = None
+    db: sqlite_utils.Database, reprice: Repricer = None, by_model: bool = True
 ) -> tuple[dict[Any, _Facts], dict[tuple[str, str], list[int]]]:
     """Every task's facts, and the sums of calls made outside any task (by provider and model)."""
+    if reprice is None:
+        ensure_fresh(db.conn)
     store = Store(db)
     tasks = store.tasks()
     facts = {ident: _Facts(task) for ident, task in tasks.items()}
     outside: dict[tuple[str, str], list[int]] = {}
-    for row in _call_rows(db, reprice):
-        run_id, provider, model, sums = row[0], row[1], row[2], [v or 0 for v in row[3:]]
+    rows = _call_rows(db, reprice, by_model=by_model)
+    if reprice is None:  # the totals hold runs only: add the calls outside any task
+        rows = itertools.chain(rows, _call_rows(db, None, "WHERE run_id IS NULL"))
+    for row in rows:
+        run_id, provider, model, sums = row[0], row[1], row[2], [v or 0 for v in row[3:]]  # SUM() of none is NULL
         # Calls outside any task (or whose run never reached the store) are reported apart.
         ident = store.run_task.get(run_id) if run_id is not None else None
         target = outside if ident is None else facts[ident].slices
@@ -224,10 +247,15 @@ class _Acc:
     tool_cost_pico: int = 0
     value_pico: int = 0
     wasted_pico: int = 0
-    resend_cost_pico: int = 0
-    resend_savings_pico: int = 0
     task_costs: list[int] = field(default_factory=list)
     sums: list[int] = field(default_factory=lambda: list(_ZERO))
+    sum_rows: list[Sequence[int]] = field(default_factory=list)  # added into `sums` at the end, in one go
+
+    def total_sums(self) -> list[int]:
+        if self.sum_rows:
+            self.sums = [sum(col) for col in zip(self.sums, *self.sum_rows, strict=True)]
+            self.sum_rows = []
+        return self.sums
 
 
 def _percentile(sorted_values: Sequence[int], p: int) -> int | None:
@@ -247,7 +275,8 @@ def _div(a: Decimal, b: int) -> Decimal | None:
 
 
 def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
-    s = {name: acc.sums[i] for name, i in _I.items()}
+    totals = acc.total_sums()
+    s = {name: totals[i] for name, i in _I.items()}
     llm_cost = from_pico(s["cost_pico"]) or Decimal(0)
     tool_cost = from_pico(acc.tool_cost_pico) or Decimal(0)
     cost = llm_cost + tool_cost
@@ -291,8 +320,8 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
             "steps": s["llm_calls"] + acc.tool_calls + acc.step_blocks,
             "sdk_retries": s["sdk_retries"],
             "resend_tokens_estimated": s["resent"],
-            "resend_cost_usd_estimated": from_pico(acc.resend_cost_pico) or Decimal(0),
-            "resend_cache_savings_usd_estimated": from_pico(acc.resend_savings_pico) or Decimal(0),
+            "resend_cost_usd_estimated": from_pico(s["resend_cost_pico"]) or Decimal(0),
+            "resend_cache_savings_usd_estimated": from_pico(s["resend_savings_pico"]) or Decimal(0),
             "unpriced_calls": s["unpriced_calls"],
             "estimated_calls": s["estimated_calls"],
         }
@@ -317,42 +346,23 @@ def row_for_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ResendPricer:
-    """Prices the estimated context re-send at today's rates (an estimate, like the token count)."""
+    """Prices the estimated context re-send of re-priced calls (``whatif``) at today's rates."""
 
     def __init__(self, prices: Any) -> None:
         self._prices = prices
-        self._now = datetime.now(tz=UTC)
-        self._cache: dict[tuple[str, str], tuple[Decimal, Decimal] | None] = {}
+        self._cache: dict[Any, Any] = {}
 
-    def cost_and_savings(self, provider: str, model: str, sums: Sequence[int]) -> tuple[int, int]:
-        resent, uncached = sums[_I["resent"]], sums[_I["resent_uncached"]]
+    def cost_and_savings(self, provider: str, model: str, resent: int, uncached: int) -> tuple[int, int]:
         if not resent:
             return 0, 0
-        key = (provider, model)
-        if key not in self._cache:
-            self._cache[key] = self._rates(provider, model)
-        rates = self._cache[key]
+        from ._run_totals import _resend_rates
+
+        rates = _resend_rates(self._prices, provider, model, self._cache)
         if rates is None:
             return 0, 0
         input_rate, cached_rate = rates
         cost = (uncached * input_rate + (resent - uncached) * cached_rate) / 1_000_000
-        savings = uncached * (input_rate - cached_rate) / 1_000_000
-        return to_pico(cost), to_pico(savings)
-
-    def _rates(self, provider: str, model: str) -> tuple[Decimal, Decimal] | None:
-        from ._pricing import _rate  # the tier rule; the base rate is used for this estimate
-
-        try:
-            rates = self._prices.rates(provider, model, self._now)
-        except Exception:  # noqa: BLE001 - an estimate that cannot be priced is left out
-            return None
-        if rates is None or not rates.per_bucket:
-            return None
-        inp = rates.per_bucket.get("uncached_input")
-        cached = rates.per_bucket.get("cache_read")
-        if inp is None:
-            return None
-        return _rate(inp, 0), _rate(cached if cached is not None else inp, 0)
+        return to_pico(cost), to_pico(uncached * (input_rate - cached_rate) / 1_000_000)
 
 
 def report(
@@ -364,7 +374,6 @@ def report(
     until_ns: int | None = None,
     kind: str | None = None,
     where: Mapping[str, str] | Sequence[str] | None = None,
-    prices: Any = None,
     reprice: Repricer = None,
 ) -> list[dict[str, Any]]:
     """One row per group, with the JSON contract's fields (money as Decimal; see `row_for_json`).
@@ -377,18 +386,19 @@ def report(
     if every is not None and every not in EVERY:
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
-    facts, outside = _load(db, reprice)
-    known = {name for f in facts.values() for name in f.task.attributes}
+    # A "model" or "provider" name groups by model unless a task attribute is escaped as attr.model.
+    facts, outside = _load(db, reprice, by_model=any(n in ("model", "provider") for n in names))
+    # Task attributes are parsed only when a --by or --where name may be one.
+    needs_attributes = any(n not in GROUP_FIELDS for n in names) or bool(parse_where(where))
+    known = (
+        {name for f in facts.values() if f.task._attribute_json for name in f.task.attributes}
+        if needs_attributes else set()
+    )
     fields = _resolve_names(names, known, "--by")
     if sum(f in ("model", "provider") for _, f in fields) > 1:
         raise ReportError("--by can group by model or by provider, not both")
     selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
     per_model = next((f for _, f in fields if f in ("model", "provider")), None)
-    if prices is None:
-        from ._pricing import PriceBook
-
-        prices = PriceBook.from_price_file()
-    resend = _ResendPricer(prices)
 
     groups: dict[tuple[Any, ...], _Acc] = {}
     for f in facts.values():
@@ -408,16 +418,12 @@ def report(
                 (part, sums, False) for part, sums in parts.items()
             ] or [(None, list(_ZERO), False)]
         else:
-            total = list(_ZERO)
-            for sums in f.slices.values():
-                total = [a + b for a, b in zip(total, sums, strict=True)]
+            slices = list(f.slices.values())
+            if len(slices) == 1:
+                total = slices[0]
+            else:
+                total = [sum(c) for c in zip(*slices, strict=True)] if slices else list(_ZERO)
             entries = [(None, total, True)]
-        resend_by_name: dict[str | None, tuple[int, int]] = defaultdict(lambda: (0, 0))
-        for (provider, model), sums in f.slices.items():
-            slice_name = (model if per_model == "model" else provider) if per_model else None
-            c, s = resend.cost_and_savings(provider, model, sums)
-            old = resend_by_name[slice_name]
-            resend_by_name[slice_name] = (old[0] + c, old[1] + s)
         for name, sums, with_tools in entries:
             values["model"] = values["provider"] = name
             key = ((bucket,) if every else ()) + tuple(_field_value(fld, values, task) for _, fld in fields)
@@ -437,10 +443,7 @@ def report(
                 acc.wasted_pico += cost
             if outcome is not None and outcome.value_pico:
                 acc.value_pico += outcome.value_pico
-            acc.sums = [a + b for a, b in zip(acc.sums, sums, strict=True)]
-            rc, rs = resend_by_name[name]
-            acc.resend_cost_pico += rc
-            acc.resend_savings_pico += rs
+            acc.sum_rows.append(sums)
             if with_tools:  # tools are no model's cost
                 acc.tool_calls += f.tool_calls
                 acc.step_blocks += f.step_blocks

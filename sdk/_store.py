@@ -134,6 +134,14 @@ def _m004_calls_server_tool_requests(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN price_modifiers TEXT")
 
 
+@migrations(name="m007_run_totals")
+def _m007_run_totals(db: sqlite_utils.Database) -> None:
+    # Per-run sums of the calls, so reports read one row per run and model, not every call.
+    from ._run_totals import create_table
+
+    create_table(db.conn)
+
+
 def default_db_path() -> Path:
     """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
     env = os.environ.get("UNITCOST_DB")

@@ -8,7 +8,7 @@ or after the runs they speak of, from any process: the latest one recorded for a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
@@ -26,16 +26,31 @@ class OutcomeRow:
     key: str | None
 
 
-@dataclass(slots=True)
 class Task:
-    """All runs of one task (one key of one kind, or a single run without a key)."""
+    """All runs of one task (one key of one kind, or a single run without a key).
 
-    kind: str
-    key: str | None
-    run_ids: list[str] = field(default_factory=list)
-    started_ns: int = 0
-    attributes: dict[str, Any] = field(default_factory=dict)
-    outcome: OutcomeRow | None = None
+    `attributes` are read from the runs' JSON only when asked for: most reports never need them.
+    """
+
+    __slots__ = ("kind", "key", "run_ids", "started_ns", "outcome", "_attribute_json", "_attributes")
+
+    def __init__(self, kind: str, key: str | None, started_ns: int = 0) -> None:
+        self.kind = kind
+        self.key = key
+        self.run_ids: list[str] = []
+        self.started_ns = started_ns
+        self.outcome: OutcomeRow | None = None
+        self._attribute_json: list[str] = []
+        self._attributes: dict[str, Any] | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        if self._attributes is None:
+            merged: dict[str, Any] = {}
+            for text in self._attribute_json:
+                merged.update(json.loads(text))  # later runs win
+            self._attributes = merged
+        return self._attributes
 
 
 TaskId = tuple[str, str]
@@ -51,24 +66,36 @@ class Store:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
         self.run_task: dict[str, TaskId] = {}
+        self._by_key: dict[str, list[TaskId]] | None = None
 
     def tasks(self) -> dict[TaskId, Task]:
         tasks: dict[TaskId, Task] = {}
-        self.run_task = {}
+        run_task: dict[str, TaskId] = {}
         rows = self.db.execute("SELECT run_id, kind, key, started_ns, attributes FROM runs ORDER BY started_ns")
         for run_id, kind, key, started, attrs in rows:
-            ident = task_identity(kind, key, run_id)
+            ident = (kind, key) if key is not None else ("", run_id)
             task = tasks.get(ident)
             if task is None:
-                task = tasks[ident] = Task(kind, key, started_ns=started)
+                task = tasks[ident] = Task(kind, key, started)
             task.run_ids.append(run_id)
             if attrs and attrs != "{}":
-                task.attributes.update(json.loads(attrs))  # later runs win
-            self.run_task[run_id] = ident
+                task._attribute_json.append(attrs)
+            run_task[run_id] = ident
+        self.run_task = run_task
+        self._by_key: dict[str, list[TaskId]] | None = None
         for outcome in self.outcomes():  # oldest first, so the latest ends up winning
+            if outcome.run_id is not None:  # the common case, inline
+                ident = run_task.get(outcome.run_id)
+                if ident is not None:
+                    tasks[ident].outcome = outcome
+                continue
             for ident in self.outcome_targets(outcome, tasks):
                 tasks[ident].outcome = outcome
         return tasks
+
+    def known_attributes(self, tasks: dict[TaskId, Task]) -> set[str]:
+        """Every attribute name any task has (parses each task's attributes once)."""
+        return {name for task in tasks.values() if task._attribute_json for name in task.attributes}
 
     def outcomes(self) -> list[OutcomeRow]:
         rows = self.db.execute(
@@ -87,4 +114,10 @@ class Store:
         if outcome.kind is not None:
             ident = (outcome.kind, outcome.key)
             return [ident] if ident in tasks else []
-        return [i for i, t in tasks.items() if t.key == outcome.key]
+        if getattr(self, "_by_key", None) is None:  # an outcome by key alone: any kind with that key
+            by_key: dict[str, list[TaskId]] = {}
+            for ident, task in tasks.items():
+                if task.key is not None:
+                    by_key.setdefault(task.key, []).append(ident)
+            self._by_key = by_key
+        return list(self._by_key.get(outcome.key, ()))  # type: ignore[union-attr]

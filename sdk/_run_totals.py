@@ -1,0 +1,142 @@
+"""Per-run call totals, kept beside the calls so reports need not sum a million rows.
+
+`run_totals` holds, for each run and model, the sums reports need: tokens by bucket, cost, counts,
+and the context re-send estimate (the part of each call's input that the previous call of the same
+run already had as input or produced as output, priced at the call's rates). It is a cache of the
+`calls` table: the exporter refreshes the runs each batch touched by summing their calls again, so
+it stays exact whatever order calls arrive in, and whether a call is written once or replayed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+COLUMNS = (
+    "run_id", "provider", "model", "calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
+    "unpriced_calls", "estimated_calls", "resent_tokens", "resent_uncached_tokens", "retries",
+    "resend_cost_pico", "resend_savings_pico",
+)
+_UPSERT = f"INSERT OR REPLACE INTO run_totals ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_MTOK = 1_000_000
+_CHUNK = 500  # SQLite's limit on host parameters is 999 in old builds
+
+
+def _resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any]) -> Any:
+    """(input rate, cache-read rate) in USD per million tokens, base tier, or None when unpriced."""
+    key = (provider, model)
+    if key not in cache:
+        cache[key] = None
+        try:
+            from ._pricing import _rate
+
+            rates = prices.rates(provider, model, datetime.now(tz=UTC)) if prices is not None else None
+            inp = rates.per_bucket.get("uncached_input") if rates is not None and rates.per_bucket else None
+            if inp is not None:
+                cached = rates.per_bucket.get("cache_read")
+                cache[key] = (_rate(inp, 0), _rate(cached if cached is not None else inp, 0))
+        except Exception:  # noqa: BLE001 - an estimate that cannot be priced is left at zero
+            cache[key] = None
+    return cache[key]
+
+
+def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any) -> None:
+    """Recompute `run_totals` for these runs from their calls (inside the caller's transaction)."""
+    from ._money import to_pico
+
+    ids = sorted({r for r in run_ids if r is not None})
+    rate_cache: dict[Any, Any] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
+        sums: dict[tuple[str, str, str], list[Any]] = {}
+        previous: dict[str, int] = {}  # run -> input + output of its previous call
+        for row in conn.execute(
+            "SELECT run_id, provider, model, input_tokens, cache_read_tokens, cache_write_tokens, "
+            "cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_pico, reasoning_cost_pico, estimated, "
+            f"retries FROM calls WHERE run_id IN ({marks}) ORDER BY run_id, started_ns",
+            chunk,
+        ):
+            run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries = row
+            all_in = inp + cr + cw + cw1h
+            resent = min(all_in, previous.get(run_id, 0))
+            previous[run_id] = all_in + out + reasoning
+            uncached = max(resent - cr, 0)
+            key = (run_id, provider, model)
+            acc = sums.get(key)
+            if acc is None:
+                acc = sums[key] = [0] * (len(COLUMNS) - 3)
+            acc[0] += 1
+            acc[1] += inp
+            acc[2] += cr
+            acc[3] += cw
+            acc[4] += cw1h
+            acc[5] += out
+            acc[6] += reasoning
+            acc[7] += cost or 0
+            acc[8] += rcost or 0
+            acc[9] += cost is None
+            acc[10] += estimated
+            acc[11] += resent
+            acc[12] += uncached
+            acc[13] += retries or 0
+            if resent:
+                rates = _resend_rates(prices, provider, model, rate_cache)
+                if rates is not None:
+                    input_rate, cached_rate = rates
+                    acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
+                    acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
+        conn.executemany(_UPSERT, [(*key, *acc) for key, acc in sums.items()])
+
+
+def create_table(conn: Any) -> None:
+    """The table, and its rows for the calls already stored (used by the store's migration)."""
+    conn.execute(
+        f"""CREATE TABLE run_totals (
+            run_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+            {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in COLUMNS[3:])},
+            PRIMARY KEY (run_id, provider, model)
+        ) WITHOUT ROWID"""
+    )
+    run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
+    from ._pricing import PriceBook
+
+    refresh(conn, run_ids, PriceBook())
+
+
+def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
+    """Refresh the runs whose calls were written by something other than the exporter (a test, an
+    import, an older unitcost), so the totals always agree with the calls. Cheap when they agree:
+    two counts over indexes."""
+    in_calls = conn.execute("SELECT COUNT(run_id) FROM calls").fetchone()[0]
+    in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_totals").fetchone()[0]
+    if in_calls == in_totals:
+        return
+    stale = [
+        r[0] for r in conn.execute(
+            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
+            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
+            "WHERE t.n IS NULL OR t.n != c.n "
+            "UNION SELECT run_id FROM run_totals "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+        )
+    ]
+    if prices is None:
+        from ._pricing import PriceBook
+
+        prices = PriceBook()
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        refresh(conn, stale, prices)
+        if began:
+            conn.execute("COMMIT")
+    except BaseException:
+        if began and conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
