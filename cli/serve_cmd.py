@@ -69,8 +69,10 @@ def serve_command(
         raise click.ClickException(str(exc)) from exc
     store = StoreSpanExporter(path, prices, service="unitcost-serve")
 
-    def write(spans: list[Any]) -> None:
-        store.export(spans)
+    def write(spans: list[Any]) -> bool:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return store.export(spans) is SpanExportResult.SUCCESS
 
     log = None if quiet else (lambda line: click.echo(line, err=True))
     try:

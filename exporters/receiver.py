@@ -22,6 +22,7 @@ import gzip
 import hmac
 import ipaddress
 import json
+import logging
 import re
 import threading
 import time
@@ -40,6 +41,8 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from .. import _attributes as A
 from ._formats import as_unitcost_span, task_attributes, task_key, task_kind
 from .store import span_type
+
+logger = logging.getLogger("unitcost")
 
 MAX_BODY = 64 * 1024 * 1024  # what OpenTelemetry's exporters send at most, by default
 _PROTOBUF = "application/x-protobuf"
@@ -311,7 +314,7 @@ class OTLPReceiver(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        write: Callable[[list[ReadableSpan]], Any],
+        write: Callable[[list[ReadableSpan]], Any],  # returns False when the store did not take them
         *,
         token: str | None = None,
         root_wait: float = 60.0,
@@ -335,19 +338,25 @@ class OTLPReceiver(ThreadingHTTPServer):
         expected = f"Bearer {self.token}".encode()
         return header is not None and hmac.compare_digest(header.strip().encode(), expected)
 
-    def receive(self, spans: list[ReadableSpan]) -> None:
+    def receive(self, spans: list[ReadableSpan]) -> bool:
+        """Group and store received spans; False when the store did not take them (the client may retry:
+        every write is idempotent)."""
         with self.lock:
             ready = self.grouper.add(spans)
             self.received += len(spans)
             if ready:
-                self.write(ready)
+                return self.write(ready) is not False
+        return True
 
     def _sweep(self) -> None:
         while not self._stop.wait(1.0):
-            with self.lock:
-                ready = self.grouper.expire()
-                if ready:
-                    self.write(ready)
+            try:
+                with self.lock:
+                    ready = self.grouper.expire()
+                    if ready:
+                        self.write(ready)
+            except Exception:  # noqa: BLE001 - the sweeper must outlive one bad batch
+                logger.exception("unitcost serve: could not store spans whose root did not come")
 
     def server_close(self) -> None:
         """Stop, and store what still waits for its root."""
@@ -387,7 +396,16 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 self._reply(400, str(exc))
                 return
-            self.server.receive(spans)
+            try:
+                stored = self.server.receive(spans)
+            except Exception as exc:  # noqa: BLE001 - the client hears of it and may retry
+                logger.exception("unitcost serve: could not store %d span(s)", len(spans))
+                stored, exc_text = False, str(exc)
+            else:
+                exc_text = "the store did not take them"
+            if not stored:
+                self._reply(503, f"could not store the spans ({exc_text}); retry", {"Retry-After": "1"})
+                return
             if self.server.log:
                 self.server.log(f"received {len(spans)} span(s) from {self.client_address[0]}")
         # An empty Export*ServiceResponse: full success.

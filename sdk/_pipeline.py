@@ -161,7 +161,8 @@ def _export_processor(
             protocol = otlp.resolve_protocol(settings.otlp_protocol, "METRICS")
             exporter = otlp.metric_exporter(protocol, endpoint, headers, settings.otlp_timeout)
             readers = [PeriodicExportingMetricReader(exporter)]
-        meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+        # unitcost's own exit handler flushes and shuts it down, after the spans whose metrics it records.
+        meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
         span_metrics = SpanMetrics(meter_provider)
     if not exporters and span_metrics is None:
         return None, None

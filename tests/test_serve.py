@@ -364,3 +364,35 @@ def test_anthropic_input_is_not_counted_twice(serve: Any) -> None:
     u = ANTHROPIC_USAGE
     assert row == (u["input_tokens"], u["cache_read_input_tokens"], u["cache_creation_input_tokens"],
                    u["output_tokens"])
+
+
+def test_a_store_that_refuses_the_spans_asks_the_client_to_retry() -> None:
+    import threading
+
+    from unitcost.exporters.receiver import OTLPReceiver
+
+    server = OTLPReceiver(("127.0.0.1", 0), lambda spans: False)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        request = urllib.request.Request(url, data=openinference_trace().protobuf(), method="POST",
+                                         headers={"Content-Type": "application/x-protobuf"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_waiting_spans_are_bounded() -> None:
+    from unitcost.exporters.receiver import TraceGrouper
+
+    grouper = TraceGrouper(root_wait=3600, max_traces=5)
+    stored = []
+    for _ in range(20):  # calls whose root never comes, each in a trace of its own
+        spans = openinference_trace().spans.get_finished_spans()
+        stored += grouper.add([s for s in spans if s.parent is not None])
+        assert len(grouper._traces) <= 5
+    assert len(stored) == 15 * 2  # the oldest traces' calls and tools were stored, outside any task
+    assert all("unitcost.task.id" not in (s.attributes or {}) for s in stored)
