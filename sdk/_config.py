@@ -95,10 +95,13 @@ def configure(
                 open_store(db_path).close()
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from exc
-        if otlp_protocol is not None or otlp_endpoint is not None or metrics:
+        if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (
+            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ):
             from .exporters.otlp import resolve_protocol
 
-            resolve_protocol(otlp_protocol)  # raises ConfigurationError for what cannot be used
+            # Before the pipeline in force is shut down: a protocol that cannot be used leaves it running.
+            resolve_protocol(otlp_protocol)
         settings = Settings(
             service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service",
             db_path=db_path if store else None,
