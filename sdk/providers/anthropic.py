@@ -356,6 +356,10 @@ def _watch_message_stream(call: _Call, message_stream: Any, is_async: bool) -> N
     (``close()``, ``__exit__``) goes through it. The helper object itself is left as it is."""
     proxied = call.finished(message_stream._raw_stream, is_async=is_async)
     message_stream._raw_stream = proxied
+    if "response" in vars(message_stream):
+        # anthropic < 1: the helper keeps the HTTP response itself, and its close() closes that one,
+        # not the raw stream: it gets the watched stream's response, whose closing ends the call.
+        message_stream.response = proxied.response
 
 
 class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -420,11 +424,27 @@ def wrap_stream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return manager
 
 
+@observer
+def see_through_stream_proxies(wrapped: Any, cls: Any, args: Any, kwargs: Any) -> Any:
+    """anthropic < 1 answers ``isinstance(x, Stream)`` (and ``AsyncStream``) in a metaclass that
+    never looks at ``x.__class__``: the stream unitcost watches would not be a ``Stream``. It is one
+    when the stream it wraps is."""
+    if len(args) == 1 and isinstance(args[0], (SyncStreamProxy, AsyncStreamProxy)):
+        return isinstance(args[0].__wrapped__, cls)
+    return wrapped(*args, **kwargs)
+
+
 _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
-# What `unitcost.instrument()` patches: (module, "Class.method", wrapper).
-PATCHES = (("anthropic._base_client", "BaseClient._build_request", wrap_build_request),) + tuple(
+# What `unitcost.instrument()` patches: (module, "Class.method", wrapper). An entry whose module or
+# method this anthropic version lacks is skipped (`unitcost._instrument`): the stream metaclasses
+# exist before anthropic 1.0 only, ``beta.messages.stream`` from 0.43, ``parse`` from 0.78.
+PATCHES = (
+    ("anthropic._base_client", "BaseClient._build_request", wrap_build_request),
+    ("anthropic._streaming", "_SyncStreamMeta.__instancecheck__", see_through_stream_proxies),
+    ("anthropic._streaming", "_AsyncStreamMeta.__instancecheck__", see_through_stream_proxies),
+) + tuple(
     (module, f"{cls}.{method}", wrapper)
     for module in (_MESSAGES, _BETA)
     for cls, method, wrapper in (

@@ -111,16 +111,20 @@ def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
 
 
 _CHAT = "openai.resources.chat.completions.completions"
+_CHAT_BETA = "openai.resources.beta.chat.completions"  # openai < 1.92: client.beta.chat.completions.parse
 _RESPONSES = "openai.resources.responses.responses"
 
 # What `unitcost.instrument()` patches: (module, "Class.method", wrapper). wrapt wrappers receive
 # (wrapped, instance, args, kwargs). The ``.stream()`` helpers of Chat Completions and Responses call
 # ``create``, so they are recorded there (once); ``.parse`` posts by itself and is wrapped apart.
+# An entry whose module or method this openai version lacks is skipped (`unitcost._instrument`).
 PATCHES = (
     (_CHAT, "Completions.create", _wrapper(CHAT, is_async=False)),
     (_CHAT, "AsyncCompletions.create", _wrapper(CHAT, is_async=True)),
     (_CHAT, "Completions.parse", _wrapper(CHAT, is_async=False, may_stream=False)),
     (_CHAT, "AsyncCompletions.parse", _wrapper(CHAT, is_async=True, may_stream=False)),
+    (_CHAT_BETA, "Completions.parse", _wrapper(CHAT, is_async=False, may_stream=False)),
+    (_CHAT_BETA, "AsyncCompletions.parse", _wrapper(CHAT, is_async=True, may_stream=False)),
     (_RESPONSES, "Responses.create", _wrapper(RESPONSES, is_async=False)),
     (_RESPONSES, "AsyncResponses.create", _wrapper(RESPONSES, is_async=True)),
     (_RESPONSES, "Responses.parse", _wrapper(RESPONSES, is_async=False, may_stream=False)),
