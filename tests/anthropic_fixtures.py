@@ -1,6 +1,6 @@
 """Anthropic Messages bodies and event streams as api.anthropic.com sends them, a server that answers
-with them over ``httpx2.MockTransport``, and the fixtures that run each test with the SDK's own
-OpenTelemetry span on (the default) and off.
+with them over a ``MockTransport`` (of ``anthropic_http``: httpx2 or httpx), and the fixtures that
+run each test with the SDK's own OpenTelemetry span on (the default) and off.
 
 Every usage block has every detail field: cache reads, cache writes split 5-minute / 1-hour, the
 thinking part of the output, server tool requests (web search and fetch), the service tier, the
@@ -9,14 +9,15 @@ speed and the inference region.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
+from conftest import http_library, mock_http_client
 from genai_prices import calc_price, extract_usage
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,6 +35,7 @@ REQUEST = {
     "messages": [{"role": "user", "content": "Where is my order #1042? It was due on Monday."}],
 }
 SDK_SCOPE = "com.anthropic.sdk.python"
+anthropic_http = http_library("anthropic")  # httpx2 (anthropic >= 1) or httpx
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA"
 THINKING = "The customer asks about order 1042."
 
@@ -126,14 +128,14 @@ def sse_body(events: Sequence[dict[str, Any]]) -> bytes:
     return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
 
 
-def sse_response(events: Sequence[dict[str, Any]]) -> httpx2.Response:
-    return httpx2.Response(200, content=sse_body(events), headers={"content-type": "text/event-stream",
-                                                                   "request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
+def sse_response(events: Sequence[dict[str, Any]]) -> Any:
+    return anthropic_http.Response(200, content=sse_body(events), headers={
+        "content-type": "text/event-stream", "request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
 
 
-def error_response(status: int, type_: str, message: str) -> httpx2.Response:
+def error_response(status: int, type_: str, message: str) -> Any:
     body = {"type": "error", "error": {"type": type_, "message": message}, "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
-    return httpx2.Response(status, json=body, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
+    return anthropic_http.Response(status, json=body, headers={"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"})
 
 
 class MessagesServer:
@@ -149,14 +151,14 @@ class MessagesServer:
         self.events = events
         self.requests: list[dict[str, Any]] = []
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         body = json.loads(request.content)
         self.requests.append(body)
         if request.url.path.endswith("/count_tokens"):
-            return httpx2.Response(200, json={"input_tokens": 2095})
+            return anthropic_http.Response(200, json={"input_tokens": 2095})
         if body.get("stream"):
             return sse_response(self.events or stream_events(self.usage, model=self.model))
-        return httpx2.Response(200, json=message_body(self.usage, model=self.model, text=self.text))
+        return anthropic_http.Response(200, json=message_body(self.usage, model=self.model, text=self.text))
 
 
 # --- expected prices ---------------------------------------------------------------------------------
@@ -174,10 +176,28 @@ _spans = InMemorySpanExporter()
 _providers_with_exporter: set[int] = set()
 
 
+# anthropic traces its own calls from 1.14 on (with its ``open_telemetry`` client option); before, a
+# call has unitcost's span only: the modes with the SDK's span, or turning it off by option, do not apply.
+SDK_TRACES = "open_telemetry" in inspect.signature(anthropic.Anthropic.__init__).parameters
+
+
+def require(client: Any, path: str) -> None:
+    """Skip the test when this anthropic release has no ``client.<path>`` (``messages.parse`` came in
+    0.78, ``beta.messages.stream`` in 0.43)."""
+    found: Any = client
+    for name in path.split("."):
+        found = getattr(found, name, None)
+    if found is None:
+        pytest.skip(f"anthropic {anthropic.__version__} has no client.{path}")
+
+
 @pytest.fixture(params=["sdk-span", "sdk-span-off-by-env", "sdk-span-off-by-option"])
 def sdk_tracing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test runs three times: the anthropic SDK's own span on (its default), and off by
-    ``ANTHROPIC_OPEN_TELEMETRY=false`` or by the client option ``open_telemetry=False``."""
+    ``ANTHROPIC_OPEN_TELEMETRY=false`` or by the client option ``open_telemetry=False``. With an SDK
+    that makes no span of its own, once (as ``sdk-span-off-by-env``)."""
+    if not SDK_TRACES and request.param != "sdk-span-off-by-env":
+        pytest.skip(f"anthropic {anthropic.__version__} makes no span of its own (no open_telemetry option)")
     if request.param == "sdk-span-off-by-env":
         monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "false")
     else:
@@ -200,19 +220,17 @@ def finished_spans(store_db: Any) -> Iterator[Callable[[], list[Any]]]:
 @pytest.fixture
 def anthropic_client(sdk_tracing: str) -> Iterator[Callable[..., Any]]:
     """``anthropic_client(handler, is_async=False, **client_kwargs)``: the real anthropic client over
-    ``httpx2.MockTransport``, without retries unless asked, in the test's tracing mode."""
+    a ``MockTransport`` (`anthropic_http`), without retries unless asked, in the test's tracing mode."""
     clients: list[Any] = []
 
-    def make(handler: Callable[[httpx2.Request], httpx2.Response], *, is_async: bool = False, **kwargs: Any) -> Any:
+    def make(handler: Callable[[Any], Any], *, is_async: bool = False, **kwargs: Any) -> Any:
         kwargs.setdefault("max_retries", 0)
         if sdk_tracing == "sdk-span-off-by-option":
             kwargs.setdefault("open_telemetry", False)
-        transport = httpx2.MockTransport(handler)
+        http_client = mock_http_client("anthropic", handler, is_async=is_async)
         if is_async:
-            return anthropic.AsyncAnthropic(
-                api_key="sk-ant-test", http_client=httpx2.AsyncClient(transport=transport), **kwargs
-            )
-        client = anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=transport), **kwargs)
+            return anthropic.AsyncAnthropic(api_key="sk-ant-test", http_client=http_client, **kwargs)
+        client = anthropic.Anthropic(api_key="sk-ant-test", http_client=http_client, **kwargs)
         clients.append(client)
         return client
 

@@ -6,13 +6,15 @@
 - ``store_db`` configures unitcost with a fresh SQLite store and instruments the openai SDK. The
   global TracerProvider can be set once per process, so the fixture configures per test (unitcost
   reuses its provider) and shuts the pipeline down afterwards.
-- The openai client is the real one, over ``httpx2.MockTransport``: no test touches the network.
-  The bodies below follow what api.openai.com sends (ids, usage blocks with cache and reasoning
-  details, ``usage: null`` on stream chunks when usage was asked for).
+- The openai client is the real one, over a ``MockTransport`` of the HTTP library the installed SDK
+  is built on (`http_library`: httpx2 or httpx): no test touches the network. The bodies below
+  follow what api.openai.com sends (ids, usage blocks with cache and reasoning details,
+  ``usage: null`` on stream chunks when usage was asked for).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sqlite3
@@ -20,9 +22,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 from click.testing import CliRunner, Result
@@ -39,6 +41,32 @@ PROMPT = [
     {"role": "system", "content": "You are the support assistant of Acme Cloud."},
     {"role": "user", "content": "Where is my order #1042? It was due on Monday."},
 ]
+
+
+# --- the HTTP library of each SDK -------------------------------------------------------------------
+
+
+def http_library(sdk: str) -> ModuleType:
+    """The HTTP library the installed ``sdk`` (``"openai"``, ``"anthropic"``) is built on: httpx2 for
+    openai >= 3 and anthropic >= 1, httpx before. A client takes an ``http_client`` of that library
+    only, and a ``MockTransport`` handler answers with its ``Response``. Read from the SDK's own
+    imports, not from its version number."""
+    base = importlib.import_module(f"{sdk}._base_client")
+    for name in ("httpx2", "httpx"):
+        library = vars(base).get(name)
+        if isinstance(library, ModuleType):
+            return library
+    raise RuntimeError(f"{sdk}._base_client imports neither httpx2 nor httpx")
+
+
+def mock_http_client(sdk: str, handler: Callable[[Any], Any], *, is_async: bool = False) -> Any:
+    """An HTTP client of ``sdk``'s library whose requests go to ``handler`` (request -> response)."""
+    http = http_library(sdk)
+    transport = http.MockTransport(handler)
+    return http.AsyncClient(transport=transport) if is_async else http.Client(transport=transport)
+
+
+openai_http = http_library("openai")
 
 
 # --- isolation -------------------------------------------------------------------------------------
@@ -209,14 +237,14 @@ def stream_chunks(
     return chunks
 
 
-def sse_response(chunks: Sequence[dict[str, Any]]) -> httpx2.Response:
+def sse_response(chunks: Sequence[dict[str, Any]]) -> Any:
     data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    return httpx2.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})
+    return openai_http.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})
 
 
-def error_response(status: int, message: str, type_: str, code: str | None = None) -> httpx2.Response:
+def error_response(status: int, message: str, type_: str, code: str | None = None) -> Any:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return httpx2.Response(status, json=body)
+    return openai_http.Response(status, json=body)
 
 
 class ChatServer:
@@ -236,27 +264,35 @@ class ChatServer:
         self.honour_include_usage = honour_include_usage
         self.requests: list[dict[str, Any]] = []
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         body = json.loads(request.content)
         self.requests.append(body)
         if body.get("stream"):
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             usage = self.usage if wants_usage and self.honour_include_usage else None
             return sse_response(stream_chunks(self.pieces, model=self.model, usage=usage))
-        return httpx2.Response(200, json=chat_body(model=self.model, content="".join(self.pieces), usage=self.usage))
+        body = chat_body(model=self.model, content="".join(self.pieces), usage=self.usage)
+        return openai_http.Response(200, json=body)
+
+
+def chat_helpers(client: Any) -> Any:
+    """Where a client's Chat Completions ``parse`` and ``stream`` helpers are: ``client.chat.completions``
+    from openai 1.92, ``client.beta.chat.completions`` before (unitcost patches both)."""
+    completions = client.chat.completions
+    return completions if hasattr(completions, "parse") else client.beta.chat.completions
 
 
 @pytest.fixture
 def openai_client() -> Iterator[Callable[..., Any]]:
     """``openai_client(handler, is_async=False, **client_kwargs)``: a real openai client whose HTTP
-    requests go to ``handler`` (an ``httpx2.Request -> httpx2.Response`` function)."""
+    requests go to ``handler`` (a request -> response function of `openai_http`)."""
     sync_clients: list[openai.OpenAI] = []
 
-    def make(handler: Callable[[httpx2.Request], httpx2.Response], *, is_async: bool = False, **kwargs: Any) -> Any:
-        transport = httpx2.MockTransport(handler)
+    def make(handler: Callable[[Any], Any], *, is_async: bool = False, **kwargs: Any) -> Any:
+        http_client = mock_http_client("openai", handler, is_async=is_async)
         if is_async:
-            return openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport), **kwargs)
-        client = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport), **kwargs)
+            return openai.AsyncOpenAI(api_key="sk-test", http_client=http_client, **kwargs)
+        client = openai.OpenAI(api_key="sk-test", http_client=http_client, **kwargs)
         sync_clients.append(client)
         return client
 

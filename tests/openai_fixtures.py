@@ -1,5 +1,5 @@
 """Realistic bodies for the OpenAI APIs beyond Chat Completions (which tests/conftest.py has), and one
-server that answers all of them over ``httpx2.MockTransport``.
+server that answers all of them over a ``MockTransport`` (of conftest ``openai_http``).
 
 Shapes follow what api.openai.com sends: Responses objects with every usage detail (cache reads,
 cache writes split by retention, reasoning), the Responses stream's typed events
@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx2
-from conftest import CREATED, ChatServer, sse_response
+from conftest import CREATED, ChatServer, openai_http, sse_response
 from genai_prices import Usage, calc_price
 
 GPT5_MINI = "gpt-5-mini-2025-08-07"
@@ -138,10 +137,10 @@ def response_events(
     return events
 
 
-def responses_sse(events: Sequence[dict[str, Any]]) -> httpx2.Response:
+def responses_sse(events: Sequence[dict[str, Any]]) -> Any:
     """Responses streams name each event (``event:`` line) and end without ``[DONE]``."""
     data = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
-    return httpx2.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})
+    return openai_http.Response(200, content=data.encode(), headers={"content-type": "text/event-stream"})
 
 
 # --- Embeddings and legacy Completions --------------------------------------------------------------
@@ -224,7 +223,7 @@ class OpenAIServer:
         self.response_text = response_text
         self.requests: list[tuple[str, dict[str, Any]]] = []
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         body = json.loads(request.content)
         path = request.url.path
         self.requests.append((path, body))
@@ -237,13 +236,14 @@ class OpenAIServer:
                     response_events(self.pieces, usage=self.response_usage, final=self.final, **self.response_fields)
                 )
             text = self.response_text if self.response_text is not None else "".join(self.pieces)
-            return httpx2.Response(
+            return openai_http.Response(
                 200, json=response_body(usage=self.response_usage, text=text, **self.response_fields)
             )
         if path.endswith("/embeddings"):
-            return httpx2.Response(200, json=embedding_body(body, self.embedding_tokens))
+            return openai_http.Response(200, json=embedding_body(body, self.embedding_tokens))
         if path.endswith("/completions"):
             if body.get("stream"):
                 return sse_response(completion_chunks(self.pieces, self.completion if wants_usage else None))
-            return httpx2.Response(200, json=completion_body(self.pieces, self.completion))
-        return httpx2.Response(404, json={"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
+            return openai_http.Response(200, json=completion_body(self.pieces, self.completion))
+        error = {"message": f"no route {path}", "type": "invalid_request_error"}
+        return openai_http.Response(404, json={"error": error})

@@ -12,6 +12,7 @@ own span). The store must hold exactly one row per call, with the same numbers, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from decimal import Decimal
 
 import anthropic
@@ -31,10 +32,12 @@ from anthropic_fixtures import (
     finished_spans,  # noqa: F401 - fixture
     genai_cost,
     llm_spans,
+    require,
     sdk_tracing,  # noqa: F401 - fixture
     stream_events,
 )
 from conftest import store_rows
+from pydantic import BaseModel
 
 import unitcost
 from unitcost._money import to_pico
@@ -207,67 +210,95 @@ def test_stream_helper_async(store_db, anthropic_client, finished_spans, sdk_tra
 # --- parse and the beta classes -----------------------------------------------------------------------
 
 
-@pytest.mark.covers("anthropic", "messages.parse", "sync", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "stream")
-@pytest.mark.covers("anthropic", "beta.messages.parse", "sync", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.stream", "sync", "stream")
-def test_parse_and_beta(store_db, anthropic_client, finished_spans, sdk_tracing):
-    from pydantic import BaseModel
+class Order(BaseModel):
+    order: int
+    status: str
 
-    class Order(BaseModel):
-        order: int
-        status: str
 
-    client = anthropic_client(MessagesServer(text='{"order": 1042, "status": "shipped"}'))
-    parsed = client.messages.parse(**REQUEST, output_format=Order)
-    assert parsed.parsed_output == Order(order=1042, status="shipped")
-    beta = client.beta.messages.create(**REQUEST)
-    assert isinstance(beta, anthropic.types.beta.BetaMessage)
-    beta_parsed = client.beta.messages.parse(**REQUEST, output_format=Order)
-    assert beta_parsed.parsed_output.order == 1042
-    for _ in client.beta.messages.create(**REQUEST, stream=True):
-        pass
-    with client.beta.messages.stream(**REQUEST) as stream:
-        stream.until_done()
-
-    found = rows(store_db)
-    assert len(found) == 5
+def assert_recorded(found, streamed, spans=None):
+    """``found`` rows, one per call, each with USAGE; with ``spans``: each row is one of the LLM spans."""
+    assert [r["streamed"] for r in found] == streamed
     for row in found:
         assert_full_usage(row, streamed=bool(row["streamed"]))
-    assert [r["streamed"] for r in found] == [0, 0, 0, 1, 1]
-    spans = llm_spans(finished_spans())
-    assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)
+    if spans is not None:
+        assert sorted(format(s.context.span_id, "016x") for s in llm_spans(spans)) == sorted(
+            r["span_id"] for r in found
+        )
+
+
+@pytest.mark.covers("anthropic", "messages.parse", "sync", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.parse", "sync", "plain")
+def test_parse(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer(text='{"order": 1042, "status": "shipped"}'))
+    require(client, "messages.parse")
+    require(client, "beta.messages.parse")
+    parsed = client.messages.parse(**REQUEST, output_format=Order)
+    assert parsed.parsed_output == Order(order=1042, status="shipped")
+    beta_parsed = client.beta.messages.parse(**REQUEST, output_format=Order)
+    assert beta_parsed.parsed_output.order == 1042
+    assert_recorded(rows(store_db), [0, 0], finished_spans())
+
+
+@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "sync", "stream")
+def test_beta_create(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer())
+    beta = client.beta.messages.create(**REQUEST)
+    assert isinstance(beta, anthropic.types.beta.BetaMessage)
+    for _ in client.beta.messages.create(**REQUEST, stream=True):
+        pass
+    assert_recorded(rows(store_db), [0, 1], finished_spans())
+
+
+@pytest.mark.covers("anthropic", "beta.messages.stream", "sync", "stream")
+def test_beta_stream_helper(store_db, anthropic_client, finished_spans, sdk_tracing):
+    client = anthropic_client(MessagesServer())
+    require(client, "beta.messages.stream")
+    with client.beta.messages.stream(**REQUEST) as stream:
+        stream.until_done()
+    assert_recorded(rows(store_db), [1], finished_spans())
 
 
 @pytest.mark.covers("anthropic", "messages.parse", "async", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.create", "async", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.create", "async", "stream")
 @pytest.mark.covers("anthropic", "beta.messages.parse", "async", "plain")
-@pytest.mark.covers("anthropic", "beta.messages.stream", "async", "stream")
-def test_parse_and_beta_async(store_db, anthropic_client, sdk_tracing):
-    from pydantic import BaseModel
-
-    class Order(BaseModel):
-        order: int
-        status: str
-
+def test_parse_async(store_db, anthropic_client, sdk_tracing):
     client = anthropic_client(MessagesServer(text='{"order": 1042, "status": "shipped"}'), is_async=True)
+    require(client, "messages.parse")
+    require(client, "beta.messages.parse")
 
     async def main():
         await client.messages.parse(**REQUEST, output_format=Order)
+        return await client.beta.messages.parse(**REQUEST, output_format=Order)
+
+    assert asyncio.run(main()).parsed_output.order == 1042
+    assert_recorded(rows(store_db), [0, 0])
+
+
+@pytest.mark.covers("anthropic", "beta.messages.create", "async", "plain")
+@pytest.mark.covers("anthropic", "beta.messages.create", "async", "stream")
+def test_beta_create_async(store_db, anthropic_client, sdk_tracing):
+    client = anthropic_client(MessagesServer(), is_async=True)
+
+    async def main():
         await client.beta.messages.create(**REQUEST)
-        await client.beta.messages.parse(**REQUEST, output_format=Order)
         async for _ in await client.beta.messages.create(**REQUEST, stream=True):
             pass
+
+    asyncio.run(main())
+    assert_recorded(rows(store_db), [0, 1])
+
+
+@pytest.mark.covers("anthropic", "beta.messages.stream", "async", "stream")
+def test_beta_stream_helper_async(store_db, anthropic_client, sdk_tracing):
+    client = anthropic_client(MessagesServer(), is_async=True)
+    require(client, "beta.messages.stream")
+
+    async def main():
         async with client.beta.messages.stream(**REQUEST) as stream:
             await stream.until_done()
 
     asyncio.run(main())
-    found = rows(store_db)
-    assert len(found) == 5
-    for row in found:
-        assert_full_usage(row, streamed=bool(row["streamed"]))
+    assert_recorded(rows(store_db), [1])
 
 
 # --- raw responses ------------------------------------------------------------------------------------
@@ -294,6 +325,13 @@ def test_raw_responses(store_db, anthropic_client, finished_spans, sdk_tracing):
     assert sorted(format(s.context.span_id, "016x") for s in spans) == sorted(r["span_id"] for r in found)
 
 
+async def parse_raw(raw):
+    """``raw.parse()`` of an async client's raw response: awaited in anthropic >= 1 (an AsyncAPIResponse),
+    not before (a LegacyAPIResponse, which parses synchronously)."""
+    parsed = raw.parse()
+    return await parsed if inspect.isawaitable(parsed) else parsed
+
+
 @pytest.mark.covers("anthropic", "messages.with_raw_response.create", "async", "plain")
 @pytest.mark.covers("anthropic", "messages.with_raw_response.create", "async", "stream")
 @pytest.mark.covers("anthropic", "messages.with_streaming_response.create", "async", "plain")
@@ -307,9 +345,9 @@ def test_raw_responses_async_and_plain_streaming(store_db, anthropic_client, sdk
 
     async def main():
         raw = await client.messages.with_raw_response.create(**REQUEST)
-        assert (await raw.parse()).id == MESSAGE_ID  # anthropic 2.x: an AsyncAPIResponse, parse() awaited
+        assert (await parse_raw(raw)).id == MESSAGE_ID
         raw = await client.messages.with_raw_response.create(**REQUEST, stream=True)
-        assert [e.type async for e in await raw.parse()][-1] == "message_stop"
+        assert [e.type async for e in await parse_raw(raw)][-1] == "message_stop"
         async with client.messages.with_streaming_response.create(**REQUEST) as response:
             assert (await response.parse()).id == MESSAGE_ID
         async with client.messages.with_streaming_response.create(**REQUEST, stream=True) as response:

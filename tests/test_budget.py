@@ -6,8 +6,8 @@ import json
 import warnings
 from decimal import Decimal
 
-import httpx2
 import pytest
+from conftest import mock_http_client, openai_http
 from openai import OpenAI
 
 import unitcost
@@ -18,14 +18,14 @@ CALL_COST = Decimal("0.00045")
 
 
 def _client() -> OpenAI:
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, json={
+    def handler(request):
+        return openai_http.Response(200, json={
             "id": "chatcmpl-b", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
             "usage": USAGE,
         })
 
-    return OpenAI(api_key="sk-test", max_retries=0, http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return OpenAI(api_key="sk-test", max_retries=0, http_client=mock_http_client("openai", handler))
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import httpx2
 import pytest
 from click.testing import CliRunner
+from conftest import mock_http_client, openai_http
 from openai import OpenAI
 
 import unitcost
@@ -40,7 +40,7 @@ def usd(value: str | Decimal) -> float:
 def _client() -> OpenAI:
     """A server that answers each call with the usage the test put in the user message."""
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
+    def handler(request):
         body = json.loads(request.content)
         spec = json.loads(body["messages"][-1]["content"])
         usage = {
@@ -49,13 +49,13 @@ def _client() -> OpenAI:
             "prompt_tokens_details": {"cached_tokens": spec.get("cached", 0)},
             "completion_tokens_details": {"reasoning_tokens": spec.get("reasoning", 0)},
         }
-        return httpx2.Response(200, json={
+        return openai_http.Response(200, json={
             "id": "chatcmpl-econ", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
             "usage": usage,
         })
 
-    return OpenAI(api_key="sk-test", max_retries=0, http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    return OpenAI(api_key="sk-test", max_retries=0, http_client=mock_http_client("openai", handler))
 
 
 def call(client: OpenAI, model: str, **spec: int) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import gc
 from decimal import Decimal
 
-import httpx2
 import openai
 import pytest
 from conftest import (
@@ -15,8 +14,11 @@ from conftest import (
     O4_MINI,
     PROMPT,
     ChatServer,
+    chat_helpers,
     error_response,
     genai_cost,
+    mock_http_client,
+    openai_http,
     report_json,
     store_rows,
     usage_block,
@@ -228,7 +230,7 @@ def test_stream_helper_gets_the_real_usage(store_db, openai_client):
     # that is "the caller did not set stream_options", so unitcost should ask for the usage chunk.
     server = ChatServer(usage=USAGE_4O)
     client = openai_client(server)
-    with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT) as stream:
+    with chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT) as stream:
         for _ in stream:
             pass
         assert stream.get_final_completion().choices[0].message.content == "Your order ships today."
@@ -327,11 +329,11 @@ def test_instrument_is_idempotent_and_uninstrument_restores_the_sdk(store_db, op
 def test_provider_is_named_after_the_host(store_db):
     def handler(request):
         assert request.url.host == "api.groq.com"
-        return httpx2.Response(200, json=ChatServer(model="llama-3.3-70b-versatile")(request).json())
+        return openai_http.Response(200, json=ChatServer(model="llama-3.3-70b-versatile")(request).json())
 
     client = openai.OpenAI(
         api_key="gsk-test", base_url="https://api.groq.com/openai/v1",
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+        http_client=mock_http_client("openai", handler),
     )
     client.chat.completions.create(model="llama-3.3-70b-versatile", messages=PROMPT)
     client.close()

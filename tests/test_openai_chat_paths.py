@@ -14,7 +14,7 @@ import asyncio
 import gc
 
 import pytest
-from conftest import GPT4O_MINI, PROMPT, ChatServer, store_rows, usage_block
+from conftest import GPT4O_MINI, PROMPT, ChatServer, chat_helpers, store_rows, usage_block
 from openai.types.chat import ParsedChatCompletion
 from openai_fixtures import STRUCTURED_ANSWER, genai_price
 from pydantic import BaseModel
@@ -90,7 +90,7 @@ def test_create_stream_async(store_db, openai_client):
 @pytest.mark.covers("openai", "chat.completions.stream", "sync", "stream")
 def test_stream_helper(store_db, openai_client):
     client = openai_client(ChatServer(usage=USAGE))
-    with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT) as stream:
+    with chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT) as stream:
         text = "".join(event.delta for event in stream if event.type == "content.delta")
     assert text == "Your order ships today."
     assert_full_usage(call_row(store_db), streamed=1)
@@ -101,7 +101,7 @@ def test_stream_helper_async(store_db, openai_client):
     client = openai_client(ChatServer(usage=USAGE), is_async=True)
 
     async def main():
-        async with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT) as stream:
+        async with chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT) as stream:
             async for _ in stream:
                 pass
             return await stream.get_final_completion()
@@ -113,7 +113,7 @@ def test_stream_helper_async(store_db, openai_client):
 @pytest.mark.covers("openai", "chat.completions.parse", "sync", "plain")
 def test_parse(store_db, openai_client):
     client = openai_client(ChatServer(usage=USAGE, pieces=(STRUCTURED_ANSWER,)))
-    parsed = client.chat.completions.parse(model="gpt-4o-mini", messages=PROMPT, response_format=TicketStatus)
+    parsed = chat_helpers(client).parse(model="gpt-4o-mini", messages=PROMPT, response_format=TicketStatus)
 
     assert isinstance(parsed, ParsedChatCompletion)
     assert parsed.choices[0].message.parsed == TicketStatus(ticket="T-1042", status="shipped")
@@ -124,7 +124,7 @@ def test_parse(store_db, openai_client):
 def test_parse_async(store_db, openai_client):
     client = openai_client(ChatServer(usage=USAGE, pieces=(STRUCTURED_ANSWER,)), is_async=True)
     parsed = asyncio.run(
-        client.chat.completions.parse(model="gpt-4o-mini", messages=PROMPT, response_format=TicketStatus)
+        chat_helpers(client).parse(model="gpt-4o-mini", messages=PROMPT, response_format=TicketStatus)
     )
     assert parsed.choices[0].message.parsed.status == "shipped"
     assert_full_usage(call_row(store_db))
@@ -136,7 +136,7 @@ def test_parse_async(store_db, openai_client):
 def test_stream_helper_left_early_is_recorded_once_incomplete(store_db, openai_client):
     # ChatCompletionStream.close() closes the HTTP response, not the raw stream unitcost watches.
     client = openai_client(ChatServer(usage=USAGE))
-    with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT) as stream:
+    with chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT) as stream:
         for _ in stream:
             break
         held = stream  # still referenced: the call must not wait for garbage collection
@@ -149,7 +149,7 @@ def test_async_stream_helper_left_early_is_recorded_once_incomplete(store_db, op
     client = openai_client(ChatServer(usage=USAGE), is_async=True)
 
     async def main():
-        async with client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT) as stream:
+        async with chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT) as stream:
             async for _ in stream:
                 break
         return stream
@@ -224,7 +224,7 @@ def test_the_streams_http_response_is_the_same_object_each_time(store_db, openai
 def test_a_stream_helper_never_closed_ends_its_call_when_collected(store_db, openai_client):
     # ChatCompletionStream keeps a generator of itself (a cycle): it goes with the cyclic collector.
     client = openai_client(ChatServer(usage=USAGE))
-    stream = client.chat.completions.stream(model="gpt-4o-mini", messages=PROMPT).__enter__()
+    stream = chat_helpers(client).stream(model="gpt-4o-mini", messages=PROMPT).__enter__()
     next(iter(stream))
     del stream
     gc.collect()

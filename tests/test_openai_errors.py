@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-import httpx2
 import openai
 import pytest
-from conftest import PROMPT, ChatServer, error_response, store_rows, usage_block
+from conftest import PROMPT, ChatServer, error_response, openai_http, store_rows, usage_block
 
 import unitcost
 
@@ -30,7 +30,7 @@ class Flaky:
         self.retry_counts: list[str] = []
         self.server = ChatServer(usage=USAGE)
 
-    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+    def __call__(self, request: Any) -> Any:
         self.retry_counts.append(request.headers["x-stainless-retry-count"])
         if len(self.retry_counts) <= self.failures:
             response = error_response(self.status, "The server had an error processing your request.", "server_error")
@@ -76,8 +76,8 @@ def test_a_call_without_retries_records_zero(store_db, openai_client):
 @pytest.mark.parametrize(
     ("raised", "error_class"),
     [
-        (httpx2.ReadTimeout("timed out"), openai.APITimeoutError),
-        (httpx2.ConnectError("refused"), openai.APIConnectionError),
+        (openai_http.ReadTimeout("timed out"), openai.APITimeoutError),
+        (openai_http.ConnectError("refused"), openai.APIConnectionError),
     ],
 )
 def test_timeouts_and_connection_errors_are_failed_calls(store_db, openai_client, raised, error_class):

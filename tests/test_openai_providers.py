@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import httpx2
 import openai
 import pytest
-from conftest import GPT4O_MINI, PROMPT, ChatServer, store_rows, usage_block
+from conftest import GPT4O_MINI, PROMPT, ChatServer, mock_http_client, store_rows, usage_block
 from openai_fixtures import genai_price
 
 import unitcost
@@ -67,7 +66,7 @@ def test_azure_deployment_is_priced_by_the_model_that_answered(store_db):
 
     client = openai.AzureOpenAI(
         api_key="azure-test", api_version="2024-10-21", azure_endpoint="https://acme-prod.openai.azure.com",
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
+        http_client=mock_http_client("openai", handler),
     )
     client.chat.completions.create(model="support-4o", messages=PROMPT)  # a deployment name
     client.close()

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
-import httpx2
 import openai
 import pytest
-from conftest import PROMPT, store_rows
+from conftest import PROMPT, openai_http, store_rows
 from openai.types.responses import ParsedResponse, Response
 from openai_fixtures import GPT5_MINI, RESPONSE_ID, STRUCTURED_ANSWER, OpenAIServer, genai_price, responses_usage
 from pydantic import BaseModel
@@ -162,7 +161,8 @@ def test_parse_async(store_db, openai_client):
 def test_service_tier_the_response_reports_selects_its_prices(store_db, openai_client, tier, hand_pico):
     # gpt-5-mini flex: $0.125 / $0.0125 / $1.00; priority: $0.45 / $0.045 / $3.60 per million.
     client = openai_client(OpenAIServer(response_fields={"service_tier": tier}))
-    client.responses.create(model="gpt-5-mini", input=INPUT, service_tier=tier)
+    # In the body, not as the argument: Responses.create has no service_tier argument before openai 1.75.
+    client.responses.create(model="gpt-5-mini", input=INPUT, extra_body={"service_tier": tier})
 
     row = call_row(store_db)
     assert row["service_tier"] == tier
@@ -237,7 +237,7 @@ def test_http_error_whose_body_carries_usage_is_priced_from_it(store_db, openai_
     def handler(request):
         body = {"error": {"message": "Output blocked.", "type": "invalid_request_error", "code": "content_filter"},
                 "usage": responses_usage(1000, 0)}
-        return httpx2.Response(400, json=body)
+        return openai_http.Response(400, json=body)
 
     client = openai_client(handler, max_retries=0)
     with pytest.raises(openai.BadRequestError):

@@ -10,13 +10,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 APP = textwrap.dedent(
     """
     import json, sqlite3, sys
 
-    import httpx2
+    sys.path.insert(0, sys.argv[2])  # tests/, for conftest
     import openai
+    from conftest import mock_http_client, openai_http
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -52,7 +54,7 @@ APP = textwrap.dedent(
     unitcost.instrument()
 
     def handler(request):
-        return httpx2.Response(200, json={
+        return openai_http.Response(200, json={
             "id": "chatcmpl-BfX2kq9TnYw3Lr7ZpA1cD4eF5gH6", "object": "chat.completion", "created": 1764061200,
             "model": "gpt-4o-mini-2024-07-18",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
@@ -61,7 +63,7 @@ APP = textwrap.dedent(
                       "completion_tokens_details": {"reasoning_tokens": 100}},
         })
 
-    client = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+    client = openai.OpenAI(api_key="sk-test", http_client=mock_http_client("openai", handler))
     for i in range(50):
         with unitcost.task("support_ticket", key=f"T-{i}"):
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
@@ -85,7 +87,7 @@ def test_store_sees_every_call_while_the_app_exports_only_its_sample(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(APP)
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "store.db")],
+        [sys.executable, str(script), str(tmp_path / "store.db"), str(Path(__file__).parent)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

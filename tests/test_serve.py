@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
 from anthropic_fixtures import REQUEST, SONNET, MessagesServer
 from anthropic_fixtures import genai_cost as anthropic_cost
 from anthropic_fixtures import usage_block as anthropic_usage
-from conftest import GPT4O_MINI, genai_cost, report_json, run_cli
+from conftest import GPT4O_MINI, genai_cost, mock_http_client, report_json, run_cli
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -205,8 +204,8 @@ def openai_v2_traces() -> Recorder:
 def anthropic_sdk_trace() -> Recorder:
     """The anthropic SDK's own span, made by the real client, under the application's span."""
     rec = Recorder("anthropic-app")
-    transport = httpx2.MockTransport(MessagesServer(ANTHROPIC_USAGE))
-    client = anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=transport),
+    http_client = mock_http_client("anthropic", MessagesServer(ANTHROPIC_USAGE))
+    client = anthropic.Anthropic(api_key="sk-ant-test", http_client=http_client,
                                  open_telemetry={"tracer_provider": rec.provider}, max_retries=0)
     with rec.tracer("my_app").start_as_current_span("handle_ticket", attributes={"gen_ai.conversation.id": "T-77"}):
         client.messages.create(**REQUEST)
