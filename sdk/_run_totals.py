@@ -35,7 +35,7 @@ def _resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any])
 
             rates = prices.rates(provider, model, datetime.now(tz=UTC)) if prices is not None else None
             inp = rates.per_bucket.get("uncached_input") if rates is not None and rates.per_bucket else None
-            if inp is not None:
+            if inp is not None and rates is not None:
                 cached = rates.per_bucket.get("cache_read")
                 cache[key] = (_rate(inp, 0), _rate(cached if cached is not None else inp, 0))
         except Exception:  # noqa: BLE001 - an estimate that cannot be priced is left at zero

@@ -82,15 +82,15 @@ class Store:
                 task._attribute_json.append(attrs)
             run_task[run_id] = ident
         self.run_task = run_task
-        self._by_key: dict[str, list[TaskId]] | None = None
+        self._by_key = None
         for outcome in self.outcomes():  # oldest first, so the latest ends up winning
             if outcome.run_id is not None:  # the common case, inline
-                ident = run_task.get(outcome.run_id)
-                if ident is not None:
-                    tasks[ident].outcome = outcome
+                owner = run_task.get(outcome.run_id)
+                if owner is not None:
+                    tasks[owner].outcome = outcome
                 continue
-            for ident in self.outcome_targets(outcome, tasks):
-                tasks[ident].outcome = outcome
+            for target in self.outcome_targets(outcome, tasks):
+                tasks[target].outcome = outcome
         return tasks
 
     def known_attributes(self, tasks: dict[TaskId, Task]) -> set[str]:
