@@ -12,7 +12,7 @@ import sqlite_utils
 from ._money import from_pico, parse_usd, to_pico
 from ._outcomes import Outcome
 from ._reports import ReportError
-from ._tasks import OutcomeRow, Store, task_identity
+from ._tasks import OutcomeRow, Store, Task, task_identity
 
 
 def recent_runs(db: sqlite_utils.Database, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
@@ -92,59 +92,95 @@ class RunDetail:
     outcome: OutcomeRow | None
 
 
+def _resolve_run_id(db: sqlite_utils.Database, ref: str) -> str:
+    """A task id, or a unique prefix of one (at least 4 characters)."""
+    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
+        return ref
+    matches = (
+        [r[0] for r in db.execute(
+            "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2", [ref, ref + "\uffff"]
+        )]
+        if len(ref) >= 4 else []
+    )
+    if len(matches) != 1:
+        raise ReportError(f"no run with task id {ref!r} (see `unitcost tasks`)")
+    return str(matches[0])
+
+
 def show_run(db: sqlite_utils.Database, run_id: str) -> RunDetail:
-    store = Store(db)
-    tasks = store.tasks()
-    ident = store.run_task.get(run_id)
-    if ident is None:
-        matches = [r for r in store.run_task if r.startswith(run_id)] if len(run_id) >= 4 else []
-        if len(matches) != 1:
-            raise ReportError(f"no run with task id {run_id!r} (see `unitcost tasks`)")
-        run_id = matches[0]
-        ident = store.run_task[run_id]
-    task = tasks[ident]
-    root_row = db.execute(
-        "SELECT run_id, kind, started_ns, ended_ns, error_type FROM runs WHERE run_id = ?", [run_id]
+    """One run's tree, its task's runs and its outcome history. Reads only what it shows (indexed
+    look-ups), so it stays quick on a store of millions of calls."""
+    run_id = _resolve_run_id(db, run_id)
+    kind, key, started, ended, error = db.execute(
+        "SELECT kind, key, started_ns, ended_ns, error_type FROM runs WHERE run_id = ?", [run_id]
     ).fetchone()
-    nodes: dict[str, Node] = {
-        run_id: Node(run_id, "task", root_row[1], root_row[2], root_row[3], error=root_row[4])
-    }
+    # The task: every run of this kind and key (or this run alone), oldest first.
+    if key is None:
+        task_runs = db.execute("SELECT run_id, attributes FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    else:
+        task_runs = db.execute(
+            "SELECT run_id, attributes FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns", [kind, key]
+        ).fetchall()
+    task = Task(kind, key, started)
+    for rid, attrs in task_runs:
+        task.run_ids.append(rid)
+        if attrs and attrs != "{}":
+            task._attribute_json.append(attrs)
+    # Its outcomes, as the report joins them: by the id of any of its runs, or by kind and key.
+    marks = ", ".join("?" * len(task.run_ids))
+    by_key = "OR (key = ? AND (kind = ? OR kind IS NULL))" if key is not None else ""
+    history = [
+        OutcomeRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], r[7])
+        for r in db.execute(
+            "SELECT recorded_ns, label, success, value_pico, source, run_id, kind, key FROM outcomes "
+            f"WHERE run_id IN ({marks}) {by_key} ORDER BY recorded_ns, id",
+            [*task.run_ids, *([key, kind] if key is not None else [])],
+        )
+    ]
+    task.outcome = history[-1] if history else None
+
+    # The tree: this run, the runs nested in it (a task inside a tool...), their steps and calls.
+    nodes: dict[str, Node] = {run_id: Node(run_id, "task", kind, started, ended, error=error)}
     parents: dict[str, str | None] = {}
-    # Everything in the run's trace below it: nested runs, steps, tools and calls.
-    trace_id = db.execute("SELECT trace_id FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-    for sid, parent, kind_, started, ended, error in db.execute(
-        "SELECT run_id, parent_span_id, kind, started_ns, ended_ns, error_type FROM runs WHERE trace_id = ?",
-        [trace_id],
+    subtree = db.execute(
+        "WITH RECURSIVE sub(run_id) AS (SELECT ? UNION SELECT r.run_id FROM runs r JOIN sub ON r.parent_run_id = "
+        "sub.run_id) SELECT run_id FROM sub",
+        [run_id],
+    ).fetchall()
+    run_ids = [r[0] for r in subtree]
+    marks = ", ".join("?" * len(run_ids))
+    for sid, parent, kind_, started_, ended_, error_ in db.execute(
+        f"SELECT run_id, parent_span_id, kind, started_ns, ended_ns, error_type FROM runs WHERE run_id IN ({marks})",
+        run_ids,
     ):
         if sid != run_id:
-            nodes[sid] = Node(sid, "task", kind_, started, ended, error=error)
+            nodes[sid] = Node(sid, "task", kind_, started_, ended_, error=error_)
             parents[sid] = parent
-    for sid, parent, type_, name, started, ended, cost, error in db.execute(
+    for sid, parent, type_, name, started_, ended_, cost, error_ in db.execute(
         "SELECT span_id, parent_span_id, type, name, started_ns, ended_ns, cost_pico, error_type "
-        "FROM steps WHERE trace_id = ?",
-        [trace_id],
+        f"FROM steps WHERE run_id IN ({marks})",
+        run_ids,
     ):
-        nodes[sid] = Node(sid, type_, name, started, ended, self_cost_pico=cost or 0, error=error)
+        nodes[sid] = Node(sid, type_, name, started_, ended_, self_cost_pico=cost or 0, error=error_)
         parents[sid] = parent
     for row in db.execute(
         "SELECT span_id, parent_span_id, model, started_ns, ended_ns, cost_pico, estimated, error_type, "
         "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens, "
-        "output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens FROM calls WHERE trace_id = ?",
-        [trace_id],
+        f"output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens FROM calls WHERE run_id IN ({marks})",
+        run_ids,
     ):
-        sid, parent, model, started, ended, cost, estimated, error, inp, out, cached, reasoning = row
+        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, reasoning = row
         nodes[sid] = Node(
-            sid, "llm", model, started, ended, self_cost_pico=cost or 0, unpriced=int(cost is None),
+            sid, "llm", model, started_, ended_, self_cost_pico=cost or 0, unpriced=int(cost is None),
             estimated=estimated, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
-            reasoning_tokens=reasoning, error=error,
+            reasoning_tokens=reasoning, error=error_,
         )
         parents[sid] = parent
     for sid, parent in parents.items():
         if parent in nodes:
             nodes[parent].children.append(nodes[sid])
     _keep_subtree(nodes[run_id])
-    history = [o for o in store.outcomes() if ident in store.outcome_targets(o, tasks)]
-    return RunDetail(run_id, task.kind, task.key, task.attributes, nodes[run_id], task.run_ids, history, task.outcome)
+    return RunDetail(run_id, kind, key, task.attributes, nodes[run_id], task.run_ids, history, task.outcome)
 
 
 def _keep_subtree(node: Node) -> None:
