@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,27 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, db=db, **kwargs)
         except (ReportError, ImportError_, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:  # damage past the header, found by a read
+            raise click.ClickException(
+                f"the store at {path} is damaged ({exc}); `unitcost doctor --db {path}` says more"
+            ) from exc
         finally:
             db.conn.close()
 
     return wrapper
+
+
+class Number(click.FloatRange):
+    """A float in a range that is a number: FloatRange lets NaN through (every comparison with it is
+    false), and a NaN threshold would never be breached."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
 
 
 def time_option(name: str, help: str) -> Callable[..., Any]:

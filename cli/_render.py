@@ -50,6 +50,12 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     if not rows:
         console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
         return
+    dropped = rows[0].get("dropped_spans") or 0
+    if dropped:
+        console.print(
+            f"! {dropped} span(s) never reached the store (its queue was full, or it refused a write): "
+            "the numbers below are too low. `unitcost doctor` says more."
+        )
     money = _table(
         "Cost per task and per successful task", rows,
         ("tasks", "runs", "ok", "success", "total cost", "cost/task", "cost/success",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from .demo_cmd import demo_command
+from .doctor_cmd import doctor_command
 from .export_cmds import export_command
 from .report_cmds import check_command, compare_command, report_command, whatif_command
 from .serve_cmd import serve_command
@@ -28,6 +29,6 @@ def cli() -> None:
 
 for command in (
     report_command, compare_command, whatif_command, check_command, tasks_command, show_command, outcome_command,
-    prune_command, demo_command, export_command, serve_command,
+    prune_command, demo_command, export_command, serve_command, doctor_command,
 ):
     cli.add_command(command)

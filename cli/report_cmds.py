@@ -12,7 +12,7 @@ from unitcost._compare import Repricer, compare, parse_side, whatif
 from unitcost._reports import report
 
 from . import _render
-from ._options import console, db_option, reading, time_option
+from ._options import Number, console, db_option, reading, time_option
 
 
 @click.command(name="report")
@@ -159,14 +159,14 @@ def whatif_command(
 @click.option("--kind", help="Only tasks of this kind.")
 @click.option("--by", default="kind", show_default=True, help="Check each group of this grouping.")
 @click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
-@click.option("--max-cost", type=click.FloatRange(min=0), help="Total cost of a group, USD.")
-@click.option("--max-cost-per-task", type=click.FloatRange(min=0), help="USD.")
-@click.option("--max-cost-per-success", type=click.FloatRange(min=0), help="USD.")
-@click.option("--max-cost-per-task-p50", type=click.FloatRange(min=0), help="USD.")
-@click.option("--max-cost-per-task-p95", type=click.FloatRange(min=0), help="USD.")
-@click.option("--max-cost-per-task-p99", type=click.FloatRange(min=0), help="USD.")
-@click.option("--max-wasted", type=click.FloatRange(min=0), help="Cost of failed tasks, USD.")
-@click.option("--min-success-rate", type=click.FloatRange(0, 1), help="A fraction, e.g. 0.8.")
+@click.option("--max-cost", type=Number(min=0), help="Total cost of a group, USD.")
+@click.option("--max-cost-per-task", type=Number(min=0), help="USD.")
+@click.option("--max-cost-per-success", type=Number(min=0), help="USD.")
+@click.option("--max-cost-per-task-p50", type=Number(min=0), help="USD.")
+@click.option("--max-cost-per-task-p95", type=Number(min=0), help="USD.")
+@click.option("--max-cost-per-task-p99", type=Number(min=0), help="USD.")
+@click.option("--max-wasted", type=Number(min=0), help="Cost of failed tasks, USD.")
+@click.option("--min-success-rate", type=Number(0, 1), help="A fraction, e.g. 0.8.")
 def check_command(
     db: Any, since: int | None, until: int | None, kind: str | None, by: str, where: tuple[str, ...],
     **limits: float | None,

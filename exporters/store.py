@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +52,7 @@ _STEP_COLUMNS = (
     "cost_pico", "error_type",
 )
 _OUTCOME_COLUMNS = ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin")
+_CONTENT_COLUMNS = ("span_id", "input_messages", "output_messages")
 
 
 def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT OR REPLACE") -> str:
@@ -61,6 +63,55 @@ _INSERT_CALL = _insert_sql("calls", _CALL_COLUMNS)
 _INSERT_RUN = _insert_sql("runs", _RUN_COLUMNS)
 _INSERT_STEP = _insert_sql("steps", _STEP_COLUMNS)
 _INSERT_OUTCOME = _insert_sql("outcomes", _OUTCOME_COLUMNS, "INSERT OR IGNORE")
+_INSERT_CONTENT = _insert_sql("call_content", _CONTENT_COLUMNS)
+_INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (?, ?, ?, ?)"
+_STATEMENTS = (_INSERT_RUN, _INSERT_CALL, _INSERT_STEP, _INSERT_OUTCOME, _INSERT_CONTENT)
+
+# Rows of batches the store refused (locked past the busy timeout, disk full) are kept, up to this
+# many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
+# counted.
+_RETRY_ROWS = 10_000
+
+Rows = tuple[list[tuple[Any, ...]], ...]  # one list per statement of _STATEMENTS
+
+
+class DropCounter:
+    """Spans that will never become rows, by reason, until the exporter has saved the count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self.total = 0  # dropped since this counter was made, saved or not
+
+    def add(self, reason: str, count: int = 1) -> None:
+        if count <= 0:
+            return
+        with self._lock:
+            self._pending[reason] = self._pending.get(reason, 0) + count
+            self.total += count
+
+    def take(self) -> dict[str, int]:
+        with self._lock:
+            taken, self._pending = self._pending, {}
+        return taken
+
+    def put_back(self, taken: dict[str, int]) -> None:
+        with self._lock:
+            for reason, count in taken.items():
+                self._pending[reason] = self._pending.get(reason, 0) + count
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(self._pending.values())
+
+
+def _utf8_safe(value: Any) -> Any:
+    """A row value SQLite can store: text with lone surrogates (undecodable bytes smuggled into a
+    str) gets "?" in their place."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def span_type(span: ReadableSpan) -> str | None:
@@ -110,54 +161,95 @@ class StoreSpanExporter(SpanExporter):
         self._service = service
         self._db: Any = None
         self._lock = threading.Lock()
+        self.drops = DropCounter()  # also counted into by StoreSpanProcessor when its queue is full
+        self._retry: Rows = ([], [], [], [], [])
+        self._retry_spans = 0
+        self._closed = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            rows = self._rows(spans)
-            with self._lock:
-                if self._db is None:
-                    self._db = open_store(self._db_path)
-                conn = self._db.conn
-                conn.execute("BEGIN IMMEDIATE")
+        """Write one batch in one transaction, with the drops counted since the last one.
+
+        Nothing here may lose a span silently: a span that cannot be read is dropped and counted; a
+        batch the store refuses is kept for the next export (up to `_RETRY_ROWS` rows), then counted.
+        """
+        rows = self._rows(spans)
+        with self._lock:
+            if self._closed:
+                return SpanExportResult.FAILURE
+            pending = self._retry
+            if any(pending):
+                rows = tuple(old + new for old, new in zip(pending, rows, strict=True))
+            spans_in_rows = self._retry_spans + len(spans)
+            self._retry, self._retry_spans = ([], [], [], [], []), 0
+            drops = self.drops.take()
+            if not any(rows) and not drops:
+                return SpanExportResult.SUCCESS
+            try:
                 try:
-                    statements = (_INSERT_RUN, _INSERT_CALL, _INSERT_STEP, _INSERT_OUTCOME)
-                    for sql, batch in zip(statements, rows, strict=True):
-                        if batch:
-                            conn.executemany(sql, batch)
-                    if rows[1]:  # calls: refresh the per-run totals that reports read
-                        refresh_run_totals(conn, {row[3] for row in rows[1]}, self._prices)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-        except Exception as exc:  # noqa: BLE001 - telemetry must not break the program it observes
-            internal_error("store exporter", exc)
-            return SpanExportResult.FAILURE
+                    self._write(rows, drops)
+                except UnicodeEncodeError:
+                    self._write(tuple([tuple(_utf8_safe(v) for v in row) for row in t] for t in rows), drops)
+            except Exception as exc:  # noqa: BLE001 - telemetry must not break the program it observes
+                self.drops.put_back(drops)
+                if sum(map(len, rows)) <= _RETRY_ROWS:
+                    self._retry, self._retry_spans = rows, spans_in_rows
+                else:
+                    self.drops.add("export_failed", spans_in_rows)
+                internal_error("store exporter", exc)
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
-    def _rows(self, spans: Sequence[ReadableSpan]) -> tuple[list[tuple[Any, ...]], ...]:
+    def _write(self, rows: Rows, drops: dict[str, int]) -> None:
+        if self._db is None:
+            self._db = open_store(self._db_path)
+        conn = self._db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, batch in zip(_STATEMENTS, rows, strict=True):
+                if batch:
+                    conn.executemany(sql, batch)
+            if rows[1]:  # calls: refresh the per-run totals that reports read
+                refresh_run_totals(conn, {row[3] for row in rows[1]}, self._prices)
+            if drops:
+                now = time.time_ns()
+                conn.executemany(_INSERT_DROPS, [(now, reason, n, self._service) for reason, n in drops.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, spans: Sequence[ReadableSpan]) -> Rows:
         runs: list[tuple[Any, ...]] = []
         calls: list[tuple[Any, ...]] = []
         steps: list[tuple[Any, ...]] = []
         outcomes: list[tuple[Any, ...]] = []
+        content: list[tuple[Any, ...]] = []
         for span in spans:
-            kind = span_type(span)
-            if kind is not None and A.SPAN_TYPE not in (span.attributes or {}):
-                span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
-            if kind == "llm":
-                calls.append(self._call_row(span))
-            elif kind == "task":
-                runs.append(self._run_row(span))
-                outcome = self._outcome_row(span, "inline")
-                if outcome:
-                    outcomes.append(outcome)
-            elif kind in ("tool", "step"):
-                steps.append(self._step_row(span, kind))
-            elif kind == "outcome":
-                outcome = self._outcome_row(span, "late")
-                if outcome:
-                    outcomes.append(outcome)
-        return runs, calls, steps, outcomes
+            try:
+                kind = span_type(span)
+                if kind is not None and A.SPAN_TYPE not in (span.attributes or {}):
+                    span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
+                if kind == "llm":
+                    calls.append(self._call_row(span))
+                    attrs = span.attributes or {}
+                    if attrs.get(A.CONTENT_CAPTURED):
+                        content.append((calls[-1][0], attrs.get(A.INPUT_MESSAGES), attrs.get(A.OUTPUT_MESSAGES)))
+                elif kind == "task":
+                    runs.append(self._run_row(span))
+                    outcome = self._outcome_row(span, "inline")
+                    if outcome:
+                        outcomes.append(outcome)
+                elif kind in ("tool", "step"):
+                    steps.append(self._step_row(span, kind))
+                elif kind == "outcome":
+                    outcome = self._outcome_row(span, "late")
+                    if outcome:
+                        outcomes.append(outcome)
+            except Exception as exc:  # noqa: BLE001 - one unreadable span must not cost the batch
+                self.drops.add("unreadable")
+                internal_error("store exporter span", exc)
+        return runs, calls, steps, outcomes, content
 
     def _call_row(self, span: ReadableSpan) -> tuple[Any, ...]:
         attrs = span.attributes or {}
@@ -244,14 +336,32 @@ class StoreSpanExporter(SpanExporter):
             source, _hex_span(span.context.span_id),
         )
 
+    def save_pending(self) -> bool:
+        """Write the drops counted and the rows kept since the last batch, if any. True when none are left."""
+        if self.drops.pending or self._retry_spans:
+            self.export(())
+        return not (self.drops.pending or self._retry_spans)
+
     def shutdown(self) -> None:
+        try:
+            saved = self.save_pending()
+        except Exception as exc:  # noqa: BLE001
+            internal_error("store exporter shutdown", exc)
+            saved = False
+        if not saved:
+            # The store refuses to take them: say so rather than lose them without a word.
+            logger.warning(
+                "unitcost: %d span(s) could not be written to %s and are lost", self.drops.pending + self._retry_spans,
+                self._db_path,
+            )
         with self._lock:
+            self._closed = True
             if self._db is not None:
                 self._db.conn.close()
                 self._db = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+        return self.save_pending()
 
 
 class StoreSpanProcessor(BatchSpanProcessor):
@@ -262,18 +372,47 @@ class StoreSpanProcessor(BatchSpanProcessor):
     rest (HTTP server spans and the like) before they are queued.
     """
 
+    max_queue_size = 65_536  # spans waiting for the exporter; beyond it they are dropped and counted
+
     def __init__(self, db_path: str | os.PathLike[str], prices: PriceBook | None = None, service: str = ""):
+        exporter = StoreSpanExporter(db_path, prices, service)
         super().__init__(
-            StoreSpanExporter(db_path, prices, service),
-            max_queue_size=65_536,
+            exporter,
+            max_queue_size=self.max_queue_size,
             schedule_delay_millis=500,
-            max_export_batch_size=4096,
+            max_export_batch_size=min(4096, self.max_queue_size),
         )
+        self._exporter = exporter
+        self.drops = exporter.drops
+        self._emit_lock = threading.Lock()
+        # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
+        self._queue: Any = getattr(self._batch_processor, "_queue", None)
+
+    def _emit(self, span: ReadableSpan) -> None:
+        """Queue a span for the store without ever waiting for the exporter. The queue is bounded: when
+        it is full, this span is dropped and counted. (Dropped here rather than by the batch
+        processor, which would drop the oldest span uncounted: under this lock no other span enters
+        the queue and the exporter only takes from it, so a span that enters is never pushed out.)"""
+        queue = self._queue
+        with self._emit_lock:
+            if queue is not None and len(queue) >= self.max_queue_size:
+                if not self.drops.total:
+                    logger.warning(
+                        "unitcost: the store's exporter cannot keep up; spans are dropped (and counted: see "
+                        "`unitcost doctor`) rather than making your program wait"
+                    )
+                self.drops.add("queue_full")
+                return
+            self._batch_processor.emit(span)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span_type(span) is None:
             return
         # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost._adopt).
-        ready = merge_or_hold(span, self._batch_processor.emit)
+        ready = merge_or_hold(span, self._emit)
         if ready is not None:
-            self._batch_processor.emit(ready)
+            self._emit(ready)
+
+    def force_flush(self, timeout_millis: int | None = None) -> bool:
+        flushed = super().force_flush(timeout_millis)
+        return self._exporter.save_pending() and flushed

@@ -26,6 +26,13 @@ CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
 CACHE_WRITE_TOKENS_NEXT = "gen_ai.usage.cache_write.input_tokens"
 REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 
+# Prompt and completion text (JSON, the conventions' message shape): only with capture_content on,
+# after the redaction hook. unitcost marks the spans whose content it captured itself (the store
+# keeps no other instrumentation's content).
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+CONTENT_CAPTURED = "unitcost.content.captured"
+
 AGENT_NAME = "gen_ai.agent.name"
 TOOL_NAME = "gen_ai.tool.name"
 OPENAI_SERVICE_TIER = "openai.response.service_tier"

@@ -19,6 +19,7 @@ def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) ->
         ).rowcount
         counts["steps"] = conn.execute(f"DELETE FROM steps WHERE run_id IN ({old_runs})", [before_ns]).rowcount
         conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({old_runs})", [before_ns])
+        conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({old_runs})", [before_ns])
         counts["runs"] = conn.execute("DELETE FROM runs WHERE started_ns < ?", [before_ns]).rowcount
         counts["outcomes"] = conn.execute("DELETE FROM outcomes WHERE recorded_ns < ?", [before_ns]).rowcount
         conn.execute("COMMIT")

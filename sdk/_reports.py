@@ -97,8 +97,7 @@ def _call_rows(
             if by_model:
                 yield from db.execute(f"SELECT run_id, provider, model, {_RUN_TOTALS_SUMS} FROM run_totals")
             else:
-                summed = ", ".join(f"SUM({c.strip()})" for c in _RUN_TOTALS_SUMS.split(","))
-                yield from db.execute(f"SELECT run_id, '', '', {summed} FROM run_totals GROUP BY run_id")
+                yield from db.execute(f"SELECT run_id, '', '', {_RUN_TOTALS_SUMS} FROM run_sums")
             return
         yield from db.execute(_calls_sql(has_retries).format(where=where), params)
         return

@@ -21,6 +21,11 @@ COLUMNS = (
     "resend_cost_pico", "resend_savings_pico",
 )
 _UPSERT = f"INSERT OR REPLACE INTO run_totals ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+# The same sums over all of a run's models: what a report not grouped by model reads.
+_RUN_COLUMNS = ("run_id", *COLUMNS[3:])
+_UPSERT_RUN = (
+    f"INSERT OR REPLACE INTO run_sums ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
+)
 _MTOK = 1_000_000
 _CHUNK = 500  # SQLite's limit on host parameters is 999 in old builds
 
@@ -53,6 +58,7 @@ def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any) -> No
         chunk = ids[start : start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
         conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({marks})", chunk)
         sums: dict[tuple[str, str, str], list[Any]] = {}
         previous: dict[str, int] = {}  # run -> input + output of its previous call
         for row in conn.execute(
@@ -91,6 +97,25 @@ def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any) -> No
                     acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
                     acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
         conn.executemany(_UPSERT, [(*key, *acc) for key, acc in sums.items()])
+        per_run: dict[str, list[Any]] = {}
+        for (run_id, _, _), acc in sums.items():
+            total = per_run.get(run_id)
+            per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
+        conn.executemany(_UPSERT_RUN, [(run_id, *acc) for run_id, acc in per_run.items()])
+
+
+def create_run_sums(conn: Any) -> None:
+    """The per-run table, from the per-run-and-model one (used by the store's migration)."""
+    conn.execute(
+        f"""CREATE TABLE run_sums (
+            run_id TEXT NOT NULL PRIMARY KEY,
+            {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in COLUMNS[3:])}
+        ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        f"INSERT INTO run_sums SELECT run_id, {', '.join(f'SUM({c})' for c in COLUMNS[3:])} "
+        "FROM run_totals GROUP BY run_id"
+    )
 
 
 def create_table(conn: Any) -> None:
@@ -102,9 +127,14 @@ def create_table(conn: Any) -> None:
             PRIMARY KEY (run_id, provider, model)
         ) WITHOUT ROWID"""
     )
-    run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
+    # Filled by the next migration (m010), once run_sums exists too: see backfill().
+
+
+def backfill(conn: Any) -> None:
+    """Both tables' rows for the calls already stored."""
     from ._pricing import PriceBook
 
+    run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
     refresh(conn, run_ids, PriceBook())
 
 

@@ -142,6 +142,16 @@ def _m007_run_totals(db: sqlite_utils.Database) -> None:
     create_table(db.conn)
 
 
+@migrations(name="m010_run_sums")
+def _m010_run_sums(db: sqlite_utils.Database) -> None:
+    # The same sums per run over all its models (reports not grouped by model read only these),
+    # then both tables filled for the calls already stored.
+    from ._run_totals import backfill, create_run_sums
+
+    create_run_sums(db.conn)
+    backfill(db.conn)
+
+
 def default_db_path() -> Path:
     """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
     env = os.environ.get("UNITCOST_DB")

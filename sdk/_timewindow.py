@@ -18,7 +18,10 @@ def parse_time(text: str, *, now_ns: int | None = None) -> int:
     match = _RELATIVE.match(text)
     if match:
         amount, unit = int(match.group(1)), match.group(2)
-        moment = now - timedelta(**{_UNITS[unit]: amount})
+        try:
+            moment = now - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:  # further back than any date: from the beginning of what the store holds
+            return -_NS_LIMIT
     else:
         try:
             moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
