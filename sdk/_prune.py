@@ -13,6 +13,12 @@ def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) ->
     conn.execute("BEGIN IMMEDIATE")
     try:
         old_runs = "SELECT run_id FROM runs WHERE started_ns < ?"
+        # Captured prompt and completion text goes with its call, never outliving it.
+        conn.execute(
+            f"DELETE FROM call_content WHERE span_id IN (SELECT span_id FROM calls WHERE run_id IN ({old_runs}) "
+            "OR (run_id IS NULL AND started_ns < ?))",
+            [before_ns, before_ns],
+        )
         counts["calls"] = conn.execute(
             f"DELETE FROM calls WHERE run_id IN ({old_runs}) OR (run_id IS NULL AND started_ns < ?)",
             [before_ns, before_ns],
@@ -22,6 +28,7 @@ def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) ->
         conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({old_runs})", [before_ns])
         counts["runs"] = conn.execute("DELETE FROM runs WHERE started_ns < ?", [before_ns]).rowcount
         counts["outcomes"] = conn.execute("DELETE FROM outcomes WHERE recorded_ns < ?", [before_ns]).rowcount
+        conn.execute("DELETE FROM dropped_spans WHERE recorded_ns < ?", [before_ns])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -22,6 +22,7 @@ import sqlite_utils
 
 from ._money import from_pico, to_pico, usd_for_json
 from ._run_totals import ensure_fresh
+from ._store import dropped_spans
 from ._tasks import Store, Task
 
 __all__ = ["GROUP_FIELDS", "EVERY", "ReportError", "report", "row_for_json"]
@@ -464,6 +465,10 @@ def report(
         no_task = _add_tools_outside(db, since_ns, until_ns, no_task)
         if no_task is not None:
             rows.append(_finish({name: None for name in group_names}, no_task))
+    # Spans that never reached the store make every number here too low: each row says how many.
+    dropped = dropped_spans(db, since_ns, until_ns)
+    for row in rows:
+        row["dropped_spans"] = dropped
     return rows
 
 

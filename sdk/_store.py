@@ -142,6 +142,28 @@ def _m007_run_totals(db: sqlite_utils.Database) -> None:
     create_table(db.conn)
 
 
+@migrations(name="m008_dropped_spans")
+def _m008_dropped_spans(db: sqlite_utils.Database) -> None:
+    # Spans that never became rows, so that no record is lost silently: `reason` is "queue_full" (the
+    # exporter's bounded queue was full and the caller was not made to wait) or "export_failed" (the
+    # store refused a batch: disk full, locked past the busy timeout). One row each time an exporter
+    # noticed new drops; `unitcost doctor` and every report show the sum.
+    db.execute(
+        "CREATE TABLE dropped_spans (id INTEGER PRIMARY KEY, recorded_ns INTEGER NOT NULL, "
+        "reason TEXT NOT NULL, count INTEGER NOT NULL, service TEXT)"
+    )
+    db.execute("CREATE INDEX dropped_spans_recorded ON dropped_spans(recorded_ns)")
+
+
+@migrations(name="m009_call_content")
+def _m009_call_content(db: sqlite_utils.Database) -> None:
+    # Prompt and completion text, written only with configure(capture_content=True) (or
+    # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT), after the redaction hook: JSON in the
+    # OpenTelemetry GenAI shape of gen_ai.input.messages / gen_ai.output.messages. Kept apart from
+    # `calls` so a store without content has no content columns to leak.
+    db.execute("CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)")
+
+
 @migrations(name="m010_run_sums")
 def _m010_run_sums(db: sqlite_utils.Database) -> None:
     # The same sums per run over all its models (reports not grouped by model read only these),
@@ -150,6 +172,21 @@ def _m010_run_sums(db: sqlite_utils.Database) -> None:
 
     create_run_sums(db.conn)
     backfill(db.conn)
+
+
+def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
+    """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
+    if "dropped_spans" not in db.table_names():
+        return 0
+    clauses, params = ["1"], []
+    if since_ns is not None:
+        clauses.append("recorded_ns >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        clauses.append("recorded_ns < ?")
+        params.append(until_ns)
+    row = db.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
+    return int(row[0] or 0)
 
 
 def default_db_path() -> Path:
@@ -165,6 +202,20 @@ def default_db_path() -> Path:
 _UNITCOST_TABLES = {"runs", "calls", "steps", "outcomes"}
 
 
+def _check_writable(path: Path) -> None:
+    """Say now, not at the first export, that the store cannot be written: SQLite opens a file it may
+    not write read-only without a word, and in WAL mode it creates ``<name>-wal`` and ``<name>-shm``
+    beside the file."""
+    directory = path.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot write the store at {path}: its directory {directory} is read-only "
+            f"(SQLite needs to create {path.name}-wal and {path.name}-shm there); pass another db="
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"cannot write the store at {path}: the file is read-only; pass another db=")
+
+
 def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_utils.Database:
     """Open (and create or migrate) a store. Raises StoreError with a clear message when it can't."""
     path = Path(path)
@@ -172,12 +223,15 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
         if not create:
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             # Created readable by its owner only: the store says what the user's agents did.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot create the store at {path}: {exc.strerror or exc}") from exc
+    if create:
+        _check_writable(path)
+    conn = None
     try:
         conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
         db = sqlite_utils.Database(conn)
@@ -200,5 +254,8 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
                     conn.execute("ROLLBACK")
                 raise
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a usable unitcost store: {exc}") from exc
+        if conn is not None:
+            conn.close()
+        # A corrupt file or one that is not SQLite at all: reported, and left exactly as it is.
+        raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
     return db
