@@ -10,7 +10,7 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,9 @@ def configure(
     metrics: bool | Sequence[Any] | None = None,
     price_file: str | os.PathLike[str] | None = None,
     openai_include_usage: bool = True,
+    capture_content: bool | None = None,
+    redact: Callable[[str], str] | None = None,
+    flush_on_signals: bool = False,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -76,6 +79,12 @@ def configure(
         price_file: a price-override TOML file; default ``$UNITCOST_PRICES``, else ``./unitcost.toml``.
         openai_include_usage: ask OpenAI streams for their usage chunk when the caller did not set
             ``stream_options`` (the extra chunk is hidden from the caller).
+        capture_content: record prompt and completion text (on spans and in the store). Off by
+            default; ``None`` follows ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        redact: with content capture, called with each piece of text before it is recorded; returns
+            the text to keep. If it raises, that call's content is left out.
+        flush_on_signals: flush before SIGTERM / SIGHUP end the program (unitcost installs no signal
+            handler otherwise). Only from the main thread.
 
     Example::
 
@@ -88,6 +97,8 @@ def configure(
     from ._store import default_db_path, open_store
 
     with _lock:
+        if redact is not None and not callable(redact):
+            raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
         prices = PriceBook.from_price_file(price_file)
         db_path = Path(db).expanduser() if db is not None else default_db_path()
         if store:
@@ -113,6 +124,13 @@ def configure(
             exporters=tuple(exporters),
             metrics=metrics if metrics is None or isinstance(metrics, bool) else tuple(metrics),
         )
+        from . import _content, _signals
+
+        if flush_on_signals:
+            _signals.install(flush)  # raises ConfigurationError off the main thread
+        else:
+            _signals.uninstall()
+        _content.set_capture(capture_content, redact)
         if _pipeline is not None:
             _pipeline.shutdown()
         _pipeline = build_pipeline(settings, prices)

@@ -24,10 +24,12 @@ import wrapt
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _attributes as A
+from . import _content
 from ._budget import charge_call, check_before_spending
 from ._config import pipeline
 from ._context import TaskRun, current_run
 from ._errors import internal_error
+from ._secrets import scrub
 from ._usage import TokenUsage
 
 
@@ -98,6 +100,18 @@ class LLMCall:
             except Exception as exc:  # noqa: BLE001
                 internal_error("llm call retries", exc)
 
+    # -- content: off unless the user opted in (unitcost._content); one flag test when off ----------
+    def capture_input(self, messages: Any, system: Any = None) -> None:
+        """The request's messages (and system prompt), recorded only when content capture is on."""
+        if _content.enabled:
+            _content.capture_input(self.span, messages, system)
+
+    def capture_output(self, texts: Callable[[], Any], finish_reason: str | None = None) -> None:
+        """The completion's text, recorded only when content capture is on; ``texts`` (a callable
+        returning the texts) is not even called otherwise."""
+        if _content.enabled:
+            _content.capture_output(self.span, texts, finish_reason)
+
     def chunk_seen(self) -> None:
         if self.first_chunk_at is None:
             self.first_chunk_at = time.perf_counter()
@@ -132,6 +146,10 @@ class LLMCall:
                 span.set_attribute(A.FINISH_REASONS, finish_reasons)
             if service_tier:
                 span.set_attribute(A.OPENAI_SERVICE_TIER, service_tier)
+            if usage is not None and not error_type and _reports_nothing(usage):
+                # A usage block whose counts were all missing, null or unusable is no usage at all: the
+                # call is recorded as unpriced (and says so in every report), never as a $0 call.
+                usage = None
             if usage is not None:
                 span.set_attributes(usage.span_attributes())
             if incomplete:
@@ -148,11 +166,19 @@ class LLMCall:
             return
         try:
             self.span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
-            self.span.set_status(Status(StatusCode.ERROR, str(error)[:1024]))
+            # An error's text may echo a credential (a proxy repeating the Authorization header).
+            self.span.set_status(Status(StatusCode.ERROR, scrub(str(error)[:4096])[:1024]))
             _note_retries_from_error(self, error)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call fail", exc)
         self.finish(usage, incomplete=incomplete)
+
+
+def _reports_nothing(usage: TokenUsage) -> bool:
+    return not (
+        usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens
+        or usage.reasoning_tokens or usage.web_search_requests or usage.web_fetch_requests
+    )
 
 
 # The call whose SDK request is in flight in this context (not while its stream is being read).

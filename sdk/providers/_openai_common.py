@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _content
 from .._estimate import estimate
 from .._llm import LLMCall, StreamWatcher
 from .._usage import TokenUsage
@@ -99,6 +100,9 @@ class API:
     error_usage: Callable[[BaseException], TokenUsage | None]
     watcher: Callable[[dict[str, Any], bool], StreamWatcher] | None = None  # (request kwargs, hide usage chunk)
     asks_for_usage: bool = False  # streams report usage only when asked (stream_options.include_usage)
+    # Where the request's text is, for content capture (off unless the user opted in).
+    request_field: str = "messages"
+    system_field: str | None = None
 
 
 class TextStreamWatcher(StreamWatcher):
@@ -116,10 +120,14 @@ class TextStreamWatcher(StreamWatcher):
         self.service_tier: str | None = None
         self.finish_reasons: list[str] = []
         self.error_type: str | None = None
+        # All the text streamed back, kept only when content capture is on (unitcost._content).
+        self.captured: list[str] | None = [] if _content.enabled else None
 
     def seen_text(self, text: Any) -> None:
         if isinstance(text, str) and text and self.usage is None:
             self.output_texts.append(text)
+        if self.captured is not None and isinstance(text, str):
+            self.captured.append(text)
 
     def seen_usage(self, usage: TokenUsage | None) -> None:
         if usage is not None:
@@ -131,6 +139,9 @@ class TextStreamWatcher(StreamWatcher):
         if usage is None and (self.output_texts or self.input_texts):
             usage = estimate(self.model or self.request_model, self.input_texts, self.input_messages, self.output_texts)
         self.output_texts = []
+        captured = self.captured
+        if captured is not None:
+            call.capture_output(lambda: ["".join(captured)], self.finish_reasons[0] if self.finish_reasons else None)
         if error is not None:
             call.fail(error, usage, incomplete=True)
             return

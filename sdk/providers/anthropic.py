@@ -40,6 +40,7 @@ from typing import Any
 import wrapt
 
 from .. import _attributes as A
+from .. import _content
 from .._adopt import PendingCall, ensure_installed
 from .._budget import check_before_spending
 from .._config import pipeline
@@ -130,7 +131,9 @@ def _server(instance: Any) -> tuple[str | None, int | None]:
 class _Call:
     """One Messages call, from before the request until unitcost has recorded it."""
 
-    __slots__ = ("provider", "model", "host", "port", "stream", "run", "started_ns", "started", "pending", "retries")
+    __slots__ = (
+        "provider", "model", "host", "port", "stream", "run", "started_ns", "started", "pending", "retries", "request",
+    )
 
     def __init__(self, instance: Any, kwargs: dict[str, Any], stream: bool) -> None:
         client = getattr(instance, "_client", None)
@@ -146,6 +149,8 @@ class _Call:
             live[A.TASK_ID] = self.run.id
         self.pending = PendingCall(SDK_SCOPE, SDK_SPAN_NAME, live)
         self.retries = 0  # the SDK's retries so far, from each attempt's x-stainless-retry-count
+        # The request's messages and system prompt, kept only when content capture is on.
+        self.request = (kwargs.get("messages"), kwargs.get("system")) if _content.enabled else None
         # Before the request: the SDK's span can only be adopted by a processor already in place.
         ensure_installed(pipeline().provider)
 
@@ -178,6 +183,8 @@ class _Call:
             call.started = self.started
             if self.retries:
                 call.set_retries(self.retries)
+            if self.request is not None:
+                call.capture_input(*self.request)
             return call
         except Exception as exc:  # noqa: BLE001
             internal_error("anthropic call", exc)
@@ -211,6 +218,8 @@ class _Call:
         usage = _get(result, "usage")  # a Message, or the JSON body of a raw response
         call.span.set_attributes(price_attributes(usage))
         stop = _get(result, "stop_reason")
+        if _content.enabled:
+            call.capture_output(lambda: _block_texts(_get(result, "content")), str(stop) if stop else None)
         call.finish(
             message_usage(usage),
             response_id=_get(result, "id"),
@@ -218,6 +227,10 @@ class _Call:
             finish_reasons=[str(stop)] if stop else None,
         )
         return result
+
+
+def _block_texts(blocks: Any) -> list[Any]:
+    return [_get(block, "text") for block in blocks or () if _get(block, "type") == "text"]
 
 
 class MessageStreamWatcher(StreamWatcher):
@@ -232,6 +245,7 @@ class MessageStreamWatcher(StreamWatcher):
         self.stopped = False
         self.output_chars = 0
         self.thinking_chars = 0
+        self.texts: list[str] | None = [] if _content.enabled else None  # text deltas, for content capture
 
     def _take_usage(self, usage: Any) -> None:
         for field in _USAGE_FIELDS:
@@ -249,6 +263,8 @@ class MessageStreamWatcher(StreamWatcher):
                     self.output_chars += len(text)
                     if field == "thinking":
                         self.thinking_chars += len(text)
+                    elif field == "text" and self.texts is not None:
+                        self.texts.append(text)
                     break
         elif kind == "message_start":
             message = _get(chunk, "message")
@@ -274,6 +290,9 @@ class MessageStreamWatcher(StreamWatcher):
                 usage.estimated = True
                 usage.estimate_method = METHOD_CHARS
         call.span.set_attributes(price_attributes(self.usage))
+        texts = self.texts
+        if texts is not None:
+            call.capture_output(lambda: ["".join(texts)], self.stop_reason)
         if error is not None:
             call.fail(error, usage, incomplete=True)
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _content
 from .._config import pipeline
 from .._instrument import observer
 from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, note_retries, run_call, run_call_async
@@ -54,6 +55,8 @@ def _start(api: API, instance: Any, kwargs: dict[str, Any], stream: bool) -> tup
         server_port=port,
         stream=stream,
     )
+    if call is not None and _content.enabled:
+        call.capture_input(kwargs.get(api.request_field), kwargs.get(api.system_field) if api.system_field else None)
     if call is None or not stream or api.watcher is None:
         return call, None
     hide = False

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from .. import _attributes as A
+from .. import _content
 from .._estimate import texts_of
 from .._llm import LLMCall
 from .._usage import TokenUsage, clean_count
@@ -36,8 +37,20 @@ def _finish_reasons(choices: Any) -> list[str]:
     return [str(r) for c in choices or () if (r := get(c, "finish_reason"))]
 
 
+def _choice_texts(choices: Any) -> list[Any]:
+    """The text of each choice: a chat message's content (or refusal), or a legacy completion's text."""
+    texts = []
+    for choice in choices or ():
+        message = get(choice, "message")
+        texts.append(get(choice, "text") if message is None else get(message, "content") or get(message, "refusal"))
+    return texts
+
+
 def finish_completion(call: LLMCall, result: Any) -> None:
     """A chat completion or a legacy completion (object or JSON body)."""
+    if _content.enabled:
+        reasons = _finish_reasons(get(result, "choices"))
+        call.capture_output(lambda: _choice_texts(get(result, "choices")), reasons[0] if reasons else None)
     call.finish(
         chat_usage(get(result, "usage")),
         response_id=get(result, "id"),
@@ -112,5 +125,6 @@ COMPLETIONS = API(
     error_usage=_error_usage,
     watcher=partial(CompletionStreamWatcher, chat=False),
     asks_for_usage=True,
+    request_field="prompt",
 )
-EMBEDDINGS = API(operation=A.OP_EMBEDDINGS, finish=finish_embeddings, error_usage=_error_usage)
+EMBEDDINGS = API(operation=A.OP_EMBEDDINGS, finish=finish_embeddings, error_usage=_error_usage, request_field="input")

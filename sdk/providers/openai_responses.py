@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _attributes as A
+from .. import _content
 from .._estimate import texts_of
 from .._llm import LLMCall
 from .._usage import TokenUsage, clean_count
@@ -46,8 +47,20 @@ def _outcome(response: Any) -> tuple[list[str], str | None]:
     return ([str(status)] if status else []), None
 
 
+def _output_texts(response: Any) -> list[Any]:
+    """The text of a response's message items (``output_text`` and ``refusal`` parts)."""
+    texts = []
+    for item in get(response, "output") or ():
+        if get(item, "type") == "message":
+            for part in get(item, "content") or ():
+                texts.append(get(part, "text") or get(part, "refusal"))
+    return texts
+
+
 def finish_response(call: LLMCall, response: Any) -> None:
     reasons, error_type = _outcome(response)
+    if _content.enabled:
+        call.capture_output(lambda: _output_texts(response), reasons[0] if reasons else None)
     call.finish(
         responses_usage(get(response, "usage")),
         response_id=get(response, "id"),
@@ -108,4 +121,6 @@ RESPONSES = API(
     finish=finish_response,
     error_usage=lambda error: usage_in_error(error, responses_usage),
     watcher=ResponseStreamWatcher,
+    request_field="input",
+    system_field="instructions",
 )
