@@ -54,7 +54,10 @@ def instrument(client: Any = None) -> None:
         unitcost.instrument(client)
     """
     global _wanted
+    from . import _threads  # here: concurrent.futures is not needed by `import unitcost`
+
     with _lock:
+        _threads.patch()  # executor work stays in the submitter's task (see unitcost._threads)
         if client is None:
             _wanted = True
             for module_name in _ADAPTERS:
@@ -85,6 +88,8 @@ def uninstrument(client: Any = None) -> None:
                 return
         _wanted = False
         _clients.clear()
+        if "unitcost._threads" in sys.modules:
+            sys.modules["unitcost._threads"].unpatch()
         for (owner, attribute), original in list(_originals.items()):
             setattr(owner, attribute, original)
         _originals.clear()

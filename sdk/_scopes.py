@@ -24,18 +24,31 @@ from ._context import TaskRun, current_run
 from ._errors import internal_error
 from ._money import parse_usd
 from ._outcomes import ERROR_LABEL, Outcome
+from ._secrets import scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MAX_ATTR_LEN = 4096
 
 
+def _text(value: Any) -> str:
+    """User text as an attribute value: at most _MAX_ATTR_LEN characters, valid UTF-8 (bytes are
+    decoded, and lone surrogates, which no exporter can encode, become "?")."""
+    if isinstance(value, bytes | bytearray):
+        text = bytes(value[: _MAX_ATTR_LEN * 4]).decode("utf-8", "replace")
+    else:
+        text = value if isinstance(value, str) else str(value)
+    text = text[:_MAX_ATTR_LEN]
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _attr_value(value: Any) -> Any:
     """A task attribute as an OpenTelemetry attribute value (str, bool, int or float)."""
     if isinstance(value, (bool, int, float)):
         return value
-    text = value if isinstance(value, str) else str(value)
-    return text[:_MAX_ATTR_LEN]
+    return _text(value)
 
 
 class _Active:
@@ -77,7 +90,7 @@ class _Scope:
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"unitcost.{self._type}() needs a non-empty name")
-        self.name = name
+        self.name = _text(name)
 
     # -- what each kind of scope puts on its span ---------------------------------------------
     def _span_name(self) -> str:
@@ -114,7 +127,7 @@ class _Scope:
             span = active.span
             if exc is not None:
                 span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, str(exc)[:_MAX_ATTR_LEN]))
+                span.set_status(Status(StatusCode.ERROR, scrub(_text(str(exc)[: _MAX_ATTR_LEN * 4]))))
             if active.run is not None:
                 outcome = active.run.outcome
                 if outcome is None and exc is not None:
@@ -166,6 +179,9 @@ class _Scope:
 
     # -- decorator -------------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
+        if isinstance(fn, classmethod | staticmethod):
+            # @unitcost.task(...) written above @classmethod / @staticmethod: wrap the function inside.
+            return cast(F, type(fn)(self(fn.__func__)))
         start, end, enter, exit_ = self._start, self._end, self._enter, self._exit
         signature = inspect.signature(fn) if self._uses_arguments() else None
 
@@ -321,7 +337,7 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         }
         key = self.key(*args, **kwargs) if callable(self.key) else self.key
         if key is not None:
-            attrs[A.TASK_KEY] = str(key)[:_MAX_ATTR_LEN]
+            attrs[A.TASK_KEY] = _text(key)
         extra = self.attributes(*args, **kwargs) if callable(self.attributes) else self.attributes
         for name, value in (extra or {}).items():
             if value is not None:
