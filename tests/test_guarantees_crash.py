@@ -221,7 +221,7 @@ def test_a_full_queue_drops_counts_and_shows_never_blocking_the_caller(make_stor
         longest = max(longest, time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
     assert not release.is_set()
-    assert longest < 0.05 and elapsed < 2  # the caller never waited for the exporter
+    assert longest < 1 and elapsed < 10  # the caller never waited for the exporter (blocked 30 s)
     release.set()
     assert unitcost.flush()
 

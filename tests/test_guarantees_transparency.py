@@ -271,7 +271,7 @@ def test_a_locked_database_never_blocks_the_caller_and_loses_nothing(lenient, st
         elapsed = time.perf_counter() - started
         assert not unitcost.flush()
         other.execute("ROLLBACK")
-    assert elapsed < 1  # the caller's thread never waited for the lock
+    assert elapsed < 3  # the caller's thread never waited for the lock (held until after the loop)
     assert internal_errors(lenient, "store exporter")
     assert unitcost.flush()
     assert store_rows(store_db, "SELECT COUNT(*) AS n FROM runs WHERE kind = 'locked'") == [{"n": 20}]
