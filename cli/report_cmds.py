@@ -182,6 +182,9 @@ def check_command(
         raise click.UsageError("give at least one threshold, e.g. --max-cost-per-success 0.40")
     rows = report(db, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
     reasons = breaches(rows, limits)
+    dropped = rows[0].get("dropped_spans") if rows else 0
+    if dropped:  # the numbers checked are too low: say so, whether or not a threshold broke
+        click.echo(f"warning: {dropped} span(s) never reached the store; see `unitcost doctor`", err=True)
     for reason in reasons:
         click.echo(reason)
     if reasons:

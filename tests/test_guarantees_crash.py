@@ -237,3 +237,5 @@ def test_a_full_queue_drops_counts_and_shows_never_blocking_the_caller(make_stor
     assert f"! {300 - stored} span(s) never reached the store" in run_cli("report", "--db", str(db)).stdout
     csv = run_cli("report", "--db", str(db), "--format", "csv").stdout
     assert "dropped_spans" in csv.splitlines()[0]
+    check = run_cli("check", "--db", str(db), "--max-cost", "100")
+    assert f"warning: {300 - stored} span(s) never reached the store" in check.stderr
