@@ -8,7 +8,10 @@ An adapter module exposes ``PATCHES``: ``(module, "Class.method", wrapt wrapper)
 Each class is patched once, with the wrapper behind a gate that passes the call straight through
 when neither the global switch nor the call's client is on, and when the call is made from inside
 another wrapped method (a ``.stream()`` helper calling ``create``): one call, one span. A wrapper
-marked `observer` (one that only looks, such as the retry counter) runs whenever anything is on.
+marked `observer` (one that only looks, such as the retry counter) runs whenever anything is on; one
+marked `ungated` (anthropic 0.x's isinstance check that sees through unitcost's stream proxies)
+runs whenever it is patched in. An entry whose module, class or method this SDK version lacks is
+skipped, so an adapter may list a method under each module path it has had.
 
 Patching is idempotent (twice is once) and reversible (`uninstrument()` puts the originals back).
 A provider SDK the application has not imported is never imported by unitcost: a post-import hook
@@ -39,6 +42,13 @@ _originals: dict[tuple[Any, str], Any] = {}  # (class, attribute) -> original fu
 def observer(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a PATCHES wrapper that only observes (it records no call of its own)."""
     wrapper.__unitcost_observer__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def ungated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a PATCHES wrapper that runs whenever it is patched in, whichever client is instrumented:
+    one that only changes what the SDK answers about unitcost's own objects (its proxies)."""
+    wrapper.__unitcost_ungated__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -114,6 +124,8 @@ def _enabled(instance: Any) -> bool:
 def _gated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     from ._llm import in_wrapped_call
 
+    if getattr(wrapper, "__unitcost_ungated__", False):
+        return wrapper
     if getattr(wrapper, "__unitcost_observer__", False):
 
         def observe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -169,6 +169,27 @@ def test_stream_true_async(store_db, anthropic_client, finished_spans, sdk_traci
     assert_counted_once(finished_spans(), [row], sdk_tracing)
 
 
+def test_a_stream_of_a_client_instrumented_alone_is_the_sdks_stream(store_db, anthropic_client, sdk_tracing):
+    # anthropic 0.x answers isinstance(x, Stream) in a metaclass of its own, blind to proxies.
+    unitcost.uninstrument()
+    client, async_client = anthropic_client(MessagesServer()), anthropic_client(MessagesServer(), is_async=True)
+    unitcost.instrument(client)
+    unitcost.instrument(async_client)
+    stream = client.messages.create(**REQUEST, stream=True)
+    assert isinstance(stream, anthropic.Stream) and not isinstance(object(), anthropic.Stream)
+    for _ in stream:
+        pass
+
+    async def main():
+        stream = await async_client.messages.create(**REQUEST, stream=True)
+        assert isinstance(stream, anthropic.AsyncStream)
+        async for _ in stream:
+            pass
+
+    asyncio.run(main())
+    assert [row["streamed"] for row in rows(store_db)] == [1, 1]
+
+
 @pytest.mark.covers("anthropic", "messages.stream", "sync", "stream")
 @pytest.mark.parametrize("read", ["get_final_message", "text_stream", "until_done", "iterate", "get_final_text"])
 def test_stream_helper(store_db, anthropic_client, finished_spans, sdk_tracing, read):

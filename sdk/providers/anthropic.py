@@ -47,7 +47,7 @@ from .._config import pipeline
 from .._context import current_run
 from .._errors import internal_error
 from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
-from .._instrument import observer
+from .._instrument import observer, ungated
 from .._llm import RETRY_COUNT_HEADER, AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
 from .._raw import is_raw_response, wrap_raw_response
 from .._usage import TokenUsage, clean_count
@@ -443,7 +443,7 @@ def wrap_stream(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return manager
 
 
-@observer
+@ungated
 def see_through_stream_proxies(wrapped: Any, cls: Any, args: Any, kwargs: Any) -> Any:
     """anthropic < 1 answers ``isinstance(x, Stream)`` (and ``AsyncStream``) in a metaclass that
     never looks at ``x.__class__``: the stream unitcost watches would not be a ``Stream``. It is one
