@@ -132,6 +132,7 @@ class EnrichingSpanExporter(SpanExporter):
         self._rows = StoreSpanExporter(os.devnull, prices or PriceBook())  # its row builders; it opens no store
         self._locate_task = locate_task
         self._pending = _Bounded(max_open)  # span id -> totals of its ended descendants
+        self._nested = _Bounded(max_open)  # task span id -> the part of its totals from tasks nested in it
         self._tasks = _Bounded(max_open)  # task id -> (trace id, span id, sampled)
         self._keys = _Bounded(max_open)  # (kind, key) -> the latest task id
         self._lock = threading.Lock()
@@ -161,11 +162,21 @@ class EnrichingSpanExporter(SpanExporter):
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return all(exporter.force_flush(timeout_millis) for exporter in self.exporters)
+        flushed = True
+        for exporter in self.exporters:
+            try:
+                flushed = exporter.force_flush(timeout_millis) and flushed
+            except Exception as exc:  # noqa: BLE001 - a user's exporter must not break flush()
+                internal_error(f"exporter {type(exporter).__name__} flush", exc)
+                flushed = False
+        return flushed
 
     def shutdown(self) -> None:
         for exporter in self.exporters:
-            exporter.shutdown()
+            try:
+                exporter.shutdown()
+            except Exception as exc:  # noqa: BLE001 - nor configure() or the exit
+                internal_error(f"exporter {type(exporter).__name__} shutdown", exc)
 
     # -- enrichment ----------------------------------------------------------------------------
     def _enrich(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
@@ -248,17 +259,22 @@ class EnrichingSpanExporter(SpanExporter):
             self._keys.put((None, str(attrs[A.TASK_KEY])), task_id)
         parent = attrs.get(A.TASK_PARENT_ID)
         if parent and any(totals):  # a nested task counts in its parent task's subtree
-            current = self._pending.get(int(parent, 16))
-            if current is None:
-                self._pending.put(int(parent, 16), list(totals))
-            else:
-                _add(current, totals)
+            for table in (self._pending, self._nested):
+                current = table.get(int(parent, 16))
+                if current is None:
+                    table.put(int(parent, 16), list(totals))
+                else:
+                    _add(current, totals)
+        # The task's own cost leaves out the tasks nested in it, so summing tasks counts each call once.
+        nested = self._nested.pop(span.context.span_id, None) or [0] * _TOTAL_FIELDS
+        own_cost = usd(totals[_LLM_COST] + totals[_TOOL_COST] - nested[_LLM_COST] - nested[_TOOL_COST])
         if self.metrics is not None:
-            self.metrics.record_task(attrs, usd(totals[_LLM_COST] + totals[_TOOL_COST]))
+            self.metrics.record_task(attrs, own_cost)
         events = None
         if attrs.get(A.OUTCOME_LABEL) is not None:
             events = (*span.events, outcome_event(attrs, span.end_time))
-        return with_attributes(span, {**(span.attributes or {}), **_totals_attributes(totals)}, events)
+        extra = {**_totals_attributes(totals), A.TASK_OWN_COST_USD: own_cost}
+        return with_attributes(span, {**(span.attributes or {}), **extra}, events)
 
     def _late_outcome(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
         """An outcome recorded after its task: the same small span, moved into the task's trace."""

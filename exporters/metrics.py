@@ -14,8 +14,8 @@ metric                              unit         attributes
                                                  per tool call: ``gen_ai.tool.name``
 ``unitcost.tasks``                  ``{task}``   ``unitcost.task.kind``, ``unitcost.outcome.label``
                                                  and ``unitcost.outcome.success`` (when known)
-``unitcost.task.cost``              ``USD``      the same as ``unitcost.tasks``: what each task's
-                                                 subtree cost
+``unitcost.task.cost``              ``USD``      the same as ``unitcost.tasks``: what each task
+                                                 cost itself (tasks nested in it left out)
 =================================== ============ ===================================================
 
 Histogram buckets are the GenAI conventions' (tokens: 1, 4, 16, ... 4**13; seconds: 0.01 doubling to
@@ -58,7 +58,7 @@ class SpanMetrics:
             "unitcost.tasks", unit="{task}", description="Task runs, by kind and outcome."
         )
         self._task_cost = meter.create_histogram(
-            "unitcost.task.cost", unit="USD", description="What each task run cost, its subtree included.",
+            "unitcost.task.cost", unit="USD", description="What each task run cost, tasks nested in it left out.",
             explicit_bucket_boundaries_advisory=TASK_COST_BUCKETS,
         )
 

@@ -102,6 +102,8 @@ COST_UNPRICED = "unitcost.cost.unpriced"  # true on an LLM call that could not b
 PRICE_SOURCE = "unitcost.price.source"  # "genai-prices" or "override"
 # On a task span: the totals of its subtree (LLM calls, tools and nested tasks under it).
 TASK_COST_USD = "unitcost.task.cost_usd"
+# Its own cost, without the tasks nested in it: sum this one across tasks to count each call once.
+TASK_OWN_COST_USD = "unitcost.task.own_cost_usd"
 TASK_LLM_COST_USD = "unitcost.task.llm_cost_usd"
 TASK_TOOL_COST_USD = "unitcost.task.tool_cost_usd"
 TASK_LLM_CALLS = "unitcost.task.llm_calls"
