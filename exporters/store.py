@@ -143,8 +143,9 @@ def _hex_span(span_id: int | None) -> str | None:
     return None if span_id is None else format(span_id, "016x")
 
 
-def _error_type(span: ReadableSpan) -> str | None:
-    attrs = span.attributes or {}
+def _error_type(span: ReadableSpan, attrs: Any = None) -> str | None:
+    if attrs is None:
+        attrs = span.attributes or {}
     if A.ERROR_TYPE in attrs:
         return str(attrs[A.ERROR_TYPE])
     if span.status.status_code is StatusCode.ERROR:
@@ -227,23 +228,30 @@ class StoreSpanExporter(SpanExporter):
         content: list[tuple[Any, ...]] = []
         for span in spans:
             try:
-                kind = span_type(span)
-                if kind is not None and A.SPAN_TYPE not in (span.attributes or {}):
-                    span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
+                # One copy of the attributes per span: each read through `span.attributes` builds a
+                # mappingproxy over BoundedAttributes, several times slower than a plain dict.
+                attrs = dict(span.attributes or {})
+                found = attrs.get(A.SPAN_TYPE)
+                if found is not None:
+                    kind: str | None = str(found)
+                else:
+                    kind = foreign_span_type(attrs)  # another instrumentation's span (unitcost.exporters._formats)
+                    if kind is not None:
+                        span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
+                        attrs = dict(span.attributes or {})
                 if kind == "llm":
-                    calls.append(self._call_row(span))
-                    attrs = span.attributes or {}
+                    calls.append(self._call_row(span, attrs))
                     if attrs.get(A.CONTENT_CAPTURED):
                         content.append((calls[-1][0], attrs.get(A.INPUT_MESSAGES), attrs.get(A.OUTPUT_MESSAGES)))
                 elif kind == "task":
-                    runs.append(self._run_row(span))
-                    outcome = self._outcome_row(span, "inline")
+                    runs.append(self._run_row(span, attrs))
+                    outcome = self._outcome_row(span, "inline", attrs)
                     if outcome:
                         outcomes.append(outcome)
                 elif kind in ("tool", "step"):
-                    steps.append(self._step_row(span, kind))
+                    steps.append(self._step_row(span, kind, attrs))
                 elif kind == "outcome":
-                    outcome = self._outcome_row(span, "late")
+                    outcome = self._outcome_row(span, "late", attrs)
                     if outcome:
                         outcomes.append(outcome)
             except Exception as exc:  # noqa: BLE001 - one unreadable span must not cost the batch
@@ -251,8 +259,9 @@ class StoreSpanExporter(SpanExporter):
                 internal_error("store exporter span", exc)
         return runs, calls, steps, outcomes, content
 
-    def _call_row(self, span: ReadableSpan) -> tuple[Any, ...]:
-        attrs = span.attributes or {}
+    def _call_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
+        if attrs is None:
+            attrs = span.attributes or {}
         buckets = Buckets.from_span_attributes(attrs)
         provider = str(attrs.get(A.PROVIDER) or attrs.get("gen_ai.system") or "unknown")
         model = str(attrs.get(A.REQUEST_MODEL) or attrs.get(A.RESPONSE_MODEL) or "unknown")
@@ -265,7 +274,7 @@ class StoreSpanExporter(SpanExporter):
         cost = reasoning = source = None
         # A call that ended without an error and without any usage (a raw response whose body was
         # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
-        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or _error_type(span) is not None
+        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or _error_type(span, attrs) is not None
         timing: dict[str, Any] = {"duration_s": Decimal(ended - started) / _NS_PER_S, "usage_known": usage_known}
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
@@ -285,7 +294,7 @@ class StoreSpanExporter(SpanExporter):
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
             int(bool(attrs.get(A.USAGE_ESTIMATED))), int(bool(attrs.get(A.REQUEST_STREAM))),
-            int(bool(attrs.get(A.CALL_INCOMPLETE))), _error_type(span), None if tier is None else str(tier),
+            int(bool(attrs.get(A.CALL_INCOMPLETE))), _error_type(span, attrs), None if tier is None else str(tier),
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
             clean_count(attrs.get(A.CALL_RETRIES)) or 0,
@@ -293,8 +302,9 @@ class StoreSpanExporter(SpanExporter):
             clean_count(attrs.get(A.CACHE_WRITE_12H_TOKENS)) or 0,
         )
 
-    def _run_row(self, span: ReadableSpan) -> tuple[Any, ...]:
-        attrs = span.attributes or {}
+    def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
+        if attrs is None:
+            attrs = span.attributes or {}
         prefix = len(A.TASK_ATTR_PREFIX)
         task_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         started = span.start_time or 0
@@ -302,12 +312,13 @@ class StoreSpanExporter(SpanExporter):
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_PARENT_ID),
             str(attrs.get(A.TASK_KIND)), attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
-            started, span.end_time or started, _error_type(span),
+            started, span.end_time or started, _error_type(span, attrs),
             json.dumps(task_attrs, ensure_ascii=False, sort_keys=True, default=str),
         )
 
-    def _step_row(self, span: ReadableSpan, kind: str) -> tuple[Any, ...]:
-        attrs = span.attributes or {}
+    def _step_row(self, span: ReadableSpan, kind: str, attrs: Any = None) -> tuple[Any, ...]:
+        if attrs is None:
+            attrs = span.attributes or {}
         cost = attrs.get(A.TOOL_COST)
         name = attrs.get(A.TOOL_NAME) if kind == "tool" else attrs.get(A.STEP_NAME)
         started = span.start_time or 0
@@ -315,11 +326,12 @@ class StoreSpanExporter(SpanExporter):
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID), kind,
             str(name or span.name), started, span.end_time or started,
-            None if cost is None else to_pico(parse_usd(cost)), _error_type(span),
+            None if cost is None else to_pico(parse_usd(cost)), _error_type(span, attrs),
         )
 
-    def _outcome_row(self, span: ReadableSpan, source: str) -> tuple[Any, ...] | None:
-        attrs = span.attributes or {}
+    def _outcome_row(self, span: ReadableSpan, source: str, attrs: Any = None) -> tuple[Any, ...] | None:
+        if attrs is None:
+            attrs = span.attributes or {}
         label = attrs.get(A.OUTCOME_LABEL)
         if label is None:
             return None
