@@ -261,6 +261,10 @@ class PriceBook:
         self._overrides = overrides or []
         self._models: dict[tuple[str, str], Any] = {}  # (provider, model) -> genai ModelInfo | None
         self._rates: dict[tuple[Any, ...], Rates | None] = {}
+        # The answer of `rates` by its arguments and day, for the answers that cannot change within
+        # a day (not a model priced by time of day), so a repeated call is one dict lookup.
+        self._resolved: dict[tuple[Any, ...], Rates | None] = {}
+        self._by_time_of_day: dict[int, bool] = {}  # id(genai ModelInfo) -> has a time-of-day price
 
     @classmethod
     def from_price_file(cls, path: str | os.PathLike[str] | None = None) -> PriceBook:
@@ -288,27 +292,42 @@ class PriceBook:
         dated one the provider answered with): the user's price file wins under either name, then
         genai-prices under either.
         """
+        front = (
+            provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+            when.year, when.month, when.day,
+        )
+        try:
+            return self._resolved[front]
+        except KeyError:
+            pass
         names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
         for name in names:
             for override in self._overrides:
-                if override.matches(provider, name, when):
-                    return override.rates()
+                if override.matches(provider, name, when):  # by date only: the same all day
+                    found = self._resolved[front] = override.rates()
+                    return found
         info = None
         for name in names:
             info = self._model_info(provider, name)
             if info is not None:
                 break
         if info is None:
+            self._resolved[front] = None
             return None
         tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
         price_context = dict(context or {})
         if tier:
             price_context["service_tier"] = tier
-        key = (id(info), tuple(sorted(price_context.items())), _price_period(info, when))
+        by_time_of_day = self._by_time_of_day.get(id(info))
+        if by_time_of_day is None:
+            by_time_of_day = self._by_time_of_day[id(info)] = _has_time_of_day_price(info)
+        key = (id(info), tuple(sorted(price_context.items())), _period(when, by_time_of_day))
         cached = self._rates.get(key)
         if cached is None:
             model_price = info.get_prices(when, price_context or None)
             cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
+        if not by_time_of_day:
+            self._resolved[front] = cached
         return cached
 
     def cost(
@@ -351,10 +370,17 @@ def _price_period(info: Any, when: datetime) -> tuple[int, ...]:
     genai-prices changes prices by start date, and for a few models by time of day (off-peak
     rates), so a day is the period unless the model has a time-of-day rule, then a minute.
     """
-    by_time_of_day = any(
+    return _period(when, _has_time_of_day_price(info))
+
+
+def _has_time_of_day_price(info: Any) -> bool:
+    return any(
         type(getattr(p, "constraint", None)).__name__ == "TimeOfDateConstraint"
         for p in (info.prices if isinstance(info.prices, list) else ())
     )
+
+
+def _period(when: datetime, by_time_of_day: bool) -> tuple[int, ...]:
     if by_time_of_day:
         return (when.year, when.month, when.day, when.hour, when.minute)
     return (when.year, when.month, when.day)
