@@ -134,26 +134,30 @@ class LLMCall:
         self._ended = True
         try:
             span = self.span
+            # Set together: each set_attribute call takes the span's lock and checks it is recording.
+            attrs: dict[str, Any] = {}
             if error_type:
                 # The response itself says the call failed (a Responses `status: failed`).
-                span.set_attribute(A.ERROR_TYPE, error_type)
+                attrs[A.ERROR_TYPE] = error_type
                 span.set_status(Status(StatusCode.ERROR, error_type))
             if response_id:
-                span.set_attribute(A.RESPONSE_ID, response_id)
+                attrs[A.RESPONSE_ID] = response_id
             if response_model:
-                span.set_attribute(A.RESPONSE_MODEL, response_model)
+                attrs[A.RESPONSE_MODEL] = response_model
             if finish_reasons:
-                span.set_attribute(A.FINISH_REASONS, finish_reasons)
+                attrs[A.FINISH_REASONS] = finish_reasons
             if service_tier:
-                span.set_attribute(A.OPENAI_SERVICE_TIER, service_tier)
+                attrs[A.OPENAI_SERVICE_TIER] = service_tier
             if usage is not None and not error_type and _reports_nothing(usage):
                 # A usage block whose counts were all missing, null or unusable is no usage at all: the
                 # call is recorded as unpriced (and says so in every report), never as a $0 call.
                 usage = None
             if usage is not None:
-                span.set_attributes(usage.span_attributes())
+                attrs.update(usage.span_attributes())
             if incomplete:
-                span.set_attribute(A.CALL_INCOMPLETE, True)
+                attrs[A.CALL_INCOMPLETE] = True
+            if attrs:
+                span.set_attributes(attrs)
             span.end(end_time=end_time_ns)
             run = self.run
             if run is not None and run.budget is not None and usage is not None:
