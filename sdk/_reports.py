@@ -11,7 +11,6 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -410,10 +409,11 @@ def report(
         bucket = time_bucket(task.started_ns, every) if every else None
         # Grouped by model, a task counts in each model's row with only that model's calls.
         if per_model:
-            parts: dict[str | None, list[int]] = defaultdict(lambda: list(_ZERO))
+            parts: dict[str | None, list[int]] = {}
             for (provider, model), sums in f.slices.items():
                 part = model if per_model == "model" else provider
-                parts[part] = [a + b for a, b in zip(parts[part], sums, strict=True)]
+                current = parts.get(part)  # most tasks have one slice a model: no copy then
+                parts[part] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
             entries: list[tuple[str | None, list[int], bool]] = [
                 (part, sums, False) for part, sums in parts.items()
             ] or [(None, list(_ZERO), False)]
