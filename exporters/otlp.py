@@ -57,6 +57,16 @@ def _http_url(base: str, path: str) -> str:
     return url if url.endswith(path) else url + path
 
 
+def _options(headers: Mapping[str, str] | None, timeout: float | None) -> dict[str, Any]:
+    """The keyword arguments both OTLP exporters take; what is not given is left to the variables."""
+    kwargs: dict[str, Any] = {}
+    if headers:
+        kwargs["headers"] = dict(headers)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return kwargs
+
+
 def span_exporter(
     protocol: str = HTTP,
     endpoint: str | None = None,
@@ -65,11 +75,7 @@ def span_exporter(
 ) -> Any:
     """An OTLP span exporter. ``endpoint`` is a base URL (``http://collector:4318``; over gRPC
     ``http://collector:4317``); None leaves it, and anything else not given, to the variables."""
-    kwargs: dict[str, Any] = {}
-    if headers:
-        kwargs["headers"] = dict(headers)
-    if timeout is not None:
-        kwargs["timeout"] = timeout
+    kwargs = _options(headers, timeout)
     if protocol == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
@@ -86,11 +92,7 @@ def metric_exporter(
     timeout: float | None = None,
 ) -> Any:
     """An OTLP metric exporter, configured as `span_exporter` is."""
-    kwargs: dict[str, Any] = {}
-    if headers:
-        kwargs["headers"] = dict(headers)
-    if timeout is not None:
-        kwargs["timeout"] = timeout
+    kwargs = _options(headers, timeout)
     if protocol == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
