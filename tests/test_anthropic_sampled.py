@@ -25,32 +25,12 @@ APP = textwrap.dedent(
     from anthropic_fixtures import REQUEST, MessagesServer
     from conftest import mock_http_client
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+    from sampled_app import install_app_provider
 
     import unitcost
 
-    class EveryTenthSampled(IdGenerator):
-        # TraceIdRatioBased(0.1) samples a trace whose low 64 bits are below 10% of 2**64.
-        def __init__(self):
-            self.count = 0
-            self.spans = RandomIdGenerator()
-
-        def generate_span_id(self):
-            return self.spans.generate_span_id()
-
-        def generate_trace_id(self):
-            self.count += 1
-            low = 1 if self.count % 10 == 1 else 2**63
-            return (self.count << 64) | low
-
-    exported = InMemorySpanExporter()
-    app_provider = TracerProvider(sampler=TraceIdRatioBased(0.1), id_generator=EveryTenthSampled())
-    app_provider.add_span_processor(SimpleSpanProcessor(exported))
-    trace.set_tracer_provider(app_provider)
+    # The application's own tracing, set up before unitcost.
+    app_provider, exported = install_app_provider()
 
     unitcost.configure(service_name="sampled-app", db=sys.argv[1])
     unitcost.instrument()
