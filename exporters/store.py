@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,13 @@ from .. import _attributes as A
 from .._adopt import merge_or_hold
 from .._errors import internal_error
 from .._money import parse_usd, to_pico
-from .._pricing import PriceBook, utc_from_ns
+from .._pricing import PriceBook
 from .._run_totals import refresh as refresh_run_totals
 from .._store import open_store
 from .._usage import Buckets, clean_count
 from ._formats import as_unitcost_span, foreign_span_type
 
 logger = logging.getLogger("unitcost")
-
-_NS_PER_S = Decimal(1_000_000_000)
 
 _CALL_COLUMNS = (
     "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",
@@ -128,6 +125,9 @@ def span_type(span: ReadableSpan) -> str | None:
 _PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
 _PRICE_CONTEXT_KEYS = {"processing", "speed"}
 _DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
+
+
+_MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
 
 
 def _price_modifiers(attrs: Any) -> dict[str, str]:
@@ -260,46 +260,49 @@ class StoreSpanExporter(SpanExporter):
         return runs, calls, steps, outcomes, content
 
     def _call_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
+        # The exporter's hot path (one call per stored LLM call): each attribute is read once.
         if attrs is None:
-            attrs = span.attributes or {}
+            attrs = dict(span.attributes or {})
+        get = attrs.get
         buckets = Buckets.from_span_attributes(attrs)
-        provider = str(attrs.get(A.PROVIDER) or attrs.get("gen_ai.system") or "unknown")
-        model = str(attrs.get(A.REQUEST_MODEL) or attrs.get(A.RESPONSE_MODEL) or "unknown")
-        response_model = attrs.get(A.RESPONSE_MODEL)
-        tier = attrs.get(A.OPENAI_SERVICE_TIER) or attrs.get(A.ANTHROPIC_SERVICE_TIER)
-        modifiers = _price_modifiers(attrs)
-        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS}
+        provider = str(get(A.PROVIDER) or get("gen_ai.system") or "unknown")
+        response_model = get(A.RESPONSE_MODEL)
+        model = str(get(A.REQUEST_MODEL) or response_model or "unknown")
+        tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
+        modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
+        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS} if modifiers else None
+        error_type = _error_type(span, attrs)
         started = span.start_time or 0
         ended = span.end_time or started
         cost = reasoning = source = None
         # A call that ended without an error and without any usage (a raw response whose body was
         # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
-        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or _error_type(span, attrs) is not None
-        timing: dict[str, Any] = {"duration_s": Decimal(ended - started) / _NS_PER_S, "usage_known": usage_known}
+        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.cost(
-                provider, str(response_model or model), utc_from_ns(started), buckets, str(tier) if tier else None,
-                context, also_known_as=model, **timing,
+            priced = self._prices.cost_pico_at_ns(
+                provider, str(response_model or model), started, ended, buckets, str(tier) if tier else None,
+                context, usage_known=usage_known, also_known_as=model,
             )
             if priced is not None:
-                cost, reasoning, source = to_pico(priced.total), to_pico(priced.reasoning), priced.source
+                cost, reasoning, source = priced
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
             internal_error("pricing", exc)
+        parent = span.parent
         return (
-            _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
-            _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID),
-            started, ended, provider, str(attrs.get(A.OPERATION) or "chat"), model,
+            format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
+            None if parent is None else format(parent.span_id, "016x"), get(A.TASK_ID),
+            started, ended, provider, str(get(A.OPERATION) or "chat"), model,
             None if response_model is None else str(response_model),
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
-            int(bool(attrs.get(A.USAGE_ESTIMATED))), int(bool(attrs.get(A.REQUEST_STREAM))),
-            int(bool(attrs.get(A.CALL_INCOMPLETE))), _error_type(span, attrs), None if tier is None else str(tier),
+            int(bool(get(A.USAGE_ESTIMATED))), int(bool(get(A.REQUEST_STREAM))),
+            int(bool(get(A.CALL_INCOMPLETE))), error_type, None if tier is None else str(tier),
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
-            clean_count(attrs.get(A.CALL_RETRIES)) or 0,
-            clean_count(attrs.get(A.CACHE_WRITE_30M_TOKENS)) or 0,
-            clean_count(attrs.get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            clean_count(get(A.CALL_RETRIES)) or 0,
+            clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
+            clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:

@@ -411,8 +411,11 @@ def run_call(
     token = active_call.set(call)
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
-        with wrapped_call():
+        inside = _in_wrapped.set(True)  # as `wrapped_call()` does, without a generator a call
+        try:
             result = invoke()
+        finally:
+            _in_wrapped.reset(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise
@@ -438,8 +441,11 @@ async def run_call_async(
     token = active_call.set(call)
     try:
         check_before_spending(call.run)
-        with wrapped_call():
+        inside = _in_wrapped.set(True)  # as `wrapped_call()` does, without a generator a call
+        try:
             result = await invoke()
+        finally:
+            _in_wrapped.reset(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise

@@ -13,7 +13,7 @@ import fnmatch
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ._errors import ConfigurationError
+from ._money import to_pico
 from ._usage import Buckets
 
 PRICE_FILE_NAME = "unitcost.toml"
@@ -90,6 +91,44 @@ class Rates:
     exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
     per_web_search: Decimal = Decimal(0)  # USD per server-side web search request
     per_second: Decimal = Decimal(0)  # self-hosted: hourly_usd / 3600 / concurrency, USD per second of call
+    # The same rates in whole pico-dollars per token (see `cost_pico`), or None when some rate is not
+    # a whole number of them, is tiered, or is by time: those calls take the Decimal path.
+    pico_per_token: tuple[tuple[str, int], ...] | None = field(init=False, default=None)
+    pico_reasoning: int = field(init=False, default=0)
+    pico_per_request: int = field(init=False, default=0)
+    pico_per_web_search: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Exact integer prices for the exporter: $0.15 per million tokens is 150,000 pico-dollars a
+        # token, so a call's cost is a sum of integer products, equal to what `cost` gives (Decimal,
+        # then rounded to the pico-dollar) whenever every rate is a whole number of pico-dollars.
+        if self.exact_fallback is not None or self.per_second:
+            return
+        per_token = []
+        for bucket, price in self.per_bucket.items():
+            if price is None:
+                continue
+            pico = _whole(price * _PICO_PER_TOKEN_PER_MTOK) if isinstance(price, Decimal) else None
+            if pico is None:
+                return
+            per_token.append((bucket, pico))
+        request, search = _whole(self.per_request * _PICO_PER_USD), _whole(self.per_web_search * _PICO_PER_USD)
+        if request is None or search is None:
+            return
+        object.__setattr__(self, "pico_per_token", tuple(per_token))
+        object.__setattr__(self, "pico_reasoning", dict(per_token).get("reasoning", 0))
+        object.__setattr__(self, "pico_per_request", request)
+        object.__setattr__(self, "pico_per_web_search", search)
+
+    def cost_pico(self, buckets: Buckets) -> tuple[int, int] | None:
+        """(total, reasoning part) in pico-dollars, in integers; None when these rates need `cost`."""
+        per_token = self.pico_per_token
+        if per_token is None:
+            return None
+        total = self.pico_per_request + self.pico_per_web_search * buckets.web_search_requests
+        for bucket, pico in per_token:
+            total += pico * getattr(buckets, bucket)
+        return total, self.pico_reasoning * buckets.reasoning
 
     @property
     def prices_tokens(self) -> bool:
@@ -114,6 +153,14 @@ class Rates:
         if buckets.web_search_requests:
             total += self.per_web_search * buckets.web_search_requests
         return CallCost(total + self.per_request + time_cost, reasoning, self.source)
+
+
+_PICO_PER_USD = Decimal(10) ** 12
+_PICO_PER_TOKEN_PER_MTOK = _PICO_PER_USD / _MTOK  # USD per million tokens -> pico-dollars per token
+
+
+def _whole(value: Decimal) -> int | None:
+    return int(value) if value == value.to_integral_value() else None
 
 
 def _rate(price: Any, input_total: int) -> Decimal:
@@ -264,6 +311,7 @@ class PriceBook:
         # The answer of `rates` by its arguments and day, for the answers that cannot change within
         # a day (not a model priced by time of day), so a repeated call is one dict lookup.
         self._resolved: dict[tuple[Any, ...], Rates | None] = {}
+        self._resolved_by_day: dict[tuple[Any, ...], Rates | None] = {}  # the same, by Unix day (rates_at_ns)
         self._by_time_of_day: dict[int, bool] = {}  # id(genai ModelInfo) -> has a time-of-day price
 
     @classmethod
@@ -300,20 +348,59 @@ class PriceBook:
             return self._resolved[front]
         except KeyError:
             pass
+        found, same_all_day = self._resolve(provider, model, when, service_tier, context, also_known_as)
+        if same_all_day:
+            self._resolved[front] = found
+        return found
+
+    def rates_at_ns(
+        self,
+        provider: str,
+        model: str,
+        started_ns: int,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        also_known_as: str | None = None,
+    ) -> Rates | None:
+        """`rates` for a call started at ``started_ns`` (Unix ns, UTC): the exporter's path, which
+        makes no datetime for a call whose rates are already known for its day."""
+        front = (
+            provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+            started_ns // _NS_PER_DAY,
+        )
+        try:
+            return self._resolved_by_day[front]
+        except KeyError:
+            pass
+        found, same_all_day = self._resolve(
+            provider, model, utc_from_ns(started_ns), service_tier, context, also_known_as
+        )
+        if same_all_day:
+            self._resolved_by_day[front] = found
+        return found
+
+    def _resolve(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None,
+        context: Mapping[str, str] | None,
+        also_known_as: str | None,
+    ) -> tuple[Rates | None, bool]:
+        """The rates in force at ``when``, and whether they hold all of that UTC day."""
         names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
         for name in names:
             for override in self._overrides:
                 if override.matches(provider, name, when):  # by date only: the same all day
-                    found = self._resolved[front] = override.rates()
-                    return found
+                    return override.rates(), True
         info = None
         for name in names:
             info = self._model_info(provider, name)
             if info is not None:
                 break
         if info is None:
-            self._resolved[front] = None
-            return None
+            return None, True
         tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
         price_context = dict(context or {})
         if tier:
@@ -326,9 +413,7 @@ class PriceBook:
         if cached is None:
             model_price = info.get_prices(when, price_context or None)
             cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
-        if not by_time_of_day:
-            self._resolved[front] = cached
-        return cached
+        return cached, not by_time_of_day
 
     def cost(
         self,
@@ -350,6 +435,30 @@ class PriceBook:
         if rates is None or (not usage_known and rates.prices_tokens):
             return None
         return rates.cost(buckets, duration_s)
+
+    def cost_pico_at_ns(
+        self,
+        provider: str,
+        model: str,
+        started_ns: int,
+        ended_ns: int,
+        buckets: Buckets,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        *,
+        usage_known: bool = True,
+        also_known_as: str | None = None,
+    ) -> tuple[int, int, str] | None:
+        """`cost` in whole pico-dollars, (total, reasoning part, source), for a call stored by the
+        exporter: integers when the rates allow (the common case), else `Rates.cost` rounded."""
+        rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
+        if rates is None or (not usage_known and rates.prices_tokens):
+            return None
+        exact = rates.cost_pico(buckets)
+        if exact is not None:
+            return exact[0], exact[1], rates.source
+        priced = rates.cost(buckets, Decimal(ended_ns - started_ns) / _NS_PER_S)
+        return to_pico(priced.total), to_pico(priced.reasoning), priced.source
 
     def _model_info(self, provider: str, model: str) -> Any:
         key = (provider, model)
@@ -386,5 +495,12 @@ def _period(when: datetime, by_time_of_day: bool) -> tuple[int, ...]:
     return (when.year, when.month, when.day)
 
 
+_NS_PER_DAY = 86_400 * 10**9
+_NS_PER_S = Decimal(10**9)
+
+
 def utc_from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    # Whole seconds, then microseconds, in integers: `ns / 1e9` as a float can round a call made in
+    # the last microsecond of a day into the next one, and so price it by the wrong day.
+    seconds, rest = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)

@@ -27,7 +27,13 @@ OnResult = Callable[[LLMCall, Any], Any]
 
 
 def is_raw_response(result: Any) -> bool:
-    return hasattr(result, "http_response") and hasattr(result, "parse")
+    # Both SDKs' raw responses set `http_response` in __init__. Looking in the instance's dict first
+    # spares every plain result (a pydantic model) pydantic's slow path for a missing attribute.
+    try:
+        fields = vars(result)
+    except TypeError:  # no __dict__
+        return hasattr(result, "http_response") and hasattr(result, "parse")
+    return "http_response" in fields and hasattr(result, "parse")
 
 
 def wrap_raw_response(result: Any, call: LLMCall, on_result: OnResult, watcher: StreamWatcher | None) -> Any:

@@ -23,6 +23,8 @@ def clean_count(value: Any) -> int | None:
     Provider SDKs and compatible servers send None, floats, strings and sometimes junk. A usable
     count is a non-negative whole number below a sanity bound.
     """
+    if type(value) is int:  # the common case first: this runs for every bucket of every call stored
+        return value if 0 <= value <= _MAX_TOKENS else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):

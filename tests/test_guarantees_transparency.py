@@ -212,7 +212,7 @@ def test_a_pricing_failure_keeps_the_tokens(lenient, store_db, openai_client, mo
     def cost(*args, **kwargs):
         raise ArithmeticError("price table broken")
 
-    monkeypatch.setattr(PriceBook, "cost", cost)
+    monkeypatch.setattr(PriceBook, "cost_pico_at_ns", cost)  # the exporter's pricing
     client = openai_client(ChatServer(usage=usage_block(120, 9)))
     client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)
     client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT)

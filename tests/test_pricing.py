@@ -46,6 +46,49 @@ def test_price_book_equals_genai_prices(model, buckets):
     assert 0 <= ours.reasoning <= ours.total
 
 
+WHEN_NS = int(WHEN.timestamp()) * 10**9
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.sampled_from(MODELS), buckets=buckets, searches=st.integers(0, 5))
+@example(model=("anthropic", "claude-sonnet-4-5"), buckets=Buckets(uncached_input=200_001, visible_output=10),
+         searches=0)
+@example(model=("openai", "gpt-4o-mini"), buckets=Buckets(reasoning=7), searches=0)
+def test_exporter_integer_prices_equal_genai_prices(model, buckets, searches):
+    # The exporter prices in whole pico-dollars (integer products) when the rates allow: the result
+    # is genai-prices' own, rounded to the pico-dollar as the store keeps it.
+    from dataclasses import replace
+
+    from unitcost._money import to_pico
+
+    provider, name = model
+    buckets = replace(buckets, web_search_requests=searches)
+    total, reasoning, source = BOOK.cost_pico_at_ns(provider, name, WHEN_NS, WHEN_NS + 10**9, buckets)
+    theirs = calc_price(genai_usage(buckets), name, provider_id=provider, genai_request_timestamp=WHEN)
+    assert total == to_pico(theirs.total_price)
+    slow = BOOK.cost(provider, name, WHEN, buckets)
+    assert (total, reasoning, source) == (to_pico(slow.total), to_pico(slow.reasoning), slow.source)
+
+
+def test_rates_in_whole_pico_dollars_are_used_only_when_exact():
+    rates = BOOK.rates("openai", "gpt-4o-mini", WHEN)
+    assert rates.pico_per_token is not None and dict(rates.pico_per_token)["uncached_input"] == 150_000
+    tiered = BOOK.rates("anthropic", "claude-sonnet-4-5", WHEN)
+    assert tiered.pico_per_token is None  # tiered prices take the Decimal path
+    from unitcost._pricing import PriceOverride
+
+    odd = PriceOverride(model="m", input_mtok=Decimal("0.0000001"), output_mtok=Decimal("1")).rates()
+    assert odd.pico_per_token is None  # 0.1 pico-dollars a token is not a whole number of them
+    assert odd.cost(Buckets(uncached_input=3)).total == Decimal("3E-13")
+
+
+def test_exporter_prices_a_call_by_its_utc_day_at_the_last_nanosecond():
+    from unitcost._pricing import utc_from_ns
+
+    last = int(datetime(2025, 11, 25, tzinfo=UTC).timestamp()) * 10**9 - 1
+    assert utc_from_ns(last) == datetime(2025, 11, 24, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
 def test_genai_usage_keeps_opentelemetry_totals():
     usage = genai_usage(Buckets(uncached_input=800, cache_read=200, cache_write=30, cache_write_1h=20,
                                 visible_output=400, reasoning=100))

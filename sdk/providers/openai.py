@@ -26,12 +26,21 @@ __all__ = ["PATCHES", "provider_for_host"]
 _RAW_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
 
 
+_last_server: tuple[Any, tuple[str | None, int | None]] = (None, (None, None))
+
+
 def _server(instance: Any) -> tuple[str | None, int | None]:
+    global _last_server
     try:
         url = instance._client.base_url
-        return url.host, url.port
     except AttributeError:
         return None, None
+    # One client makes call after call: its URL object's host and port are read once.
+    last_url, server = _last_server
+    if url is not last_url:
+        server = (url.host, url.port)
+        _last_server = (url, server)
+    return server
 
 
 def _raw_mode(kwargs: dict[str, Any]) -> bool:
