@@ -89,7 +89,9 @@ class TokenUsage:
         return attrs
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and the exporter makes
+# one of these for every call it stores. Nothing changes a Buckets after it is made.
+@dataclass(slots=True)
 class Buckets:
     """Non-overlapping token buckets: each token of a call is in exactly one of them."""
 
@@ -118,25 +120,39 @@ class Buckets:
         A part larger than its total (a server that reports cached tokens beyond prompt tokens) is
         trusted over the total: the total is raised to the sum of the parts, never made negative.
         """
+        # The exporter's hot path: a field that is absent (most are, most of the time) costs one
+        # dict lookup, and only a present one goes through clean_count.
         get = attrs.get
-        cache_read = clean_count(get(A.CACHE_READ_TOKENS)) or 0
-        cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS))
-        if cache_write_all is None:
-            cache_write_all = clean_count(get(A.CACHE_WRITE_TOKENS_NEXT)) or 0
-        cache_write_1h = clean_count(get(A.CACHE_WRITE_1H_TOKENS))
-        if cache_write_1h is None:  # an anthropic SDK span that unitcost did not adopt
-            cache_write_1h = clean_count(get(A.ANTHROPIC_CACHE_WRITE_1H_TOKENS)) or 0
-        cache_write_1h = min(cache_write_1h, cache_write_all)
-        input_all = clean_count(get(A.INPUT_TOKENS)) or 0
-        reasoning = clean_count(get(A.REASONING_TOKENS)) or 0
-        output_all = clean_count(get(A.OUTPUT_TOKENS)) or 0
+        value = get(A.CACHE_READ_TOKENS)
+        cache_read = 0 if value is None else clean_count(value) or 0
+        value = get(A.CACHE_WRITE_TOKENS)
+        found = None if value is None else clean_count(value)
+        if found is None:
+            value = get(A.CACHE_WRITE_TOKENS_NEXT)
+            found = None if value is None else clean_count(value)
+        cache_write_all = found or 0
+        cache_write_1h = 0
+        if cache_write_all:
+            value = get(A.CACHE_WRITE_1H_TOKENS)
+            found = None if value is None else clean_count(value)
+            if found is None:  # an anthropic SDK span that unitcost did not adopt
+                value = get(A.ANTHROPIC_CACHE_WRITE_1H_TOKENS)
+                found = None if value is None else clean_count(value)
+            cache_write_1h = min(found or 0, cache_write_all)
+        value = get(A.INPUT_TOKENS)
+        input_all = 0 if value is None else clean_count(value) or 0
+        value = get(A.REASONING_TOKENS)
+        reasoning = 0 if value is None else clean_count(value) or 0
+        value = get(A.OUTPUT_TOKENS)
+        output_all = 0 if value is None else clean_count(value) or 0
+        searches, fetches = get(A.WEB_SEARCH_REQUESTS), get(A.WEB_FETCH_REQUESTS)
         return cls(
-            uncached_input=max(input_all - cache_read - cache_write_all, 0),
-            cache_read=cache_read,
-            cache_write=cache_write_all - cache_write_1h,
-            cache_write_1h=cache_write_1h,
-            visible_output=max(output_all - reasoning, 0),
-            reasoning=reasoning,
-            web_search_requests=clean_count(get(A.WEB_SEARCH_REQUESTS)) or 0,
-            web_fetch_requests=clean_count(get(A.WEB_FETCH_REQUESTS)) or 0,
+            max(input_all - cache_read - cache_write_all, 0),
+            cache_read,
+            cache_write_all - cache_write_1h,
+            cache_write_1h,
+            max(output_all - reasoning, 0),
+            reasoning,
+            0 if searches is None else clean_count(searches) or 0,
+            0 if fetches is None else clean_count(fetches) or 0,
         )
