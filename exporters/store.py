@@ -22,6 +22,7 @@ from opentelemetry.trace import StatusCode
 
 from .. import _attributes as A
 from .._adopt import merge_or_hold
+from .._bulk import insert_rows
 from .._errors import internal_error
 from .._money import parse_usd, to_pico
 from .._pricing import PriceBook
@@ -52,24 +53,22 @@ _OUTCOME_COLUMNS = ("recorded_ns", "run_id", "kind", "key", "label", "success", 
 _CONTENT_COLUMNS = ("span_id", "input_messages", "output_messages")
 
 
-def _insert_sql(table: str, columns: Sequence[str], verb: str = "INSERT OR REPLACE") -> str:
-    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-_INSERT_CALL = _insert_sql("calls", _CALL_COLUMNS)
-_INSERT_RUN = _insert_sql("runs", _RUN_COLUMNS)
-_INSERT_STEP = _insert_sql("steps", _STEP_COLUMNS)
-_INSERT_OUTCOME = _insert_sql("outcomes", _OUTCOME_COLUMNS, "INSERT OR IGNORE")
-_INSERT_CONTENT = _insert_sql("call_content", _CONTENT_COLUMNS)
+# Where each list of `Rows` goes: (table, columns, verb).
+_TABLES = (
+    ("runs", _RUN_COLUMNS, "INSERT OR REPLACE"),
+    ("calls", _CALL_COLUMNS, "INSERT OR REPLACE"),
+    ("steps", _STEP_COLUMNS, "INSERT OR REPLACE"),
+    ("outcomes", _OUTCOME_COLUMNS, "INSERT OR IGNORE"),  # an outcome replayed is not added twice
+    ("call_content", _CONTENT_COLUMNS, "INSERT OR REPLACE"),
+)
 _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (?, ?, ?, ?)"
-_STATEMENTS = (_INSERT_RUN, _INSERT_CALL, _INSERT_STEP, _INSERT_OUTCOME, _INSERT_CONTENT)
 
 # Rows of batches the store refused (locked past the busy timeout, disk full) are kept, up to this
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
 # counted.
 _RETRY_ROWS = 10_000
 
-Rows = tuple[list[tuple[Any, ...]], ...]  # one list per statement of _STATEMENTS
+Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of _TABLES
 
 
 class DropCounter:
@@ -220,9 +219,9 @@ class StoreSpanExporter(SpanExporter):
         conn = self._db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, batch in zip(_STATEMENTS, rows, strict=True):
+            for (table, columns, verb), batch in zip(_TABLES, rows, strict=True):
                 if batch:
-                    conn.executemany(sql, batch)
+                    insert_rows(conn, table, columns, batch, verb)  # few statements: see unitcost._bulk
             if rows[1]:  # calls: refresh the per-run totals that reports read
                 refresh_run_totals(conn, {row[3] for row in rows[1]}, self._prices)
             if drops:
@@ -399,7 +398,9 @@ class StoreSpanProcessor(BatchSpanProcessor):
     rest (HTTP server spans and the like) before they are queued.
     """
 
-    max_queue_size = 65_536  # spans waiting for the exporter; beyond it they are dropped and counted
+    # Spans waiting for the exporter (~2.5 KB each, so ~40 MB at most); beyond it they are dropped and
+    # counted. The exporter keeps up with a caller making calls flat out (4,000-odd queued at most).
+    max_queue_size = 16_384
 
     def __init__(self, db_path: str | os.PathLike[str], prices: PriceBook | None = None, service: str = ""):
         exporter = StoreSpanExporter(db_path, prices, service)

@@ -14,18 +14,16 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from ._bulk import insert_rows
+
 COLUMNS = (
     "run_id", "provider", "model", "calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
     "unpriced_calls", "estimated_calls", "resent_tokens", "resent_uncached_tokens", "retries",
     "resend_cost_pico", "resend_savings_pico",
 )
-_UPSERT = f"INSERT OR REPLACE INTO run_totals ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 # The same sums over all of a run's models: what a report not grouped by model reads.
 _RUN_COLUMNS = ("run_id", *COLUMNS[3:])
-_UPSERT_RUN = (
-    f"INSERT OR REPLACE INTO run_sums ({', '.join(_RUN_COLUMNS)}) VALUES ({', '.join('?' * len(_RUN_COLUMNS))})"
-)
 _MTOK = 1_000_000
 _CHUNK = 500  # SQLite's limit on host parameters is 999 in old builds
 
@@ -96,12 +94,12 @@ def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any) -> No
                     input_rate, cached_rate = rates
                     acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
                     acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
-        conn.executemany(_UPSERT, [(*key, *acc) for key, acc in sums.items()])
+        insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
         per_run: dict[str, list[Any]] = {}
         for (run_id, _, _), acc in sums.items():
             total = per_run.get(run_id)
             per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
-        conn.executemany(_UPSERT_RUN, [(run_id, *acc) for run_id, acc in per_run.items()])
+        insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
 
 
 def create_run_sums(conn: Any) -> None:
