@@ -318,7 +318,7 @@ class StoreSpanExporter(SpanExporter):
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
         if attrs is None:
-            attrs = span.attributes or {}
+            attrs = attributes_of(span)
         prefix = len(A.TASK_ATTR_PREFIX)
         task_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         started = span.start_time or 0
@@ -327,7 +327,7 @@ class StoreSpanExporter(SpanExporter):
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_PARENT_ID),
             str(attrs.get(A.TASK_KIND)), attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
             started, span.end_time or started, _error_type(span, attrs),
-            json.dumps(task_attrs, ensure_ascii=False, sort_keys=True, default=str),
+            json.dumps(task_attrs, ensure_ascii=False, sort_keys=True, default=str) if task_attrs else "{}",
         )
 
     def _step_row(self, span: ReadableSpan, kind: str, attrs: Any = None) -> tuple[Any, ...]:

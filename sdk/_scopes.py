@@ -350,9 +350,8 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
     def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun:
         run_id = format(span.get_span_context().span_id, "016x")
         parent = current_run.get()
-        if parent is not None:
-            span.set_attribute(A.TASK_PARENT_ID, parent.id)
-        span.set_attribute(A.TASK_ID, run_id)
+        # One call: each set_attribute takes the span's lock and cleans the value again.
+        span.set_attributes({A.TASK_ID: run_id} if parent is None else {A.TASK_ID: run_id, A.TASK_PARENT_ID: parent.id})
         prefix = len(A.TASK_ATTR_PREFIX)
         user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent, self.budget, self.on_budget)
