@@ -408,7 +408,10 @@ class StoreSpanProcessor(BatchSpanProcessor):
             exporter,
             max_queue_size=self.max_queue_size,
             schedule_delay_millis=500,
-            max_export_batch_size=min(4096, self.max_queue_size),
+            # The exporter wakes once this many spans wait: early enough that the queue (and the memory
+            # it holds) stays small while the exporter keeps up, late enough that a batch is worth a
+            # transaction.
+            max_export_batch_size=min(1024, self.max_queue_size),
         )
         self._exporter = exporter
         self.drops = exporter.drops
