@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from .._bulk import insert_rows
 from .._errors import internal_error
 from .._money import parse_usd, to_pico
 from .._pricing import PriceBook
+from .._run_totals import CALL_FIELDS
 from .._run_totals import refresh as refresh_run_totals
 from .._store import open_store
 from .._usage import Buckets, clean_count
@@ -52,6 +54,9 @@ _STEP_COLUMNS = (
 _OUTCOME_COLUMNS = ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin")
 _CONTENT_COLUMNS = ("span_id", "input_messages", "output_messages")
 
+
+# A call row's (span_id, started_ns, *unitcost._run_totals.CALL_FIELDS), for the per-run totals.
+_call_totals_fields = operator.itemgetter(*(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS)))
 
 # Where each list of `Rows` goes: (table, columns, verb).
 _TABLES = (
@@ -223,7 +228,8 @@ class StoreSpanExporter(SpanExporter):
                 if batch:
                     insert_rows(conn, table, columns, batch, verb)  # few statements: see unitcost._bulk
             if rows[1]:  # calls: refresh the per-run totals that reports read
-                refresh_run_totals(conn, {row[3] for row in rows[1]}, self._prices)
+                calls = rows[1]
+                refresh_run_totals(conn, {row[3] for row in calls}, self._prices, map(_call_totals_fields, calls))
             if drops:
                 now = time.time_ns()
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, self._service) for reason, n in drops.items()])

@@ -9,6 +9,7 @@ it stays exact whatever order calls arrive in, and whether a call is written onc
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -46,60 +47,102 @@ def _resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any])
     return cache[key]
 
 
-def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any) -> None:
-    """Recompute `run_totals` for these runs from their calls (inside the caller's transaction)."""
-    from ._money import to_pico
+# The columns of `calls` that the totals are made of, in the order `_add_up` reads them.
+CALL_FIELDS = (
+    "run_id", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "estimated",
+    "retries",
+)
 
+
+def refresh(
+    conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any,
+    written: Iterable[tuple[Any, ...]] | None = None,
+) -> None:
+    """Recompute `run_totals` for these runs from their calls (inside the caller's transaction).
+
+    ``written`` (the exporter's): the calls this transaction has just written, as (span_id,
+    started_ns, *CALL_FIELDS) tuples. A run without totals yet is then summed from these instead of
+    reading its calls back: for a run whose calls all arrive in one batch (most runs) that saves a
+    query and a row of Python per call. A run that has totals is summed again from the store, so
+    calls arriving late or out of order are still counted in their place.
+    """
     ids = sorted({r for r in run_ids if r is not None})
     rate_cache: dict[Any, Any] = {}
+    fresh_calls: dict[str, dict[Any, tuple[Any, ...]]] = {}
+    if written is not None:
+        for span_id, started, *fields in written:
+            fresh_calls.setdefault(fields[0], {})[span_id] = (started, *fields)  # a span written twice counts once
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         marks = ", ".join("?" * len(chunk))
-        conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
-        conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({marks})", chunk)
-        sums: dict[tuple[str, str, str], list[Any]] = {}
-        previous: dict[str, int] = {}  # run -> input + output of its previous call
-        for row in conn.execute(
-            "SELECT run_id, provider, model, input_tokens, cache_read_tokens, cache_write_tokens, "
-            "cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_pico, reasoning_cost_pico, estimated, "
-            f"retries FROM calls WHERE run_id IN ({marks}) ORDER BY run_id, started_ns",
-            chunk,
-        ):
-            run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries = row
-            all_in = inp + cr + cw + cw1h
-            resent = min(all_in, previous.get(run_id, 0))
-            previous[run_id] = all_in + out + reasoning
-            uncached = max(resent - cr, 0)
-            key = (run_id, provider, model)
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = [0] * (len(COLUMNS) - 3)
-            acc[0] += 1
-            acc[1] += inp
-            acc[2] += cr
-            acc[3] += cw
-            acc[4] += cw1h
-            acc[5] += out
-            acc[6] += reasoning
-            acc[7] += cost or 0
-            acc[8] += rcost or 0
-            acc[9] += cost is None
-            acc[10] += estimated
-            acc[11] += resent
-            acc[12] += uncached
-            acc[13] += retries or 0
-            if resent:
-                rates = _resend_rates(prices, provider, model, rate_cache)
-                if rates is not None:
-                    input_rate, cached_rate = rates
-                    acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
-                    acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
+        new: list[str] = []
+        if fresh_calls:
+            known = {r for (r,) in conn.execute(f"SELECT run_id FROM run_sums WHERE run_id IN ({marks})", chunk)}
+            new = [r for r in chunk if r not in known and r in fresh_calls]
+            if new:
+                chunk = [r for r in chunk if r in known or r not in fresh_calls]
+                marks = ", ".join("?" * len(chunk))
+        rows: list[Iterable[tuple[Any, ...]]] = []
+        if chunk:
+            conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({marks})", chunk)
+            rows.append(conn.execute(
+                f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN ({marks}) ORDER BY run_id, started_ns",
+                chunk,
+            ))
+        if new:
+            rows.append(
+                call[1:] for run_id in new for call in sorted(fresh_calls[run_id].values(), key=lambda c: c[0])
+            )
+        sums = _add_up(itertools.chain(*rows), prices, rate_cache)
         insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
         per_run: dict[str, list[Any]] = {}
         for (run_id, _, _), acc in sums.items():
             total = per_run.get(run_id)
             per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
         insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
+
+
+def _add_up(
+    calls: Iterable[tuple[Any, ...]], prices: Any, rate_cache: dict[Any, Any]
+) -> dict[tuple[str, str, str], list[Any]]:
+    """Sums per (run, provider, model) of calls given run by run, each run's in start order."""
+    from ._money import to_pico
+
+    sums: dict[tuple[str, str, str], list[Any]] = {}
+    previous: dict[str, int] = {}  # run -> input + output of its previous call
+    for row in calls:
+        run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries = row
+        all_in = inp + cr + cw + cw1h
+        resent = min(all_in, previous.get(run_id, 0))
+        previous[run_id] = all_in + out + reasoning
+        uncached = max(resent - cr, 0)
+        key = (run_id, provider, model)
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0] * (len(COLUMNS) - 3)
+        acc[0] += 1
+        acc[1] += inp
+        acc[2] += cr
+        acc[3] += cw
+        acc[4] += cw1h
+        acc[5] += out
+        acc[6] += reasoning
+        acc[7] += cost or 0
+        acc[8] += rcost or 0
+        acc[9] += cost is None
+        acc[10] += estimated
+        acc[11] += resent
+        acc[12] += uncached
+        acc[13] += retries or 0
+        if resent:
+            rates = _resend_rates(prices, provider, model, rate_cache)
+            if rates is not None:
+                input_rate, cached_rate = rates
+                acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
+                acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
+    return sums
 
 
 def create_run_sums(conn: Any) -> None:
