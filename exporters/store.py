@@ -123,7 +123,10 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     ~5 us a span. The plain dict inside (immutable once the span has ended) is read directly when
     this SDK version has one, else the attributes are copied once.
     """
-    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    held = getattr(span, "_attributes", None)
+    if type(held) is dict:  # a span unitcost made from another (unitcost._adopt, _formats)
+        return held
+    inner = getattr(held, "_dict", None)
     if type(inner) is dict:
         return inner
     return dict(span.attributes or {})
