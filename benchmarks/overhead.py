@@ -33,6 +33,13 @@ def decorators(blocks: int, log: Any) -> tuple[list[Row], dict[str, Any]]:
                         f"+{median(added) * 1e6:,.1f} us CPU [IQR {lo * 1e6:,.1f}..{hi * 1e6:,.1f}]; "
                         f"wall +{median(added_wall) * 1e6:,.1f} us", target, ok,
                         f"{blocks} blocks of {n} calls, each with its flush()", data={"added": added}))
+    if "otel" in cpu:
+        added = [(a - b) / n for a, b in zip(cpu["otel"], cpu["bare"], strict=True)]
+        lo, hi = quartiles(added)
+        rows.append(Row("decorators", "reference: an OpenTelemetry SDK span alone (a task span's attributes, made "
+                        "current, no processor)", f"bare function {median(cpu['bare']) / n * 1e6:.2f} us",
+                        f"+{median(added) * 1e6:,.1f} us CPU [IQR {lo * 1e6:,.1f}..{hi * 1e6:,.1f}]", "", None,
+                        "the floor under any span-based decorator on this machine", data={"added": added}))
     log(f"  decorators: {blocks} blocks")
     return rows, {"decorator_block_seconds": times}
 
