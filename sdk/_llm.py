@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 import wrapt
@@ -205,6 +205,16 @@ def wrapped_call() -> Iterator[None]:
         yield
     finally:
         _in_wrapped.reset(token)
+
+
+def mark_wrapped() -> Token[bool]:
+    """`wrapped_call()` in two calls, for the paths every LLM call takes (no generator to make):
+    give the token to `unmark_wrapped` in a ``finally``."""
+    return _in_wrapped.set(True)
+
+
+def unmark_wrapped(token: Token[bool]) -> None:
+    _in_wrapped.reset(token)
 
 
 def note_retries(headers: Any) -> None:
@@ -411,11 +421,11 @@ def run_call(
     token = active_call.set(call)
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
-        inside = _in_wrapped.set(True)  # as `wrapped_call()` does, without a generator a call
+        inside = mark_wrapped()
         try:
             result = invoke()
         finally:
-            _in_wrapped.reset(inside)
+            unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise
@@ -441,11 +451,11 @@ async def run_call_async(
     token = active_call.set(call)
     try:
         check_before_spending(call.run)
-        inside = _in_wrapped.set(True)  # as `wrapped_call()` does, without a generator a call
+        inside = mark_wrapped()
         try:
             result = await invoke()
         finally:
-            _in_wrapped.reset(inside)
+            unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise

@@ -32,8 +32,6 @@ estimated).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -48,9 +46,18 @@ from .._context import current_run
 from .._errors import internal_error
 from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
 from .._instrument import observer, ungated
-from .._llm import RETRY_COUNT_HEADER, AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
+from .._llm import (
+    RETRY_COUNT_HEADER,
+    AsyncStreamProxy,
+    LLMCall,
+    StreamWatcher,
+    SyncStreamProxy,
+    mark_wrapped,
+    unmark_wrapped,
+)
 from .._raw import is_raw_response, wrap_raw_response
 from .._usage import TokenUsage, clean_count
+from ._server import server_of
 
 SDK_SCOPE = "com.anthropic.sdk.python"  # platform clients add a suffix: ".bedrock", ".vertex"...
 SDK_SPAN_NAME = "anthropic.messages.create"  # also the name of stream() and parse() calls
@@ -120,14 +127,6 @@ def price_attributes(usage: Any) -> dict[str, Any]:
     return attrs
 
 
-def _server(instance: Any) -> tuple[str | None, int | None]:
-    try:
-        url = instance._client.base_url
-        return url.host, url.port
-    except AttributeError:
-        return None, None
-
-
 class _Call:
     """One Messages call, from before the request until unitcost has recorded it."""
 
@@ -139,7 +138,7 @@ class _Call:
         client = getattr(instance, "_client", None)
         self.provider = str(getattr(client, "_gen_ai_provider_name", None) or "anthropic")
         self.model = str(kwargs.get("model") or "unknown")
-        self.host, self.port = _server(instance)
+        self.host, self.port = server_of(instance)
         self.stream = stream
         self.run = current_run.get()
         self.started_ns = time.time_ns()
@@ -326,18 +325,18 @@ def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
     return request
 
 
-@contextmanager
-def _making(call: _Call) -> Iterator[None]:
-    """While the SDK makes ``call``'s request: its span may be adopted, its retries are counted, and
-    a wrapped method it calls is not recorded again."""
-    pending = call.pending.entered()
-    in_flight = _in_flight.set(call)
-    try:
-        with wrapped_call():
-            yield
-    finally:
-        _in_flight.reset(in_flight)
-        PendingCall.left(pending)
+def _making(call: _Call) -> tuple[Any, ...]:
+    """Mark this context as making ``call``'s request: its span may be adopted, its retries are
+    counted, and a wrapped method it calls is not recorded again. Give the tokens to `_made`.
+    (A pair of functions, not a context manager: this runs twice for every call.)"""
+    return call.pending.entered(), _in_flight.set(call), mark_wrapped()
+
+
+def _made(tokens: tuple[Any, ...]) -> None:
+    pending, in_flight, wrapped = tokens
+    unmark_wrapped(wrapped)
+    _in_flight.reset(in_flight)
+    PendingCall.left(pending)
 
 
 def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -347,8 +346,11 @@ def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return wrapped(*args, **kwargs)
     try:
         check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
-        with _making(call):
+        tokens = _making(call)
+        try:
             result = wrapped(*args, **kwargs)
+        finally:
+            _made(tokens)
     except BaseException as exc:
         call.failed(exc)
         raise
@@ -361,8 +363,11 @@ async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
         return await wrapped(*args, **kwargs)
     try:
         check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
-        with _making(call):
+        tokens = _making(call)
+        try:
             result = await wrapped(*args, **kwargs)
+        finally:
+            _made(tokens)
     except BaseException as exc:
         call.failed(exc)
         raise
@@ -398,8 +403,11 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             return self.__wrapped__.__enter__()
         try:
             check_before_spending(call.run)
-            with _making(call):
+            tokens = _making(call)
+            try:
                 message_stream = self.__wrapped__.__enter__()
+            finally:
+                _made(tokens)
         except BaseException as exc:
             call.failed(exc)
             raise
@@ -418,8 +426,11 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             return await self.__wrapped__.__aenter__()
         try:
             check_before_spending(call.run)
-            with _making(call):
+            tokens = _making(call)
+            try:
                 message_stream = await self.__wrapped__.__aenter__()
+            finally:
+                _made(tokens)
         except BaseException as exc:
             call.failed(exc)
             raise

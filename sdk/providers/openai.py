@@ -18,29 +18,13 @@ from .._instrument import observer
 from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, note_retries, run_call, run_call_async
 from .._raw import is_raw_response, wrap_raw_response
 from ._openai_common import API, given, provider_for_host
+from ._server import server_of
 from .openai_chat import CHAT, COMPLETIONS, EMBEDDINGS
 from .openai_responses import RESPONSES
 
 __all__ = ["PATCHES", "provider_for_host"]
 
 _RAW_HEADER = "X-Stainless-Raw-Response"  # set by with_raw_response ("true") and with_streaming_response
-
-
-_last_server: tuple[Any, tuple[str | None, int | None]] = (None, (None, None))
-
-
-def _server(instance: Any) -> tuple[str | None, int | None]:
-    global _last_server
-    try:
-        url = instance._client.base_url
-    except AttributeError:
-        return None, None
-    # One client makes call after call: its URL object's host and port are read once.
-    last_url, server = _last_server
-    if url is not last_url:
-        server = (url.host, url.port)
-        _last_server = (url, server)
-    return server
 
 
 def _raw_mode(kwargs: dict[str, Any]) -> bool:
@@ -54,7 +38,7 @@ def _streams(kwargs: dict[str, Any]) -> bool:
 
 
 def _start(api: API, instance: Any, kwargs: dict[str, Any], stream: bool) -> tuple[LLMCall | None, Any]:
-    host, port = _server(instance)
+    host, port = server_of(instance)
     model = kwargs.get("model")
     call = LLMCall.start(
         provider=provider_for_host(host, port),
