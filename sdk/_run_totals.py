@@ -92,9 +92,7 @@ def refresh(
                 chunk,
             ))
         if new:
-            rows.append(
-                call[1:] for run_id in new for call in sorted(fresh_calls[run_id].values(), key=lambda c: c[0])
-            )
+            rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
         sums = _add_up(itertools.chain(*rows), prices, rate_cache)
         insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
         per_run: dict[str, list[Any]] = {}
@@ -102,6 +100,12 @@ def refresh(
             total = per_run.get(run_id)
             per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
         insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
+
+
+def _in_start_order(calls: dict[Any, tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+    """A run's calls (started_ns first in each) in start order; most runs of a batch have one."""
+    values = calls.values()
+    return values if len(calls) == 1 else sorted(values, key=lambda c: c[0])
 
 
 def _add_up(
