@@ -410,6 +410,9 @@ class StoreSpanProcessor(BatchSpanProcessor):
     # Spans waiting for the exporter (~2.5 KB each, so ~40 MB at most); beyond it they are dropped and
     # counted. The exporter keeps up with a caller making calls flat out (4,000-odd queued at most).
     max_queue_size = 16_384
+    # The exporter wakes once this many spans wait: early enough that the queue (and the memory it
+    # holds) stays small while the exporter keeps up, late enough that a batch is worth a transaction.
+    export_batch_size = 1024
 
     def __init__(self, db_path: str | os.PathLike[str], prices: PriceBook | None = None, service: str = ""):
         exporter = StoreSpanExporter(db_path, prices, service)
@@ -417,10 +420,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
             exporter,
             max_queue_size=self.max_queue_size,
             schedule_delay_millis=500,
-            # The exporter wakes once this many spans wait: early enough that the queue (and the memory
-            # it holds) stays small while the exporter keeps up, late enough that a batch is worth a
-            # transaction.
-            max_export_batch_size=min(1024, self.max_queue_size),
+            max_export_batch_size=min(self.export_batch_size, self.max_queue_size),
         )
         self._exporter = exporter
         self.drops = exporter.drops
