@@ -43,8 +43,8 @@ def _child(path: str, seconds: float) -> None:
 
         def step() -> None:
             exporter = StoreSpanExporter(os.path.join(directory, f"e{time.monotonic_ns()}.db"), PriceBook())
-            for i in range(0, len(spans), 1024):  # the store processor's batch size
-                exporter.export(spans[i : i + 1024])
+            for i in range(0, len(spans), 2048):  # the store processor's batch size
+                exporter.export(spans[i : i + 2048])
             exporter.shutdown()
     elif path == "task_decorator":
         @unitcost.task("bench_task")

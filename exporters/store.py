@@ -412,7 +412,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
     max_queue_size = 16_384
     # The exporter wakes once this many spans wait: early enough that the queue (and the memory it
     # holds) stays small while the exporter keeps up, late enough that a batch is worth a transaction.
-    export_batch_size = 1024
+    export_batch_size = 2048
 
     def __init__(self, db_path: str | os.PathLike[str], prices: PriceBook | None = None, service: str = ""):
         exporter = StoreSpanExporter(db_path, prices, service)

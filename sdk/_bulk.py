@@ -16,7 +16,7 @@ from typing import Any
 
 # SQLite's limit on host parameters: 32,766 since 3.32, 999 before.
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-_MAX_ROWS = 500  # rows per statement: past a few hundred, longer statements gain nothing
+_MAX_ROWS = 256  # rows per statement: past a few hundred, longer statements gain nothing
 
 
 @lru_cache(maxsize=256)
@@ -32,7 +32,13 @@ def insert_rows(
     """Insert ``rows`` (each with one value per column) in as few statements as SQLite allows. Rows
     are inserted in order, so with INSERT OR REPLACE a later row wins over an earlier one, as with
     `executemany`."""
-    per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // len(columns)))
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        conn.execute(_statement(verb, table, columns, len(chunk)), [value for row in chunk for value in row])
+    most = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // len(columns)))
+    start = 0
+    while start < len(rows):
+        # Full statements, then the rest in power-of-two sizes: a statement of a new size must be
+        # compiled (a few ms for hundreds of rows), and these few sizes stay in sqlite3's cache.
+        left = len(rows) - start
+        size = most if left >= most else 1 << (left.bit_length() - 1)
+        chunk = rows[start : start + size]
+        conn.execute(_statement(verb, table, columns, size), [value for row in chunk for value in row])
+        start += size
