@@ -69,13 +69,6 @@ def get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def json_field(obj: Any, name: str, default: Any = None) -> Any:
-    """``getattr(obj, name, default)`` for JSON: a field of a JSON object, ``default`` when absent or
-    when ``obj`` is not an object. A stream watcher reads the SDK's chunks with getattr itself (no
-    call of unitcost's on every field) and a raw response's JSON events with this."""
-    return obj.get(name, default) if isinstance(obj, dict) else default
-
-
 def given(value: Any) -> bool:
     """False for None and for the SDK's ``omit`` / ``NOT_GIVEN`` sentinels."""
     return value is not None and type(value).__name__ not in ("Omit", "NotGiven")

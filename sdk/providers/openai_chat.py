@@ -13,9 +13,9 @@ from typing import Any
 from .. import _attributes as A
 from .. import _content
 from .._estimate import texts_of
-from .._llm import LLMCall
+from .._llm import LLMCall, json_field
 from .._usage import TokenUsage, clean_count
-from ._openai_common import API, TextStreamWatcher, get, json_field, usage_in_error
+from ._openai_common import API, TextStreamWatcher, get, usage_in_error
 
 
 def chat_usage(usage: Any) -> TokenUsage | None:
