@@ -48,15 +48,7 @@ from .._context import current_run
 from .._errors import internal_error
 from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
 from .._instrument import observer, ungated
-from .._llm import (
-    RETRY_COUNT_HEADER,
-    AsyncStreamProxy,
-    LLMCall,
-    StreamWatcher,
-    SyncStreamProxy,
-    json_field,
-    wrapped_call,
-)
+from .._llm import RETRY_COUNT_HEADER, AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, wrapped_call
 from .._raw import is_raw_response, wrap_raw_response
 from .._usage import TokenUsage, clean_count
 
@@ -76,6 +68,12 @@ def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+def _json_field(obj: Any, name: str, default: Any = None) -> Any:
+    """getattr's signature for JSON (as `unitcost._llm.json_field`): the stream watcher reads the SDK's
+    events with getattr itself, and a raw response's JSON events with this."""
+    return obj.get(name, default) if isinstance(obj, dict) else default
 
 
 def message_usage(usage: Any) -> TokenUsage | None:
@@ -272,7 +270,7 @@ class MessageStreamWatcher(StreamWatcher):
 
     def on_chunk(self, chunk: Any) -> bool:
         # Every event comes here: read with getattr itself, a raw response's JSON events alike.
-        field = json_field if isinstance(chunk, dict) else getattr
+        field = _json_field if isinstance(chunk, dict) else getattr
         kind = field(chunk, "type", None)
         if kind == "content_block_delta":
             delta = field(chunk, "delta", None)
