@@ -257,30 +257,115 @@ class StreamWatcher:
         raise NotImplementedError
 
 
-class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, wrapped: Any, call: LLMCall, watcher: StreamWatcher) -> None:
-        super().__init__(wrapped)
-        self._self_call = call
-        self._self_watcher = watcher
-        self._self_done = False
-        self._self_response: Any = None
+def json_field(obj: Any, name: str, default: Any = None) -> Any:
+    """``getattr(obj, name, default)`` for JSON: a field of a JSON object, ``default`` when absent or
+    when ``obj`` is not an object. A watcher reads every chunk, so it reads the SDK's chunks with
+    getattr itself (no call of unitcost's per field) and a raw response's JSON events with this."""
+    return obj.get(name, default) if isinstance(obj, dict) else default
 
-    def _self_see(self, chunk: Any) -> bool:
-        try:
-            self._self_call.chunk_seen()
-            return self._self_watcher.on_chunk(chunk)
-        except Exception as exc:  # noqa: BLE001
-            internal_error("stream chunk", exc)
-            return True
 
-    def _self_end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
-        if self._self_done:
+class _Watch:
+    """The reading and the ending of a watched stream, apart from its proxy.
+
+    ``for`` / ``async for`` over the proxy iterate this object: its per-chunk work reads plain
+    slots, where each attribute read on a wrapt proxy costs ~0.2 us. It ends the call once: at the
+    stream's end or error, on close, or when it is garbage-collected, i.e. when the proxy and every
+    loop over it are gone (a stream the caller abandoned still records what it saw).
+    """
+
+    __slots__ = ("stream", "call", "watcher", "on_chunk", "done", "__weakref__")
+
+    def __init__(self, stream: Any, call: LLMCall, watcher: StreamWatcher) -> None:
+        self.stream = stream
+        self.call = call
+        self.watcher = watcher
+        self.on_chunk: Callable[[Any], bool] | None = None  # the watcher's, from the first chunk on
+        self.done = False
+
+    def first_chunk(self) -> Callable[[Any], bool]:
+        """At the first chunk: the time to the first token. The watcher sees it and every later one."""
+        self.call.chunk_seen()
+        on_chunk = self.on_chunk = self.watcher.on_chunk
+        return on_chunk
+
+    def end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
+        if self.done:
             return
-        self._self_done = True
+        self.done = True
         try:
-            self._self_watcher.finish(self._self_call, incomplete=incomplete, error=error)
+            self.watcher.finish(self.call, incomplete=incomplete, error=error)
         except Exception as exc:  # noqa: BLE001
             internal_error("stream finish", exc)
+
+    def __del__(self) -> None:
+        if not self.done:
+            self.end(incomplete=True)
+
+
+class _SyncWatch(_Watch):
+    __slots__ = ()
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                chunk = next(self.stream)
+            except StopIteration:
+                self.end(incomplete=False)
+                raise
+            except BaseException as exc:
+                self.end(incomplete=True, error=exc)
+                raise
+            try:
+                on_chunk = self.on_chunk
+                if on_chunk is None:
+                    on_chunk = self.first_chunk()
+                if on_chunk(chunk):
+                    return chunk
+            except Exception as exc:  # noqa: BLE001
+                internal_error("stream chunk", exc)
+                return chunk
+
+
+class _AsyncWatch(_Watch):
+    __slots__ = ()
+
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            try:
+                chunk = await self.stream.__anext__()
+            except StopAsyncIteration:
+                self.end(incomplete=False)
+                raise
+            except BaseException as exc:
+                self.end(incomplete=True, error=exc)
+                raise
+            try:
+                on_chunk = self.on_chunk
+                if on_chunk is None:
+                    on_chunk = self.first_chunk()
+                if on_chunk(chunk):
+                    return chunk
+            except Exception as exc:  # noqa: BLE001
+                internal_error("stream chunk", exc)
+                return chunk
+
+
+class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
+    _watch_type: type[_Watch] = _Watch
+
+    def __init__(self, wrapped: Any, call: LLMCall, watcher: StreamWatcher) -> None:
+        super().__init__(wrapped)
+        self._self_watch = self._watch_type(wrapped, call, watcher)
+        self._self_response: Any = None
+
+    def _self_end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
+        self._self_watch.end(incomplete=incomplete, error=error)
 
     @property
     def response(self) -> Any:
@@ -288,30 +373,25 @@ class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         # streams) close the HTTP response, not the stream: closing it ends the call too.
         cached = self._self_response
         if cached is None:
-            cached = _ClosingResponse(self.__wrapped__.response, self)
+            cached = _ClosingResponse(self.__wrapped__.response, self._self_watch)
             self._self_response = cached
         return cached
-
-    def __del__(self) -> None:
-        # A stream the caller abandoned without closing still records what it saw.
-        if not self._self_done:
-            self._self_end(incomplete=True)
 
 
 class _ClosingResponse(wrapt.ObjectProxy):  # type: ignore[misc]
     """The HTTP response of a watched stream: closing it ends the stream's call (as incomplete
     unless the stream already ended)."""
 
-    def __init__(self, wrapped: Any, stream: _StreamProxyBase) -> None:
+    def __init__(self, wrapped: Any, watch: _Watch) -> None:
         super().__init__(wrapped)
         # A weak reference: the stream keeps this response, and a cycle would hold the stream (and
         # its unfinished call) until the cyclic garbage collector runs.
-        self._self_stream = weakref.ref(stream)
+        self._self_watch = weakref.ref(watch)
 
     def _self_end_stream(self) -> None:
-        stream = self._self_stream()
-        if stream is not None:
-            stream._self_end(incomplete=True)
+        watch = self._self_watch()
+        if watch is not None:
+            watch.end(incomplete=True)
 
     def close(self) -> Any:
         try:
@@ -327,21 +407,14 @@ class _ClosingResponse(wrapt.ObjectProxy):  # type: ignore[misc]
 
 
 class SyncStreamProxy(_StreamProxyBase):
+    _watch_type = _SyncWatch
+    _self_watch: _SyncWatch
+
     def __iter__(self) -> Any:
-        return self
+        return self._self_watch
 
     def __next__(self) -> Any:
-        while True:
-            try:
-                chunk = next(self.__wrapped__)
-            except StopIteration:
-                self._self_end(incomplete=False)
-                raise
-            except BaseException as exc:
-                self._self_end(incomplete=True, error=exc)
-                raise
-            if self._self_see(chunk):
-                return chunk
+        return next(self._self_watch)
 
     def close(self) -> None:
         try:
@@ -361,21 +434,14 @@ class SyncStreamProxy(_StreamProxyBase):
 
 
 class AsyncStreamProxy(_StreamProxyBase):
-    def __aiter__(self) -> Any:
-        return self
+    _watch_type = _AsyncWatch
+    _self_watch: _AsyncWatch
 
-    async def __anext__(self) -> Any:
-        while True:
-            try:
-                chunk = await self.__wrapped__.__anext__()
-            except StopAsyncIteration:
-                self._self_end(incomplete=False)
-                raise
-            except BaseException as exc:
-                self._self_end(incomplete=True, error=exc)
-                raise
-            if self._self_see(chunk):
-                return chunk
+    def __aiter__(self) -> Any:
+        return self._self_watch
+
+    def __anext__(self) -> Any:
+        return self._self_watch.__anext__()
 
     async def close(self) -> None:
         try:

@@ -170,6 +170,23 @@ def test_a_stream_cut_short_by_the_server(store_db, anthropic_client, finished_s
     assert_counted_once(finished_spans(), rows, sdk_tracing)
 
 
+def test_a_stream_cut_short_in_a_tool_call_estimates_the_tool_input_seen(store_db, anthropic_client):
+    # The body ends inside a tool_use block: the tool's input streamed so far is output too. Thinking
+    # (35 characters) and the input JSON (38): 73 characters, 19 tokens, 9 of them thinking.
+    tool_input = '{"order_id": "1042", "carrier": "UPS"}'
+    events = stream_events()[:6] + [
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": "track", "input": {}}},
+    ] + [
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": part}}
+        for part in (tool_input[:20], tool_input[20:])
+    ]
+    client = anthropic_client(lambda request: sse_response(events))
+    assert [e.type for e in client.messages.create(**REQUEST, stream=True)][-1] == "content_block_delta"
+    (row,) = store_rows(store_db, "calls")
+    assert_abandoned(row, output=19, reasoning=9)
+
+
 # --- failures ------------------------------------------------------------------------------------------
 
 

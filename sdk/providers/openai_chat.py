@@ -13,7 +13,7 @@ from typing import Any
 from .. import _attributes as A
 from .. import _content
 from .._estimate import texts_of
-from .._llm import LLMCall
+from .._llm import LLMCall, json_field
 from .._usage import TokenUsage, clean_count
 from ._openai_common import API, TextStreamWatcher, get, usage_in_error
 
@@ -81,25 +81,29 @@ class CompletionStreamWatcher(TextStreamWatcher):
         self._reasons: dict[int, str] = {}
 
     def on_chunk(self, chunk: Any) -> bool:
+        # Every chunk comes here: each field is read once, and what cannot change only until known.
+        field = json_field if isinstance(chunk, dict) else getattr  # a raw response's events are JSON
         if self.response_id is None:
-            self.response_id = get(chunk, "id")
-            self.model = get(chunk, "model")
-        if (tier := get(chunk, "service_tier")) is not None:
+            self.response_id = field(chunk, "id", None)
+            self.model = field(chunk, "model", None)
+        if self.service_tier is None and (tier := field(chunk, "service_tier", None)) is not None:
             self.service_tier = str(tier)
-        choices = get(chunk, "choices") or ()
+        choices = field(chunk, "choices", None) or ()
         for choice in choices:
             if self.chat:
-                delta = get(choice, "delta")
-                self.seen_text(get(delta, "content"))
-                self.seen_text(get(delta, "refusal"))
-                for tool_call in get(delta, "tool_calls") or ():
-                    self.seen_text(get(get(tool_call, "function"), "arguments"))
-            else:
-                self.seen_text(get(choice, "text"))
-            if (reason := get(choice, "finish_reason")) is not None:
-                self._reasons[get(choice, "index") or 0] = str(reason)
+                delta = field(choice, "delta", None)
+                if (text := field(delta, "content", None)) is not None:
+                    self.seen_text(text)
+                if (text := field(delta, "refusal", None)) is not None:
+                    self.seen_text(text)
+                for tool_call in field(delta, "tool_calls", None) or ():
+                    self.seen_text(field(field(tool_call, "function", None), "arguments", None))
+            elif (text := field(choice, "text", None)) is not None:
+                self.seen_text(text)
+            if (reason := field(choice, "finish_reason", None)) is not None:
+                self._reasons[field(choice, "index", None) or 0] = str(reason)
                 self.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
-        usage = get(chunk, "usage")
+        usage = field(chunk, "usage", None)
         if usage is not None:
             self.seen_usage(chat_usage(usage))
             # The usage-only chunk unitcost asked for: the caller never asked, so never sees it.

@@ -14,7 +14,7 @@ from typing import Any
 from .. import _attributes as A
 from .. import _content
 from .._estimate import texts_of
-from .._llm import LLMCall
+from .._llm import LLMCall, json_field
 from .._usage import TokenUsage, clean_count
 from ._openai_common import API, TextStreamWatcher, get, given, usage_in_error
 
@@ -99,11 +99,13 @@ class ResponseStreamWatcher(TextStreamWatcher):
         super().__init__(kwargs.get("model"), texts, messages)
 
     def on_chunk(self, event: Any) -> bool:
-        kind = get(event, "type")
+        # Every event comes here: read with getattr itself, a raw response's JSON events alike.
+        field = json_field if isinstance(event, dict) else getattr
+        kind = field(event, "type", None)
         if kind in _TEXT_DELTAS:
-            self.seen_text(get(event, "delta"))
+            self.seen_text(field(event, "delta", None))
         elif kind in _FINAL or kind in ("response.created", "response.in_progress", "response.queued"):
-            response = get(event, "response")
+            response = field(event, "response", None)
             self.response_id = get(response, "id") or self.response_id
             self.model = get(response, "model") or self.model
             if (tier := get(response, "service_tier")) is not None:
@@ -112,7 +114,7 @@ class ResponseStreamWatcher(TextStreamWatcher):
                 self.finish_reasons, self.error_type = _outcome(response)
                 self.seen_usage(responses_usage(get(response, "usage")))
         elif kind == "error":
-            self.error_type = str(get(event, "code") or "error")
+            self.error_type = str(field(event, "code", None) or "error")
         return True
 
 
