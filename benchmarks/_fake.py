@@ -176,13 +176,34 @@ def hollow_chat_client() -> Any:
     return client
 
 
+def hollow_stream_client(chunks: int) -> Any:
+    """`hollow_chat_client` for streams: ``create(stream=True)`` returns a real `openai.Stream` over
+    ``chunks`` ChatCompletionChunks parsed up front (no HTTP, no SSE parsing), so what an
+    instrumentation adds per chunk is not lost in the SDK's ~150 us of parsing each."""
+    import httpx2
+    import openai
+    from openai.types.chat import ChatCompletionChunk
+
+    class HollowStream(openai.Stream):  # type: ignore[type-arg]
+        def __init__(self, items: list[Any]) -> None:  # the SDK's own __init__ would read a response
+            self._iterator = iter(items)
+            self.response = httpx2.Response(200)
+
+    lines = chat_stream_body(chunks).decode().split("\n\n")
+    parsed = [ChatCompletionChunk.model_validate_json(line[6:]) for line in lines if line[6:] not in ("", "[DONE]")]
+    hollow_chat_client()  # installs the params shortcut for HOLLOW_MESSAGES
+    client = openai_client(b"", "text/event-stream")
+    client.chat.completions._post = lambda *args, **kwargs: HollowStream(parsed)
+    return client
+
+
 class Workloads:
     """One call of each workload, by name, on clients made once."""
 
     STREAM_SHORT = 25
     STREAM_LONG = 125
     NAMES = ("openai_chat", "openai_stream", "openai_stream_long", "openai_responses", "anthropic_messages",
-             "openai_chat_hollow")
+             "openai_chat_hollow", "openai_stream_hollow", "openai_stream_long_hollow")
 
     def __init__(self) -> None:
         self._chat = openai_client(chat_body())
@@ -191,12 +212,28 @@ class Workloads:
         self._responses = openai_client(responses_body())
         self._anthropic: Any = None
         self._hollow: Any = None
+        self._hollow_streams: dict[int, Any] = {}
 
     def openai_chat_hollow(self) -> None:
         """Chat Completions with the SDK's own work taken out (see `hollow_chat_client`)."""
         if self._hollow is None:
             self._hollow = hollow_chat_client()
         self._hollow.chat.completions.create(model=GPT, messages=HOLLOW_MESSAGES)
+
+    def _drain_hollow(self, chunks: int) -> None:
+        client = self._hollow_streams.get(chunks)
+        if client is None:
+            client = self._hollow_streams[chunks] = hollow_stream_client(chunks)
+        for _ in client.chat.completions.create(model=GPT, messages=HOLLOW_MESSAGES, stream=True,
+                                                stream_options={"include_usage": True}):
+            pass
+
+    def openai_stream_hollow(self) -> None:
+        """A 25-chunk stream with the SDK's HTTP and parsing taken out (see `hollow_stream_client`)."""
+        self._drain_hollow(self.STREAM_SHORT)
+
+    def openai_stream_long_hollow(self) -> None:
+        self._drain_hollow(self.STREAM_LONG)
 
     def openai_chat(self) -> None:
         self._chat.chat.completions.create(model=GPT, messages=MESSAGES)
