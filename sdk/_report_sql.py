@@ -32,18 +32,23 @@ class Unfit(Exception):
     """This store (or this request) is one the SQL rules would read differently: use the Python engine."""
 
 
-def _ranks(p: int) -> str:
-    # Nearest rank, as `_reports._percentile`: the smallest rank r with r >= p% of n.
-    return f"MAX(1, ({p} * n + 99) / 100)"
+# The model or provider among a report's group keys.
+PART = _PART = "part"
+# A run's task id, for a run `r` joined with `_ALIAS_JOIN`.
+_TASK_OF_RUN = "COALESCE(a.tid, r.rowid)"
+_ALIAS_JOIN = "LEFT JOIN uc_alias a ON a.rid = r.rowid"
 
 
 class TaskTables:
-    """The store's tasks as temporary tables: `uc_run` (run -> task), `uc_task` (one row a task,
-    with its start, runs, attributes, costs and tools), `uc_won` (a task's winning outcome)."""
+    """The store's tasks as temporary tables: `uc_alias` (a run -> its task, when not itself),
+    `uc_task` (one row a task: kind, key, start, runs and, unless grouped by model, its calls' sums
+    and tools), `uc_won` (a task's winning outcome) and, for reports by attribute,
+    `uc_task_attributes`."""
 
-    def __init__(self, conn: sqlite3.Connection, *, with_attributes: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, with_attributes: bool, per_model: bool) -> None:
         self.conn = conn
         self.with_attributes = with_attributes
+        self.per_model = per_model
         self._merged: dict[tuple[str, int], dict[str, Any]] | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -64,80 +69,89 @@ class TaskTables:
     def build(self) -> None:
         self.check_fits()
         x = self.execute
-        # Keyed tasks: one row per (kind, key), named by the smallest rowid of its runs (read from
-        # the runs_kind_key index alone); a run without a key is a task on its own, named by its rowid.
+        # A task is named by the rowid of its first run (the smallest): a run's task is its own rowid
+        # unless `uc_alias` says otherwise. uc_alias holds every run of a retried task (runs of one
+        # kind and key), found from the runs_kind_key index alone. Tables keyed by run id reach a
+        # run's rowid through the runs' own run_id index.
+        x("CREATE TEMP TABLE uc_alias (rid INTEGER PRIMARY KEY, tid INTEGER NOT NULL)")
         x(
-            "CREATE TEMP TABLE uc_key (key TEXT NOT NULL, kind TEXT NOT NULL, tid INTEGER NOT NULL, "
-            "PRIMARY KEY (key, kind)) WITHOUT ROWID"
+            "INSERT INTO uc_alias SELECT r.rowid, m.tid FROM ("
+            " SELECT kind, key, MIN(rowid) AS tid FROM runs WHERE key IS NOT NULL GROUP BY kind, key"
+            " HAVING COUNT(*) > 1) AS m JOIN runs r ON r.kind = m.kind AND r.key = m.key"
         )
-        x("INSERT INTO uc_key SELECT key, kind, MIN(rowid) FROM runs WHERE key IS NOT NULL GROUP BY kind, key")
-        x("CREATE TEMP TABLE uc_run (run_id TEXT PRIMARY KEY, tid INTEGER NOT NULL) WITHOUT ROWID")
-        x(
-            "INSERT INTO uc_run SELECT r.run_id, COALESCE(k.tid, r.rowid) FROM runs r "
-            "LEFT JOIN uc_key k ON k.key = r.key AND k.kind = r.kind"
-        )
+        # One row a task: its first run's kind and key, its start, runs and (unless grouped by model)
+        # the sums of its calls, added run by run.
+        sums = not self.per_model
         x(
             "CREATE TEMP TABLE uc_task (tid INTEGER PRIMARY KEY, kind TEXT, key TEXT, started_ns INTEGER, "
-            "runs INTEGER NOT NULL, attributes TEXT, attribute_runs INTEGER NOT NULL DEFAULT 0, "
-            "llm_cost INTEGER NOT NULL DEFAULT 0, tool_calls INTEGER NOT NULL DEFAULT 0, "
-            "step_blocks INTEGER NOT NULL DEFAULT 0, tool_cost INTEGER NOT NULL DEFAULT 0)"
+            "runs INTEGER NOT NULL, has_calls INTEGER NOT NULL DEFAULT 0, tool_calls INTEGER NOT NULL DEFAULT 0, "
+            "step_blocks INTEGER NOT NULL DEFAULT 0, tool_cost INTEGER NOT NULL DEFAULT 0"
+            + "".join(f", {c} INTEGER" for c in SUM_COLUMNS if sums) + ")"
         )
+        # (a run has a run_sums row when it made calls)
+        x(
+            "INSERT INTO uc_task (tid, kind, key, started_ns, runs, has_calls"
+            + "".join(f", {c}" for c in SUM_COLUMNS if sums)
+            + f") SELECT {_TASK_OF_RUN}, r.kind, r.key, r.started_ns, 1, s.run_id IS NOT NULL"
+            + "".join(f", COALESCE(s.{c}, 0)" for c in SUM_COLUMNS if sums)
+            + f" FROM runs r {_ALIAS_JOIN} LEFT JOIN run_sums s ON s.run_id = r.run_id"
+            + " WHERE true ON CONFLICT (tid) DO UPDATE SET runs = runs + 1, "
+            "started_ns = MIN(started_ns, excluded.started_ns), has_calls = MAX(has_calls, excluded.has_calls)"
+            + "".join(f", {c} = {c} + excluded.{c}" for c in SUM_COLUMNS if sums)
+        )
+        if sums:  # tools are no model's cost: read only when not grouped by model
+            x(
+                "INSERT INTO uc_task (tid, runs, tool_calls, step_blocks, tool_cost) "
+                f"SELECT {_TASK_OF_RUN}, 0, s.type = 'tool', s.type = 'step', COALESCE(s.cost_pico, 0) "
+                f"FROM steps s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} "
+                "WHERE true ON CONFLICT (tid) DO UPDATE SET tool_calls = tool_calls + excluded.tool_calls, "
+                "step_blocks = step_blocks + excluded.step_blocks, tool_cost = tool_cost + excluded.tool_cost"
+            )
         if self.with_attributes:
-            # Attributes merge run after run, later runs winning: the runs go in by start (as the
-            # Python engine reads them), and a task of several runs keeps their texts in a JSON array.
-            x(
-                "INSERT INTO uc_task (tid, kind, key, started_ns, runs, attributes, attribute_runs) "
-                "SELECT u.tid, r.kind, r.key, r.started_ns, 1, r.text, r.text IS NOT NULL FROM ("
-                " SELECT run_id, kind, key, started_ns, rowid AS rid, CASE WHEN attributes IS NULL"
-                "  OR attributes IN ('', '{}') THEN NULL ELSE attributes END AS text FROM runs) AS r "
-                "JOIN uc_run u ON u.run_id = r.run_id "
-                "WHERE true ORDER BY r.started_ns, r.rid "
-                "ON CONFLICT (tid) DO UPDATE SET runs = runs + 1, started_ns = MIN(started_ns, excluded.started_ns), "
-                "attributes = CASE WHEN excluded.attributes IS NULL THEN attributes "
-                "  WHEN attribute_runs = 0 THEN excluded.attributes "
-                "  WHEN attribute_runs = 1 THEN json_array(attributes, excluded.attributes) "
-                "  ELSE json_insert(attributes, '$[#]', excluded.attributes) END, "
-                "attribute_runs = attribute_runs + (excluded.attributes IS NOT NULL)"
-            )
-        else:
-            x(
-                "INSERT INTO uc_task (tid, kind, key, started_ns, runs) "
-                "SELECT COALESCE(k.tid, r.rowid), r.kind, r.key, r.started_ns, 1 FROM runs r "
-                "LEFT JOIN uc_key k ON k.key = r.key AND k.kind = r.kind "
-                "WHERE true ON CONFLICT (tid) DO UPDATE SET runs = runs + 1, "
-                "started_ns = MIN(started_ns, excluded.started_ns)"
-            )
+            self._merge_attribute_texts()
         # The latest outcome of a task wins: outcomes go in oldest first, each replacing the one
         # before. An outcome names a run (any run of the task), else a kind and key, else a key alone
         # (every kind with that key).
+        by_key_alone = ""
+        if x(
+            "SELECT EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind IS NULL AND key IS NOT NULL)"
+        ).fetchone()[0]:
+            x(
+                "CREATE TEMP TABLE uc_key (key TEXT NOT NULL, kind TEXT NOT NULL, tid INTEGER NOT NULL, "
+                "PRIMARY KEY (key, kind)) WITHOUT ROWID"
+            )
+            x("INSERT INTO uc_key SELECT key, kind, MIN(rowid) FROM runs WHERE key IS NOT NULL GROUP BY kind, key")
+            by_key_alone = (
+                " UNION ALL SELECT k.tid, o.id, o.recorded_ns FROM outcomes o "
+                "JOIN uc_key k ON k.key = o.key WHERE o.run_id IS NULL AND o.kind IS NULL"
+            )
         x("CREATE TEMP TABLE uc_won (tid INTEGER PRIMARY KEY, outcome INTEGER NOT NULL)")
         x(
             "INSERT INTO uc_won (tid, outcome) SELECT tid, id FROM ("
-            " SELECT u.tid AS tid, o.id AS id, o.recorded_ns AS recorded_ns FROM outcomes o "
-            "  JOIN uc_run u ON u.run_id = o.run_id"
-            " UNION ALL SELECT k.tid, o.id, o.recorded_ns FROM outcomes o "
-            "  JOIN uc_key k ON k.key = o.key AND k.kind = o.kind WHERE o.run_id IS NULL"
-            " UNION ALL SELECT k.tid, o.id, o.recorded_ns FROM outcomes o "
-            "  JOIN uc_key k ON k.key = o.key WHERE o.run_id IS NULL AND o.kind IS NULL"
-            ") WHERE true ORDER BY recorded_ns, id "
+            f" SELECT {_TASK_OF_RUN} AS tid, o.id AS id, o.recorded_ns AS recorded_ns FROM outcomes o"
+            f"  JOIN runs r ON r.run_id = o.run_id {_ALIAS_JOIN}"
+            " UNION ALL SELECT (SELECT MIN(rowid) FROM runs WHERE kind = o.kind AND key = o.key), o.id, o.recorded_ns"
+            "  FROM outcomes o WHERE o.run_id IS NULL AND o.kind IS NOT NULL AND o.key IS NOT NULL"
+            f"{by_key_alone}"
+            ") WHERE tid IS NOT NULL ORDER BY recorded_ns, id "
             "ON CONFLICT (tid) DO UPDATE SET outcome = excluded.outcome"
         )
 
-    def add_costs_and_tools(self) -> None:
-        """Each task's LLM cost (all its calls) and its tools and step blocks."""
+    def _merge_attribute_texts(self) -> None:
+        # Attributes merge run after run, later runs winning: the runs go in by start (as the Python
+        # engine reads them), and a task of several runs keeps their texts as a JSON array.
         self.execute(
-            "UPDATE uc_task SET llm_cost = s.cost FROM ("
-            " SELECT u.tid AS tid, SUM(s.cost_pico) AS cost FROM run_sums s JOIN uc_run u ON u.run_id = s.run_id"
-            " GROUP BY u.tid) AS s WHERE s.tid = uc_task.tid"
+            "CREATE TEMP TABLE uc_task_attributes (tid INTEGER PRIMARY KEY, attributes TEXT, "
+            "attribute_runs INTEGER NOT NULL)"
         )
-        self.add_tools()
-
-    def add_tools(self) -> None:
         self.execute(
-            "UPDATE uc_task SET tool_calls = s.tools, step_blocks = s.blocks, tool_cost = s.cost FROM ("
-            " SELECT u.tid AS tid, COALESCE(SUM(s.type = 'tool'), 0) AS tools,"
-            "  COALESCE(SUM(s.type = 'step'), 0) AS blocks, COALESCE(SUM(COALESCE(s.cost_pico, 0)), 0) AS cost"
-            " FROM steps s JOIN uc_run u ON u.run_id = s.run_id GROUP BY u.tid) AS s WHERE s.tid = uc_task.tid"
+            "INSERT INTO uc_task_attributes SELECT COALESCE(a.tid, r.rid), r.text, 1 FROM ("
+            " SELECT run_id, started_ns, rowid AS rid, attributes AS text FROM runs"
+            " WHERE attributes IS NOT NULL AND attributes NOT IN ('', '{}')) AS r "
+            "LEFT JOIN uc_alias a ON a.rid = r.rid WHERE true ORDER BY r.started_ns, r.rid "
+            "ON CONFLICT (tid) DO UPDATE SET attribute_runs = attribute_runs + 1, attributes = "
+            "CASE WHEN attribute_runs = 1 THEN json_array(attributes, excluded.attributes) "
+            "ELSE json_insert(attributes, '$[#]', excluded.attributes) END"
         )
 
     # --- attributes ---------------------------------------------------------------------------
@@ -147,9 +161,7 @@ class TaskTables:
         the attributes merged as the Python engine merges them (later runs win)."""
         if self._merged is None:
             merged: dict[tuple[str, int], dict[str, Any]] = {}
-            for text, runs in self.execute(
-                "SELECT DISTINCT attributes, attribute_runs FROM uc_task WHERE attribute_runs > 0"
-            ):
+            for text, runs in self.execute("SELECT DISTINCT attributes, attribute_runs FROM uc_task_attributes"):
                 values: dict[str, Any] = {}
                 for one in [text] if runs == 1 else json.loads(text):
                     values.update(json.loads(one))
@@ -201,13 +213,12 @@ def reading(conn: sqlite3.Connection) -> Iterator[None]:
     """One consistent read of the store; the temporary tables made inside vanish at the end.
 
     The sorts and temporary tables of 100k tasks need more than SQLite's default 2 MB of cache, or
-    they spill to files: the cache grows for the report and is put back after it. Temporary tables
-    go to memory when the connection has none yet (changing that setting drops existing ones)."""
+    they spill to files: the cache grows for the report and is put back after it. (temp_store=MEMORY
+    would make them slower: SQLite's sorter then allocates each record apart.)"""
     (cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
     conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
-    if not conn.execute("SELECT COUNT(*) FROM temp.sqlite_master").fetchone()[0]:
-        conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+    conn.execute(f"PRAGMA temp.cache_size = {_CACHE_KIB}")
     try:
         yield
     finally:
@@ -223,104 +234,120 @@ def group_rows(
     per_model: str | None,
     where: Sequence[str],
     params: Sequence[Any],
-    with_attributes: bool,
+    percentiles: Sequence[int],
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """(group key, the group's counts, sums and ranked costs) for the kept tasks.
 
-    ``keys`` are SQL expressions over uc_task `t`, its outcome `o`, its attributes `a` and, grouped by
-    model or provider, `part` (the model or provider); ``where`` are conditions over the same."""
+    ``keys`` are SQL expressions over uc_task `t`, its outcome `o` and its attribute values `a`, or
+    `PART` for the model or provider; ``where`` are conditions over the same but `PART`."""
     x = tables.execute
-    part_column = {"model": "model", "provider": "provider"}.get(per_model or "")
-    if part_column is None:
-        tables.add_costs_and_tools()
     attributes_join = (
-        " LEFT JOIN uc_attr a ON a.attributes = t.attributes AND a.attribute_runs = t.attribute_runs"
-        if with_attributes else ""
+        " LEFT JOIN uc_task_attributes ta ON ta.tid = t.tid LEFT JOIN uc_attr a"
+        " ON a.attributes = ta.attributes AND a.attribute_runs = ta.attribute_runs"
+        if tables.with_attributes else ""
     )
-    task_keys = [k for k in keys if k != "part"]
-    # The kept tasks with their group values (all but the model/provider part) and outcome.
+    task_keys = [k for k in keys if k != _PART]
+    state = "CASE WHEN o.id IS NULL THEN 0 WHEN o.success THEN 1 ELSE 2 END"  # none, succeeded, failed
+    # The kept tasks, with their group values (but the model or provider), outcome and costs.
     x(
-        "CREATE TEMP TABLE uc_kept (tid INTEGER PRIMARY KEY, runs INTEGER, outcome_state INTEGER, "
-        "value_pico INTEGER, task_cost INTEGER, tool_calls INTEGER, step_blocks INTEGER, tool_cost INTEGER"
-        + "".join(f", g{i}" for i in range(len(task_keys))) + ")"
-    )
-    conditions = " AND ".join(where) or "true"
-    x(
-        "INSERT INTO uc_kept SELECT t.tid, t.runs, "
-        # 0: no outcome, 1: succeeded, 2: failed
-        "CASE WHEN o.id IS NULL THEN 0 WHEN o.success THEN 1 ELSE 2 END, COALESCE(o.value_pico, 0), "
-        "t.llm_cost + t.tool_cost, t.tool_calls, t.step_blocks, t.tool_cost"
-        + "".join(f", {k}" for k in task_keys)
+        "CREATE TEMP TABLE uc_kept AS SELECT t.tid AS tid"
+        + "".join(f", {k} AS g{i}" for i, k in enumerate(task_keys))
+        + f", t.runs AS runs, {state} AS state, COALESCE(o.value_pico, 0) AS value"
+        + (
+            ", t.has_calls AS has_calls" if per_model else
+            ", t.cost_pico + t.tool_cost AS cost, t.tool_calls AS tools, t.step_blocks AS blocks, t.tool_cost AS tcost"
+            + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS)
+        )
         + " FROM uc_task t LEFT JOIN uc_won w ON w.tid = t.tid LEFT JOIN outcomes o ON o.id = w.outcome"
-        + attributes_join + f" WHERE {conditions}",
+        + f"{attributes_join} WHERE {' AND '.join(where) or 'true'}",
         params,
     )
-    g = [f"e.g{task_keys.index(k)}" if k != "part" else "e.part" for k in keys]
-    gk = ", ".join(g) or "NULL"
-    if part_column is None:
-        entries = (
-            "SELECT k.*, NULL AS part, k.task_cost AS cost, k.tool_calls AS tools, k.step_blocks AS blocks, "
-            "k.tool_cost AS tcost FROM uc_kept k"
-        )
+    if per_model is None:
+        entries = "uc_kept"
     else:
         # A task counts in each of its models' rows with only that model's calls (and no tools);
         # a task without calls counts once, in the (none) row.
+        entries = "uc_entry"
+        g_of = {k: f"k.g{task_keys.index(k)}" for k in task_keys}
         x(
-            "CREATE TEMP TABLE uc_part (tid INTEGER NOT NULL, part TEXT NOT NULL, cost INTEGER NOT NULL, "
-            "PRIMARY KEY (tid, part)) WITHOUT ROWID"
+            "CREATE TEMP TABLE uc_entry AS SELECT "
+            + ", ".join(f"{'e.part' if k == _PART else g_of[k]} AS g{i}" for i, k in enumerate(keys))
+            + f", e.cost_pico AS cost, k.runs AS runs, k.state AS state, k.value AS value, "
+            f"0 AS tools, 0 AS blocks, 0 AS tcost{''.join(f', e.{c} AS {c}' for c in SUM_COLUMNS)} "
+            f"FROM ({_model_parts(tables, per_model)}) AS e JOIN uc_kept k ON k.tid = e.tid"
         )
         x(
-            f"INSERT INTO uc_part SELECT u.tid, s.{part_column}, SUM(s.cost_pico) FROM run_totals s "
-            "JOIN uc_run u ON u.run_id = s.run_id JOIN uc_kept k ON k.tid = u.tid GROUP BY u.tid, s." + part_column
+            "INSERT INTO uc_entry SELECT "
+            + ", ".join("NULL" if k == _PART else g_of[k] for k in keys)
+            + ", 0, k.runs, k.state, k.value, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+            + " FROM uc_kept k WHERE NOT k.has_calls"
         )
-        entries = (
-            "SELECT k.*, p.part AS part, COALESCE(p.cost, 0) AS cost, 0 AS tools, 0 AS blocks, 0 AS tcost "
-            "FROM uc_kept k LEFT JOIN uc_part p ON p.tid = k.tid"
+    g = [f"g{i}" for i in range(len(keys))]
+    # Ordered by group and cost: the groups are read in order and each percentile is one index step.
+    x(f"CREATE INDEX temp.uc_entry_group ON {entries} ({', '.join([*g, 'cost'])})")
+    select_g = "".join(f"{c}, " for c in g)
+    counted = x(
+        f"SELECT {select_g}COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(state = 0), SUM(value), "
+        "SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), SUM(tools), SUM(blocks), SUM(tcost)"
+        + "".join(f", SUM({c})" for c in SUM_COLUMNS)
+        + f" FROM {entries}" + (f" GROUP BY {', '.join(g)}" if g else "")
+    ).fetchall()
+    same_group = " AND ".join(f"{c} IS ?" for c in g) or "true"
+    for row in counted:
+        key, (n, runs, succeeded, failed, no_outcome, value, wasted, tools, blocks, tcost, *sums) = (
+            tuple(row[: len(g)]), row[len(g) :]
         )
-    whole = "(PARTITION BY {gk} ORDER BY e.cost ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
-    ranked = x(
-        f"SELECT {', '.join(f'g_{i}' for i in range(len(g))) or 'NULL'}, rank, n, cost, runs, succeeded, failed, "
-        "no_outcome, value, wasted, tools, blocks, tcost FROM ("
-        f" SELECT {', '.join(f'{c} AS g_{i}' for i, c in enumerate(g)) or 'NULL'}, e.cost AS cost,"
-        f"  ROW_NUMBER() OVER (PARTITION BY {gk} ORDER BY e.cost) AS rank,"
-        "  COUNT(*) OVER whole AS n, SUM(e.runs) OVER whole AS runs,"
-        "  SUM(e.outcome_state = 1) OVER whole AS succeeded, SUM(e.outcome_state = 2) OVER whole AS failed,"
-        "  SUM(e.outcome_state = 0) OVER whole AS no_outcome, SUM(e.value_pico) OVER whole AS value,"
-        "  SUM(CASE WHEN e.outcome_state = 2 THEN e.cost ELSE 0 END) OVER whole AS wasted,"
-        "  SUM(e.tools) OVER whole AS tools, SUM(e.blocks) OVER whole AS blocks, SUM(e.tcost) OVER whole AS tcost"
-        f" FROM ({entries}) AS e WINDOW whole AS {whole.format(gk=gk)}"
-        f") WHERE rank = 1 OR rank IN ({', '.join(_ranks(p) for p in (50, 90, 95, 99))})"
+        if not n:  # no task at all (one row of NULL sums, without GROUP BY)
+            continue
+        ranked = {}
+        for p in percentiles:
+            rank = max(1, -(-p * n // 100))
+            if rank not in ranked:
+                ranked[rank] = x(
+                    f"SELECT cost FROM {entries} WHERE {same_group} ORDER BY cost LIMIT 1 OFFSET ?", (*key, rank - 1)
+                ).fetchone()[0]
+        yield key, {
+            "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed, "no_outcome": no_outcome,
+            "value_pico": value, "wasted_pico": wasted, "tool_calls": tools, "step_blocks": blocks,
+            "tool_cost_pico": tcost, "ranked": ranked, "sums": [v or 0 for v in sums],
+        }
+
+
+def _model_parts(tables: TaskTables, part: str) -> str:
+    """SQL for (tid, part, sums...): each task's calls summed by model or provider."""
+    sums = ", ".join(f"SUM(s.{c}) AS {c}" for c in SUM_COLUMNS)
+    x = tables.execute
+    # A task of one run whose models each come from one provider has its run's totals as they are
+    # (by provider: summed over the run's models, which lie together in run_totals' key order).
+    # Retried tasks are summed over their runs apart, in a table keyed by task and part.
+    unique = part == "provider" or x(
+        "SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT provider, model FROM run_totals)) "
+        "= (SELECT COUNT(DISTINCT model) FROM run_totals)"
+    ).fetchone()[0]
+    x(
+        "CREATE TEMP TABLE uc_part (tid INTEGER NOT NULL, part TEXT NOT NULL"
+        + "".join(f", {c} INTEGER" for c in SUM_COLUMNS) + ", PRIMARY KEY (tid, part)) WITHOUT ROWID"
     )
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    width = len(g) or 1
-    for row in ranked:
-        key = tuple(row[: len(g)])
-        rank, n, cost = row[width : width + 3]
-        group = groups.get(key)
-        if group is None:
-            runs, succeeded, failed, no_outcome, value, wasted, tools, blocks, tcost = row[width + 3 :]
-            group = groups[key] = {
-                "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed, "no_outcome": no_outcome,
-                "value_pico": value, "wasted_pico": wasted, "tool_calls": tools, "step_blocks": blocks,
-                "tool_cost_pico": tcost, "ranked": {}, "sums": [0] * len(SUM_COLUMNS),
-            }
-        group["ranked"][rank] = cost
-    # The calls' sums, per group: summed from each run's totals (by model when grouped by one).
-    if part_column is None:
-        source, part_key = "run_sums", []
+    x(
+        f"INSERT INTO uc_part SELECT {_TASK_OF_RUN}, s.{part}" + "".join(f", s.{c}" for c in SUM_COLUMNS)
+        + f" FROM run_totals s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN}"
+        + (" WHERE a.rid IS NOT NULL" if unique else " WHERE true")
+        + " ON CONFLICT (tid, part) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
+    )
+    parts = "SELECT tid, part" + "".join(f", {c}" for c in SUM_COLUMNS) + " FROM uc_part"
+    if not unique:
+        return parts
+    if part == "model":
+        alone = (
+            "SELECT r.rowid AS tid, s.model AS part" + "".join(f", s.{c} AS {c}" for c in SUM_COLUMNS)
+            + f" FROM run_totals s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE a.rid IS NULL"
+        )
     else:
-        source, part_key = "run_totals", [f"s.{part_column}"]
-    sums_keys = [f"k.g{task_keys.index(k)}" if k != "part" else part_key[0] for k in keys]
-    sums = x(
-        f"SELECT {', '.join(sums_keys) or 'NULL'}, {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} "
-        f"FROM {source} s JOIN uc_run u ON u.run_id = s.run_id JOIN uc_kept k ON k.tid = u.tid"
-        + (f" GROUP BY {', '.join(sums_keys)}" if sums_keys else "")
-    )
-    for row in sums:
-        group = groups.get(tuple(row[: len(g)]))
-        if group is not None:  # (a group with calls always has a task)
-            group["sums"] = [v or 0 for v in row[width:]]
-    yield from groups.items()
+        alone = (
+            f"SELECT r.rowid AS tid, s.provider AS part, {sums} FROM run_totals s "
+            f"JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE a.rid IS NULL GROUP BY s.run_id, s.provider"
+        )
+    return f"{alone} UNION ALL {parts}"
 
 
 def outside_sums(conn: sqlite3.Connection, per_model: bool) -> tuple[int, list[int]]:
@@ -328,7 +355,7 @@ def outside_sums(conn: sqlite3.Connection, per_model: bool) -> tuple[int, list[i
     source = "run_totals" if per_model else "run_sums"
     row = conn.execute(
         f"SELECT COUNT(*), {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} FROM {source} s "
-        "WHERE NOT EXISTS (SELECT 1 FROM uc_run u WHERE u.run_id = s.run_id)"
+        "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
     ).fetchone()
     return row[0], [v or 0 for v in row[1:]]
 

@@ -532,7 +532,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
     with_attributes = request.needs_attributes
     try:
         with sql.reading(conn):
-            tables = sql.TaskTables(conn, with_attributes=with_attributes)
+            tables = sql.TaskTables(conn, with_attributes=with_attributes, per_model=request.by_model)
             tables.build()
             known = tables.known_attributes() if with_attributes else set()
             fields, selector, per_model = request.resolve(known)
@@ -548,7 +548,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
                         attribute_names.append(fld[5:])
                     keys.append(f"a.a{attribute_names.index(fld[5:])}")
                 else:
-                    keys.append({"kind": "t.kind", "outcome": "o.label"}.get(fld, "part"))
+                    keys.append({"kind": "t.kind", "outcome": "o.label"}.get(fld, sql.PART))
             if selector.kind is not None:
                 conditions.append("t.kind = ?")
                 params.append(selector.kind)
@@ -574,8 +574,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
             groups = {
                 key: _Acc(**fields_)
                 for key, fields_ in sql.group_rows(
-                    tables, keys=keys, per_model=per_model, where=conditions, params=params,
-                    with_attributes=with_attributes,
+                    tables, keys=keys, per_model=per_model, where=conditions, params=params, percentiles=PERCENTILES
                 )
             }
             outside = None
