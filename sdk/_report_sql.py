@@ -262,50 +262,39 @@ def group_rows(
         + f"{attributes_join} WHERE {' AND '.join(where) or 'true'}",
         params,
     )
-    if per_model is None:
-        entries = "uc_kept"
-    else:
-        # A task counts in each of its models' rows with only that model's calls (and no tools);
-        # a task without calls counts once, in the (none) row.
-        entries = "uc_entry"
-        g_of = {k: f"k.g{task_keys.index(k)}" for k in task_keys}
-        x(
-            "CREATE TEMP TABLE uc_entry AS SELECT "
-            + ", ".join(f"{'e.part' if k == _PART else g_of[k]} AS g{i}" for i, k in enumerate(keys))
-            + f", e.cost_pico AS cost, k.runs AS runs, k.state AS state, k.value AS value, "
-            f"0 AS tools, 0 AS blocks, 0 AS tcost{''.join(f', e.{c} AS {c}' for c in SUM_COLUMNS)} "
-            f"FROM ({_model_parts(tables, per_model)}) AS e JOIN uc_kept k ON k.tid = e.tid"
-        )
-        x(
-            "INSERT INTO uc_entry SELECT "
-            + ", ".join("NULL" if k == _PART else g_of[k] for k in keys)
-            + ", 0, k.runs, k.state, k.value, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
-            + " FROM uc_kept k WHERE NOT k.has_calls"
-        )
     g = [f"g{i}" for i in range(len(keys))]
-    # Ordered by group and cost: the groups are read in order and each percentile is one index step.
-    x(f"CREATE INDEX temp.uc_entry_group ON {entries} ({', '.join([*g, 'cost'])})")
-    select_g = "".join(f"{c}, " for c in g)
+    # Grouped by model, a task counts in each of its models' rows with only that model's calls (and
+    # no tools). Those entries are read twice (summed, then their costs kept in order) rather than
+    # stored once with their sixteen sums: storing wide rows costs more.
+    entries = "uc_kept" if per_model is None else _model_entries(tables, per_model, keys, task_keys)
+    order = ", ".join(g)
     counted = x(
-        f"SELECT {select_g}COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(state = 0), SUM(value), "
-        "SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), SUM(tools), SUM(blocks), SUM(tcost)"
+        f"SELECT {''.join(f'{c}, ' for c in g)}COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(state = 0), "
+        "SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), SUM(tools), SUM(blocks), SUM(tcost)"
         + "".join(f", SUM({c})" for c in SUM_COLUMNS)
-        + f" FROM {entries}" + (f" GROUP BY {', '.join(g)}" if g else "")
+        + f" FROM {entries}" + (f" GROUP BY {order} ORDER BY {order}" if g else "")
     ).fetchall()
-    same_group = " AND ".join(f"{c} IS ?" for c in g) or "true"
+    # Every cost, in group order then cost order: a group's k-th cost is k rows after its start.
+    x("CREATE TEMP TABLE uc_cost (cost INTEGER)")
+    x(f"INSERT INTO uc_cost (cost) SELECT cost FROM {entries} ORDER BY {''.join(f'{c}, ' for c in g)}cost")
+    groups = []
+    start = 0
     for row in counted:
+        n = row[len(g)]
+        if n:  # (no task at all: one row of NULL sums, without GROUP BY)
+            ranks = {max(1, -(-p * n // 100)) for p in percentiles}
+            groups.append((row, {rank: start + rank for rank in ranks}))
+            start += n
+    rowids = [rowid for _, ranks in groups for rowid in ranks.values()]
+    cost_at = {}
+    for chunk in range(0, len(rowids), 500):
+        some = rowids[chunk : chunk + 500]
+        cost_at.update(x(f"SELECT rowid, cost FROM uc_cost WHERE rowid IN ({', '.join('?' * len(some))})", some))
+    for row, ranks in groups:
         key, (n, runs, succeeded, failed, no_outcome, value, wasted, tools, blocks, tcost, *sums) = (
             tuple(row[: len(g)]), row[len(g) :]
         )
-        if not n:  # no task at all (one row of NULL sums, without GROUP BY)
-            continue
-        ranked = {}
-        for p in percentiles:
-            rank = max(1, -(-p * n // 100))
-            if rank not in ranked:
-                ranked[rank] = x(
-                    f"SELECT cost FROM {entries} WHERE {same_group} ORDER BY cost LIMIT 1 OFFSET ?", (*key, rank - 1)
-                ).fetchone()[0]
+        ranked = {rank: cost_at[rowid] for rank, rowid in ranks.items()}
         yield key, {
             "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed, "no_outcome": no_outcome,
             "value_pico": value, "wasted_pico": wasted, "tool_calls": tools, "step_blocks": blocks,
@@ -313,16 +302,29 @@ def group_rows(
         }
 
 
-def _model_parts(tables: TaskTables, part: str) -> str:
-    """SQL for (tid, part, sums...): each task's calls summed by model or provider."""
-    sums = ", ".join(f"SUM(s.{c}) AS {c}" for c in SUM_COLUMNS)
+def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys: Sequence[str]) -> str:
+    """SQL for the entries grouped by model or provider: one row a (kept task, part), with its
+    group values g0..., cost, runs, state, value, tools (none) and sums."""
     x = tables.execute
-    # A task of one run whose models each come from one provider has its run's totals as they are
-    # (by provider: summed over the run's models, which lie together in run_totals' key order).
-    # Retried tasks are summed over their runs apart, in a table keyed by task and part.
+    sums = "".join(f", SUM(s.{c}) AS {c}" for c in SUM_COLUMNS)
+    plain = "".join(f", s.{c} AS {c}" for c in SUM_COLUMNS)
+    kept = ", ".join(f"k.g{task_keys.index(k)} AS g{task_keys.index(k)}" for k in task_keys)
+    kept = (kept + ", " if kept else "") + "k.runs AS runs, k.state AS state, k.value AS value"
+
+    def select(table: str, part_sql: str | None, cost: str) -> str:
+        # the entry's columns, in `keys` order, from a row of `table` that has the kept task's values
+        g = ", ".join(
+            f"{part_sql or 'NULL'} AS g{i}" if k == _PART else f"{table}.g{task_keys.index(k)} AS g{i}"
+            for i, k in enumerate(keys)
+        )
+        return f"{g}, {cost} AS cost, {table}.runs AS runs, {table}.state AS state, {table}.value AS value, "
+
+    # A task of one run whose parts each come from one row of run_totals has that run's rows as they
+    # are (a model under two providers makes two rows; by provider the run's rows are summed, and
+    # they lie together in run_totals' key order). Its values are found by run id, in the same order
+    # as run_totals. A retried task's runs are summed apart, in a table keyed by task and part.
     unique = part == "provider" or x(
-        "SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT provider, model FROM run_totals)) "
-        "= (SELECT COUNT(DISTINCT model) FROM run_totals)"
+        "SELECT COUNT(*) = COUNT(DISTINCT model) FROM (SELECT DISTINCT provider, model FROM run_totals)"
     ).fetchone()[0]
     x(
         "CREATE TEMP TABLE uc_part (tid INTEGER NOT NULL, part TEXT NOT NULL"
@@ -334,20 +336,34 @@ def _model_parts(tables: TaskTables, part: str) -> str:
         + (" WHERE a.rid IS NOT NULL" if unique else " WHERE true")
         + " ON CONFLICT (tid, part) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
     )
-    parts = "SELECT tid, part" + "".join(f", {c}" for c in SUM_COLUMNS) + " FROM uc_part"
-    if not unique:
-        return parts
-    if part == "model":
-        alone = (
-            "SELECT r.rowid AS tid, s.model AS part" + "".join(f", s.{c} AS {c}" for c in SUM_COLUMNS)
-            + f" FROM run_totals s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE a.rid IS NULL"
+    tools = "0 AS tools, 0 AS blocks, 0 AS tcost"
+    entries = [
+        f"SELECT {select('k', 'p.part', 'p.cost_pico')}{tools}"
+        + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
+        + " FROM uc_part p JOIN uc_kept k ON k.tid = p.tid",
+        # a task without calls counts once, in the (none) row
+        f"SELECT {select('k', None, '0')}{tools}" + ", 0" * len(SUM_COLUMNS) + " FROM uc_kept k WHERE NOT k.has_calls",
+    ]
+    if unique:
+        x(
+            "CREATE TEMP TABLE uc_run_kept (run_id TEXT PRIMARY KEY, "
+            + "".join(f"g{task_keys.index(k)}, " for k in task_keys) + "runs, state, value) WITHOUT ROWID"
         )
-    else:
-        alone = (
-            f"SELECT r.rowid AS tid, s.provider AS part, {sums} FROM run_totals s "
-            f"JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE a.rid IS NULL GROUP BY s.run_id, s.provider"
+        x(
+            f"INSERT INTO uc_run_kept SELECT r.run_id, {kept} FROM uc_kept k JOIN runs r ON r.rowid = k.tid "
+            "WHERE k.runs = 1 AND k.has_calls"
         )
-    return f"{alone} UNION ALL {parts}"
+        if part == "model":
+            entries.append(
+                f"SELECT {select('u', 's.model', 's.cost_pico')}{tools}{plain} "
+                "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id"
+            )
+        else:
+            entries.append(
+                f"SELECT {select('u', 's.provider', 'SUM(s.cost_pico)')}{tools}{sums} "
+                "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id GROUP BY s.run_id, s.provider"
+            )
+    return "(" + " UNION ALL ".join(entries) + ")"
 
 
 def outside_sums(conn: sqlite3.Connection, per_model: bool) -> tuple[int, list[int]]:
