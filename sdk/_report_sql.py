@@ -270,7 +270,8 @@ def group_rows(
     order = ", ".join(g)
     counted = x(
         f"SELECT {''.join(f'{c}, ' for c in g)}COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(state = 0), "
-        "SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), SUM(tools), SUM(blocks), SUM(tcost)"
+        "SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
+        + ("SUM(tools), SUM(blocks), SUM(tcost)" if per_model is None else "0, 0, 0")  # tools are no model's
         + "".join(f", SUM({c})" for c in SUM_COLUMNS)
         + f" FROM {entries}" + (f" GROUP BY {order} ORDER BY {order}" if g else "")
     ).fetchall()
@@ -304,7 +305,7 @@ def group_rows(
 
 def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys: Sequence[str]) -> str:
     """SQL for the entries grouped by model or provider: one row a (kept task, part), with its
-    group values g0..., cost, runs, state, value, tools (none) and sums."""
+    group values g0..., cost, runs, state, value and sums."""
     x = tables.execute
     sums = "".join(f", SUM(s.{c}) AS {c}" for c in SUM_COLUMNS)
     plain = "".join(f", s.{c} AS {c}" for c in SUM_COLUMNS)
@@ -317,7 +318,7 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
             f"{part_sql or 'NULL'} AS g{i}" if k == _PART else f"{table}.g{task_keys.index(k)} AS g{i}"
             for i, k in enumerate(keys)
         )
-        return f"{g}, {cost} AS cost, {table}.runs AS runs, {table}.state AS state, {table}.value AS value, "
+        return f"{g}, {cost} AS cost, {table}.runs AS runs, {table}.state AS state, {table}.value AS value"
 
     # A task of one run whose parts each come from one row of run_totals has that run's rows as they
     # are (a model under two providers makes two rows; by provider the run's rows are summed, and
@@ -332,18 +333,15 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
     )
     x(
         f"INSERT INTO uc_part SELECT {_TASK_OF_RUN}, s.{part}" + "".join(f", s.{c}" for c in SUM_COLUMNS)
-        + f" FROM run_totals s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN}"
-        + (" WHERE a.rid IS NOT NULL" if unique else " WHERE true")
+        + (
+            # (CROSS JOIN: SQLite then reads the tables in this order, from the few retried runs)
+            " FROM uc_alias a CROSS JOIN runs r ON r.rowid = a.rid CROSS JOIN run_totals s ON s.run_id = r.run_id"
+            " WHERE true"
+            if unique else f" FROM run_totals s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE true"
+        )
         + " ON CONFLICT (tid, part) DO UPDATE SET " + ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
     )
-    tools = "0 AS tools, 0 AS blocks, 0 AS tcost"
-    entries = [
-        f"SELECT {select('k', 'p.part', 'p.cost_pico')}{tools}"
-        + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
-        + " FROM uc_part p JOIN uc_kept k ON k.tid = p.tid",
-        # a task without calls counts once, in the (none) row
-        f"SELECT {select('k', None, '0')}{tools}" + ", 0" * len(SUM_COLUMNS) + " FROM uc_kept k WHERE NOT k.has_calls",
-    ]
+    entries = []
     if unique:
         x(
             "CREATE TEMP TABLE uc_run_kept (run_id TEXT PRIMARY KEY, "
@@ -355,14 +353,23 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
         )
         if part == "model":
             entries.append(
-                f"SELECT {select('u', 's.model', 's.cost_pico')}{tools}{plain} "
+                f"SELECT {select('u', 's.model', 's.cost_pico')}{plain} "
                 "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id"
             )
         else:
             entries.append(
-                f"SELECT {select('u', 's.provider', 'SUM(s.cost_pico)')}{tools}{sums} "
+                f"SELECT {select('u', 's.provider', 'SUM(s.cost_pico)')}{sums} "
                 "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id GROUP BY s.run_id, s.provider"
             )
+    # (the branches without rows are left out: a single branch is read without a UNION in between)
+    if x("SELECT EXISTS (SELECT 1 FROM uc_part)").fetchone()[0]:
+        entries.append(
+            f"SELECT {select('k', 'p.part', 'p.cost_pico')}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
+            + " FROM uc_part p JOIN uc_kept k ON k.tid = p.tid"
+        )
+    no_calls = f"SELECT {select('k', None, '0')}" + ", 0" * len(SUM_COLUMNS) + " FROM uc_kept k WHERE NOT k.has_calls"
+    if not entries or x("SELECT EXISTS (SELECT 1 FROM uc_kept WHERE NOT has_calls)").fetchone()[0]:
+        entries.append(no_calls)  # a task without calls counts once, in the (none) row
     return "(" + " UNION ALL ".join(entries) + ")"
 
 
