@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -193,19 +193,20 @@ class TaskTables:
         self.conn.executemany(f"INSERT INTO uc_attr VALUES ({marks})", rows)
 
 
-def bucket_sql(every: str, started: str) -> str:
-    """The UTC day/week/month of a start in nanoseconds, as `_reports.time_bucket` names it.
+def add_buckets(tables: TaskTables, label: Callable[[int], str]) -> str:
+    """SQL for a task's time bucket, named by `label` (ns -> name, `_reports.time_bucket`).
 
-    `time_bucket` reads ns / 1e9 as a float and rounds it to the microsecond (half to even): the
-    second is the float's whole part, plus one when its fraction rounds up to a whole second."""
-    seconds = f"({started} / 1e9)"
+    SQLite finds the UTC day each task starts on; Python names each distinct day once (date
+    functions over 100k rows cost more), into `uc_bucket`. `time_bucket` reads ns / 1e9 as a float
+    rounded to the microsecond (half to even): the second is the float's whole part, plus one when
+    its fraction rounds up to a whole second."""
+    seconds = "(t.started_ns / 1e9)"
     whole = f"CAST({seconds} AS INTEGER)"
-    second = f"({whole} + (({seconds} - {whole}) * 1e6 >= 999999.5))"
-    if every == "day":
-        return f"date({second}, 'unixepoch')"
-    if every == "week":  # named by its Monday
-        return f"date({second}, 'unixepoch', '-6 days', 'weekday 1')"
-    return f"strftime('%Y-%m', {second}, 'unixepoch')"
+    day = f"(({whole} + (({seconds} - {whole}) * 1e6 >= 999999.5)) / 86400)"
+    days = [d for (d,) in tables.execute(f"SELECT DISTINCT {day} FROM uc_task t")]
+    tables.execute("CREATE TEMP TABLE uc_bucket (day INTEGER PRIMARY KEY, label TEXT NOT NULL)")
+    tables.conn.executemany("INSERT INTO uc_bucket VALUES (?, ?)", [(d, label(d * 86_400 * 10**9)) for d in days])
+    return f"(SELECT b.label FROM uc_bucket b WHERE b.day = {day})"
 
 
 @contextmanager
@@ -373,11 +374,11 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
     return "(" + " UNION ALL ".join(entries) + ")"
 
 
-def outside_sums(conn: sqlite3.Connection, per_model: bool) -> tuple[int, list[int]]:
-    """How many run totals belong to no task (their run never reached the store), and their sums."""
-    source = "run_totals" if per_model else "run_sums"
+def outside_sums(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+    """How many runs with calls belong to no task (the run never reached the store), and their
+    calls' sums (from run_sums: a run has a row there exactly when it has some in run_totals)."""
     row = conn.execute(
-        f"SELECT COUNT(*), {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} FROM {source} s "
+        f"SELECT COUNT(*), {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} FROM run_sums s "
         "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
     ).fetchone()
     return row[0], [v or 0 for v in row[1:]]

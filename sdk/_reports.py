@@ -540,7 +540,8 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
             if request.every:
                 if conn.execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:
                     raise sql.Unfit("a task started before 1970")
-                keys.append(sql.bucket_sql(request.every, "t.started_ns"))
+                every = request.every
+                keys.append(sql.add_buckets(tables, lambda ns: time_bucket(ns, every)))
             attribute_names: list[str] = []
             for _, fld in fields:
                 if fld.startswith("attr:"):
@@ -579,7 +580,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
             }
             outside = None
             if request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None:
-                found, sums = sql.outside_sums(conn, request.by_model)
+                found, sums = sql.outside_sums(conn)
                 for row in _call_rows(db, None, "WHERE run_id IS NULL"):
                     found += 1
                     sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
