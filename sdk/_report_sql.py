@@ -279,16 +279,15 @@ def group_rows(
     # Every cost, in group order then cost order: a group's k-th cost is k rows after its start.
     x("CREATE TEMP TABLE uc_cost (cost INTEGER)")
     x(f"INSERT INTO uc_cost (cost) SELECT cost FROM {entries} ORDER BY {''.join(f'{c}, ' for c in g)}cost")
-    groups = []
+    groups: list[tuple[Any, dict[int, int]]] = []  # (row, {rank: rowid of that cost})
     start = 0
     for row in counted:
         n = row[len(g)]
         if n:  # (no task at all: one row of NULL sums, without GROUP BY)
-            ranks = {max(1, -(-p * n // 100)) for p in percentiles}
-            groups.append((row, {rank: start + rank for rank in ranks}))
+            groups.append((row, {rank: start + rank for rank in {max(1, -(-p * n // 100)) for p in percentiles}}))
             start += n
     rowids = [rowid for _, ranks in groups for rowid in ranks.values()]
-    cost_at = {}
+    cost_at: dict[int, int] = {}
     for chunk in range(0, len(rowids), 500):
         some = rowids[chunk : chunk + 500]
         cost_at.update(x(f"SELECT rowid, cost FROM uc_cost WHERE rowid IN ({', '.join('?' * len(some))})", some))

@@ -536,7 +536,9 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
             tables.build()
             known = tables.known_attributes() if with_attributes else set()
             fields, selector, per_model = request.resolve(known)
-            keys, conditions, params = [], [], []
+            keys: list[str] = []
+            conditions: list[str] = []
+            params: list[Any] = []
             if request.every:
                 if conn.execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:
                     raise sql.Unfit("a task started before 1970")
