@@ -7,7 +7,7 @@ task costs, in temporary tables that live inside one savepoint (one consistent r
 rolled back at the end, so the tables vanish and the store is untouched). Python gets one row per
 group, plus the few ranked costs the percentiles need.
 
-The Python engine (`_reports._load` and `_group_facts`) stays the reference: re-pricing (`unitcost
+The Python engine (`_reports._load` and `_group_in_python`) stays the reference: re-pricing (`unitcost
 whatif`) needs each call, and a store this SQL would read differently from it (see `Unfit`) is
 reported by it too. tests/test_report_engines.py checks that both give the same rows.
 """
@@ -217,6 +217,7 @@ def reading(conn: sqlite3.Connection) -> Iterator[None]:
     they spill to files: the cache grows for the report and is put back after it. (temp_store=MEMORY
     would make them slower: SQLite's sorter then allocates each record apart.)"""
     (cache_size,) = conn.execute("PRAGMA cache_size").fetchone()
+    (temp_cache_size,) = conn.execute("PRAGMA temp.cache_size").fetchone()
     conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
     conn.execute(f"SAVEPOINT {_SAVEPOINT}")
     conn.execute(f"PRAGMA temp.cache_size = {_CACHE_KIB}")
@@ -226,6 +227,8 @@ def reading(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
         conn.execute(f"RELEASE {_SAVEPOINT}")
         conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
+        # (0 when the connection had no temporary database yet: it then starts with the default)
+        conn.execute(f"PRAGMA temp.cache_size = {int(temp_cache_size or cache_size)}")
 
 
 def group_rows(
