@@ -50,9 +50,29 @@ class TaskTables:
         self.with_attributes = with_attributes
         self.per_model = per_model
         self._merged: dict[tuple[str, int], dict[str, Any]] | None = None
+        self._runs_with_calls: int | None = None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
+
+    def runs_with_calls(self) -> int:
+        """How many runs (that reached the store) have calls: their run_sums rows."""
+        if self._runs_with_calls is None:
+            self._runs_with_calls = self.execute(
+                "SELECT COUNT(*) FROM run_sums s WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
+            ).fetchone()[0]
+        return self._runs_with_calls
+
+    def outside_sums(self) -> tuple[int, list[int]]:
+        """How many runs with calls belong to no task (the run never reached the store), and their
+        calls' sums (from run_sums: a run has a row there exactly when it has some in run_totals)."""
+        if self.execute("SELECT COUNT(*) FROM run_sums").fetchone()[0] == self.runs_with_calls():
+            return 0, [0] * len(SUM_COLUMNS)
+        row = self.execute(
+            f"SELECT COUNT(*), {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} FROM run_sums s "
+            "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
+        ).fetchone()
+        return row[0], [v or 0 for v in row[1:]]
 
     def check_fits(self) -> None:
         """Raise Unfit for the stores whose tasks the SQL below would join differently."""
@@ -88,13 +108,16 @@ class TaskTables:
             "step_blocks INTEGER NOT NULL DEFAULT 0, tool_cost INTEGER NOT NULL DEFAULT 0"
             + "".join(f", {c} INTEGER" for c in SUM_COLUMNS if sums) + ")"
         )
-        # (a run has a run_sums row when it made calls)
+        # (a run has a run_sums row when it made calls; grouped by model, when every run has one,
+        # the task's calls are not looked up: they come from run_totals later)
+        with_sums = sums or self.runs_with_calls() != x("SELECT COUNT(*) FROM runs").fetchone()[0]
         x(
             "INSERT INTO uc_task (tid, kind, key, started_ns, runs, has_calls"
             + "".join(f", {c}" for c in SUM_COLUMNS if sums)
-            + f") SELECT {_TASK_OF_RUN}, r.kind, r.key, r.started_ns, 1, s.run_id IS NOT NULL"
+            + f") SELECT {_TASK_OF_RUN}, r.kind, r.key, r.started_ns, 1, "
+            + ("s.run_id IS NOT NULL" if with_sums else "1")
             + "".join(f", COALESCE(s.{c}, 0)" for c in SUM_COLUMNS if sums)
-            + f" FROM runs r {_ALIAS_JOIN} LEFT JOIN run_sums s ON s.run_id = r.run_id"
+            + f" FROM runs r {_ALIAS_JOIN}" + (" LEFT JOIN run_sums s ON s.run_id = r.run_id" if with_sums else "")
             + " WHERE true ON CONFLICT (tid) DO UPDATE SET runs = runs + 1, "
             "started_ns = MIN(started_ns, excluded.started_ns), has_calls = MAX(has_calls, excluded.has_calls)"
             + "".join(f", {c} = {c} + excluded.{c}" for c in SUM_COLUMNS if sums)
@@ -273,15 +296,17 @@ def group_rows(
     entries = "uc_kept" if per_model is None else _model_entries(tables, per_model, keys, task_keys)
     order = ", ".join(g)
     counted = x(
-        f"SELECT {''.join(f'{c}, ' for c in g)}COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(state = 0), "
-        "SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
+        f"SELECT {''.join(f'{c}, ' for c in g)}MIN(cost), MAX(cost), COUNT(*), SUM(runs), SUM(state = 1), "
+        "SUM(state = 2), SUM(state = 0), SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
         + ("SUM(tools), SUM(blocks), SUM(tcost)" if per_model is None else "0, 0, 0")  # tools are no model's
         + "".join(f", SUM({c})" for c in SUM_COLUMNS)
         + f" FROM {entries}" + (f" GROUP BY {order} ORDER BY {order}" if g else "")
     ).fetchall()
     # Every cost, in group order then cost order: a group's k-th cost is k rows after its start.
+    order_by, order_params = _cost_order(g, counted)
     x("CREATE TEMP TABLE uc_cost (cost INTEGER)")
-    x(f"INSERT INTO uc_cost (cost) SELECT cost FROM {entries} ORDER BY {''.join(f'{c}, ' for c in g)}cost")
+    x(f"INSERT INTO uc_cost (cost) SELECT cost FROM {entries} ORDER BY {order_by}", order_params)
+    counted = [(*row[: len(g)], *row[len(g) + 2 :]) for row in counted]
     groups: list[tuple[Any, dict[int, int]]] = []  # (row, {rank: rowid of that cost})
     start = 0
     for row in counted:
@@ -304,6 +329,21 @@ def group_rows(
             "value_pico": value, "wasted_pico": wasted, "tool_calls": tools, "step_blocks": blocks,
             "tool_cost_pico": tcost, "ranked": ranked, "sums": [v or 0 for v in sums],
         }
+
+
+def _cost_order(g: Sequence[str], counted: Sequence[Any]) -> tuple[str, list[Any]]:
+    """ORDER BY for the costs, in group order then cost order, and its parameters.
+
+    With one group column and costs in [0, 2**50) (over a thousand dollars a task), the key is one
+    integer, the group's place times 2**50 plus the cost: SQLite sorts a few hundred thousand of
+    those faster than (text, cost) pairs."""
+    if len(g) != 1 or not counted or len(counted) > 64:
+        return ", ".join([*g, "cost"]), []
+    low, high = min(row[1] for row in counted), max(row[2] for row in counted)
+    if low is None or low < 0 or high >= 2**50:
+        return ", ".join([*g, "cost"]), []
+    places = " ".join(f"WHEN {g[0]} IS ? THEN {i}" for i in range(len(counted)))
+    return f"(CASE {places} END) * {2**50} + cost", [row[0] for row in counted]
 
 
 def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys: Sequence[str]) -> str:
@@ -374,14 +414,3 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
     if not entries or x("SELECT EXISTS (SELECT 1 FROM uc_kept WHERE NOT has_calls)").fetchone()[0]:
         entries.append(no_calls)  # a task without calls counts once, in the (none) row
     return "(" + " UNION ALL ".join(entries) + ")"
-
-
-def outside_sums(conn: sqlite3.Connection) -> tuple[int, list[int]]:
-    """How many runs with calls belong to no task (the run never reached the store), and their
-    calls' sums (from run_sums: a run has a row there exactly when it has some in run_totals)."""
-    row = conn.execute(
-        f"SELECT COUNT(*), {', '.join(f'SUM(s.{c})' for c in SUM_COLUMNS)} FROM run_sums s "
-        "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
-    ).fetchone()
-    return row[0], [v or 0 for v in row[1:]]
-

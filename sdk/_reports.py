@@ -582,7 +582,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
             }
             outside = None
             if request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None:
-                found, sums = sql.outside_sums(conn)
+                found, sums = tables.outside_sums()
                 for row in _call_rows(db, None, "WHERE run_id IS NULL"):
                     found += 1
                     sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
