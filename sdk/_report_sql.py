@@ -41,9 +41,9 @@ _ALIAS_JOIN = "LEFT JOIN uc_alias a ON a.rid = r.rowid"
 
 class TaskTables:
     """The store's tasks as temporary tables: `uc_alias` (a run -> its task, when not itself),
-    `uc_task` (one row a task: kind, key, start, runs and, unless grouped by model, its calls' sums
-    and tools), `uc_won` (a task's winning outcome) and, for reports by attribute,
-    `uc_task_attributes`."""
+    `uc_task` (one row a task: kind, key, start, runs and, unless grouped by model, its calls' sums),
+    `uc_tools` (its tools and step blocks, unless grouped by model), `uc_won` (its winning outcome)
+    and, for reports by attribute, `uc_task_attributes`."""
 
     def __init__(self, conn: sqlite3.Connection, *, with_attributes: bool, per_model: bool) -> None:
         self.conn = conn
@@ -104,8 +104,7 @@ class TaskTables:
         sums = not self.per_model
         x(
             "CREATE TEMP TABLE uc_task (tid INTEGER PRIMARY KEY, kind TEXT, key TEXT, started_ns INTEGER, "
-            "runs INTEGER NOT NULL, has_calls INTEGER NOT NULL DEFAULT 0, tool_calls INTEGER NOT NULL DEFAULT 0, "
-            "step_blocks INTEGER NOT NULL DEFAULT 0, tool_cost INTEGER NOT NULL DEFAULT 0"
+            "runs INTEGER NOT NULL, has_calls INTEGER NOT NULL DEFAULT 0"
             + "".join(f", {c} INTEGER" for c in SUM_COLUMNS if sums) + ")"
         )
         # (a run has a run_sums row when it made calls; grouped by model, when every run has one,
@@ -123,9 +122,14 @@ class TaskTables:
             + "".join(f", {c} = {c} + excluded.{c}" for c in SUM_COLUMNS if sums)
         )
         if sums:  # tools are no model's cost: read only when not grouped by model
+            # (a table of their own: adding into uc_task's wide rows costs more)
             x(
-                "INSERT INTO uc_task (tid, runs, tool_calls, step_blocks, tool_cost) "
-                f"SELECT {_TASK_OF_RUN}, 0, s.type = 'tool', s.type = 'step', COALESCE(s.cost_pico, 0) "
+                "CREATE TEMP TABLE uc_tools (tid INTEGER PRIMARY KEY, tool_calls INTEGER, step_blocks INTEGER, "
+                "tool_cost INTEGER)"
+            )
+            x(
+                "INSERT INTO uc_tools "
+                f"SELECT {_TASK_OF_RUN}, s.type = 'tool', s.type = 'step', COALESCE(s.cost_pico, 0) "
                 f"FROM steps s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} "
                 "WHERE true ON CONFLICT (tid) DO UPDATE SET tool_calls = tool_calls + excluded.tool_calls, "
                 "step_blocks = step_blocks + excluded.step_blocks, tool_cost = tool_cost + excluded.tool_cost"
@@ -282,10 +286,12 @@ def group_rows(
         + f", t.runs AS runs, {state} AS state, COALESCE(o.value_pico, 0) AS value"
         + (
             ", t.has_calls AS has_calls" if per_model else
-            ", t.cost_pico + t.tool_cost AS cost, t.tool_calls AS tools, t.step_blocks AS blocks, t.tool_cost AS tcost"
+            ", t.cost_pico + COALESCE(tl.tool_cost, 0) AS cost, COALESCE(tl.tool_calls, 0) AS tools, "
+            "COALESCE(tl.step_blocks, 0) AS blocks, COALESCE(tl.tool_cost, 0) AS tcost"
             + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS)
         )
         + " FROM uc_task t LEFT JOIN uc_won w ON w.tid = t.tid LEFT JOIN outcomes o ON o.id = w.outcome"
+        + ("" if per_model else " LEFT JOIN uc_tools tl ON tl.tid = t.tid")
         + f"{attributes_join} WHERE {' AND '.join(where) or 'true'}",
         params,
     )
