@@ -302,8 +302,12 @@ def group_rows(
     entries = "uc_kept" if per_model is None else _model_entries(tables, per_model, keys, task_keys)
     order = ", ".join(g)
     counted = x(
-        f"SELECT {''.join(f'{c}, ' for c in g)}MIN(cost), MAX(cost), COUNT(*), SUM(runs), SUM(state = 1), "
-        "SUM(state = 2), SUM(state = 0), SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
+        # (each aggregate costs: no_outcome is what is left of the tasks; the cost range is read only
+        # where `_cost_order` can use it)
+        f"SELECT {''.join(f'{c}, ' for c in g)}"
+        + ("MIN(cost), MAX(cost)" if len(g) == 1 else "NULL, NULL")
+        + ", COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(value), "
+        "SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
         + ("SUM(tools), SUM(blocks), SUM(tcost)" if per_model is None else "0, 0, 0")  # tools are no model's
         + "".join(f", SUM({c})" for c in SUM_COLUMNS)
         + f" FROM {entries}" + (f" GROUP BY {order} ORDER BY {order}" if g else "")
@@ -326,9 +330,10 @@ def group_rows(
         some = rowids[chunk : chunk + 500]
         cost_at.update(x(f"SELECT rowid, cost FROM uc_cost WHERE rowid IN ({', '.join('?' * len(some))})", some))
     for row, ranks in groups:
-        key, (n, runs, succeeded, failed, no_outcome, value, wasted, tools, blocks, tcost, *sums) = (
+        key, (n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, *sums) = (
             tuple(row[: len(g)]), row[len(g) :]
         )
+        no_outcome = n - succeeded - failed
         ranked = {rank: cost_at[rowid] for rank, rowid in ranks.items()}
         yield key, {
             "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed, "no_outcome": no_outcome,
@@ -345,8 +350,8 @@ def _cost_order(g: Sequence[str], counted: Sequence[Any]) -> tuple[str, list[Any
     those faster than (text, cost) pairs."""
     if len(g) != 1 or not counted or len(counted) > 64:
         return ", ".join([*g, "cost"]), []
-    low, high = min(row[1] for row in counted), max(row[2] for row in counted)
-    if low is None or low < 0 or high >= 2**50:
+    lows, highs = [row[1] for row in counted], [row[2] for row in counted]
+    if None in lows or None in highs or min(lows) < 0 or max(highs) >= 2**50:
         return ", ".join([*g, "cost"]), []
     places = " ".join(f"WHEN {g[0]} IS ? THEN {i}" for i in range(len(counted)))
     return f"(CASE {places} END) * {2**50} + cost", [row[0] for row in counted]
@@ -359,15 +364,15 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
     sums = "".join(f", SUM(s.{c}) AS {c}" for c in SUM_COLUMNS)
     plain = "".join(f", s.{c} AS {c}" for c in SUM_COLUMNS)
     kept = ", ".join(f"k.g{task_keys.index(k)} AS g{task_keys.index(k)}" for k in task_keys)
-    kept = (kept + ", " if kept else "") + "k.runs AS runs, k.state AS state, k.value AS value"
+    kept = (kept + ", " if kept else "") + "k.state AS state, k.value AS value"
 
-    def select(table: str, part_sql: str | None, cost: str) -> str:
+    def select(table: str, part_sql: str | None, cost: str, runs: str = "") -> str:
         # the entry's columns, in `keys` order, from a row of `table` that has the kept task's values
         g = ", ".join(
             f"{part_sql or 'NULL'} AS g{i}" if k == _PART else f"{table}.g{task_keys.index(k)} AS g{i}"
             for i, k in enumerate(keys)
         )
-        return f"{g}, {cost} AS cost, {table}.runs AS runs, {table}.state AS state, {table}.value AS value"
+        return f"{g}, {cost} AS cost, {runs or table + '.runs'} AS runs, {table}.state AS state, {table}.value AS value"
 
     # A task of one run whose parts each come from one row of run_totals has that run's rows as they
     # are (a model under two providers makes two rows; by provider the run's rows are summed, and
@@ -394,20 +399,21 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
     if unique:
         x(
             "CREATE TEMP TABLE uc_run_kept (run_id TEXT PRIMARY KEY, "
-            + "".join(f"g{task_keys.index(k)}, " for k in task_keys) + "runs, state, value) WITHOUT ROWID"
+            + "".join(f"g{task_keys.index(k)}, " for k in task_keys) + "state, value) WITHOUT ROWID"
         )
         x(
-            f"INSERT INTO uc_run_kept SELECT r.run_id, {kept} FROM uc_kept k JOIN runs r ON r.rowid = k.tid "
-            "WHERE k.runs = 1 AND k.has_calls"
+            # (in run id order, read from the runs' run_id index: the table is then written in its own order)
+            f"INSERT INTO uc_run_kept SELECT r.run_id, {kept} FROM runs r JOIN uc_kept k ON k.tid = r.rowid "
+            "WHERE k.runs = 1 AND k.has_calls ORDER BY r.run_id"
         )
         if part == "model":
             entries.append(
-                f"SELECT {select('u', 's.model', 's.cost_pico')}{plain} "
+                f"SELECT {select('u', 's.model', 's.cost_pico', runs='1')}{plain} "
                 "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id"
             )
         else:
             entries.append(
-                f"SELECT {select('u', 's.provider', 'SUM(s.cost_pico)')}{sums} "
+                f"SELECT {select('u', 's.provider', 'SUM(s.cost_pico)', runs='1')}{sums} "
                 "FROM run_totals s JOIN uc_run_kept u ON u.run_id = s.run_id GROUP BY s.run_id, s.provider"
             )
     # (the branches without rows are left out: a single branch is read without a UNION in between)
