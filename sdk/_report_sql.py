@@ -422,7 +422,10 @@ def _model_entries(tables: TaskTables, part: str, keys: Sequence[str], task_keys
             f"SELECT {select('k', 'p.part', 'p.cost_pico')}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
             + " FROM uc_part p JOIN uc_kept k ON k.tid = p.tid"
         )
-    no_calls = f"SELECT {select('k', None, '0')}" + ", 0" * len(SUM_COLUMNS) + " FROM uc_kept k WHERE NOT k.has_calls"
+    no_calls = (
+        f"SELECT {select('k', None, '0')}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
+        + " FROM uc_kept k WHERE NOT k.has_calls"
+    )
     if not entries or x("SELECT EXISTS (SELECT 1 FROM uc_kept WHERE NOT has_calls)").fetchone()[0]:
         entries.append(no_calls)  # a task without calls counts once, in the (none) row
     return "(" + " UNION ALL ".join(entries) + ")"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from unitcost import _reports
@@ -180,8 +180,14 @@ def _both(db: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any
     return sql_rows, python_rows
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+NO_CALL = (0, 0, 0, 0, None, False, 0)
+PLAIN = {"by": "model", "every": None, "where": None, "kind": None, "window": (None, None)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(runs=runs, outcomes=outcomes, stray=stray, requests_=st.lists(requests, min_size=1, max_size=4))
+# no task, and a model under two providers: the only entries are the (none) row's
+@example(runs=[], outcomes=[], stray=[("gone", [(MODELS[1], *NO_CALL), (MODELS[3], *NO_CALL)])], requests_=[PLAIN])
 def test_both_engines_give_the_same_rows(store, monkeypatch, runs, outcomes, stray, requests_):
     _write(store, runs, outcomes, stray)
     for request in requests_:
