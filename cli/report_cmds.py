@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from unitcost._checks import breaches
-from unitcost._compare import Repricer, compare, parse_side, whatif
 from unitcost._reports import report
 
 from . import _render
@@ -104,6 +102,8 @@ def compare_command(
       unitcost compare prompt_version=v1 prompt_version=v2
       unitcost compare 14d..7d 7d.. --kind support_ticket
     """
+    from unitcost._compare import compare, parse_side  # the price book (pydantic): only when comparing
+
     side_a, side_b = parse_side(a), parse_side(b)
     with reading():
         rows = compare(db, side_a, side_b, by=by, kind=kind, since_ns=since, until_ns=until)
@@ -137,6 +137,8 @@ def whatif_command(
       unitcost whatif --cache
       unitcost whatif --prices negotiated.toml
     """
+    from unitcost._compare import Repricer, whatif
+
     repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
     with reading("re-pricing every call"):
         rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
@@ -178,6 +180,8 @@ def check_command(
       unitcost check --since 24h --max-cost-per-success 0.40 --max-cost-per-task-p95 1.00
       unitcost check --since 7d --by customer --max-cost 50
     """
+    from unitcost._checks import breaches
+
     if all(v is None for v in limits.values()):
         raise click.UsageError("give at least one threshold, e.g. --max-cost-per-success 0.40")
     rows = report(db, by=by, kind=kind, where=where, since_ns=since, until_ns=until)

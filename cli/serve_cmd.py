@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 from unitcost._errors import ConfigurationError, StoreError
-from unitcost._pricing import PriceBook
 from unitcost._store import default_db_path, open_store
 
 
@@ -54,6 +53,7 @@ def serve_command(
       unitcost report --db agents.db
       unitcost serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
+    from unitcost._pricing import PriceBook
     from unitcost.exporters.receiver import OTLPReceiver, check_bind
     from unitcost.exporters.store import StoreSpanExporter
 

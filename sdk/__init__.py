@@ -15,23 +15,33 @@ Example::
 Then ``unitcost report`` prints the cost per resolved ticket.
 """
 
+from typing import TYPE_CHECKING
+
 from ._budget import BudgetExceeded, BudgetWarning
 from ._config import configure, flush, shutdown
 from ._context import TaskRun, current_task
 from ._errors import ConfigurationError, StoreError, UnitcostError
 from ._instrument import instrument, uninstrument
 from ._outcomes import outcome, record_outcome
-from ._record import record_usage
 from ._scopes import step, task, tool
 from .version import __version__
 
+if TYPE_CHECKING:
+    from ._record import record_usage
+
 
 def __getattr__(name: str) -> object:
-    # `unitcost.query` loads the report engine (sqlite-utils...) only when it is used.
+    # `unitcost.query` loads the report engine (sqlite-utils...) only when it is used, and
+    # `record_usage` the LLM-call machinery (wrapt): the `unitcost` command needs neither.
     if name == "query":
         import importlib
 
         return importlib.import_module(".query", __name__)
+    if name == "record_usage":
+        from ._record import record_usage
+
+        globals()["record_usage"] = record_usage  # found directly from now on
+        return record_usage
     raise AttributeError(f"module 'unitcost' has no attribute {name!r}")
 
 

@@ -11,6 +11,7 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -249,6 +250,8 @@ class _Acc:
     task_costs: list[int] = field(default_factory=list)
     sums: list[int] = field(default_factory=lambda: list(_ZERO))
     sum_rows: list[Sequence[int]] = field(default_factory=list)  # added into `sums` at the end, in one go
+    # The percentiles' ranked costs when SQLite ranked them: {rank: cost} (`task_costs` is empty then).
+    ranked: dict[int, int] | None = None
 
     def total_sums(self) -> list[int]:
         if self.sum_rows:
@@ -257,12 +260,15 @@ class _Acc:
         return self.sums
 
 
+def _rank(n: int, p: int) -> int:
+    """Nearest rank: the smallest rank with at least p% of n values at or below it (1-based)."""
+    return max(1, -(-p * n // 100))
+
+
 def _percentile(sorted_values: Sequence[int], p: int) -> int | None:
-    """Nearest rank: the smallest value with at least p% of the values at or below it."""
     if not sorted_values:
         return None
-    rank = max(1, -(-p * len(sorted_values) // 100))
-    return sorted_values[rank - 1]
+    return sorted_values[_rank(len(sorted_values), p) - 1]
 
 
 def _usd(pico: int | None) -> Decimal | None:
@@ -283,6 +289,7 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     reasoning_cost = from_pico(s["reasoning_cost_pico"]) or Decimal(0)
     decided = acc.succeeded + acc.failed
     costs = sorted(acc.task_costs)
+    ranked = acc.ranked
     row: dict[str, Any] = {
         "group": group,
         "tasks": acc.tasks,
@@ -298,7 +305,8 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
         "wasted_usd": from_pico(acc.wasted_pico) or Decimal(0),
     }
     for p in PERCENTILES:
-        row[f"cost_per_task_p{p}_usd"] = _usd(_percentile(costs, p))
+        pico = _percentile(costs, p) if ranked is None else ranked[_rank(acc.tasks, p)]
+        row[f"cost_per_task_p{p}_usd"] = _usd(pico)
     row.update(
         {
             "llm_cost_usd": llm_cost,
@@ -385,20 +393,81 @@ def report(
     if every is not None and every not in EVERY:
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
-    # A "model" or "provider" name groups by model unless a task attribute is escaped as attr.model.
-    facts, outside = _load(db, reprice, by_model=any(n in ("model", "provider") for n in names))
-    # Task attributes are parsed only when a --by or --where name may be one.
-    needs_attributes = any(n not in GROUP_FIELDS for n in names) or bool(parse_where(where))
+    request = _Request(names, every, since_ns, until_ns, kind, where)
+    grouped = None
+    if reprice is None:
+        ensure_fresh(db.conn)
+        grouped = _group_in_store(db, request)
+    if grouped is None:
+        grouped = _group_in_python(db, request, reprice)
+    fields, selector, groups, outside = grouped
+
+    group_names = ([every] if every else []) + [name for name, _ in fields]
+    rows = [
+        _finish(dict(zip(group_names, key, strict=True)), acc)
+        for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
+    ]
+    if kind is None and not selector.filters:
+        no_task: _Acc | None
+        if since_ns is None and until_ns is None:
+            no_task = outside
+        else:
+            no_task = _outside_in_window(db, since_ns, until_ns, reprice)
+        no_task = _add_tools_outside(db, since_ns, until_ns, no_task)
+        if no_task is not None:
+            rows.append(_finish({name: None for name in group_names}, no_task))
+    # Spans that never reached the store make every number here too low: each row says how many.
+    dropped = dropped_spans(db, since_ns, until_ns)
+    for row in rows:
+        row["dropped_spans"] = dropped
+    return rows
+
+
+@dataclass
+class _Request:
+    """What a report asks for, as given."""
+
+    names: list[str]
+    every: str | None
+    since_ns: int | None
+    until_ns: int | None
+    kind: str | None
+    where: Mapping[str, str] | Sequence[str] | None
+
+    @property
+    def by_model(self) -> bool:
+        # A "model" or "provider" name groups by model unless a task attribute is escaped as attr.model.
+        return any(n in ("model", "provider") for n in self.names)
+
+    @property
+    def needs_attributes(self) -> bool:
+        # Task attributes are parsed only when a --by or --where name may be one.
+        return any(n not in GROUP_FIELDS for n in self.names) or bool(parse_where(self.where))
+
+    def resolve(self, known: set[str]) -> tuple[list[tuple[str, str]], TaskSelector, str | None]:
+        """(name, field) pairs to group by, the task selector, and "model"/"provider" or None."""
+        fields = _resolve_names(self.names, known, "--by")
+        if sum(f in ("model", "provider") for _, f in fields) > 1:
+            raise ReportError("--by can group by model or by provider, not both")
+        selector = TaskSelector(
+            known, since_ns=self.since_ns, until_ns=self.until_ns, kind=self.kind, where=self.where
+        )
+        per_model = next((f for _, f in fields if f in ("model", "provider")), None)
+        return fields, selector, per_model
+
+
+_Grouped = tuple[list[tuple[str, str]], "TaskSelector", dict[tuple[Any, ...], "_Acc"], "_Acc | None"]
+
+
+def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repricer) -> _Grouped:
+    """The reference engine: every task's facts in Python, grouped here (and the only one that re-prices)."""
+    facts, outside = _load(db, reprice, by_model=request.by_model)
     known = (
         {name for f in facts.values() if f.task._attribute_json for name in f.task.attributes}
-        if needs_attributes else set()
+        if request.needs_attributes else set()
     )
-    fields = _resolve_names(names, known, "--by")
-    if sum(f in ("model", "provider") for _, f in fields) > 1:
-        raise ReportError("--by can group by model or by provider, not both")
-    selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
-    per_model = next((f for _, f in fields if f in ("model", "provider")), None)
-
+    fields, selector, per_model = request.resolve(known)
+    every = request.every
     groups: dict[tuple[Any, ...], _Acc] = {}
     for f in facts.values():
         task = f.task
@@ -448,28 +517,83 @@ def report(
                 acc.tool_calls += f.tool_calls
                 acc.step_blocks += f.step_blocks
                 acc.tool_cost_pico += f.tool_cost_pico
+    no_task = _Acc() if outside else None
+    for sums in outside.values():
+        no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
+    return fields, selector, groups, no_task
 
-    group_names = ([every] if every else []) + [name for name, _ in fields]
-    rows = [
-        _finish(dict(zip(group_names, key, strict=True)), acc)
-        for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
-    ]
-    if kind is None and not selector.filters:
-        no_task: _Acc | None
-        if since_ns is None and until_ns is None:
-            no_task = _Acc() if outside else None
-            for sums in outside.values():
-                no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
-        else:
-            no_task = _outside_in_window(db, since_ns, until_ns, reprice)
-        no_task = _add_tools_outside(db, since_ns, until_ns, no_task)
-        if no_task is not None:
-            rows.append(_finish({name: None for name in group_names}, no_task))
-    # Spans that never reached the store make every number here too low: each row says how many.
-    dropped = dropped_spans(db, since_ns, until_ns)
-    for row in rows:
-        row["dropped_spans"] = dropped
-    return rows
+
+def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | None:
+    """The same groups, summed by SQLite (see unitcost._report_sql); None when this store or request
+    is one for the Python engine."""
+    from . import _report_sql as sql
+
+    conn = db.conn
+    with_attributes = request.needs_attributes
+    try:
+        with sql.reading(conn):
+            tables = sql.TaskTables(conn, with_attributes=with_attributes, per_model=request.by_model)
+            tables.build()
+            known = tables.known_attributes() if with_attributes else set()
+            fields, selector, per_model = request.resolve(known)
+            keys: list[str] = []
+            conditions: list[str] = []
+            params: list[Any] = []
+            if request.every:
+                if conn.execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:
+                    raise sql.Unfit("a task started before 1970")
+                every = request.every
+                keys.append(sql.add_buckets(tables, lambda ns: time_bucket(ns, every)))
+            attribute_names: list[str] = []
+            for _, fld in fields:
+                if fld.startswith("attr:"):
+                    if fld[5:] not in attribute_names:
+                        attribute_names.append(fld[5:])
+                    keys.append(f"a.a{attribute_names.index(fld[5:])}")
+                else:
+                    keys.append({"kind": "t.kind", "outcome": "o.label"}.get(fld, sql.PART))
+            if selector.kind is not None:
+                conditions.append("t.kind = ?")
+                params.append(selector.kind)
+            if selector.since_ns is not None:
+                conditions.append("t.started_ns >= ?")
+                params.append(selector.since_ns)
+            if selector.until_ns is not None:
+                conditions.append("t.started_ns < ?")
+                params.append(selector.until_ns)
+            attribute_filters = []
+            for fld, value in selector.filters:
+                if fld.startswith("attr:"):
+                    attribute_filters.append((fld[5:], value))
+                elif fld in ("kind", "outcome"):
+                    conditions.append("t.kind = ?" if fld == "kind" else "o.label = ?")
+                    params.append(value)
+                else:  # --where model=...: the Python engine says what that does
+                    raise sql.Unfit(f"--where {fld}")
+            if attribute_filters:
+                conditions.append("a.keep")
+            if with_attributes:
+                tables.add_attribute_values(attribute_names, attribute_filters)
+            groups = {
+                key: _Acc(**fields_)
+                for key, fields_ in sql.group_rows(
+                    tables, keys=keys, per_model=per_model, where=conditions, params=params, percentiles=PERCENTILES
+                )
+            }
+            outside = None
+            if request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None:
+                found, sums = tables.outside_sums()
+                for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+                    found += 1
+                    sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+                outside = _Acc(sums=sums) if found else None
+    except sql.Unfit:
+        return None
+    except sqlite3.OperationalError as exc:
+        if "overflow" not in str(exc):  # sums past 2**63 pico-dollars ($9.2M): Python's integers have no limit
+            raise
+        return None
+    return fields, selector, groups, outside
 
 
 def _add_tools_outside(

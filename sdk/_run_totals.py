@@ -186,17 +186,24 @@ def backfill(conn: Any) -> None:
 def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     """Refresh the runs whose calls were written by something other than the exporter (a test, an
     import, an older unitcost), so the totals always agree with the calls. Cheap when they agree:
-    two counts over indexes."""
-    in_calls = conn.execute("SELECT COUNT(run_id) FROM calls").fetchone()[0]
-    in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_totals").fetchone()[0]
+    two counts: the calls of runs (all calls, which SQLite counts from an index's pages without reading
+    its rows, less those outside any run), and the calls in run_sums (a row a run; it is written with
+    run_totals, so a writer that skips one skips both)."""
+    in_calls = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM calls) - (SELECT COUNT(*) FROM calls WHERE run_id IS NULL)"
+    ).fetchone()[0]
+    in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
     if in_calls == in_totals:
         return
     stale = [
         r[0] for r in conn.execute(
             "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
             "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
-            "WHERE t.n IS NULL OR t.n != c.n "
+            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
+            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
             "UNION SELECT run_id FROM run_totals "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+            "UNION SELECT run_id FROM run_sums "
             "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
         )
     ]
