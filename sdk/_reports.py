@@ -198,6 +198,13 @@ class TaskSelector:
     ) -> None:
         wanted = parse_where(where)
         fields = _resolve_names(wanted, known_attributes, "--where")
+        for name, fld in fields:
+            if fld in ("model", "provider"):
+                # --where keeps or drops whole tasks, and one task may call several models.
+                raise ReportError(
+                    f"--where {name}=... cannot select tasks: a task may call several models. Use --by {fld} "
+                    f"(or name a task attribute attr.{fld})"
+                )
         self.filters = [(f, value) for (_, f), value in zip(fields, wanted.values(), strict=True)]
         self.since_ns, self.until_ns, self.kind = since_ns, until_ns, kind
 

@@ -44,6 +44,8 @@ BAD = [
     (["report", "--every", "hour"], ["--every", "'hour' is not one of"]),
     (["report", "--where", "customer"], ["--where takes NAME=VALUE"]),
     (["report", "--where", "shoe_size=42"], ["unknown --where name 'shoe_size'"]),
+    (["report", "--where", "model=gpt-4o-mini"], ["--where model=... cannot select tasks", "Use --by model"]),
+    (["compare", "provider=openai", "provider=anthropic"], ["--where provider=... cannot select tasks"]),
     (["report", "--format", "xml"], ["--format", "'xml' is not one of"]),
     (["compare", "customer=acme", "banana"], ["cannot read 'banana'"]),
     (["compare", "7d..soon", "14d..7d"], ["cannot read 'soon' as a time"]),
