@@ -113,9 +113,10 @@ class LLMCall:
             _content.capture_output(self.span, texts, finish_reason)
 
     def chunk_seen(self) -> None:
+        # Set on the span with the response's other attributes when the call finishes: one pass
+        # through the span's lock and attribute checks instead of two.
         if self.first_chunk_at is None:
             self.first_chunk_at = time.perf_counter()
-            self.span.set_attribute(A.TIME_TO_FIRST_CHUNK, self.first_chunk_at - self.started)
 
     def finish(
         self,
@@ -156,6 +157,8 @@ class LLMCall:
                 attrs.update(usage.span_attributes())
             if incomplete:
                 attrs[A.CALL_INCOMPLETE] = True
+            if self.first_chunk_at is not None:
+                attrs[A.TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.started
             if attrs:
                 span.set_attributes(attrs)
             span.end(end_time=end_time_ns)

@@ -174,3 +174,10 @@ def test_request_text_includes_tool_calls_and_responses_items():
         {"type": "function_call_output", "call_id": "call_1", "output": "shipped"},
     ]
     assert _estimate.texts_of(messages) == ["Where is #1042?", '{"q": "1042"}', "shipped"]
+
+
+def test_a_stream_records_its_time_to_first_chunk(store_db, spans, openai_client):
+    stream_without_usage(openai_client)
+    span = llm_span(spans)
+    first = span.attributes[A.TIME_TO_FIRST_CHUNK]
+    assert 0 < first <= (span.end_time - span.start_time) / 1e9
