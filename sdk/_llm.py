@@ -291,6 +291,18 @@ class _Watch:
         on_chunk = self.on_chunk = self.watcher.on_chunk
         return on_chunk
 
+    def passes(self, chunk: Any) -> bool:
+        """Show the watcher a chunk: False for one the caller must not see (the usage-only chunk
+        unitcost asked for on the caller's behalf)."""
+        try:
+            on_chunk = self.on_chunk
+            if on_chunk is None:
+                on_chunk = self.first_chunk()
+            return on_chunk(chunk)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("stream chunk", exc)
+            return True
+
     def end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
         if self.done:
             return
@@ -321,14 +333,7 @@ class _SyncWatch(_Watch):
             except BaseException as exc:
                 self.end(incomplete=True, error=exc)
                 raise
-            try:
-                on_chunk = self.on_chunk
-                if on_chunk is None:
-                    on_chunk = self.first_chunk()
-                if on_chunk(chunk):
-                    return chunk
-            except Exception as exc:  # noqa: BLE001
-                internal_error("stream chunk", exc)
+            if self.passes(chunk):
                 return chunk
 
 
@@ -348,14 +353,7 @@ class _AsyncWatch(_Watch):
             except BaseException as exc:
                 self.end(incomplete=True, error=exc)
                 raise
-            try:
-                on_chunk = self.on_chunk
-                if on_chunk is None:
-                    on_chunk = self.first_chunk()
-                if on_chunk(chunk):
-                    return chunk
-            except Exception as exc:  # noqa: BLE001
-                internal_error("stream chunk", exc)
+            if self.passes(chunk):
                 return chunk
 
 
