@@ -13,7 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from unitcost._errors import StoreError
+from unitcost._errors import StoreError, UnitcostError
 from unitcost._outcome_import import ImportError_
 from unitcost._reports import ReportError
 from unitcost._store import default_db_path, open_store
@@ -39,7 +39,7 @@ def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
         try:
             return fn(*args, db=db, **kwargs)
-        except (ReportError, ImportError_, ValueError) as exc:
+        except (ReportError, ImportError_, UnitcostError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
         except sqlite3.DatabaseError as exc:  # damage past the header, found by a read
             raise click.ClickException(

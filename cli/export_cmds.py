@@ -23,7 +23,11 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
     if path is None or str(path) == "-":
         yield sys.stdout
         return
-    with open(path, "w", encoding="utf-8", newline="") as stream:
+    try:
+        stream = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with stream:
         yield stream
 
 

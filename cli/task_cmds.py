@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import click
 
 from unitcost._inspect import add_outcome, recent_runs, show_run
+from unitcost._money import parse_usd
 from unitcost._outcome_import import import_outcomes
 
 from . import _render
@@ -19,7 +19,7 @@ from ._options import console, db_option, progress_bar
 @click.command(name="tasks")
 @db_option
 @click.option("--kind", help="Only runs of this kind.")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="How many runs to list.")
+@click.option("--limit", type=click.IntRange(1, 10**9), default=20, show_default=True, help="How many runs to list.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def tasks_command(db: Any, kind: str | None, limit: int, fmt: str) -> None:
     """Recent runs with their task id, kind, key, cost and outcome.
@@ -85,9 +85,9 @@ def outcome_command(
         raise click.UsageError("give REF and LABEL (or --import FILE)")
     if value is not None:
         try:
-            Decimal(value)
-        except InvalidOperation:
-            raise click.BadParameter(f"{value!r} is not an amount in USD", param_hint="--value") from None
+            parse_usd(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--value") from None
     matched, warning = add_outcome(db, ref, label, kind=kind, success=success, value=value)
     if warning:
         click.echo(f"warning: {warning}", err=True)

@@ -128,7 +128,7 @@ def show_run(db: sqlite_utils.Database, run_id: str) -> RunDetail:
             task._attribute_json.append(attrs)
     # Its outcomes, as the report joins them: by the id of any of its runs, or by kind and key.
     marks = ", ".join("?" * len(task.run_ids))
-    by_key = "OR (key = ? AND (kind = ? OR kind IS NULL))" if key is not None else ""
+    by_key = "OR (run_id IS NULL AND key = ? AND (kind = ? OR kind IS NULL))" if key is not None else ""
     history = [
         OutcomeRow(r[0], r[1], bool(r[2]), r[3], r[4], r[5], r[6], r[7])
         for r in db.execute(

@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 PICO = Decimal("1e-12")
 _PER_USD = Decimal(10) ** 12
 JSON_PLACES = Decimal("1e-9")
+MAX_USD = Decimal(2**63) / _PER_USD  # ~9.2 million: the largest amount a 64-bit pico-dollar count holds
 
 
 def to_pico(usd: Decimal) -> int:
@@ -36,9 +37,15 @@ def parse_usd(value: object) -> Decimal:
         return value
     if isinstance(value, bool):
         raise TypeError("an amount of money cannot be a bool")
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return Decimal(str(value))
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+        raise ValueError(f"{value!r} is not an amount in USD") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount in USD")
+    if abs(amount) >= MAX_USD:  # the store keeps money as 64-bit integer pico-dollars
+        raise ValueError(f"{value!r}: amounts of ${MAX_USD:,} or more cannot be stored")
+    return amount
 
 
 def format_usd(value: Decimal | None, *, marked: bool = False) -> str:

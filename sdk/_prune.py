@@ -6,8 +6,8 @@ import sqlite_utils
 
 
 def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) -> dict[str, int]:
-    """Delete runs that started before `before_ns` with their calls and steps, calls outside any task
-    from before then, and outcomes recorded before then. Returns how many rows of each went."""
+    """Delete runs that started before `before_ns` with their calls and steps, calls and steps outside
+    any task from before then, and outcomes recorded before then. Returns how many rows of each went."""
     conn = db.conn
     counts: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
@@ -23,7 +23,10 @@ def prune(db: sqlite_utils.Database, before_ns: int, *, vacuum: bool = False) ->
             f"DELETE FROM calls WHERE run_id IN ({old_runs}) OR (run_id IS NULL AND started_ns < ?)",
             [before_ns, before_ns],
         ).rowcount
-        counts["steps"] = conn.execute(f"DELETE FROM steps WHERE run_id IN ({old_runs})", [before_ns]).rowcount
+        counts["steps"] = conn.execute(
+            f"DELETE FROM steps WHERE run_id IN ({old_runs}) OR (run_id IS NULL AND started_ns < ?)",
+            [before_ns, before_ns],
+        ).rowcount
         conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({old_runs})", [before_ns])
         conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({old_runs})", [before_ns])
         counts["runs"] = conn.execute("DELETE FROM runs WHERE started_ns < ?", [before_ns]).rowcount

@@ -28,6 +28,11 @@ _SAVEPOINT = "unitcost_report"
 _CACHE_KIB = -256 * 1024  # negative: KiB, as PRAGMA cache_size takes it
 
 
+def nearest_rank(n: int, p: int) -> int:
+    """Nearest rank: the smallest rank with at least p% of n values at or below it (1-based)."""
+    return max(1, -(-p * n // 100))
+
+
 class Unfit(Exception):
     """This store (or this request) is one the SQL rules would read differently: use the Python engine."""
 
@@ -322,7 +327,7 @@ def group_rows(
     for row in counted:
         n = row[len(g)]
         if n:  # (no task at all: one row of NULL sums, without GROUP BY)
-            groups.append((row, {rank: start + rank for rank in {max(1, -(-p * n // 100)) for p in percentiles}}))
+            groups.append((row, {rank: start + rank for rank in {nearest_rank(n, p) for p in percentiles}}))
             start += n
     rowids = [rowid for _, ranks in groups for rowid in ranks.values()]
     cost_at: dict[int, int] = {}

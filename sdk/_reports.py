@@ -21,6 +21,8 @@ from typing import Any
 import sqlite_utils
 
 from ._money import from_pico, to_pico, usd_for_json
+from ._report_sql import nearest_rank as _rank
+from ._run_totals import COLUMNS as RUN_TOTALS_COLUMNS
 from ._run_totals import ensure_fresh
 from ._store import dropped_spans
 from ._tasks import Store, Task
@@ -38,11 +40,7 @@ _SUMS = (
     "resent_uncached", "sdk_retries", "resend_cost_pico", "resend_savings_pico",
 )
 # The same sums, as `run_totals` (kept by the exporter, see unitcost._run_totals) names them.
-_RUN_TOTALS_SUMS = (
-    "calls, input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, "
-    "reasoning_tokens, cost_pico, reasoning_cost_pico, unpriced_calls, estimated_calls, resent_tokens, "
-    "resent_uncached_tokens, retries, resend_cost_pico, resend_savings_pico"
-)
+_RUN_TOTALS_SUMS = ", ".join(RUN_TOTALS_COLUMNS[3:])
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
 _ZERO = (0,) * _N
@@ -265,11 +263,6 @@ class _Acc:
             self.sums = [sum(col) for col in zip(self.sums, *self.sum_rows, strict=True)]
             self.sum_rows = []
         return self.sums
-
-
-def _rank(n: int, p: int) -> int:
-    """Nearest rank: the smallest rank with at least p% of n values at or below it (1-based)."""
-    return max(1, -(-p * n // 100))
 
 
 def _percentile(sorted_values: Sequence[int], p: int) -> int | None:

@@ -58,6 +58,11 @@ BAD = [
     (["check", "--max-cost-per-task-p95", "nan"], ["--max-cost-per-task-p95"]),
     (["tasks", "--limit", "0"], ["--limit", "0"]),
     (["tasks", "--limit", "many"], ["--limit", "'many' is not a valid integer"]),
+    (["tasks", "--limit", "100000000000000000000"], ["--limit", "is not in the range"]),
+    (["outcome", "T-1", "resolved", "--value", "1e400"], ["--value", "amounts of $9,223,372"]),
+    (["outcome", "T-1", "resolved", "--value", "Infinity"], ["--value", "not a finite amount"]),
+    (["outcome", "T-1", "resolved", "--value", "nan"], ["--value", "not a finite amount"]),
+    (["export", "-o", "/nonexistent-dir/x.jsonl"], ["cannot write /nonexistent-dir/x.jsonl"]),
     (["outcome", "T-1", "resolved", "--value", "lots"], ["--value", "'lots' is not an amount in USD"]),
     (["outcome", "T-1"], ["give REF and LABEL"]),
     (["prune"], ["--before is required"]),
@@ -153,3 +158,11 @@ def test_every_command_has_help_with_an_example():
     for name in cli.commands:
         code, output = invoke(name, "--help")
         assert code == 0 and "Example" in output, name
+
+
+def test_a_bad_price_file_is_a_message(db, tmp_path):
+    bad = tmp_path / "unitcost.toml"
+    bad.write_text("[[price]]\nmodel = 'x'\n")  # sets no price at all
+    code, output = invoke("whatif", "--prices", str(bad), "--db", str(db))
+    assert code == 1 and "Traceback" not in output
+    assert "sets no input_mtok" in output, output

@@ -469,3 +469,38 @@ def test_show_names_where_each_outcome_came_from(store_db):
     out = run_cli("show", run.id, "--db", str(store_db)).stdout
     history = out[out.index("outcomes (latest wins):"):].splitlines()[1:]
     assert [line.rsplit("  ", 1)[1] for line in history] == ["[inline]", "[late]", "[cli]"]
+
+
+def test_show_and_report_agree_on_an_outcome_that_names_another_run(store_db, tmp_path):
+    # An imported outcome for run B that also carries A's key belongs to B's task (the run id wins),
+    # in `show` as in `report` and `tasks`.
+    import sqlite_utils
+
+    from unitcost._inspect import show_run
+    from unitcost._outcome_import import import_outcomes
+
+    with unitcost.task("ticket", key="A") as a:
+        unitcost.outcome("resolved")
+    with unitcost.task("ticket", key="B") as b:
+        pass
+    assert unitcost.flush()
+    (tmp_path / "o.jsonl").write_text(json.dumps({"task_id": b.id, "key": "A", "label": "failed"}) + "\n")
+    db = sqlite_utils.Database(store_db)
+    import_outcomes(db, tmp_path / "o.jsonl")
+    assert show_run(db, a.id).outcome.label == "resolved"
+    assert show_run(db, b.id).outcome.label == "failed"
+
+
+def test_prune_takes_tools_called_outside_any_task_too(store_db):
+    import time
+
+    import sqlite_utils
+
+    from unitcost._prune import prune
+
+    with unitcost.tool("lookup", cost="5"):
+        pass
+    assert unitcost.flush()
+    db = sqlite_utils.Database(store_db)
+    assert prune(db, time.time_ns() + 1)["steps"] == 1
+    assert store_rows(store_db, "steps") == []
