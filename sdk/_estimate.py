@@ -33,10 +33,6 @@ TOKENS_PER_MESSAGE = 4  # role and separators around each chat message
 METHOD_CHARS = "chars/4"
 
 
-def _chars(content: Any) -> int:
-    return sum(len(text) for text in texts_of(content))
-
-
 def texts_of(value: Any) -> list[str]:
     """The text in a request value: a string, content parts, messages or Responses input items.
 
@@ -63,19 +59,6 @@ def _collect(value: Any, out: list[str], depth: int) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _collect(item, out, depth + 1)
-
-
-def messages_chars(messages: Any) -> tuple[int, int]:
-    """(characters of text, number of messages) in a chat request's messages."""
-    count = chars = 0
-    try:
-        for message in messages or ():
-            count += 1
-            if isinstance(message, dict):
-                chars += _chars(message.get("content"))
-    except TypeError:
-        pass
-    return chars, count
 
 
 def estimate_usage(input_chars: int, input_messages: int, output_chars: int) -> TokenUsage:

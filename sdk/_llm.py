@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -200,19 +199,10 @@ def in_wrapped_call() -> bool:
     return _in_wrapped.get()
 
 
-@contextmanager
-def wrapped_call() -> Iterator[None]:
-    """Mark this context as inside a wrapped SDK method (see `in_wrapped_call`)."""
-    token = _in_wrapped.set(True)
-    try:
-        yield
-    finally:
-        _in_wrapped.reset(token)
-
-
 def mark_wrapped() -> Token[bool]:
-    """`wrapped_call()` in two calls, for the paths every LLM call takes (no generator to make):
-    give the token to `unmark_wrapped` in a ``finally``."""
+    """Mark this context as inside a wrapped SDK method (see `in_wrapped_call`); give the token to
+    `unmark_wrapped` in a ``finally``. (Two calls, not a context manager: every LLM call takes this
+    path, and a generator-based one costs a few microseconds.)"""
     return _in_wrapped.set(True)
 
 
@@ -483,8 +473,11 @@ def run_call(
     """Invoke the SDK method; record its error (with the usage ``on_error`` finds in it, if any) or
     hand its result to the adapter. The result and the exception reach the caller unchanged."""
     if call is None:
-        with wrapped_call():
+        inside = mark_wrapped()
+        try:
             return invoke()
+        finally:
+            unmark_wrapped(inside)
     token = active_call.set(call)
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
@@ -513,8 +506,11 @@ async def run_call_async(
     on_error: ErrorUsage | None = None,
 ) -> Any:
     if call is None:
-        with wrapped_call():
+        inside = mark_wrapped()
+        try:
             return await invoke()
+        finally:
+            unmark_wrapped(inside)
     token = active_call.set(call)
     try:
         check_before_spending(call.run)

@@ -33,12 +33,13 @@ def usd_for_json(usd: Decimal | None) -> float | None:
 
 def parse_usd(value: object) -> Decimal:
     """A user-given amount (float, int, str or Decimal) as an exact Decimal; floats via their repr."""
-    if isinstance(value, Decimal):
-        return value
     if isinstance(value, bool):
         raise TypeError("an amount of money cannot be a bool")
     try:
-        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+        if isinstance(value, Decimal):
+            amount = value
+        else:
+            amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
     except ArithmeticError:  # decimal.InvalidOperation: not a number at all
         raise ValueError(f"{value!r} is not an amount in USD") from None
     if not amount.is_finite():

@@ -323,6 +323,8 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         self.key = key
         self.attributes = attributes
         self.budget = None if budget_usd is None else parse_usd(budget_usd)
+        if self.budget is not None and self.budget < 0:
+            raise ValueError(f"budget_usd cannot be negative ({budget_usd!r})")
         self.on_budget = on_budget
 
     def _span_name(self) -> str:
@@ -383,6 +385,8 @@ class tool(_Scope):  # noqa: N801
     def __init__(self, name: str, *, cost: float | str | Decimal | None = None) -> None:
         super().__init__(name)
         self._cost = None if cost is None else parse_usd(cost)
+        if self._cost is not None and self._cost < 0:
+            raise ValueError(f"a tool's cost cannot be negative ({cost!r})")
         self.cost = None if cost is None else str(self._cost)
 
     def _span_name(self) -> str:

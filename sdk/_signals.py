@@ -58,10 +58,6 @@ def uninstall() -> None:
         del _previous[signum]
 
 
-def installed() -> list[int]:
-    return list(_previous)
-
-
 def _on_signal(signum: int, frame: Any) -> None:
     flush = _flush
     if flush is not None:

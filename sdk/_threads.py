@@ -58,6 +58,3 @@ def unpatch() -> None:
         ThreadPoolExecutor.submit = _original_submit  # type: ignore[method-assign]
         _original_submit = None
 
-
-def patched() -> bool:
-    return _original_submit is not None

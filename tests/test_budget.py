@@ -105,3 +105,18 @@ def test_report_json_is_unaffected_by_budgets(configured):
     out = CliRunner().invoke(cli, ["report", "--db", str(configured), "--format", "json"], catch_exceptions=False)
     (row,) = json.loads(out.output)
     assert row["cost_usd"] == float(CALL_COST)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: unitcost.task("t", budget_usd=-1), "budget_usd cannot be negative"),
+        (lambda: unitcost.task("t", budget_usd=Decimal("NaN")), "not a finite amount"),
+        (lambda: unitcost.task("t", budget_usd="lots"), "is not an amount in USD"),
+        (lambda: unitcost.tool("lookup", cost="-0.01"), "cost cannot be negative"),
+        (lambda: unitcost.tool("lookup", cost=float("inf")), "not a finite amount"),
+    ],
+)
+def test_bad_budgets_and_tool_costs_are_refused_where_they_are_written(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -52,6 +52,7 @@ from .._llm import (
     LLMCall,
     StreamWatcher,
     SyncStreamProxy,
+    json_field,
     mark_wrapped,
     unmark_wrapped,
 )
@@ -75,12 +76,6 @@ def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(name)
     return getattr(obj, name, None)
-
-
-def _json_field(obj: Any, name: str, default: Any = None) -> Any:
-    """getattr's signature for JSON (as `unitcost._llm.json_field`): the stream watcher reads the SDK's
-    events with getattr itself, and a raw response's JSON events with this."""
-    return obj.get(name, default) if isinstance(obj, dict) else default
 
 
 def message_usage(usage: Any) -> TokenUsage | None:
@@ -269,7 +264,7 @@ class MessageStreamWatcher(StreamWatcher):
 
     def on_chunk(self, chunk: Any) -> bool:
         # Every event comes here: read with getattr itself, a raw response's JSON events alike.
-        field = _json_field if isinstance(chunk, dict) else getattr
+        field = json_field if isinstance(chunk, dict) else getattr
         kind = field(chunk, "type", None)
         if kind == "content_block_delta":
             delta = field(chunk, "delta", None)
