@@ -11,6 +11,7 @@ import json
 import logging
 import operator
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -72,6 +73,7 @@ _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service)
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
 # counted.
 _RETRY_ROWS = 10_000
+_MAX_PICO = 2**63 - 1  # SQLite's largest integer
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of _TABLES
 
@@ -192,7 +194,8 @@ class StoreSpanExporter(SpanExporter):
         """Write one batch in one transaction, with the drops counted since the last one.
 
         Nothing here may lose a span silently: a span that cannot be read is dropped and counted; a
-        batch the store refuses is kept for the next export (up to `_RETRY_ROWS` rows), then counted.
+        batch the store refuses (locked, full) is kept for the next export (up to `_RETRY_ROWS` rows),
+        then counted; a batch refused for what it holds is counted at once.
         """
         rows = self._rows(spans)
         with self._lock:
@@ -213,7 +216,10 @@ class StoreSpanExporter(SpanExporter):
                     self._write(tuple([tuple(_utf8_safe(v) for v in row) for row in t] for t in rows), drops)
             except Exception as exc:  # noqa: BLE001 - telemetry must not break the program it observes
                 self.drops.put_back(drops)
-                if sum(map(len, rows)) <= _RETRY_ROWS:
+                # Only a store that refused the batch (locked, full, unwritable) is worth retrying: rows
+                # it could not take for what they hold would fail again, and block every later batch.
+                retry = isinstance(exc, sqlite3.OperationalError) and sum(map(len, rows)) <= _RETRY_ROWS
+                if retry:
                     self._retry, self._retry_spans = rows, spans_in_rows
                 else:
                     self.drops.add("export_failed", spans_in_rows)
@@ -305,6 +311,8 @@ class StoreSpanExporter(SpanExporter):
                 context, usage_known=usage_known, also_known_as=model,
             )
             if priced is not None:
+                if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
+                    raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
                 cost, reasoning, source = priced
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
             internal_error("pricing", exc)

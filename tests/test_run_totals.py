@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from random import Random
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan
@@ -71,3 +72,57 @@ def test_totals_kept_batch_by_batch_equal_a_sum_over_the_stored_calls(tmp_path_f
     db.conn.close()
     assert kept == _totals(path)
     assert sum(row[3] for row in kept[0]) == len(spans)
+
+
+@pytest.fixture
+def as_a_user(monkeypatch):
+    """UNITCOST_STRICT unset: unitcost's own errors are logged and swallowed, as for a user."""
+    from unitcost import _errors
+
+    monkeypatch.delenv("UNITCOST_STRICT", raising=False)
+    monkeypatch.setattr(_errors, "_already_logged", set())
+
+
+def test_a_cost_too_large_to_store_leaves_the_call_unpriced_and_the_store_working(tmp_path, as_a_user):
+    path = str(tmp_path / "store.db")
+    huge = _span(0, RUNS[0], ("openai", "gpt-4o"), 10**12, 0, 10**12)  # tokens within the sanity bound
+    exporter = StoreSpanExporter(path, PriceBook())
+    exporter.export([huge, _span(1, RUNS[0], MODELS[0], 100, 0, 10)])
+    exporter.shutdown()
+    with sqlite3.connect(path) as conn:
+        costs = conn.execute("SELECT cost_pico FROM calls ORDER BY started_ns").fetchall()
+    assert costs == [(None,), (21_000_000,)]  # 100 in x $0.15 + 10 out x $0.60 per MTok
+
+
+def test_a_batch_refused_for_its_contents_is_counted_not_retried_forever(tmp_path, monkeypatch, as_a_user):
+    from unitcost.exporters import store
+
+    path = str(tmp_path / "store.db")
+    exporter = StoreSpanExporter(path, PriceBook())
+    real = store.insert_rows
+    monkeypatch.setattr(store, "insert_rows", lambda *a, **k: (_ for _ in ()).throw(OverflowError("bad row")))
+    exporter.export([_span(0, RUNS[0], MODELS[0], 100, 0, 10)])
+    monkeypatch.setattr(store, "insert_rows", real)
+    exporter.export([_span(1, RUNS[1], MODELS[0], 100, 0, 10)])  # the next batch goes in
+    exporter.shutdown()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT run_id FROM calls").fetchall() == [(RUNS[1],)]
+        assert conn.execute("SELECT reason, count FROM dropped_spans").fetchall() == [("export_failed", 1)]
+
+
+def test_a_locked_store_keeps_the_batch_for_the_next_export(tmp_path, monkeypatch, as_a_user):
+    from unitcost.exporters import store
+
+    path = str(tmp_path / "store.db")
+    exporter = StoreSpanExporter(path, PriceBook())
+    real = store.insert_rows
+    monkeypatch.setattr(
+        store, "insert_rows", lambda *a, **k: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked"))
+    )
+    exporter.export([_span(0, RUNS[0], MODELS[0], 100, 0, 10)])
+    monkeypatch.setattr(store, "insert_rows", real)
+    exporter.export([_span(1, RUNS[1], MODELS[0], 100, 0, 10)])
+    exporter.shutdown()
+    with sqlite3.connect(path) as conn:
+        assert sorted(conn.execute("SELECT run_id FROM calls").fetchall()) == [(RUNS[0],), (RUNS[1],)]
+        assert conn.execute("SELECT COUNT(*) FROM dropped_spans").fetchone() == (0,)
