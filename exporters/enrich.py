@@ -29,7 +29,6 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -39,7 +38,7 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from .. import _attributes as A
 from .._adopt import merge_or_hold
 from .._errors import internal_error
-from .._money import parse_usd, to_pico
+from .._money import from_pico, parse_usd, to_pico
 from .._pricing import PriceBook
 from ._formats import as_unitcost_span, with_attributes
 from .metrics import SpanMetrics
@@ -56,7 +55,6 @@ _BUCKET_COLUMNS = (
 _COLUMN = {name: i for i, name in enumerate(_CALL_COLUMNS)}
 _BUCKET_INDEX = tuple(_COLUMN[c] for c in _BUCKET_COLUMNS)
 _COST, _REASONING_COST, _SOURCE = _COLUMN["cost_pico"], _COLUMN["reasoning_cost_pico"], _COLUMN["price_source"]
-_PER_USD = Decimal(10) ** 12
 
 # _Totals slots, after the six token buckets.
 _LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED = range(6, 12)
@@ -65,7 +63,7 @@ _TOTAL_FIELDS = 12
 
 def usd(pico: int) -> float:
     """Pico-dollars as the double an observability tool sums."""
-    return float(Decimal(pico) / _PER_USD)
+    return float(from_pico(pico) or 0)
 
 
 def _add(into: list[int], other: list[int]) -> None:

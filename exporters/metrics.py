@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _attributes as A
+from .._usage import clean_count
 from ..version import __version__
 
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
@@ -68,10 +69,10 @@ class SpanMetrics:
         """One LLM call; ``attrs`` in unitcost's names (a foreign span already translated)."""
         common = {k: attrs[k] for k in _CALL_KEYS if attrs.get(k) is not None}
         self._duration.record(duration_s, {**common, A.ERROR_TYPE: error_type} if error_type else common)
-        if A.INPUT_TOKENS in attrs:  # usage unknown: no token record rather than a zero
-            self._tokens.record(int(attrs[A.INPUT_TOKENS] or 0), {**common, A.TOKEN_TYPE: "input"})
-        if A.OUTPUT_TOKENS in attrs:
-            self._tokens.record(int(attrs[A.OUTPUT_TOKENS] or 0), {**common, A.TOKEN_TYPE: "output"})
+        for key, kind in ((A.INPUT_TOKENS, "input"), (A.OUTPUT_TOKENS, "output")):
+            count = clean_count(attrs.get(key))
+            if count is not None:  # usage unknown (or junk): no token record rather than a zero
+                self._tokens.record(count, {**common, A.TOKEN_TYPE: kind})
         if cost_usd:
             self._cost.add(cost_usd, {k: common[k] for k in (A.OPERATION, A.PROVIDER, A.REQUEST_MODEL) if k in common})
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-PICO = Decimal("1e-12")
 _PER_USD = Decimal(10) ** 12
 JSON_PLACES = Decimal("1e-9")
 MAX_USD = Decimal(2**63) / _PER_USD  # ~9.2 million: the largest amount a 64-bit pico-dollar count holds

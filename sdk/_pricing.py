@@ -473,15 +473,6 @@ class PriceBook:
         return self._models[key]
 
 
-def _price_period(info: Any, when: datetime) -> tuple[int, ...]:
-    """The span of time over which this model's price cannot change.
-
-    genai-prices changes prices by start date, and for a few models by time of day (off-peak
-    rates), so a day is the period unless the model has a time-of-day rule, then a minute.
-    """
-    return _period(when, _has_time_of_day_price(info))
-
-
 def _has_time_of_day_price(info: Any) -> bool:
     return any(
         type(getattr(p, "constraint", None)).__name__ == "TimeOfDateConstraint"

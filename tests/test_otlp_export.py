@@ -392,3 +392,19 @@ def test_an_exporter_that_fails_does_not_stop_the_others() -> None:
     result = EnrichingSpanExporter([Down(), inner]).export([made_span("openai.chat", 1, None, OPENLLMETRY_CALL)])
     assert result is SpanExportResult.FAILURE
     assert len(inner.get_finished_spans()) == 1
+
+
+def test_a_junk_token_count_records_no_tokens_but_keeps_the_call() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from unitcost.exporters.metrics import SpanMetrics
+
+    reader = InMemoryMetricReader()
+    metrics = SpanMetrics(MeterProvider(metric_readers=[reader]))
+    attrs = {A.OPERATION: "chat", A.PROVIDER: "openai", A.INPUT_TOKENS: "n/a", A.OUTPUT_TOKENS: 7}
+    metrics.record_call(attrs, 0.5, 0.25, None)  # a server's junk count must not cost the call its cost
+    found = {m.name: m for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+             for m in sm.metrics}
+    tokens = {p.attributes[A.TOKEN_TYPE]: p.sum for p in found["gen_ai.client.token.usage"].data.data_points}
+    assert tokens == {"output": 7}
+    assert [p.value for p in found["unitcost.cost"].data.data_points] == [0.25]
