@@ -34,8 +34,8 @@ def _child(path: str, seconds: float) -> None:
     unitcost.configure(service_name="bench", db=os.path.join(directory, "profile.db"))
     unitcost.instrument()
     if path == "exporter":
-        from unitcost._pricing import PriceBook
         from unitcost.exporters.store import StoreSpanExporter
+        from unitcost.pricing.book import PriceBook
 
         from ._spans import llm_spans
 
@@ -97,21 +97,21 @@ def _cprofile(fn: Any, top: int = 25) -> str:
 
 
 def _reports(top: int) -> str:
-    from unitcost._store import open_store
+    from unitcost.store.schema import open_store
 
     from .store import build_store
 
     path, _ = build_store(100_000, 10, 90, lambda m: print(m, file=sys.stderr))
     db = open_store(path, create=False)
     out = []
-    from unitcost._reports import report
+    from unitcost.report.engine import report
 
     out.append("### report() over the 1,000,000-call store (cProfile, cumulative)\n\n```\n"
                + _cprofile(lambda: report(db), top) + "```")
     out.append("### report(by='model') (cProfile, cumulative)\n\n```\n"
                + _cprofile(lambda: report(db, by="model"), top) + "```")
     try:
-        from unitcost._inspect import show_run
+        from unitcost.report.inspect import show_run
 
         run_id = db.conn.execute("SELECT run_id FROM runs ORDER BY started_ns LIMIT 1 OFFSET 50000").fetchone()[0]
         out.append("### show_run() (cProfile, cumulative)\n\n```\n" + _cprofile(lambda: show_run(db, run_id), top)

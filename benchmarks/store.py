@@ -36,7 +36,7 @@ GENERATOR_VERSION = "1"  # bump when _spans.py changes what it generates
 
 
 def _fresh_store(directory: str, name: str) -> Any:
-    from unitcost._store import open_store
+    from unitcost.store.schema import open_store
 
     path = os.path.join(directory, name)
     for suffix in ("", "-wal", "-shm"):
@@ -46,8 +46,8 @@ def _fresh_store(directory: str, name: str) -> Any:
 
 
 def throughput(rounds: int, spans_per_round: int, log: Any) -> tuple[list[Row], dict[str, Any]]:
-    from unitcost._pricing import PriceBook
     from unitcost.exporters.store import StoreSpanExporter, StoreSpanProcessor
+    from unitcost.pricing.book import PriceBook
 
     from ._spans import llm_spans
 
@@ -100,7 +100,7 @@ def throughput(rounds: int, spans_per_round: int, log: Any) -> tuple[list[Row], 
 # --- the 1,000,000-call store ----------------------------------------------------------------------
 
 def _schema_key(tasks: int, calls_per_task: int, days: int) -> str:
-    from unitcost._store import open_store
+    from unitcost.store.schema import open_store
 
     with tempfile.TemporaryDirectory(prefix="unitcost-bench-") as directory:
         db = open_store(os.path.join(directory, "blank.db"))
@@ -111,8 +111,8 @@ def _schema_key(tasks: int, calls_per_task: int, days: int) -> str:
 
 
 def _export_part(path: str, first: int, last: int, total: int, calls_per_task: int, days: int) -> None:
-    from unitcost._pricing import PriceBook
     from unitcost.exporters.store import StoreSpanExporter
+    from unitcost.pricing.book import PriceBook
 
     from ._spans import task_spans
 
@@ -135,7 +135,7 @@ def cache_dir() -> Path:
 
 def build_store(tasks: int, calls_per_task: int, days: int, log: Any) -> tuple[Path, float | None]:
     """The cached store, built (through the real exporter, by two processes) when missing."""
-    from unitcost._store import open_store
+    from unitcost.store.schema import open_store
 
     path = cache_dir() / f"store-{tasks}x{calls_per_task}-{_schema_key(tasks, calls_per_task, days)}.db"
     if path.exists():

@@ -13,11 +13,11 @@ from typing import Any
 import click
 from rich.console import Console
 
-from unitcost._errors import StoreError, UnitcostError
-from unitcost._outcome_import import ImportError_
-from unitcost._reports import ReportError
-from unitcost._store import default_db_path, open_store
-from unitcost._timewindow import parse_time
+from unitcost.common.errors import StoreError, UnitcostError
+from unitcost.common.timewindow import parse_time
+from unitcost.report.engine import ReportError
+from unitcost.store.outcome_import import ImportError_
+from unitcost.store.schema import default_db_path, open_store
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:

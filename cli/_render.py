@@ -15,9 +15,9 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from unitcost._inspect import Node, RunDetail
-from unitcost._money import format_usd, usd_for_json
-from unitcost._reports import row_for_json
+from unitcost.common.money import format_usd, usd_for_json
+from unitcost.report.engine import row_for_json
+from unitcost.report.inspect import Node, RunDetail
 
 NO_TASK = "(no task)"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from unitcost._reports import report
-from unitcost._store import open_store
+from unitcost.report.engine import report
+from unitcost.store.schema import open_store
 
 from . import _render
 from ._options import console

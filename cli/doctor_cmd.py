@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from unitcost._doctor import store_health
-from unitcost._errors import StoreError
-from unitcost._store import default_db_path
+from unitcost.common.errors import StoreError
+from unitcost.store.doctor import store_health
+from unitcost.store.schema import default_db_path
 
 from ._options import console
 

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import click
 
-from unitcost._errors import ConfigurationError
+from unitcost.common.errors import ConfigurationError
 
 from ._options import db_option, progress_bar, time_option
 

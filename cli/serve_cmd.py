@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from unitcost._errors import ConfigurationError, StoreError
-from unitcost._store import default_db_path, open_store
+from unitcost.common.errors import ConfigurationError, StoreError
+from unitcost.store.schema import default_db_path, open_store
 
 
 @click.command(name="serve")
@@ -53,9 +53,9 @@ def serve_command(
       unitcost report --db agents.db
       unitcost serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
-    from unitcost._pricing import PriceBook
     from unitcost.exporters.receiver import OTLPReceiver, check_bind
     from unitcost.exporters.store import StoreSpanExporter
+    from unitcost.pricing.book import PriceBook
 
     try:
         check_bind(host, token)

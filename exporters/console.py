@@ -25,9 +25,11 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .. import _attributes as A
-from .._errors import internal_error
+from ..common import attributes as A
+from ..common.errors import internal_error
 from .store import span_type
+
+__all__ = ["ConsoleSpanExporter"]
 
 
 def _tokens(attrs: Any) -> str:

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -35,14 +36,19 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from .. import _attributes as A
-from .._adopt import merge_or_hold
-from .._errors import internal_error
-from .._money import from_pico, parse_usd, to_pico
-from .._pricing import PriceBook
-from ._formats import as_unitcost_span, with_attributes
+from ..common import attributes as A
+from ..common.errors import internal_error
+from ..common.money import from_pico, parse_usd, to_pico
+from ..pipeline.adopt import merge_or_hold
+from ..pricing.book import PriceBook
+from ..store.foreign_spans import as_unitcost_span, with_attributes
 from .metrics import SpanMetrics
-from .store import _CALL_COLUMNS, StoreSpanExporter, _error_type, span_type
+from .store import CALL_COLUMNS, StoreSpanExporter, span_error_type, span_type
+
+__all__ = [
+    "EnrichingSpanExporter", "ExportSpanProcessor", "TOTAL_FIELDS", "outcome_event", "store_task_locator",
+    "totals_attributes", "usd",
+]
 
 # Where a task's span is: (trace id, span id, sampled). Given a task id, or a kind and key.
 TaskLocator = Callable[[str | None, str | None, str | None], tuple[int, int, bool] | None]
@@ -52,13 +58,13 @@ _BUCKET_COLUMNS = (
     "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
     "reasoning_tokens",
 )
-_COLUMN = {name: i for i, name in enumerate(_CALL_COLUMNS)}
+_COLUMN = {name: i for i, name in enumerate(CALL_COLUMNS)}
 _BUCKET_INDEX = tuple(_COLUMN[c] for c in _BUCKET_COLUMNS)
 _COST, _REASONING_COST, _SOURCE = _COLUMN["cost_pico"], _COLUMN["reasoning_cost_pico"], _COLUMN["price_source"]
 
 # _Totals slots, after the six token buckets.
 _LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED = range(6, 12)
-_TOTAL_FIELDS = 12
+TOTAL_FIELDS = 12
 
 
 def usd(pico: int) -> float:
@@ -67,11 +73,11 @@ def usd(pico: int) -> float:
 
 
 def _add(into: list[int], other: list[int]) -> None:
-    for i in range(_TOTAL_FIELDS):
+    for i in range(TOTAL_FIELDS):
         into[i] += other[i]
 
 
-def _totals_attributes(totals: list[int]) -> dict[str, Any]:
+def totals_attributes(totals: list[int]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
         A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST]),
         A.TASK_LLM_COST_USD: usd(totals[_LLM_COST]),
@@ -189,7 +195,7 @@ class EnrichingSpanExporter(SpanExporter):
             return self._task(span, read.attributes or {}), sampled
         if kind == "outcome":
             return self._late_outcome(span)
-        own = [0] * _TOTAL_FIELDS
+        own = [0] * TOTAL_FIELDS
         extra: dict[str, Any] = {}
         if kind == "llm":
             extra = self._call(read, own)
@@ -224,7 +230,7 @@ class EnrichingSpanExporter(SpanExporter):
         if self.metrics is not None:
             start, end = read.start_time or 0, read.end_time or read.start_time or 0
             self.metrics.record_call(
-                read.attributes or {}, (end - start) / 1e9, None if cost is None else usd(cost), _error_type(read)
+                read.attributes or {}, (end - start) / 1e9, None if cost is None else usd(cost), span_error_type(read)
             )
         return extra
 
@@ -249,7 +255,7 @@ class EnrichingSpanExporter(SpanExporter):
             _add(current, totals)
 
     def _task(self, span: ReadableSpan, attrs: Any) -> ReadableSpan:
-        totals = self._pending.pop(span.context.span_id, None) or [0] * _TOTAL_FIELDS
+        totals = self._pending.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
         task_id = str(attrs.get(A.TASK_ID) or format(span.context.span_id, "016x"))
         self._tasks.put(task_id, (span.context.trace_id, span.context.span_id, span.context.trace_flags.sampled))
         if attrs.get(A.TASK_KEY) is not None:
@@ -264,14 +270,14 @@ class EnrichingSpanExporter(SpanExporter):
                 else:
                     _add(current, totals)
         # The task's own cost leaves out the tasks nested in it, so summing tasks counts each call once.
-        nested = self._nested.pop(span.context.span_id, None) or [0] * _TOTAL_FIELDS
+        nested = self._nested.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
         own_cost = usd(totals[_LLM_COST] + totals[_TOOL_COST] - nested[_LLM_COST] - nested[_TOOL_COST])
         if self.metrics is not None:
             self.metrics.record_task(attrs, own_cost)
         events = None
         if attrs.get(A.OUTCOME_LABEL) is not None:
             events = (*span.events, outcome_event(attrs, span.end_time))
-        extra = {**_totals_attributes(totals), A.TASK_OWN_COST_USD: own_cost}
+        extra = {**totals_attributes(totals), A.TASK_OWN_COST_USD: own_cost}
         return with_attributes(span, {**(span.attributes or {}), **extra}, events)
 
     def _late_outcome(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
@@ -325,7 +331,7 @@ class ExportSpanProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context.trace_flags.sampled and span_type(span) is None:
             return
-        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost._adopt).
+        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost.pipeline.adopt).
         ready = merge_or_hold(span, self._batch_processor.emit)
         if ready is not None:
             self._batch_processor.emit(ready)
@@ -334,8 +340,6 @@ class ExportSpanProcessor(BatchSpanProcessor):
 def store_task_locator(db_path: str | os.PathLike[str]) -> TaskLocator:
     """A `TaskLocator` that finds a task's span in the store (read-only): for outcomes recorded
     in another process, or after this one forgot the task."""
-    import sqlite3
-
     def locate(task_id: str | None, kind: str | None, key: str | None) -> tuple[int, int, bool] | None:
         if not os.path.exists(db_path):
             return None

@@ -27,7 +27,9 @@ from typing import IO, Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .._errors import internal_error
+from ..common.errors import internal_error
+
+__all__ = ["JsonlSpanExporter"]
 
 
 def _value(value: Any) -> Any:

@@ -27,9 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .. import _attributes as A
-from .._usage import clean_count
+from ..common import attributes as A
+from ..pricing.usage import clean_count
 from ..version import __version__
+
+__all__ = ["SpanMetrics"]
 
 TOKEN_BUCKETS = tuple(float(4**i) for i in range(14))  # 1 ... 67108864
 DURATION_BUCKETS = tuple(0.01 * 2**i for i in range(14))  # 0.01 ... 81.92

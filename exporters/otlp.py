@@ -16,7 +16,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import ConfigurationError
+from ..common.errors import ConfigurationError
+
+__all__ = ["env_endpoint", "metric_exporter", "resolve_protocol", "span_exporter"]
 
 HTTP = "http/protobuf"
 GRPC = "grpc"

@@ -8,7 +8,7 @@ into the store.
   or workflow (else the span's name). Children end, and usually arrive, before their root, so such
   spans wait for their root, at most ``root_wait`` seconds; then they are stored as calls outside any
   task. A root that is itself an LLM call is a call outside any task, as unitcost's own would be.
-- The spans, translated into unitcost's names (`unitcost.exporters._formats`), are written by the same
+- The spans, translated into unitcost's names (`unitcost.store.foreign_spans`), are written by the same
   `StoreSpanExporter` as unitcost's own, and priced by it: `unitcost report` shows them like any others.
 
 It listens on 127.0.0.1 unless told otherwise, and anywhere else only with a bearer token: the store
@@ -38,9 +38,11 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from .. import _attributes as A
-from ._formats import as_unitcost_span, task_attributes, task_key, task_kind
+from ..common import attributes as A
+from ..store.foreign_spans import as_unitcost_span, task_attributes, task_key, task_kind
 from .store import span_type
+
+__all__ = ["OTLPReceiver", "TraceGrouper", "check_bind", "is_loopback"]
 
 logger = logging.getLogger("unitcost")
 

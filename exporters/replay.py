@@ -25,10 +25,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from .. import _attributes as A
-from .._money import from_pico
+from ..common import attributes as A
+from ..common.money import from_pico
 from ..version import __version__
-from .enrich import _TOTAL_FIELDS, _totals_attributes, outcome_event, usd
+from .enrich import TOTAL_FIELDS, outcome_event, totals_attributes, usd
+
+__all__ = ["CSV_COLUMNS", "count_spans", "csv_row", "stored_spans"]
 
 _SCOPE = InstrumentationScope("unitcost", __version__)
 _FLAGS = TraceFlags(TraceFlags.SAMPLED)
@@ -141,7 +143,7 @@ def _subtree_totals(db: sqlite_utils.Database, ids: list[str], marks: str) -> di
         "COUNT(*), SUM(c.cost_pico IS NULL) FROM sub JOIN calls c ON c.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
-        t = totals.setdefault(row[0], [0] * _TOTAL_FIELDS)
+        t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
         t[0:6] = [v or 0 for v in row[1:7]]
         t[6], t[8], t[11] = row[7] or 0, row[8] or 0, row[9] or 0
     for row in db.execute(
@@ -149,7 +151,7 @@ def _subtree_totals(db: sqlite_utils.Database, ids: list[str], marks: str) -> di
         "FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
-        t = totals.setdefault(row[0], [0] * _TOTAL_FIELDS)
+        t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
         t[7], t[9], t[10] = row[1] or 0, row[2] or 0, row[3] or 0
     return totals
 
@@ -241,7 +243,7 @@ def _task_span(run: dict[str, Any], totals: list[int] | None, outcome: dict[str,
             A.OUTCOME_VALUE: _usd_text(outcome["value_pico"]), A.OUTCOME_TIME: outcome["recorded_ns"],
         })
         events.append(outcome_event(attrs, run["ended_ns"]))
-    attrs.update(_totals_attributes(totals or [0] * _TOTAL_FIELDS))
+    attrs.update(totals_attributes(totals or [0] * TOTAL_FIELDS))
     name = f"invoke_agent {run['kind']}"
     return _span(name, run, run["run_id"], attrs, SpanKind.INTERNAL, run.get("service"), events)
 

@@ -22,21 +22,23 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-from .. import _attributes as A
-from .._adopt import merge_or_hold
-from .._bulk import insert_rows
-from .._errors import internal_error
-from .._money import parse_usd, to_pico
-from .._pricing import PriceBook
-from .._run_totals import CALL_FIELDS
-from .._run_totals import refresh as refresh_run_totals
-from .._store import open_store
-from .._usage import Buckets, clean_count
-from ._formats import as_unitcost_span, foreign_span_type
+from ..common import attributes as A
+from ..common.errors import internal_error
+from ..common.money import parse_usd, to_pico
+from ..pipeline.adopt import merge_or_hold
+from ..pricing.book import PriceBook
+from ..pricing.usage import Buckets, clean_count
+from ..store.bulk import insert_rows
+from ..store.foreign_spans import as_unitcost_span, foreign_span_type
+from ..store.run_totals import CALL_FIELDS
+from ..store.run_totals import refresh as refresh_run_totals
+from ..store.schema import open_store
+
+__all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "span_error_type", "span_type"]
 
 logger = logging.getLogger("unitcost")
 
-_CALL_COLUMNS = (
+CALL_COLUMNS = (
     "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",
     "model", "response_model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
@@ -56,13 +58,13 @@ _OUTCOME_COLUMNS = ("recorded_ns", "run_id", "kind", "key", "label", "success", 
 _CONTENT_COLUMNS = ("span_id", "input_messages", "output_messages")
 
 
-# A call row's (span_id, started_ns, *unitcost._run_totals.CALL_FIELDS), for the per-run totals.
-_call_totals_fields = operator.itemgetter(*(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS)))
+# A call row's (span_id, started_ns, *unitcost.store.run_totals.CALL_FIELDS), for the per-run totals.
+_call_totals_fields = operator.itemgetter(*(CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS)))
 
 # Where each list of `Rows` goes: (table, columns, verb).
 _TABLES = (
     ("runs", _RUN_COLUMNS, "INSERT OR REPLACE"),
-    ("calls", _CALL_COLUMNS, "INSERT OR REPLACE"),
+    ("calls", CALL_COLUMNS, "INSERT OR REPLACE"),
     ("steps", _STEP_COLUMNS, "INSERT OR REPLACE"),
     ("outcomes", _OUTCOME_COLUMNS, "INSERT OR IGNORE"),  # an outcome replayed is not added twice
     ("call_content", _CONTENT_COLUMNS, "INSERT OR REPLACE"),
@@ -126,7 +128,7 @@ def attributes_of(span: ReadableSpan) -> Mapping[str, Any]:
     this SDK version has one, else the attributes are copied once.
     """
     held = getattr(span, "_attributes", None)
-    if type(held) is dict:  # a span unitcost made from another (unitcost._adopt, _formats)
+    if type(held) is dict:  # a span unitcost made from another (unitcost.pipeline.adopt, unitcost.store.foreign_spans)
         return held
     inner = getattr(held, "_dict", None)
     if type(inner) is dict:
@@ -140,7 +142,7 @@ def span_type(span: ReadableSpan) -> str | None:
     kind = attrs.get(A.SPAN_TYPE)
     if kind is not None:
         return str(kind)
-    return foreign_span_type(attrs)  # another instrumentation's span (unitcost.exporters._formats)
+    return foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
 
 
 # Price modifiers a call reports besides its service tier, by the price-context key genai-prices
@@ -166,7 +168,7 @@ def _hex_span(span_id: int | None) -> str | None:
     return None if span_id is None else format(span_id, "016x")
 
 
-def _error_type(span: ReadableSpan, attrs: Any = None) -> str | None:
+def span_error_type(span: ReadableSpan, attrs: Any = None) -> str | None:
     if attrs is None:
         attrs = span.attributes or {}
     if A.ERROR_TYPE in attrs:
@@ -235,7 +237,7 @@ class StoreSpanExporter(SpanExporter):
         try:
             for (table, columns, verb), batch in zip(_TABLES, rows, strict=True):
                 if batch:
-                    insert_rows(conn, table, columns, batch, verb)  # few statements: see unitcost._bulk
+                    insert_rows(conn, table, columns, batch, verb)  # few statements: see unitcost.store.bulk
             if rows[1]:  # calls: refresh the per-run totals that reports read
                 calls = rows[1]
                 refresh_run_totals(conn, {row[3] for row in calls}, self._prices, map(_call_totals_fields, calls))
@@ -261,7 +263,7 @@ class StoreSpanExporter(SpanExporter):
                 if found is not None:
                     kind: str | None = str(found)
                 else:
-                    kind = foreign_span_type(attrs)  # another instrumentation's span (unitcost.exporters._formats)
+                    kind = foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
                     if kind is not None:
                         span = as_unitcost_span(span, kind)  # read in unitcost's names, as `unitcost serve` does
                         attrs = attributes_of(span)
@@ -297,7 +299,7 @@ class StoreSpanExporter(SpanExporter):
         tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
         modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
         context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS} if modifiers else None
-        error_type = _error_type(span, attrs)
+        error_type = span_error_type(span, attrs)
         started = span.start_time or 0
         ended = span.end_time or started
         cost = reasoning = source = None
@@ -343,7 +345,7 @@ class StoreSpanExporter(SpanExporter):
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_PARENT_ID),
             str(attrs.get(A.TASK_KIND)), attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
-            started, span.end_time or started, _error_type(span, attrs),
+            started, span.end_time or started, span_error_type(span, attrs),
             json.dumps(task_attrs, ensure_ascii=False, sort_keys=True, default=str) if task_attrs else "{}",
         )
 
@@ -357,7 +359,7 @@ class StoreSpanExporter(SpanExporter):
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID), kind,
             str(name or span.name), started, span.end_time or started,
-            None if cost is None else to_pico(parse_usd(cost)), _error_type(span, attrs),
+            None if cost is None else to_pico(parse_usd(cost)), span_error_type(span, attrs),
         )
 
     def _outcome_row(self, span: ReadableSpan, source: str, attrs: Any = None) -> tuple[Any, ...] | None:
@@ -411,7 +413,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
     """Batches unitcost's spans for the store on a background thread, sampled or not.
 
     The standard batch processor skips spans the sampler did not sample; the store must not (see
-    `unitcost._config`), so `on_end` keeps every recording span that unitcost can use, and drops the
+    `unitcost.pipeline.config`), so `on_end` keeps every recording span that unitcost can use, and drops the
     rest (HTTP server spans and the like) before they are queued.
     """
 
@@ -456,7 +458,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if span_type(span) is None:
             return
-        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost._adopt).
+        # The SDK's own span of a call unitcost adopted waits for the adapter (unitcost.pipeline.adopt).
         ready = merge_or_hold(span, self._emit)
         if ready is not None:
             self._emit(ready)

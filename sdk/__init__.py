@@ -17,17 +17,17 @@ Then ``unitcost report`` prints the cost per resolved ticket.
 
 from typing import TYPE_CHECKING
 
-from ._budget import BudgetExceeded, BudgetWarning
-from ._config import configure, flush, shutdown
-from ._context import TaskRun, current_task
-from ._errors import ConfigurationError, StoreError, UnitcostError
-from ._instrument import instrument, uninstrument
-from ._outcomes import outcome, record_outcome
-from ._scopes import step, task, tool
+from .common.errors import ConfigurationError, StoreError, UnitcostError
+from .pipeline.config import configure, flush, shutdown
+from .record.budget import BudgetExceeded, BudgetWarning
+from .record.context import TaskRun, current_task, outcome
+from .record.instrument import instrument, uninstrument
+from .record.outcomes import record_outcome
+from .record.scopes import step, task, tool
 from .version import __version__
 
 if TYPE_CHECKING:
-    from ._record import record_usage
+    from .record.usage_api import record_usage
 
 
 def __getattr__(name: str) -> object:
@@ -38,7 +38,7 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(".query", __name__)
     if name == "record_usage":
-        from ._record import record_usage
+        from .record.usage_api import record_usage
 
         globals()["record_usage"] = record_usage  # found directly from now on
         return record_usage

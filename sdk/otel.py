@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from ._instrument import instrument, is_instrumented, uninstrument
+from .record.instrument import instrument, is_instrumented, uninstrument
+
+__all__ = ["UnitcostInstrumentor"]
 
 
 class UnitcostInstrumentor:

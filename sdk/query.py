@@ -16,17 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._reports import report as _report
-from ._reports import row_for_json
-from ._timewindow import parse_time
+from .common.timewindow import parse_time
+from .report.engine import report as _report
+from .report.engine import row_for_json
+from .report.inspect import recent_runs
+from .store.schema import default_db_path, open_store
 
 __all__ = ["report", "tasks"]
 
 
 @contextmanager
 def _open(db: str | os.PathLike[str] | None) -> Iterator[Any]:
-    from ._store import default_db_path, open_store
-
     store = open_store(Path(db) if db is not None else default_db_path(), create=False)
     try:
         yield store
@@ -63,8 +63,6 @@ def tasks(
     *, db: str | os.PathLike[str] | None = None, limit: int = 20, kind: str | None = None
 ) -> list[dict[str, Any]]:
     """The newest runs, as ``unitcost tasks --format json`` lists them."""
-    from ._inspect import recent_runs
-
     with _open(db) as store:
         rows = recent_runs(store, limit=limit, kind=kind)
     return [{**r, "cost_usd": float(r["cost_usd"])} for r in rows]

@@ -7,7 +7,7 @@ A test that drives a provider SDK method says so::
 (provider, method as the caller writes it after ``client.``, ``sync`` or ``async``, ``plain`` or
 ``stream``). This script collects the marks through pytest's own collection and renders one table
 row per (provider, method) between ``<!-- coverage:start -->`` and ``<!-- coverage:end -->`` in
-README.md. tests/test_openai_coverage_table.py fails when README and the marks disagree.
+README.md. tests/providers/test_openai_coverage_table.py fails when README and the marks disagree.
 
     python -m tests.coverage_table           # rewrite README.md
     python -m tests.coverage_table --check   # exit 1 when README.md is out of date
@@ -59,7 +59,7 @@ def collect(tests: Path = ROOT / "tests") -> Coverage:
     import pytest
 
     # Only the files that use the mark are collected (a file without the word has no such mark).
-    files = sorted(str(p) for p in tests.glob("test_*.py") if "covers" in p.read_text(encoding="utf-8"))
+    files = sorted(str(p) for p in tests.rglob("test_*.py") if "covers" in p.read_text(encoding="utf-8"))
     collector = _Collector()
     output = io.StringIO()
     with contextlib.redirect_stdout(output):

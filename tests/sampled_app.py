@@ -1,6 +1,6 @@
 """The application side of the sampling tests: its own TracerProvider, sampling 10% of traces.
 
-Imported by the subprocess scripts of tests/test_sampler.py and tests/test_anthropic_sampled.py,
+Imported by the subprocess scripts of tests/pipeline/test_sampler.py and tests/providers/test_anthropic_sampled.py,
 which must set the global provider themselves, before unitcost is configured.
 """
 

@@ -62,6 +62,13 @@ def test_wheel_holds_the_unitcost_package_only(wheel):
         "unitcost/providers/openai.py",
     ):
         assert expected in names
+    # Every module of every package pyproject lists, from whichever folder package-dir maps it to.
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in setuptools["packages"]:
+        for source in (ROOT / setuptools["package-dir"][package]).glob("*.py"):
+            assert f"{package.replace('.', '/')}/{source.name}" in names, source
+    for folder in ("common", "record", "pipeline", "pricing", "store", "report"):
+        assert f"unitcost/{folder}/__init__.py" in names
     top_level = {name.split("/")[0] for name in names}
     assert {"sdk", "cli", "exporters", "tests"}.isdisjoint(top_level)
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"unitcost"}
@@ -76,7 +83,8 @@ def test_the_unpacked_wheel_imports(wheel, tmp_path):
     # Every module the wheel ships imports from the wheel itself, not from the work tree.
     wheel.extractall(tmp_path / "site")
     code = (
-        "import unitcost, unitcost.cli.main, unitcost.exporters.store, unitcost.providers.openai; "
+        "import unitcost, unitcost.cli.main, unitcost.exporters.store, unitcost.providers.openai, "
+        "unitcost.pipeline.wiring, unitcost.report.html, unitcost.store.doctor; "
         "print(unitcost.__file__)"
     )
     done = subprocess.run(
@@ -106,7 +114,7 @@ def test_import_unitcost_does_not_import_provider_sdks(tmp_path):
         "unitcost.instrument()\n"
         "assert 'openai' not in sys.modules\n"
         "import openai\n"
-        "from unitcost._instrument import is_instrumented\n"
+        "from unitcost.record.instrument import is_instrumented\n"
         "assert is_instrumented()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import unitcost
 
+from ..record.instrument import is_instrumented
 from .server import FakeOpenAIServer
 
 __all__ = ["run_demo"]
@@ -13,14 +14,13 @@ __all__ = ["run_demo"]
 
 def run_demo(db_path: Path) -> dict[str, str]:
     """Write a fresh store at `db_path` from one run of the demo agent; returns each ticket's result."""
+    # Here: openai is an optional dependency (the `openai` extra); the demo alone needs it.
     from openai import OpenAI
 
     from .agent import run_tickets
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    from .._instrument import is_instrumented
-
     was_instrumented = is_instrumented()
     unitcost.configure(service_name="unitcost-demo", db=db_path)
     unitcost.instrument()

@@ -14,6 +14,8 @@ from openai.types.chat import ChatCompletionMessageParam
 
 import unitcost
 
+__all__ = ["run_tickets"]
+
 SYSTEM_PROMPT = "You are the support assistant of Acme Cloud. " + "Policy text. " * 300
 
 

@@ -2,7 +2,7 @@
 
 It answers on 127.0.0.1 with fixed, realistic responses (usage blocks with cached and reasoning
 tokens, SSE streams chunk by chunk), so the demo runs the real ``openai`` client with no network and
-no API key. The numbers below are the demo's ground truth: ``tests/test_demo.py`` recomputes the
+no API key. The numbers below are the demo's ground truth: ``tests/demo/test_demo.py`` recomputes the
 report from them by hand.
 """
 
@@ -13,6 +13,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+__all__ = ["FakeOpenAIServer"]
 
 # What each kind of request costs in tokens. The agent marks each request with its step in the
 # system prompt ("step: classify"), the way real agents keep one prompt per step.

@@ -4,7 +4,7 @@ helper and ``parse``, sync and async, stable and beta. ``count_tokens`` is not i
 Counting each call once. anthropic 2.x traces itself: every API call gets a CLIENT span of its own
 (instrumentation scope ``com.anthropic.sdk.python``) in the global TracerProvider, unless
 ``ANTHROPIC_OPEN_TELEMETRY=false`` or the client's ``open_telemetry`` option turns it off. unitcost
-builds on that span instead of adding a second one (`unitcost._adopt`):
+builds on that span instead of adding a second one (`unitcost.pipeline.adopt`):
 
 - Around each SDK method the adapter opens a `PendingCall`. When the SDK starts its span inside the
   method, unitcost's span processor adopts it: the live span gets ``unitcost.span.type=llm`` and the
@@ -37,16 +37,17 @@ from typing import Any
 
 import wrapt
 
-from .. import _attributes as A
-from .. import _content
-from .._adopt import PendingCall, ensure_installed
-from .._budget import check_before_spending
-from .._config import pipeline
-from .._context import current_run
-from .._errors import internal_error
-from .._estimate import CHARS_PER_TOKEN, METHOD_CHARS
-from .._instrument import observer, ungated
-from .._llm import (
+from ..common import attributes as A
+from ..common.errors import internal_error
+from ..pipeline.adopt import PendingCall, ensure_installed
+from ..pipeline.config import pipeline
+from ..pricing.usage import TokenUsage, clean_count
+from ..record import content as _content
+from ..record.budget import check_before_spending
+from ..record.context import current_run
+from ..record.estimate import CHARS_PER_TOKEN, METHOD_CHARS
+from ..record.instrument import observer, ungated
+from ..record.llm import (
     RETRY_COUNT_HEADER,
     AsyncStreamProxy,
     LLMCall,
@@ -56,9 +57,10 @@ from .._llm import (
     mark_wrapped,
     unmark_wrapped,
 )
-from .._raw import is_raw_response, wrap_raw_response
-from .._usage import TokenUsage, clean_count
-from ._server import server_of
+from ..record.raw import is_raw_response, wrap_raw_response
+from .server import server_of
+
+__all__ = ["message_usage"]
 
 SDK_SCOPE = "com.anthropic.sdk.python"  # platform clients add a suffix: ".bedrock", ".vertex"...
 SDK_SPAN_NAME = "anthropic.messages.create"  # also the name of stream() and parse() calls
@@ -480,7 +482,7 @@ _MESSAGES = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
 # What `unitcost.instrument()` patches: (module, "Class.method", wrapper). An entry whose module or
-# method this anthropic version lacks is skipped (`unitcost._instrument`): the stream metaclasses
+# method this anthropic version lacks is skipped (`unitcost.record.instrument`): the stream metaclasses
 # exist before anthropic 1.0 only, ``beta.messages.stream`` from 0.43, ``parse`` from 0.78.
 PATCHES = (
     ("anthropic._base_client", "BaseClient._build_request", wrap_build_request),

@@ -4,23 +4,31 @@ Chat Completions, Responses, Embeddings and legacy Completions, sync and async, 
 ``.parse``, ``with_raw_response`` and ``with_streaming_response``. Each API's mapping from SDK
 objects to unitcost's usage record lives in its own small module (`openai_chat`,
 `openai_responses`); this one only decides what to start and hands the result to that mapping.
-Everything provider-neutral (the span, stream and raw-response proxies) is in `unitcost._llm` and
-`unitcost._raw`.
+Everything provider-neutral (the span, stream and raw-response proxies) is in `unitcost.record.llm` and
+`unitcost.record.raw`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import _content
-from .._config import pipeline
-from .._instrument import observer
-from .._llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, note_retries, run_call, run_call_async
-from .._raw import is_raw_response, wrap_raw_response
-from ._openai_common import API, given, provider_for_host
-from ._server import server_of
+from ..pipeline.config import pipeline
+from ..record import content as _content
+from ..record.instrument import observer
+from ..record.llm import (
+    AsyncStreamProxy,
+    LLMCall,
+    StreamWatcher,
+    SyncStreamProxy,
+    note_retries,
+    run_call,
+    run_call_async,
+)
+from ..record.raw import is_raw_response, wrap_raw_response
 from .openai_chat import CHAT, COMPLETIONS, EMBEDDINGS
+from .openai_common import API, given, provider_for_host
 from .openai_responses import RESPONSES
+from .server import server_of
 
 __all__ = ["PATCHES", "provider_for_host"]
 
@@ -113,7 +121,7 @@ _RESPONSES = "openai.resources.responses.responses"
 # What `unitcost.instrument()` patches: (module, "Class.method", wrapper). wrapt wrappers receive
 # (wrapped, instance, args, kwargs). The ``.stream()`` helpers of Chat Completions and Responses call
 # ``create``, so they are recorded there (once); ``.parse`` posts by itself and is wrapped apart.
-# An entry whose module or method this openai version lacks is skipped (`unitcost._instrument`).
+# An entry whose module or method this openai version lacks is skipped (`unitcost.record.instrument`).
 PATCHES = (
     (_CHAT, "Completions.create", _wrapper(CHAT, is_async=False)),
     (_CHAT, "AsyncCompletions.create", _wrapper(CHAT, is_async=True)),

@@ -10,12 +10,14 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .. import _attributes as A
-from .. import _content
-from .._estimate import texts_of
-from .._llm import LLMCall, json_field
-from .._usage import TokenUsage, clean_count
-from ._openai_common import API, TextStreamWatcher, get, usage_in_error
+from ..common import attributes as A
+from ..pricing.usage import TokenUsage, clean_count
+from ..record import content as _content
+from ..record.estimate import texts_of
+from ..record.llm import LLMCall, json_field
+from .openai_common import API, TextStreamWatcher, get, usage_in_error
+
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "chat_usage"]
 
 
 def chat_usage(usage: Any) -> TokenUsage | None:

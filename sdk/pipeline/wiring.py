@@ -1,0 +1,173 @@
+"""`configure()`: where spans go, and the one tracer unitcost creates its spans with.
+
+If the application already set an SDK TracerProvider, unitcost adds its processors to it instead of
+replacing it, and keeps the application's sampler for what the application exports. The store must
+still see every call (a 10% sampler must not make costs 10x too low), so unitcost's own spans are
+started with a sampler that turns the application's "drop" into "record only": recorded spans reach
+every processor, the application's exporters skip them because they are not sampled, and the store
+processor keeps them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+from ..exporters import otlp
+from ..exporters.enrich import EnrichingSpanExporter, ExportSpanProcessor, store_task_locator
+from ..exporters.metrics import SpanMetrics
+from ..exporters.store import StoreSpanProcessor
+from ..pricing.book import PriceBook
+from ..version import __version__
+from .settings import Settings
+
+__all__ = ["Pipeline", "build_pipeline"]
+
+logger = logging.getLogger("unitcost")
+
+_own_provider: TracerProvider | None = None
+
+
+class _RecordEverything(Sampler):
+    """Keeps the wrapped sampler's decision, except that "drop" becomes "record only"."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> Any:
+        extra = () if trace_state is None else (trace_state,)  # as the SDK calls it: samplers may not take it
+        result = self._inner.should_sample(parent_context, trace_id, name, kind, attributes, links, *extra)
+        if result.decision is Decision.DROP:
+            # A span starts with the attributes of its sampling result, and a "drop" result carries
+            # none: keep the span's own, or the store could not tell what the span is.
+            kept = {**(attributes or {}), **(result.attributes or {})}
+            return SamplingResult(Decision.RECORD_ONLY, kept, result.trace_state)
+        return result
+
+    def get_description(self) -> str:
+        return f"unitcost.RecordEverything({self._inner.get_description()})"
+
+
+class Pipeline:
+    """What one `configure()` call set up: the tracer, the processors it added, and the price book."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        provider: TracerProvider,
+        owns_provider: bool,
+        processors: list[SpanProcessor],
+        prices: PriceBook,
+        meter_provider: Any = None,
+    ):
+        self.settings = settings
+        self.meter_provider = meter_provider  # unitcost's own, when metrics are on
+        self.provider = provider
+        self.owns_provider = owns_provider
+        self.processors = processors
+        self.prices = prices
+        tracer: Any = provider.get_tracer("unitcost", __version__)
+        # Our spans only: the application's own tracers keep the application's sampler untouched.
+        tracer.sampler = _RecordEverything(provider.sampler)
+        self.tracer = tracer
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        # Spans first: the export processor records the metrics of the spans it exports.
+        flushed = all(p.force_flush(timeout_millis) for p in self.processors)
+        if self.meter_provider is not None:
+            flushed = self.meter_provider.force_flush(timeout_millis) and flushed
+        return flushed
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+        if self.meter_provider is not None:
+            self.meter_provider.shutdown()
+        if not self.owns_provider:
+            # SDK providers cannot remove a processor; a shut-down one ignores further spans.
+            return
+
+
+def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
+    global _own_provider
+    existing = trace.get_tracer_provider()
+    owns = existing is _own_provider or not isinstance(existing, TracerProvider)
+    if existing is _own_provider and _own_provider is not None:
+        provider = _own_provider  # OpenTelemetry sets the global provider once: reuse ours
+    elif owns:
+        provider = _own_provider = TracerProvider(
+            resource=Resource.create({SERVICE_NAME: settings.service_name})
+        )
+        trace.set_tracer_provider(provider)
+        if trace.get_tracer_provider() is not provider:  # someone else's non-SDK provider is global
+            logger.info("unitcost: a non-SDK TracerProvider is global; unitcost keeps its own")
+    else:
+        provider = existing  # type: ignore[assignment]
+    processors: list[SpanProcessor] = []
+    if settings.db_path is not None:
+        processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
+    export, meter_provider = _export_processor(settings, prices, owns, provider.resource)
+    if export is not None:
+        processors.append(export)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return Pipeline(settings, provider, owns, processors, prices, meter_provider)
+
+
+def _export_processor(
+    settings: Settings, prices: PriceBook, owns: bool, resource: Resource
+) -> tuple[SpanProcessor | None, Any]:
+    """The processor that sends spans, with costs and task totals, to OTLP and the other exporters,
+    and the MeterProvider of the metrics it records; (None, None) when nothing is exported.
+
+    OTLP goes to ``settings.otlp_endpoint``, else (only when unitcost owns the TracerProvider: an
+    application that set its own exports by itself) to the one the standard variables name.
+    """
+    exporters = list(settings.exporters)
+    headers = dict(settings.otlp_headers) or None
+    endpoint = settings.otlp_endpoint
+    use_otlp = bool(endpoint) or (owns and bool(otlp.env_endpoint()))
+    if use_otlp:
+        protocol = otlp.resolve_protocol(settings.otlp_protocol)
+        exporters.insert(0, otlp.span_exporter(protocol, endpoint, headers, settings.otlp_timeout))
+    metrics_on = settings.metrics
+    if metrics_on is None:
+        metrics_on = use_otlp and os.environ.get("OTEL_METRICS_EXPORTER", "otlp").strip().lower() != "none"
+    meter_provider = None
+    span_metrics = None
+    if metrics_on:
+        # Here: the metrics SDK only when metrics are on (start-up time).
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        if isinstance(metrics_on, tuple):
+            readers = list(metrics_on)
+        else:
+            protocol = otlp.resolve_protocol(settings.otlp_protocol, "METRICS")
+            exporter = otlp.metric_exporter(protocol, endpoint, headers, settings.otlp_timeout)
+            readers = [PeriodicExportingMetricReader(exporter)]
+        # unitcost's own exit handler flushes and shuts it down, after the spans whose metrics it records.
+        meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+        span_metrics = SpanMetrics(meter_provider)
+    if not exporters and span_metrics is None:
+        return None, None
+    locate = store_task_locator(settings.db_path) if settings.db_path is not None else None
+    enriching = EnrichingSpanExporter(exporters, prices, metrics=span_metrics, locate_task=locate)
+    return ExportSpanProcessor(enriching), meter_provider
+
+

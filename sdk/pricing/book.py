@@ -1,0 +1,502 @@
+"""Prices for LLM calls: genai-prices' offline data, overridden by the user's own price file.
+
+genai-prices' ``calc_price`` costs a few hundred microseconds a call, far too slow for an exporter
+that must persist 100,000 spans a second. So a `PriceBook` resolves each distinct (provider, model,
+price context, price period) once into `Rates`, a per-bucket table of Decimal prices, and prices
+every call from that. The result is the same as genai-prices' own (a property test checks it);
+a price shape the fast path does not know falls back to genai-prices itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from ..common.errors import ConfigurationError
+from ..common.money import to_pico
+from .usage import Buckets
+
+__all__ = [
+    "GENAI_PRICES_PROVIDERS", "PriceBook", "PriceOverride", "genai_prices_provider", "genai_usage", "tier_rate",
+    "utc_from_ns",
+]
+
+PRICE_FILE_NAME = "unitcost.toml"
+_MTOK = Decimal(1_000_000)
+
+# Buckets and the genai-prices price keys that may price them, most specific first. This mirrors
+# genai-prices' unit hierarchy: a bucket falls back to its nearest priced ancestor.
+_BUCKET_PRICE_KEYS: dict[str, tuple[str, ...]] = {
+    "uncached_input": ("input_mtok",),
+    "cache_read": ("cache_read_mtok", "input_mtok"),
+    "cache_write": ("cache_write_mtok", "input_mtok"),
+    "cache_write_1h": ("cache_write_1h_mtok", "cache_write_mtok", "input_mtok"),
+    "visible_output": ("output_mtok",),
+    "reasoning": ("output_reasoning_mtok", "output_mtok"),
+}
+# Price keys the fast path understands. Web searches are counted and priced per 1000; the other
+# count-based fees are for things unitcost does not count, zero for every call it records.
+_FAST_PATH_KEYS = {key for keys in _BUCKET_PRICE_KEYS.values() for key in keys} | {
+    "requests_kcount",
+    "web_searches_kcount",
+    "storage_searches_kcount",
+    "social_searches_kcount",
+    "code_executions_kcount",
+}
+
+
+# gen_ai.provider.name (OpenTelemetry's well-known values, else unitcost's own) -> genai-prices'
+# provider id. The ONE place where the two vocabularies meet; a name not here is looked up in
+# genai-prices as it is, and a provider genai-prices does not know leaves its calls unpriced unless
+# the price file prices them.
+GENAI_PRICES_PROVIDERS = {
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "x_ai": "x-ai",
+    "mistral_ai": "mistral",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "aws.bedrock": "aws",
+    "ibm.watsonx.ai": "ibm",
+}
+
+
+def genai_prices_provider(provider: str) -> str:
+    """The genai-prices provider id for a gen_ai.provider.name."""
+    return GENAI_PRICES_PROVIDERS.get(provider, provider)
+
+
+_SECONDS_PER_HOUR = Decimal(3600)
+
+
+@dataclass(frozen=True, slots=True)
+class CallCost:
+    total: Decimal
+    reasoning: Decimal  # the part of `total` paid for reasoning tokens
+    source: str  # "genai-prices" or "override"
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens for each bucket, with the genai-prices tiers kept as they are."""
+
+    per_bucket: Mapping[str, Any]  # bucket -> Decimal | TieredPrices | None
+    per_request: Decimal
+    source: str
+    exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
+    per_web_search: Decimal = Decimal(0)  # USD per server-side web search request
+    per_second: Decimal = Decimal(0)  # self-hosted: hourly_usd / 3600 / concurrency, USD per second of call
+    # The same rates in whole pico-dollars per token (see `cost_pico`), or None when some rate is not
+    # a whole number of them, is tiered, or is by time: those calls take the Decimal path.
+    pico_per_token: tuple[tuple[str, int], ...] | None = field(init=False, default=None)
+    pico_reasoning: int = field(init=False, default=0)
+    pico_per_request: int = field(init=False, default=0)
+    pico_per_web_search: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        # Exact integer prices for the exporter: $0.15 per million tokens is 150,000 pico-dollars a
+        # token, so a call's cost is a sum of integer products, equal to what `cost` gives (Decimal,
+        # then rounded to the pico-dollar) whenever every rate is a whole number of pico-dollars.
+        if self.exact_fallback is not None or self.per_second:
+            return
+        per_token = []
+        for bucket, price in self.per_bucket.items():
+            if price is None:
+                continue
+            pico = _whole(price * _PICO_PER_TOKEN_PER_MTOK) if isinstance(price, Decimal) else None
+            if pico is None:
+                return
+            per_token.append((bucket, pico))
+        request, search = _whole(self.per_request * _PICO_PER_USD), _whole(self.per_web_search * _PICO_PER_USD)
+        if request is None or search is None:
+            return
+        object.__setattr__(self, "pico_per_token", tuple(per_token))
+        object.__setattr__(self, "pico_reasoning", dict(per_token).get("reasoning", 0))
+        object.__setattr__(self, "pico_per_request", request)
+        object.__setattr__(self, "pico_per_web_search", search)
+
+    def cost_pico(self, buckets: Buckets) -> tuple[int, int] | None:
+        """(total, reasoning part) in pico-dollars, in integers; None when these rates need `cost`."""
+        per_token = self.pico_per_token
+        if per_token is None:
+            return None
+        total = self.pico_per_request + self.pico_per_web_search * buckets.web_search_requests
+        for bucket, pico in per_token:
+            total += pico * getattr(buckets, bucket)
+        return total, self.pico_reasoning * buckets.reasoning
+
+    @property
+    def prices_tokens(self) -> bool:
+        return self.exact_fallback is not None or any(p is not None for p in self.per_bucket.values())
+
+    def cost(self, buckets: Buckets, duration_s: Decimal | None = None) -> CallCost:
+        time_cost = self.per_second * duration_s if self.per_second and duration_s else Decimal(0)
+        if self.exact_fallback is not None:
+            priced = _genai_cost(self.exact_fallback, buckets, self.source)
+            return CallCost(priced.total + time_cost, priced.reasoning, priced.source)
+        input_total = buckets.input_total
+        total = Decimal(0)
+        reasoning = Decimal(0)
+        for bucket, price in self.per_bucket.items():
+            count = getattr(buckets, bucket)
+            if not count or price is None:
+                continue
+            part = tier_rate(price, input_total) * count / _MTOK
+            total += part
+            if bucket == "reasoning":
+                reasoning = part
+        if buckets.web_search_requests:
+            total += self.per_web_search * buckets.web_search_requests
+        return CallCost(total + self.per_request + time_cost, reasoning, self.source)
+
+
+_PICO_PER_USD = Decimal(10) ** 12
+_PICO_PER_TOKEN_PER_MTOK = _PICO_PER_USD / _MTOK  # USD per million tokens -> pico-dollars per token
+
+
+def _whole(value: Decimal) -> int | None:
+    return int(value) if value == value.to_integral_value() else None
+
+
+def tier_rate(price: Any, input_total: int) -> Decimal:
+    tiers = getattr(price, "tiers", None)
+    if tiers is None:
+        return price  # type: ignore[no-any-return]
+    # genai-prices' cliff model: the highest tier whose start the call's input exceeds.
+    for tier in reversed(tiers):
+        if input_total > tier.start:
+            return tier.price  # type: ignore[no-any-return]
+    return price.base  # type: ignore[no-any-return]
+
+
+def genai_usage(buckets: Buckets) -> Any:
+    """The genai-prices `Usage` for these buckets (OpenTelemetry meaning: totals with parts)."""
+    from genai_prices import Usage  # here: genai-prices loads its price data (start-up time)
+
+    return Usage(
+        input_tokens=buckets.input_total,
+        cache_read_tokens=buckets.cache_read,
+        cache_write_tokens=buckets.cache_write + buckets.cache_write_1h,
+        cache_write_1h_tokens=buckets.cache_write_1h,
+        output_tokens=buckets.output_total,
+        output_reasoning_tokens=buckets.reasoning,
+        web_searches=buckets.web_search_requests,
+    )
+
+
+def _genai_cost(model_price: Any, buckets: Buckets, source: str) -> CallCost:
+    total = model_price.calc_price(genai_usage(buckets))["total_price"]
+    without = replace(buckets, reasoning=0)
+    reasoning = total - model_price.calc_price(genai_usage(without))["total_price"] if buckets.reasoning else 0
+    return CallCost(total, Decimal(reasoning), source)
+
+
+def rates_from_model_price(model_price: Any, source: str) -> Rates:
+    keys = {k for k, v in model_price.__dict__.items() if v is not None and not k.startswith("_")}
+    if not keys <= _FAST_PATH_KEYS:
+        return Rates({}, Decimal(0), source, exact_fallback=model_price)
+    per_bucket = {}
+    for bucket, candidates in _BUCKET_PRICE_KEYS.items():
+        per_bucket[bucket] = next((getattr(model_price, k) for k in candidates if k in keys), None)
+    requests = getattr(model_price, "requests_kcount", None) if "requests_kcount" in keys else None
+    searches = getattr(model_price, "web_searches_kcount", None) if "web_searches_kcount" in keys else None
+    return Rates(per_bucket, (requests or Decimal(0)) / 1000, source, per_web_search=(searches or Decimal(0)) / 1000)
+
+
+# --- the user's price file ------------------------------------------------------------------------
+
+
+class PriceOverride(BaseModel):
+    """One `[[price]]` table of unitcost.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str  # exact name or a glob such as "llama-3*"; compared case-insensitively
+    provider: str | None = None  # None matches any provider
+    since: date | None = None  # for price history: the newest entry whose `since` has passed wins
+    input_mtok: Decimal | None = None
+    output_mtok: Decimal | None = None
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    cache_write_1h_mtok: Decimal | None = None
+    reasoning_mtok: Decimal | None = None
+    per_request: Decimal | None = None  # a fixed fee per call, USD
+    # Self-hosted models priced by time: each call costs duration_s * hourly_usd / 3600 / concurrency
+    # (the machine's price per hour, shared by the calls it serves at once).
+    hourly_usd: Decimal | None = None
+    concurrency: Decimal | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _floats_as_text(cls, value: Any) -> Any:
+        # TOML floats are binary; read them through their repr so 0.15 stays 0.15.
+        return repr(value) if isinstance(value, float) else value
+
+    def matches(self, provider: str, model: str, when: datetime) -> bool:
+        # `provider` is gen_ai.provider.name ("azure.ai.openai"); its genai-prices id ("azure") works too.
+        if self.provider is not None and self.provider.lower() not in (
+            provider.lower(), genai_prices_provider(provider).lower()
+        ):
+            return False
+        if self.since is not None and when.date() < self.since:
+            return False
+        return fnmatch.fnmatchcase(model.lower(), self.model.lower())
+
+    def rates(self) -> Rates:
+        if all(v is None for v in (self.input_mtok, self.output_mtok, self.per_request, self.hourly_usd)):
+            name = self.model
+            raise ValueError(f"price for {name!r} sets no input_mtok, output_mtok or per_request (nor hourly_usd)")
+        if self.concurrency is not None and (self.concurrency <= 0 or self.hourly_usd is None):
+            raise ValueError(f"price for {self.model!r}: concurrency must be > 0 and goes with hourly_usd")
+        per_second = Decimal(0)
+        if self.hourly_usd is not None:
+            per_second = self.hourly_usd / _SECONDS_PER_HOUR / (self.concurrency or 1)
+        inp, out = self.input_mtok, self.output_mtok
+        cache_write = self.cache_write_mtok if self.cache_write_mtok is not None else inp
+        per_bucket = {
+            "uncached_input": inp,
+            "cache_read": self.cache_read_mtok if self.cache_read_mtok is not None else inp,
+            "cache_write": cache_write,
+            "cache_write_1h": self.cache_write_1h_mtok if self.cache_write_1h_mtok is not None else cache_write,
+            "visible_output": out,
+            "reasoning": self.reasoning_mtok if self.reasoning_mtok is not None else out,
+        }
+        return Rates(per_bucket, self.per_request or Decimal(0), "override", per_second=per_second)
+
+
+def load_price_file(path: Path) -> list[PriceOverride]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read price file {path}: {exc}") from exc
+    entries = data.get("price", [])
+    if not isinstance(entries, list):
+        raise ConfigurationError(f"{path}: [[price]] must be an array of tables")
+    try:
+        overrides = [PriceOverride.model_validate(entry) for entry in entries]
+        for override in overrides:
+            override.rates()
+    except (ValidationError, ValueError) as exc:
+        raise ConfigurationError(f"{path}: {exc}") from exc
+    # Newest `since` first, so history resolves to the entry in force at the call's time.
+    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True)
+
+
+def find_price_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The price file in force: the explicit path, else $UNITCOST_PRICES, else ./unitcost.toml."""
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("UNITCOST_PRICES")
+    if env:
+        return Path(env)
+    local = Path.cwd() / PRICE_FILE_NAME
+    return local if local.is_file() else None
+
+
+# --- the price book -------------------------------------------------------------------------------
+
+
+class PriceBook:
+    """Prices calls, resolving each distinct (provider, model, context, period) once."""
+
+    def __init__(self, overrides: list[PriceOverride] | None = None) -> None:
+        self._overrides = overrides or []
+        self._models: dict[tuple[str, str], Any] = {}  # (provider, model) -> genai ModelInfo | None
+        self._rates: dict[tuple[Any, ...], Rates | None] = {}
+        # The answer of `rates` by its arguments and day, for the answers that cannot change within
+        # a day (not a model priced by time of day), so a repeated call is one dict lookup.
+        self._resolved: dict[tuple[Any, ...], Rates | None] = {}
+        self._resolved_by_day: dict[tuple[Any, ...], Rates | None] = {}  # the same, by Unix day (rates_at_ns)
+        self._by_time_of_day: dict[int, bool] = {}  # id(genai ModelInfo) -> has a time-of-day price
+
+    @classmethod
+    def from_price_file(cls, path: str | os.PathLike[str] | None = None) -> PriceBook:
+        found = find_price_file(path)
+        if found is None:
+            return cls()
+        if not found.is_file():
+            raise ConfigurationError(f"price file {found} does not exist")
+        return cls(load_price_file(found))
+
+    def rates(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        also_known_as: str | None = None,
+    ) -> Rates | None:
+        """The rates in force for this call, or None when the model is unknown (unpriced).
+
+        ``context`` holds other price modifiers the response reported, as genai-prices names them
+        (``{"processing": "batch"}``, ``{"speed": "fast"}``); one it has no rates for changes nothing.
+        ``also_known_as`` is the call's other model name (the one requested, when ``model`` is the
+        dated one the provider answered with): the user's price file wins under either name, then
+        genai-prices under either.
+        """
+        front = (
+            provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+            when.year, when.month, when.day,
+        )
+        try:
+            return self._resolved[front]
+        except KeyError:
+            pass
+        found, same_all_day = self._resolve(provider, model, when, service_tier, context, also_known_as)
+        if same_all_day:
+            self._resolved[front] = found
+        return found
+
+    def rates_at_ns(
+        self,
+        provider: str,
+        model: str,
+        started_ns: int,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        also_known_as: str | None = None,
+    ) -> Rates | None:
+        """`rates` for a call started at ``started_ns`` (Unix ns, UTC): the exporter's path, which
+        makes no datetime for a call whose rates are already known for its day."""
+        front = (
+            provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+            started_ns // _NS_PER_DAY,
+        )
+        try:
+            return self._resolved_by_day[front]
+        except KeyError:
+            pass
+        found, same_all_day = self._resolve(
+            provider, model, utc_from_ns(started_ns), service_tier, context, also_known_as
+        )
+        if same_all_day:
+            self._resolved_by_day[front] = found
+        return found
+
+    def _resolve(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None,
+        context: Mapping[str, str] | None,
+        also_known_as: str | None,
+    ) -> tuple[Rates | None, bool]:
+        """The rates in force at ``when``, and whether they hold all of that UTC day."""
+        names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
+        for name in names:
+            for override in self._overrides:
+                if override.matches(provider, name, when):  # by date only: the same all day
+                    return override.rates(), True
+        info = None
+        for name in names:
+            info = self._model_info(provider, name)
+            if info is not None:
+                break
+        if info is None:
+            return None, True
+        tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
+        price_context = dict(context or {})
+        if tier:
+            price_context["service_tier"] = tier
+        by_time_of_day = self._by_time_of_day.get(id(info))
+        if by_time_of_day is None:
+            by_time_of_day = self._by_time_of_day[id(info)] = _has_time_of_day_price(info)
+        key = (id(info), tuple(sorted(price_context.items())), _period(when, by_time_of_day))
+        cached = self._rates.get(key)
+        if cached is None:
+            model_price = info.get_prices(when, price_context or None)
+            cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
+        return cached, not by_time_of_day
+
+    def cost(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        buckets: Buckets,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        *,
+        duration_s: Decimal | None = None,
+        usage_known: bool = True,
+        also_known_as: str | None = None,
+    ) -> CallCost | None:
+        """The call's cost, or None when it cannot be priced: an unknown model, or a call whose usage
+        is unknown (``usage_known=False``) under a price by tokens. ``duration_s`` prices a call by
+        time (the price file's ``hourly_usd``)."""
+        rates = self.rates(provider, model, when, service_tier, context, also_known_as)
+        if rates is None or (not usage_known and rates.prices_tokens):
+            return None
+        return rates.cost(buckets, duration_s)
+
+    def cost_pico_at_ns(
+        self,
+        provider: str,
+        model: str,
+        started_ns: int,
+        ended_ns: int,
+        buckets: Buckets,
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        *,
+        usage_known: bool = True,
+        also_known_as: str | None = None,
+    ) -> tuple[int, int, str] | None:
+        """`cost` in whole pico-dollars, (total, reasoning part, source), for a call stored by the
+        exporter: integers when the rates allow (the common case), else `Rates.cost` rounded."""
+        rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
+        if rates is None or (not usage_known and rates.prices_tokens):
+            return None
+        exact = rates.cost_pico(buckets)
+        if exact is not None:
+            return exact[0], exact[1], rates.source
+        priced = rates.cost(buckets, Decimal(ended_ns - started_ns) / _NS_PER_S)
+        return to_pico(priced.total), to_pico(priced.reasoning), priced.source
+
+    def _model_info(self, provider: str, model: str) -> Any:
+        key = (provider, model)
+        if key not in self._models:
+            from genai_prices.data_snapshot import get_snapshot  # start-up time, as above
+
+            try:
+                found = get_snapshot().find_provider_model(model, None, genai_prices_provider(provider) or None, None)
+                self._models[key] = found[1]
+            except LookupError:
+                self._models[key] = None
+        return self._models[key]
+
+
+def _has_time_of_day_price(info: Any) -> bool:
+    return any(
+        type(getattr(p, "constraint", None)).__name__ == "TimeOfDateConstraint"
+        for p in (info.prices if isinstance(info.prices, list) else ())
+    )
+
+
+def _period(when: datetime, by_time_of_day: bool) -> tuple[int, ...]:
+    if by_time_of_day:
+        return (when.year, when.month, when.day, when.hour, when.minute)
+    return (when.year, when.month, when.day)
+
+
+_NS_PER_DAY = 86_400 * 10**9
+_NS_PER_S = Decimal(10**9)
+
+
+def utc_from_ns(ns: int) -> datetime:
+    # Whole seconds, then microseconds, in integers: `ns / 1e9` as a float can round a call made in
+    # the last microsecond of a day into the next one, and so price it by the wrong day.
+    seconds, rest = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)

@@ -1,0 +1,160 @@
+"""The provider-neutral usage record, and its split into non-overlapping buckets.
+
+Adapters fill a `TokenUsage` in the OpenTelemetry meaning (``input_tokens`` is ALL input, cache reads
+and writes included; ``output_tokens`` is ALL output, reasoning included) because that is what goes on
+the span. The store needs buckets that do not overlap, so each token is priced exactly once:
+`Buckets.from_usage` derives them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..common import attributes as A
+
+__all__ = ["Buckets", "TokenUsage", "clean_count"]
+
+# Anything above this is not a token count a provider sends; it is a corrupted field.
+_MAX_TOKENS = 10**12
+
+
+def clean_count(value: Any) -> int | None:
+    """A token count from a provider field, or None when the field is missing or unusable.
+
+    Provider SDKs and compatible servers send None, floats, strings and sometimes junk. A usable
+    count is a non-negative whole number below a sanity bound.
+    """
+    if type(value) is int:  # the common case first: this runs for every bucket of every call stored
+        return value if 0 <= value <= _MAX_TOKENS else None
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, float):
+        if value != value or not value.is_integer():  # NaN or fractional
+            return None
+        count = int(value)
+    elif isinstance(value, str):
+        try:
+            count = int(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if count < 0 or count > _MAX_TOKENS:
+        return None
+    return count
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Usage of one call, in the OpenTelemetry meaning (totals with their parts)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # all cache writes; the 1-hour part is also in cache_write_1h_tokens
+    cache_write_1h_tokens: int = 0
+    # Recorded parts of cache_write_tokens that genai-prices cannot price apart (OpenAI retention).
+    cache_write_30m_tokens: int = 0
+    cache_write_12h_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+    estimate_method: str | None = None  # "tiktoken:<encoding>" or "chars/4" when estimated
+    # Server-side tool requests, priced per request (Anthropic's server_tool_use).
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+    def span_attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
+        if self.cache_read_tokens:
+            attrs[A.CACHE_READ_TOKENS] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            attrs[A.CACHE_WRITE_TOKENS] = self.cache_write_tokens
+        if self.cache_write_1h_tokens:
+            attrs[A.CACHE_WRITE_1H_TOKENS] = self.cache_write_1h_tokens
+        if self.cache_write_30m_tokens:
+            attrs[A.CACHE_WRITE_30M_TOKENS] = self.cache_write_30m_tokens
+        if self.cache_write_12h_tokens:
+            attrs[A.CACHE_WRITE_12H_TOKENS] = self.cache_write_12h_tokens
+        if self.reasoning_tokens:
+            attrs[A.REASONING_TOKENS] = self.reasoning_tokens
+        if self.estimated:
+            attrs[A.USAGE_ESTIMATED] = True
+            if self.estimate_method:
+                attrs[A.USAGE_ESTIMATE_METHOD] = self.estimate_method
+        if self.web_search_requests:
+            attrs[A.WEB_SEARCH_REQUESTS] = self.web_search_requests
+        if self.web_fetch_requests:
+            attrs[A.WEB_FETCH_REQUESTS] = self.web_fetch_requests
+        return attrs
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and the exporter makes
+# one of these for every call it stores. Nothing changes a Buckets after it is made.
+@dataclass(slots=True)
+class Buckets:
+    """Non-overlapping token buckets: each token of a call is in exactly one of them."""
+
+    uncached_input: int = 0
+    cache_read: int = 0
+    cache_write: int = 0  # default-retention (5-minute) writes
+    cache_write_1h: int = 0
+    visible_output: int = 0
+    reasoning: int = 0
+    # Not tokens: server-side tool requests, priced per request.
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
+
+    @property
+    def input_total(self) -> int:
+        return self.uncached_input + self.cache_read + self.cache_write + self.cache_write_1h
+
+    @property
+    def output_total(self) -> int:
+        return self.visible_output + self.reasoning
+
+    @classmethod
+    def from_span_attributes(cls, attrs: Any) -> Buckets:
+        """Split OpenTelemetry-meaning totals into buckets.
+
+        A part larger than its total (a server that reports cached tokens beyond prompt tokens) is
+        trusted over the total: the total is raised to the sum of the parts, never made negative.
+        """
+        # The exporter's hot path: a field that is absent (most are, most of the time) costs one
+        # dict lookup, and only a present one goes through clean_count.
+        get = attrs.get
+        value = get(A.CACHE_READ_TOKENS)
+        cache_read = 0 if value is None else clean_count(value) or 0
+        value = get(A.CACHE_WRITE_TOKENS)
+        found = None if value is None else clean_count(value)
+        if found is None:
+            value = get(A.CACHE_WRITE_TOKENS_NEXT)
+            found = None if value is None else clean_count(value)
+        cache_write_all = found or 0
+        cache_write_1h = 0
+        if cache_write_all:
+            value = get(A.CACHE_WRITE_1H_TOKENS)
+            found = None if value is None else clean_count(value)
+            if found is None:  # an anthropic SDK span that unitcost did not adopt
+                value = get(A.ANTHROPIC_CACHE_WRITE_1H_TOKENS)
+                found = None if value is None else clean_count(value)
+            cache_write_1h = min(found or 0, cache_write_all)
+        value = get(A.INPUT_TOKENS)
+        input_all = 0 if value is None else clean_count(value) or 0
+        value = get(A.REASONING_TOKENS)
+        reasoning = 0 if value is None else clean_count(value) or 0
+        value = get(A.OUTPUT_TOKENS)
+        output_all = 0 if value is None else clean_count(value) or 0
+        searches, fetches = get(A.WEB_SEARCH_REQUESTS), get(A.WEB_FETCH_REQUESTS)
+        return cls(
+            max(input_all - cache_read - cache_write_all, 0),
+            cache_read,
+            cache_write_all - cache_write_1h,
+            cache_write_1h,
+            max(output_all - reasoning, 0),
+            reasoning,
+            0 if searches is None else clean_count(searches) or 0,
+            0 if fetches is None else clean_count(fetches) or 0,
+        )

@@ -1,0 +1,182 @@
+"""`instrument()` / `uninstrument()`: patch the provider SDKs, now or when they are imported.
+
+``instrument()`` records every call made through the SDKs unitcost knows; ``instrument(client)``
+records only that client's calls (and, for the ``openai`` and ``anthropic`` SDKs, the calls of its
+resources such as ``client.chat.completions``). Both may be on at once: a call is recorded once.
+
+An adapter module exposes ``PATCHES``: ``(module, "Class.method", wrapt wrapper)`` for each method.
+Each class is patched once, with the wrapper behind a gate that passes the call straight through
+when neither the global switch nor the call's client is on, and when the call is made from inside
+another wrapped method (a ``.stream()`` helper calling ``create``): one call, one span. A wrapper
+marked `observer` (one that only looks, such as the retry counter) runs whenever anything is on; one
+marked `ungated` (anthropic 0.x's isinstance check that sees through unitcost's stream proxies)
+runs whenever it is patched in. An entry whose module, class or method this SDK version lacks is
+skipped, so an adapter may list a method under each module path it has had.
+
+Patching is idempotent (twice is once) and reversible (`uninstrument()` puts the originals back).
+A provider SDK the application has not imported is never imported by unitcost: a post-import hook
+patches it when the application imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..common.errors import internal_error, logger
+
+__all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
+
+# provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
+_ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
+
+_lock = threading.RLock()
+_wanted = False  # the global switch
+_clients: weakref.WeakSet[Any] = weakref.WeakSet()  # clients instrumented one by one
+_hooks_registered: set[str] = set()
+_originals: dict[tuple[Any, str], Any] = {}  # (class, attribute) -> original function
+
+
+def observer(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a PATCHES wrapper that only observes (it records no call of its own)."""
+    wrapper.__unitcost_observer__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def ungated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a PATCHES wrapper that runs whenever it is patched in, whichever client is instrumented:
+    one that only changes what the SDK answers about unitcost's own objects (its proxies)."""
+    wrapper.__unitcost_ungated__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def instrument(client: Any = None) -> None:
+    """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic).
+
+    Without an argument, every call of every client. With a client (``unitcost.instrument(client)``),
+    only the calls made through that client object (not through copies made by ``with_options``).
+
+    Example::
+
+        client = OpenAI()
+        unitcost.instrument(client)
+    """
+    global _wanted
+    from . import threads as _threads  # here: concurrent.futures is not needed by `import unitcost`
+
+    with _lock:
+        _threads.patch()  # executor work stays in the submitter's task (see unitcost.record.threads)
+        if client is None:
+            _wanted = True
+            for module_name in _ADAPTERS:
+                if module_name in sys.modules:
+                    _patch(module_name)
+                elif module_name not in _hooks_registered:
+                    import wrapt  # imported here: wrapt pulls in asyncio, too slow for `import unitcost`
+
+                    _hooks_registered.add(module_name)
+                    wrapt.register_post_import_hook(_on_import, module_name)
+            return
+        module_name = type(client).__module__.split(".")[0]
+        if module_name not in _ADAPTERS:
+            internal_error("instrument(client)", TypeError(f"unitcost has no adapter for {type(client).__name__}"))
+            return
+        _clients.add(client)
+        _patch(module_name)
+
+
+def uninstrument(client: Any = None) -> None:
+    """Stop recording. Without an argument: every client, and the original SDK methods are put back.
+    With a client: that client only (the global switch, if on, still records it)."""
+    global _wanted
+    with _lock:
+        if client is not None:
+            _clients.discard(client)
+            if _wanted or len(_clients):
+                return
+        _wanted = False
+        _clients.clear()
+        if "unitcost.record.threads" in sys.modules:
+            sys.modules["unitcost.record.threads"].unpatch()
+        for (owner, attribute), original in list(_originals.items()):
+            setattr(owner, attribute, original)
+        _originals.clear()
+
+
+def is_instrumented() -> bool:
+    return bool(_originals)
+
+
+def _enabled(instance: Any) -> bool:
+    if _wanted:
+        return True
+    if not len(_clients):
+        return False
+    try:
+        # A resource (client.chat.completions) keeps its client in `_client`; a client is itself.
+        return instance in _clients or getattr(instance, "_client", None) in _clients
+    except TypeError:
+        return False
+
+
+def _gated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    from .llm import in_wrapped_call  # here: llm imports wrapt, too slow for `import unitcost` (start-up time)
+
+    if getattr(wrapper, "__unitcost_ungated__", False):
+        return wrapper
+    if getattr(wrapper, "__unitcost_observer__", False):
+
+        def observe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not _enabled(instance):
+                return wrapped(*args, **kwargs)
+            return wrapper(wrapped, instance, args, kwargs)
+
+        return observe
+
+    def gate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if in_wrapped_call() or not _enabled(instance):
+            return wrapped(*args, **kwargs)
+        return wrapper(wrapped, instance, args, kwargs)
+
+    return gate
+
+
+def _on_import(module: Any) -> None:
+    with _lock:
+        if _wanted:
+            _patch(module.__name__)
+
+
+def _patch(module_name: str) -> None:
+    import wrapt  # start-up time, as above
+
+    try:
+        adapter = importlib.import_module(_ADAPTERS[module_name])
+    except ModuleNotFoundError as exc:
+        if exc.name == _ADAPTERS[module_name]:
+            return  # no adapter for this SDK in this version of unitcost
+        internal_error(f"instrumenting {module_name}", exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - an SDK we cannot patch must not break the import
+        internal_error(f"instrumenting {module_name}", exc)
+        return
+    # Each method on its own: one that this SDK version lacks must not leave the others unpatched.
+    for target_module, path, wrapper in adapter.PATCHES:
+        try:
+            class_name, attribute = path.split(".")
+            try:
+                owner = getattr(importlib.import_module(target_module), class_name)
+                original = owner.__dict__[attribute]
+            except (ImportError, AttributeError, KeyError):
+                logger.debug("unitcost: %s has no %s.%s in this version; not patched", module_name, target_module, path)
+                continue
+            if (owner, attribute) in _originals:
+                continue  # already patched: instrument() is idempotent
+            _originals[(owner, attribute)] = original
+            setattr(owner, attribute, wrapt.FunctionWrapper(original, _gated(wrapper)))
+        except Exception as exc:  # noqa: BLE001
+            internal_error(f"instrumenting {module_name} {path}", exc)

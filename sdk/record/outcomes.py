@@ -1,0 +1,96 @@
+"""Outcomes: what a task achieved, whether that counts as a success, and what it was worth."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
+
+from ..common import attributes as A
+from ..common.errors import internal_error
+from ..common.money import parse_usd
+from ..pipeline.config import pipeline
+
+__all__ = ["ERROR_LABEL", "Outcome", "record_outcome"]
+
+SUCCESS_LABELS = frozenset({"resolved", "success", "succeeded", "completed", "passed"})
+ERROR_LABEL = "error"
+
+
+def is_success(label: str, success: bool | None) -> bool:
+    """An explicit `success` wins; otherwise the label decides (see SUCCESS_LABELS)."""
+    if success is not None:
+        return bool(success)
+    return label.strip().lower() in SUCCESS_LABELS
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    label: str
+    success: bool
+    value: Decimal | None
+    recorded_ns: int
+
+    @classmethod
+    def make(cls, label: str, success: bool | None = None, value: object = None) -> Outcome:
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError("an outcome label must be a non-empty string")
+        label = label.strip()
+        return cls(label, is_success(label, success), None if value is None else parse_usd(value), time.time_ns())
+
+    def span_attributes(self) -> dict[str, object]:
+        attrs: dict[str, object] = {
+            A.OUTCOME_LABEL: self.label,
+            A.OUTCOME_SUCCESS: self.success,
+            A.OUTCOME_TIME: self.recorded_ns,
+        }
+        if self.value is not None:
+            attrs[A.OUTCOME_VALUE] = str(self.value)
+        return attrs
+
+
+def record_outcome(
+    label: str,
+    *,
+    task_id: str | None = None,
+    kind: str | None = None,
+    key: object = None,
+    success: bool | None = None,
+    value: object = None,
+) -> None:
+    """Record an outcome that arrives later: by a run's task id, or by the task's key (and kind).
+
+    It may come from another process, hours later, before or after the task's spans reach the
+    store: it is kept and joined at report time, and the latest outcome of a task wins.
+
+    Example::
+
+        unitcost.record_outcome("resolved", kind="support_ticket", key="T-1042", value=12.0)
+    """
+    try:
+        if task_id is None and key is None:
+            raise ValueError("record_outcome() needs task_id= or key=")
+        made = Outcome.make(label, success, value)
+        attrs: dict[str, object] = {A.SPAN_TYPE: "outcome", **made.span_attributes()}
+        if task_id is not None:
+            attrs[A.OUTCOME_TASK_ID] = str(task_id)
+        if kind is not None:
+            attrs[A.OUTCOME_KIND] = str(kind)
+        if key is not None:
+            attrs[A.OUTCOME_KEY] = str(key)
+        # A root span of its own: the outcome belongs to the task it names, not to the code around it.
+        span = pipeline().tracer.start_span(
+            "unitcost.outcome", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs  # type: ignore[arg-type]
+        )
+        span.add_event(
+            A.EVALUATION_EVENT,
+            {A.EVALUATION_NAME: "outcome", A.EVALUATION_LABEL: made.label, A.EVALUATION_SCORE: float(made.success)},
+        )
+        span.end()
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        internal_error("record_outcome", exc)

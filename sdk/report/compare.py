@@ -1,0 +1,163 @@
+"""Side-by-side reports: `compare` (two windows or two attribute values) and `whatif` (the same
+workload re-priced under another model, another price table, or with prompt caching assumed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlite_utils
+
+from ..common.money import to_pico
+from ..common.timewindow import parse_time
+from ..pricing.book import PriceBook, utc_from_ns
+from ..pricing.usage import Buckets
+from .engine import ReportError, parse_where, report
+
+__all__ = ["Repricer", "compare", "parse_side", "whatif"]
+
+# The numbers a decision turns on; each gets an A, a B and a change.
+COMPARED = ("tasks", "success_rate", "cost_usd", "cost_per_task_usd", "cost_per_success_usd", "wasted_usd")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: an attribute filter, a time window, or both."""
+
+    label: str
+    where: dict[str, str] = field(default_factory=dict)
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+
+def parse_side(text: str) -> Side:
+    """`NAME=VALUE` (an attribute value) or `SINCE..UNTIL` (a window; either end may be empty)."""
+    if ".." in text:
+        since, _, until = text.partition("..")
+        try:
+            return Side(
+                text,
+                since_ns=parse_time(since) if since.strip() else None,
+                until_ns=parse_time(until) if until.strip() else None,
+            )
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+    if "=" in text:
+        return Side(text, where=parse_where([text]))
+    raise ReportError(f"cannot read {text!r}: compare NAME=VALUE with NAME=VALUE, or SINCE..UNTIL windows")
+
+
+def _change(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    return b - a
+
+
+def _relative(a: Any, b: Any) -> float | None:
+    if a is None or b is None or not a:
+        return None
+    return float((Decimal(b) - Decimal(a)) / Decimal(a))
+
+
+def join_sides(a_rows: Sequence[dict[str, Any]], b_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of two reports matched by group: {group, a, b, change, relative_change}."""
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row["group"].items())
+
+    a_by, b_by = {key(r): r for r in a_rows}, {key(r): r for r in b_rows}
+    joined = []
+    for k in list(a_by) + [k for k in b_by if k not in a_by]:
+        a, b = a_by.get(k), b_by.get(k)
+        joined.append(
+            {
+                "group": dict(k),
+                "a": {n: a[n] if a else None for n in COMPARED},
+                "b": {n: b[n] if b else None for n in COMPARED},
+                "change": {n: _change(a[n] if a else None, b[n] if b else None) for n in COMPARED},
+                "relative_change": {n: _relative(a[n] if a else None, b[n] if b else None) for n in COMPARED},
+            }
+        )
+    return joined
+
+
+def compare(
+    db: sqlite_utils.Database,
+    a: Side,
+    b: Side,
+    *,
+    by: str | Sequence[str] = "kind",
+    kind: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> list[dict[str, Any]]:
+    def side_report(side: Side) -> list[dict[str, Any]]:
+        return [
+            r for r in report(
+                db, by=by, kind=kind, where=side.where,
+                since_ns=side.since_ns if side.since_ns is not None else since_ns,
+                until_ns=side.until_ns if side.until_ns is not None else until_ns,
+            )
+            if r["runs"]  # the (no task) row has no cost per success to compare
+        ]
+
+    return join_sides(side_report(a), side_report(b))
+
+
+class Repricer:
+    """Prices each stored call anew for `whatif`: as another model, from another price table, and/or
+    with the estimated context re-send read from a prompt cache instead of sent uncached."""
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        from_model: str | None = None,
+        price_file: str | os.PathLike[str] | None = None,
+        assume_cache: bool = False,
+    ) -> None:
+        if model is None and price_file is None and not assume_cache:
+            raise ReportError("whatif needs --model, --prices or --cache")
+        self.model = model
+        self.from_model = from_model
+        self.assume_cache = assume_cache
+        self.prices = PriceBook.from_price_file(price_file) if price_file is not None else PriceBook.from_price_file()
+        if model is not None and self.prices.rates("", model, datetime.now(tz=UTC)) is None:
+            raise ReportError(f"no price known for model {model!r} (add it to unitcost.toml)")
+
+    def __call__(
+        self, provider: str, model: str, started_ns: int, buckets: Buckets, resent: int
+    ) -> tuple[int | None, int, Buckets]:
+        if self.assume_cache and resent:
+            # The repeated part of the input, read from the cache instead of sent uncached.
+            moved = min(max(resent - buckets.cache_read, 0), buckets.uncached_input)
+            buckets = Buckets(
+                buckets.uncached_input - moved, buckets.cache_read + moved, buckets.cache_write,
+                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning,
+            )
+        if self.model is not None and (self.from_model is None or model == self.from_model):
+            provider, model = "", self.model
+        cost = self.prices.cost(provider, model, utc_from_ns(started_ns), buckets)
+        if cost is None:
+            return None, 0, buckets
+        return to_pico(cost.total), to_pico(cost.reasoning), buckets
+
+
+def whatif(
+    db: sqlite_utils.Database,
+    repricer: Repricer,
+    *,
+    by: str | Sequence[str] = "kind",
+    kind: str | None = None,
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    where: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Now (A) vs. re-priced (B), per group. Success rates are assumed unchanged."""
+    common: dict[str, Any] = {"by": by, "kind": kind, "since_ns": since_ns, "until_ns": until_ns, "where": where}
+    now = [r for r in report(db, **common) if r["runs"]]
+    then = [r for r in report(db, reprice=repricer, **common) if r["runs"]]
+    return join_sides(now, then)

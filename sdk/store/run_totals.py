@@ -1,0 +1,229 @@
+"""Per-run call totals, kept beside the calls so reports need not sum a million rows.
+
+`run_totals` holds, for each run and model, the sums reports need: tokens by bucket, cost, counts,
+and the context re-send estimate (the part of each call's input that the previous call of the same
+run already had as input or produced as output, priced at the call's rates). It is a cache of the
+`calls` table: the exporter refreshes the runs each batch touched by summing their calls again, so
+it stays exact whatever order calls arrive in, and whether a call is written once or replayed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..common.money import to_pico
+from .bulk import insert_rows
+
+__all__ = [
+    "CALL_FIELDS", "COLUMNS", "backfill", "create_run_sums", "create_table", "ensure_fresh", "refresh",
+    "resend_rates",
+]
+
+COLUMNS = (
+    "run_id", "provider", "model", "calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
+    "unpriced_calls", "estimated_calls", "resent_tokens", "resent_uncached_tokens", "retries",
+    "resend_cost_pico", "resend_savings_pico",
+)
+# The same sums over all of a run's models: what a report not grouped by model reads.
+_RUN_COLUMNS = ("run_id", *COLUMNS[3:])
+_MTOK = 1_000_000
+_CHUNK = 500  # SQLite's limit on host parameters is 999 in old builds
+
+
+def resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any]) -> Any:
+    """(input rate, cache-read rate) in USD per million tokens, base tier, or None when unpriced."""
+    key = (provider, model)
+    if key not in cache:
+        cache[key] = None
+        try:
+            # Here: the price book loads pydantic, which a report that does not re-price never needs (start-up time).
+            from ..pricing.book import tier_rate
+
+            rates = prices.rates(provider, model, datetime.now(tz=UTC)) if prices is not None else None
+            inp = rates.per_bucket.get("uncached_input") if rates is not None and rates.per_bucket else None
+            if inp is not None and rates is not None:
+                cached = rates.per_bucket.get("cache_read")
+                cache[key] = (tier_rate(inp, 0), tier_rate(cached if cached is not None else inp, 0))
+        except Exception:  # noqa: BLE001 - an estimate that cannot be priced is left at zero
+            cache[key] = None
+    return cache[key]
+
+
+# The columns of `calls` that the totals are made of, in the order `_add_up` reads them.
+CALL_FIELDS = (
+    "run_id", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "estimated",
+    "retries",
+)
+
+
+def refresh(
+    conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any,
+    written: Iterable[tuple[Any, ...]] | None = None,
+) -> None:
+    """Recompute `run_totals` for these runs from their calls (inside the caller's transaction).
+
+    ``written`` (the exporter's): the calls this transaction has just written, as (span_id,
+    started_ns, *CALL_FIELDS) tuples. A run without totals yet is then summed from these instead of
+    reading its calls back: for a run whose calls all arrive in one batch (most runs) that saves a
+    query and a row of Python per call. A run that has totals is summed again from the store, so
+    calls arriving late or out of order are still counted in their place.
+    """
+    ids = sorted({r for r in run_ids if r is not None})
+    rate_cache: dict[Any, Any] = {}
+    fresh_calls: dict[str, dict[Any, tuple[Any, ...]]] = {}
+    if written is not None:
+        for span_id, started, *fields in written:
+            fresh_calls.setdefault(fields[0], {})[span_id] = (started, *fields)  # a span written twice counts once
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        new: list[str] = []
+        if fresh_calls:
+            known = {r for (r,) in conn.execute(f"SELECT run_id FROM run_sums WHERE run_id IN ({marks})", chunk)}
+            new = [r for r in chunk if r not in known and r in fresh_calls]
+            if new:
+                chunk = [r for r in chunk if r in known or r not in fresh_calls]
+                marks = ", ".join("?" * len(chunk))
+        rows: list[Iterable[tuple[Any, ...]]] = []
+        if chunk:
+            conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({marks})", chunk)
+            rows.append(conn.execute(
+                f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN ({marks}) ORDER BY run_id, started_ns",
+                chunk,
+            ))
+        if new:
+            rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
+        sums = _add_up(itertools.chain(*rows), prices, rate_cache)
+        insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
+        per_run: dict[str, list[Any]] = {}
+        for (run_id, _, _), acc in sums.items():
+            total = per_run.get(run_id)
+            per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
+        insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
+
+
+def _in_start_order(calls: dict[Any, tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+    """A run's calls (started_ns first in each) in start order; most runs of a batch have one."""
+    values = calls.values()
+    return values if len(calls) == 1 else sorted(values, key=lambda c: c[0])
+
+
+def _add_up(
+    calls: Iterable[tuple[Any, ...]], prices: Any, rate_cache: dict[Any, Any]
+) -> dict[tuple[str, str, str], list[Any]]:
+    """Sums per (run, provider, model) of calls given run by run, each run's in start order."""
+    sums: dict[tuple[str, str, str], list[Any]] = {}
+    previous: dict[str, int] = {}  # run -> input + output of its previous call
+    for row in calls:
+        run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries = row
+        all_in = inp + cr + cw + cw1h
+        resent = min(all_in, previous.get(run_id, 0))
+        previous[run_id] = all_in + out + reasoning
+        uncached = max(resent - cr, 0)
+        key = (run_id, provider, model)
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0] * (len(COLUMNS) - 3)
+        acc[0] += 1
+        acc[1] += inp
+        acc[2] += cr
+        acc[3] += cw
+        acc[4] += cw1h
+        acc[5] += out
+        acc[6] += reasoning
+        acc[7] += cost or 0
+        acc[8] += rcost or 0
+        acc[9] += cost is None
+        acc[10] += estimated
+        acc[11] += resent
+        acc[12] += uncached
+        acc[13] += retries or 0
+        if resent:
+            rates = resend_rates(prices, provider, model, rate_cache)
+            if rates is not None:
+                input_rate, cached_rate = rates
+                acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
+                acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
+    return sums
+
+
+def create_run_sums(conn: Any) -> None:
+    """The per-run table, from the per-run-and-model one (used by the store's migration)."""
+    conn.execute(
+        f"""CREATE TABLE run_sums (
+            run_id TEXT NOT NULL PRIMARY KEY,
+            {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in COLUMNS[3:])}
+        ) WITHOUT ROWID"""
+    )
+    conn.execute(
+        f"INSERT INTO run_sums SELECT run_id, {', '.join(f'SUM({c})' for c in COLUMNS[3:])} "
+        "FROM run_totals GROUP BY run_id"
+    )
+
+
+def create_table(conn: Any) -> None:
+    """The table, and its rows for the calls already stored (used by the store's migration)."""
+    conn.execute(
+        f"""CREATE TABLE run_totals (
+            run_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
+            {', '.join(f'{c} INTEGER NOT NULL DEFAULT 0' for c in COLUMNS[3:])},
+            PRIMARY KEY (run_id, provider, model)
+        ) WITHOUT ROWID"""
+    )
+    # Filled by the next migration (m010), once run_sums exists too: see backfill().
+
+
+def backfill(conn: Any) -> None:
+    """Both tables' rows for the calls already stored."""
+    from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
+
+    run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
+    refresh(conn, run_ids, PriceBook())
+
+
+def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
+    """Refresh the runs whose calls were written by something other than the exporter (a test, an
+    import, an older unitcost), so the totals always agree with the calls. Cheap when they agree:
+    two counts: the calls of runs (all calls, which SQLite counts from an index's pages without reading
+    its rows, less those outside any run), and the calls in run_sums (a row a run; it is written with
+    run_totals, so a writer that skips one skips both)."""
+    in_calls = conn.execute(
+        "SELECT (SELECT COUNT(*) FROM calls) - (SELECT COUNT(*) FROM calls WHERE run_id IS NULL)"
+    ).fetchone()[0]
+    in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
+    if in_calls == in_totals:
+        return
+    stale = [
+        r[0] for r in conn.execute(
+            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
+            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
+            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
+            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
+            "UNION SELECT run_id FROM run_totals "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+            "UNION SELECT run_id FROM run_sums "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+        )
+    ]
+    if prices is None:
+        from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
+
+        prices = PriceBook()
+    began = not conn.in_transaction
+    if began:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        refresh(conn, stale, prices)
+        if began:
+            conn.execute("COMMIT")
+    except BaseException:
+        if began and conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,260 @@
+"""The local store: one SQLite file, its schema as named migrations, and how it is opened.
+
+Tables (tokens in non-overlapping buckets, money in integer pico-dollars, times in Unix ns, UTC):
+
+- ``runs``: one row per execution of a task (a task span).
+- ``calls``: one row per LLM call, with the run it belongs to (NULL outside any task).
+- ``steps``: tool calls and ``step`` blocks.
+- ``outcomes``: every outcome ever recorded, inline or late; the latest per task wins at report time.
+
+A shipped migration is never edited: add a new one.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from ..common.errors import StoreError
+from .run_totals import backfill, create_run_sums, create_table
+
+__all__ = ["UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations", "open_store"]
+
+migrations = Migrations("unitcost")
+
+
+@migrations(name="m001_initial")
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            parent_run_id TEXT,
+            kind TEXT NOT NULL,
+            key TEXT,
+            service TEXT,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            error_type TEXT,
+            attributes TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX runs_started ON runs(started_ns);
+        CREATE INDEX runs_kind_key ON runs(kind, key);
+
+        CREATE TABLE calls (
+            span_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            run_id TEXT,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            model TEXT NOT NULL,
+            response_model TEXT,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_pico INTEGER,
+            reasoning_cost_pico INTEGER,
+            price_source TEXT,
+            estimated INTEGER NOT NULL DEFAULT 0,
+            streamed INTEGER NOT NULL DEFAULT 0,
+            incomplete INTEGER NOT NULL DEFAULT 0,
+            error_type TEXT,
+            service_tier TEXT
+        );
+        CREATE INDEX calls_run ON calls(run_id);
+        CREATE INDEX calls_started ON calls(started_ns);
+
+        CREATE TABLE steps (
+            span_id TEXT PRIMARY KEY,
+            trace_id TEXT NOT NULL,
+            parent_span_id TEXT,
+            run_id TEXT,
+            type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            started_ns INTEGER NOT NULL,
+            ended_ns INTEGER NOT NULL,
+            cost_pico INTEGER,
+            error_type TEXT
+        );
+        CREATE INDEX steps_run ON steps(run_id);
+
+        CREATE TABLE outcomes (
+            id INTEGER PRIMARY KEY,
+            recorded_ns INTEGER NOT NULL,
+            run_id TEXT,
+            kind TEXT,
+            key TEXT,
+            label TEXT NOT NULL,
+            success INTEGER NOT NULL,
+            value_pico INTEGER,
+            source TEXT NOT NULL,
+            origin TEXT UNIQUE
+        );
+        CREATE INDEX outcomes_run ON outcomes(run_id);
+        CREATE INDEX outcomes_key ON outcomes(key);
+        """
+    )
+    # Buckets do not overlap: calls.input_tokens is UNCACHED input only and calls.output_tokens is
+    # visible output only (reasoning is apart). outcomes.origin is the span that carried an outcome,
+    # so replaying the same spans never adds an outcome twice.
+
+
+@migrations(name="m002_calls_retries")
+def _m002_calls_retries(db: sqlite_utils.Database) -> None:
+    # How many times the provider SDK retried the call before its final answer or error.
+    db.execute("ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations(name="m003_calls_cache_write_retention")
+def _m003_calls_cache_write_retention(db: sqlite_utils.Database) -> None:
+    # OpenAI Responses splits cache writes by retention (30 minutes, 12 hours). These are PARTS of
+    # cache_write_tokens, not buckets of their own: genai-prices has no per-retention OpenAI rate, so
+    # they are priced as cache writes and kept here for whoever wants to re-price them.
+    db.execute("ALTER TABLE calls ADD COLUMN cache_write_30m_tokens INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN cache_write_12h_tokens INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations(name="m004_calls_server_tool_requests")
+def _m004_calls_server_tool_requests(db: sqlite_utils.Database) -> None:
+    # Server-side tool requests (Anthropic's usage.server_tool_use): web searches carry a fee per
+    # request, included in cost_pico; web fetches cost only their tokens. price_modifiers is a JSON
+    # object of what the response reported that changes or may change the price besides
+    # service_tier ({"processing": "batch", "speed": "fast", "inference_geo": "us"}); NULL when none.
+    db.execute("ALTER TABLE calls ADD COLUMN web_search_requests INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN web_fetch_requests INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE calls ADD COLUMN price_modifiers TEXT")
+
+
+@migrations(name="m007_run_totals")
+def _m007_run_totals(db: sqlite_utils.Database) -> None:
+    # Per-run sums of the calls, so reports read one row per run and model, not every call.
+    create_table(db.conn)
+
+
+@migrations(name="m008_dropped_spans")
+def _m008_dropped_spans(db: sqlite_utils.Database) -> None:
+    # Spans that never became rows, so that no record is lost silently: `reason` is "queue_full" (the
+    # exporter's bounded queue was full and the caller was not made to wait) or "export_failed" (the
+    # store refused a batch: disk full, locked past the busy timeout). One row each time an exporter
+    # noticed new drops; `unitcost doctor` and every report show the sum.
+    db.execute(
+        "CREATE TABLE dropped_spans (id INTEGER PRIMARY KEY, recorded_ns INTEGER NOT NULL, "
+        "reason TEXT NOT NULL, count INTEGER NOT NULL, service TEXT)"
+    )
+    db.execute("CREATE INDEX dropped_spans_recorded ON dropped_spans(recorded_ns)")
+
+
+@migrations(name="m009_call_content")
+def _m009_call_content(db: sqlite_utils.Database) -> None:
+    # Prompt and completion text, written only with configure(capture_content=True) (or
+    # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT), after the redaction hook: JSON in the
+    # OpenTelemetry GenAI shape of gen_ai.input.messages / gen_ai.output.messages. Kept apart from
+    # `calls` so a store without content has no content columns to leak.
+    db.execute("CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)")
+
+
+@migrations(name="m010_run_sums")
+def _m010_run_sums(db: sqlite_utils.Database) -> None:
+    # The same sums per run over all its models (reports not grouped by model read only these),
+    # then both tables filled for the calls already stored.
+    create_run_sums(db.conn)
+    backfill(db.conn)
+
+
+def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
+    """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
+    if "dropped_spans" not in db.table_names():
+        return 0
+    clauses, params = ["1"], []
+    if since_ns is not None:
+        clauses.append("recorded_ns >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        clauses.append("recorded_ns < ?")
+        params.append(until_ns)
+    row = db.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
+    return int(row[0] or 0)
+
+
+def default_db_path() -> Path:
+    """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
+    env = os.environ.get("UNITCOST_DB")
+    if env:
+        return Path(env).expanduser()
+    import click  # here: click is needed by the CLI only (start-up time of `configure()`)
+
+    return Path(click.get_app_dir("unitcost")) / "unitcost.db"
+
+
+UNITCOST_TABLES = {"runs", "calls", "steps", "outcomes"}
+
+
+def _check_writable(path: Path) -> None:
+    """Say now, not at the first export, that the store cannot be written: SQLite opens a file it may
+    not write read-only without a word, and in WAL mode it creates ``<name>-wal`` and ``<name>-shm``
+    beside the file."""
+    directory = path.parent
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"cannot write the store at {path}: its directory {directory} is read-only "
+            f"(SQLite needs to create {path.name}-wal and {path.name}-shm there); pass another db="
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(f"cannot write the store at {path}: the file is read-only; pass another db=")
+
+
+def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_utils.Database:
+    """Open (and create or migrate) a store. Raises StoreError with a clear message when it can't."""
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
+        try:
+            # Created readable by its owner only: the store says what the user's agents did.
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {path}: {exc.strerror or exc}") from exc
+    if create:
+        _check_writable(path)
+    conn = None
+    try:
+        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        tables = set(db.table_names())
+        if tables and not (tables & UNITCOST_TABLES) and "_sqlite_migrations" not in tables:
+            conn.close()
+            raise StoreError(f"{path} is an SQLite database but not a unitcost store; refusing to touch it")
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(db):
+            # Several processes may open a new store at once: BEGIN IMMEDIATE makes them take turns
+            # (the busy timeout waits), and each re-checks what is pending once it holds the lock.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(db)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        # A corrupt file or one that is not SQLite at all: reported, and left exactly as it is.
+        raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
+    return db

@@ -1,0 +1,205 @@
+"""The two report engines give the same rows: SQLite's (every report that does not re-price) and the
+Python one it replaced (still used by `unitcost whatif`, and for stores the SQL would read otherwise).
+
+Random stores, written row by row: retried tasks (runs sharing a key), runs without a key, outcomes
+by run id, by kind and key, by key alone, late ones overriding earlier ones, for unknown runs and
+keys; calls outside any task and of runs that never reached the store; tools and step blocks;
+several models a task, one model under two providers, unpriced and estimated calls; runs starting
+a nanosecond either side of midnight. Each is reported grouped, bucketed, filtered and windowed in
+many ways, by both engines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from unitcost.report import engine as _reports
+from unitcost.report.engine import ReportError, report, row_for_json
+from unitcost.store.schema import open_store
+
+DAY = 86_400 * 10**9
+MIDNIGHT = 1_764_028_800 * 10**9  # 2025-11-25T00:00:00Z, a Tuesday
+MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("acme", "gpt-4o")]
+
+# Starts: around midnights (where rounding to the microsecond moves a start to the next day), and
+# anywhere in five weeks (so days, weeks and months differ).
+starts = st.one_of(
+    st.builds(lambda d, e: MIDNIGHT + d * DAY + e, st.integers(-40, 10), st.sampled_from([-1, -500, -499, 0, 1, 999])),
+    st.integers(MIDNIGHT - 35 * DAY, MIDNIGHT + 5 * DAY),
+)
+calls = st.lists(
+    st.tuples(
+        st.sampled_from(MODELS),
+        st.integers(0, 5000),  # input
+        st.integers(0, 500),  # cache read
+        st.integers(0, 300),  # output
+        st.integers(0, 200),  # reasoning
+        st.one_of(st.none(), st.integers(0, 10**11)),  # cost (None: unpriced)
+        st.booleans(),  # estimated
+        st.integers(0, 2),  # SDK retries
+    ),
+    max_size=3,
+)
+steps = st.lists(st.tuples(st.sampled_from(["tool", "step"]), st.one_of(st.none(), st.integers(0, 10**10))), max_size=2)
+attributes = st.one_of(
+    st.just("{}"),
+    st.builds(
+        lambda c, p: json.dumps({k: v for k, v in (("customer", c), ("prompt", p)) if v is not None}),
+        st.sampled_from([None, "acme", "globex"]),
+        st.sampled_from([None, "v1", "v2", 2]),
+    ),
+)
+runs = st.lists(
+    st.tuples(
+        st.sampled_from(["ticket", "chat"]),
+        st.sampled_from([None, "K1", "K2", "K3", "K4"]),  # shared keys: retried tasks
+        starts,
+        attributes,
+        calls,
+        steps,
+    ),
+    max_size=8,
+)
+outcomes = st.lists(
+    st.tuples(
+        st.sampled_from(["run", "unknown run", "kind and key", "key alone"]),
+        st.integers(0, 7),  # which run (its id, or its kind and key)
+        st.integers(0, 10),  # recorded at (ties are broken by insertion order)
+        st.sampled_from([("resolved", 1), ("escalated", 0), ("refunded", 0)]),
+        st.one_of(st.none(), st.integers(1, 10**13)),  # value
+    ),
+    max_size=8,
+)
+stray = st.lists(st.tuples(st.sampled_from([None, "gone"]), calls), max_size=2)  # outside any task
+requests = st.fixed_dictionaries(
+    {
+        "by": st.sampled_from(
+            ["kind", "model", "provider", "outcome", "customer", "kind,customer", "outcome,model", "prompt,provider",
+             "attr.kind", "customer,prompt", ""]
+        ),
+        "every": st.sampled_from([None, "day", "week", "month"]),
+        "where": st.sampled_from([None, ["customer=acme"], ["outcome=resolved"], ["kind=ticket"], ["prompt=2"]]),
+        "kind": st.sampled_from([None, "ticket"]),
+        "window": st.sampled_from(
+            [(None, None), (MIDNIGHT - 7 * DAY, None), (None, MIDNIGHT), (MIDNIGHT - DAY, MIDNIGHT + DAY)]
+        ),
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    db = open_store(Path(tmp_path_factory.mktemp("engines")) / "engines.db")
+    yield db
+    db.conn.close()
+
+
+def _write(db: Any, runs_: list, outcomes_: list, stray_: list) -> None:
+    conn = db.conn
+    for table in ("runs", "calls", "steps", "outcomes", "run_totals", "run_sums"):
+        conn.execute(f"DELETE FROM {table}")
+    span = iter(range(1, 10**6))
+
+    def add_calls(run_id: str | None, started: int, calls_: list) -> None:
+        for i, ((provider, model), inp, cached, out, reasoning, cost, estimated, retries) in enumerate(calls_):
+            conn.execute(
+                "INSERT INTO calls (span_id, trace_id, run_id, started_ns, ended_ns, provider, operation, model, "
+                "input_tokens, cache_read_tokens, output_tokens, reasoning_tokens, cost_pico, reasoning_cost_pico, "
+                "estimated, retries) VALUES (?, 't', ?, ?, ?, ?, 'chat', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"c{next(span)}", run_id, started + i, started + i + 1, provider, model, inp, cached, out, reasoning,
+                 cost, None if cost is None else cost // 3, int(estimated), retries),
+            )
+
+    for n, (kind, key, started, attrs, calls_, steps_) in enumerate(runs_):
+        run_id = f"r{n}"
+        conn.execute(
+            "INSERT INTO runs (run_id, trace_id, kind, key, started_ns, ended_ns, attributes) "
+            "VALUES (?, 't', ?, ?, ?, ?, ?)",
+            (run_id, kind, key, started, started + 10, attrs),
+        )
+        add_calls(run_id, started, calls_)
+        for type_, cost in steps_:
+            conn.execute(
+                "INSERT INTO steps (span_id, trace_id, run_id, type, name, started_ns, ended_ns, cost_pico) "
+                "VALUES (?, 't', ?, ?, 'lookup', ?, ?, ?)",
+                (f"s{next(span)}", run_id, type_, started, started + 1, cost),
+            )
+    for run_id, calls_ in stray_:
+        add_calls(run_id, MIDNIGHT - 3 * DAY, calls_)
+    conn.execute(
+        "INSERT INTO steps (span_id, trace_id, run_id, type, name, started_ns, ended_ns, cost_pico) "
+        "VALUES ('s-stray', 't', NULL, 'tool', 'lookup', ?, ?, 5)", (MIDNIGHT - DAY, MIDNIGHT - DAY + 1)
+    )
+    for target, which, recorded, (label, success), value in outcomes_:
+        run = runs_[which] if which < len(runs_) else ("ticket", "K9", 0, "{}", [], [])
+        run_id = kind = key = None
+        if target == "run":
+            run_id = f"r{which}"
+        elif target == "unknown run":
+            run_id = "nope"
+        elif target == "kind and key":
+            kind, key = run[0], run[1] or "K9"
+        else:
+            key = run[1] or "K9"
+        conn.execute(
+            "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'test')",
+            (recorded, run_id, kind, key, label, success, value),
+        )
+
+
+def _both(db: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any, Any]:
+    """(the SQL engine's rows or error, the Python engine's), each as JSON rows or the error's text."""
+    used = []
+    in_store = _reports._group_in_store
+
+    def recording(db_: Any, request: Any) -> Any:
+        grouped = in_store(db_, request)
+        used.append(grouped is not None)
+        return grouped
+
+    def run() -> Any:
+        try:
+            return [row_for_json(r) for r in report(db, **options)]
+        except ReportError as exc:
+            return f"ReportError: {exc}"
+
+    with monkeypatch.context() as m:
+        m.setattr(_reports, "_group_in_store", recording)
+        sql_rows = run()
+    assert used == [True] or isinstance(sql_rows, str), "the SQL engine was not used"
+    with monkeypatch.context() as m:
+        m.setattr(_reports, "_group_in_store", lambda db_, request: None)
+        python_rows = run()
+    return sql_rows, python_rows
+
+
+NO_CALL = (0, 0, 0, 0, None, False, 0)
+PLAIN = {"by": "model", "every": None, "where": None, "kind": None, "window": (None, None)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=runs, outcomes=outcomes, stray=stray, requests_=st.lists(requests, min_size=1, max_size=4))
+# no task, and a model under two providers: the only entries are the (none) row's
+@example(runs=[], outcomes=[], stray=[("gone", [(MODELS[1], *NO_CALL), (MODELS[3], *NO_CALL)])], requests_=[PLAIN])
+def test_both_engines_give_the_same_rows(store, monkeypatch, runs, outcomes, stray, requests_):
+    _write(store, runs, outcomes, stray)
+    for request in requests_:
+        since, until = request["window"]
+        options = {k: v for k, v in request.items() if k != "window"}
+        sql_rows, python_rows = _both(store, monkeypatch, since_ns=since, until_ns=until, **options)
+        assert sql_rows == python_rows, request
+
+
+def test_a_store_the_sql_would_read_otherwise_is_reported_by_the_python_engine(store, monkeypatch):
+    # A run of kind "" keyed by another run's id meets that run's task in the Python engine only.
+    _write(store, [("ticket", None, MIDNIGHT, "{}", [], []), ("", "r0", MIDNIGHT + 1, "{}", [], [])], [], [])
+    assert _reports._group_in_store(store, _reports._Request(["kind"], None, None, None, None, None)) is None
+    row = report(store)[0]
+    assert (row["group"], row["tasks"], row["runs"]) == ({"kind": "ticket"}, 1, 2)
