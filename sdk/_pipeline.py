@@ -98,9 +98,11 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
+    from ._preload import load_for_writers
     from .exporters.store import StoreSpanProcessor
 
     global _own_provider
+    load_for_writers(prices)  # before any writer thread starts: see unitcost._preload
     existing = trace.get_tracer_provider()
     owns = existing is _own_provider or not isinstance(existing, TracerProvider)
     if existing is _own_provider and _own_provider is not None:
