@@ -192,6 +192,13 @@ class StoreSpanExporter(SpanExporter):
         self._retry_spans = 0
         self._closed = False
 
+    def open(self) -> None:
+        """Open (and migrate) the store now, on the thread that configures unitcost, so the writer
+        thread's first batch neither imports nor migrates anything (see unitcost.pipeline.preload)."""
+        with self._lock:
+            if self._db is None and not self._closed:
+                self._db = open_store(self._db_path)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write one batch in one transaction, with the drops counted since the last one.
 
@@ -434,6 +441,10 @@ class StoreSpanProcessor(BatchSpanProcessor):
         )
         self._exporter = exporter
         self.drops = exporter.drops
+        try:
+            exporter.open()
+        except Exception as exc:  # noqa: BLE001 - the writer tries again at its first batch
+            internal_error("store open", exc)
         self._emit_lock = threading.Lock()
         # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
         self._queue: Any = getattr(self._batch_processor, "_queue", None)

@@ -25,6 +25,7 @@ from ..exporters.metrics import SpanMetrics
 from ..exporters.store import StoreSpanProcessor
 from ..pricing.book import PriceBook
 from ..version import __version__
+from .preload import load_for_writers
 from .settings import Settings
 
 __all__ = ["Pipeline", "build_pipeline"]
@@ -105,6 +106,7 @@ class Pipeline:
 
 def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
     global _own_provider
+    load_for_writers(prices)  # before any writer thread starts: see unitcost.pipeline.preload
     existing = trace.get_tracer_provider()
     owns = existing is _own_provider or not isinstance(existing, TracerProvider)
     if existing is _own_provider and _own_provider is not None:

@@ -465,10 +465,23 @@ class PriceBook:
         priced = rates.cost(buckets, Decimal(ended_ns - started_ns) / _NS_PER_S)
         return to_pico(priced.total), to_pico(priced.reasoning), priced.source
 
+    def load(self) -> None:
+        """Load genai-prices' data and everything pricing a call imports, on this thread (see
+        `unitcost.pipeline.preload`: never first on a writer thread)."""
+        # Here, not at the top: genai-prices loads its price data (start-up time); this is when it is wanted.
+        from genai_prices import Usage
+        from genai_prices.data_snapshot import get_snapshot
+
+        # Price one known call by genai-prices itself: its first calc_price builds what it builds lazily.
+        found = get_snapshot().find_provider_model("gpt-4o-mini", None, "openai", None)
+        found[1].get_prices(datetime.now(UTC)).calc_price(Usage(input_tokens=1, output_tokens=1))
+
     def _model_info(self, provider: str, model: str) -> Any:
         key = (provider, model)
         if key not in self._models:
-            from genai_prices.data_snapshot import get_snapshot  # start-up time, as above
+            # Loaded by `load` at configure(): a lazy import here only for a PriceBook made elsewhere
+            # (the CLI's reports), which runs on the thread that asked.
+            from genai_prices.data_snapshot import get_snapshot
 
             try:
                 found = get_snapshot().find_provider_model(model, None, genai_prices_provider(provider) or None, None)
