@@ -40,6 +40,7 @@ def demo_command(db_path: Path) -> None:
         db.conn.close()
     click.echo(
         "\nExplore further:\n"
+        f"  unitcost ui --db {db_path} --open   (the dashboard; pip install 'unitcost[ui]')\n"
         f"  unitcost tasks --db {db_path}\n"
         f"  unitcost show TASK_ID --db {db_path}\n"
         f"  unitcost report --db {db_path} --by model\n"
