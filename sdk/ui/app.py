@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from unitcost.common.errors import UnitcostError
-from unitcost.common.money import format_usd, usd_for_json
+from unitcost.common.money import format_usd, from_pico, usd_for_json
 from unitcost.report.browse import TASK_SORTS, page_of_tasks
 from unitcost.report.notes import dropped_note, estimated_note, group_label, unpriced_note
 
@@ -75,6 +75,15 @@ def _change(name: str, values: list[Any]) -> dict[str, Any] | None:
             "direction": "up" if delta > 0 else "down" if delta < 0 else "flat"}
 
 
+def _pico_usd(pico: int | None) -> str:
+    return format_usd(from_pico(pico))
+
+
+def _query(values: dict[str, Any]) -> str:
+    """A URL query of the values that are set (a shared link stays short)."""
+    return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
 def _when(ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9))
 
@@ -85,8 +94,8 @@ def _environment() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(fmt=_fmt, usd=format_usd, json_value=_json_value, when=_when)
-    env.globals.update(urlencode=urlencode, group_label=group_label)
+    env.filters.update(fmt=_fmt, usd=format_usd, json_value=_json_value, when=_when, pico_usd=_pico_usd)
+    env.globals.update(urlencode=urlencode, group_label=group_label, q=_query)
     return env
 
 
@@ -184,11 +193,12 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
         run_id = request.path_params["run_id"]
         try:
             version = await run(reader.version)
-            detail, computed_at = await run(reader.task, run_id)
+            (detail, runs), computed_at = await run(reader.task, run_id)
         except (UnitcostError, ValueError) as exc:
             return render(request, "error.html", {"message": str(exc), "filters": Filters()}, status=404)
         return render(request, "task.html", {
-            "d": detail, "bars": waterfall(detail.tree), "filters": Filters(), "version": version,
+            "d": detail, "runs": runs, "task_cost": sum(cost for _, cost, _ in runs),
+            "task_marked": any(marked for _, _, marked in runs), "bars": waterfall(detail.tree), "filters": Filters(), "version": version,
             "computed_at": computed_at, "recorded": request.query_params.get("recorded", ""),
         })
 
@@ -205,7 +215,7 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
         if not label:
             return PlainTextResponse("give a label", 400)
         try:
-            detail, _ = await run(reader.task, run_id)
+            (detail, _), _ = await run(reader.task, run_id)
             ref, kind = (detail.key, detail.kind) if detail.key is not None else (detail.run_id, None)
             await run(reader.record_outcome, ref, label, kind, success)
         except (UnitcostError, ValueError) as exc:

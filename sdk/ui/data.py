@@ -154,7 +154,15 @@ class Reader:
         return self._kept(("tasks",), all_tasks)
 
     def task(self, run_id: str) -> tuple[Any, float]:
-        return self._kept(("task", run_id), lambda db: show_run(db, run_id))
+        """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
+
+        def compute(db: sqlite_utils.Database) -> tuple[Any, list[tuple[str, Any]]]:
+            detail = show_run(db, run_id)
+            runs = [(rid, detail.tree if rid == detail.run_id else show_run(db, rid).tree)
+                    for rid in detail.runs_of_task]
+            return detail, [(rid, tree.cost_usd, tree.total("unpriced") > 0) for rid, tree in runs]
+
+        return self._kept(("task", run_id), compute)
 
     def compare(self, a: str, b: str, by: str, kind: str | None) -> tuple[list[dict[str, Any]], float]:
         from unitcost.report.compare import compare, parse_side  # the price book (pydantic): only when comparing
