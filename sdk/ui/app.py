@@ -198,7 +198,8 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
             return render(request, "error.html", {"message": str(exc), "filters": Filters()}, status=404)
         return render(request, "task.html", {
             "d": detail, "runs": runs, "task_cost": sum(cost for _, cost, _ in runs),
-            "task_marked": any(marked for _, _, marked in runs), "bars": waterfall(detail.tree), "filters": Filters(), "version": version,
+            "task_marked": any(marked for _, _, marked in runs), "bars": waterfall(detail.tree),
+            "filters": Filters(), "version": version,
             "computed_at": computed_at, "recorded": request.query_params.get("recorded", ""),
         })
 

@@ -11,8 +11,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from conftest import report_json, unitcost_cli
 from playwright.sync_api import Page, expect
+from ui_cli import report_json, unitcost_cli
+from ui_fixtures import *  # noqa: F403  (the fixtures; a conftest.py here would shadow tests/conftest.py)
 
 from unitcost.common.money import format_usd
 
@@ -83,7 +84,7 @@ def test_click_through_filter_and_compare_equal_the_cli(page: Page, demo_store: 
     assert float(page.locator('[data-field="task_cost"]').get_attribute("data-value")) == costs[0]
     run_costs = [Decimal(c.get_attribute("data-value")) for c in page.locator('#runs [data-field="cost_usd"]').all()]
     assert len(run_costs) > 1 and float(sum(run_costs)) == costs[0]
-    for i, href in enumerate(a.get_attribute("href") for a in page.locator("#runs a").all()):
+    for href in [a.get_attribute("href") for a in page.locator("#runs a").all()]:
         page.goto(ui.url + href)
         root = page.locator("#tree tbody tr").first.locator('[data-field="cost_usd"]').get_attribute("data-value")
         assert Decimal(root) in run_costs
@@ -171,7 +172,9 @@ def test_keyboard_and_dark_mode(page: Page, demo_store: Path, live_ui: Any) -> N
     ui = live_ui(demo_store)
     page.goto(ui.url + "/tasks")
     page.keyboard.press("Tab")
-    focused = page.evaluate("[document.activeElement.textContent, getComputedStyle(document.activeElement).outlineStyle]")
+    focused = page.evaluate(
+        "[document.activeElement.textContent, getComputedStyle(document.activeElement).outlineStyle]"
+    )
     assert focused == ["Skip to content", "solid"]
     # Sortable headers are links (keyboard-reachable) and say which column is sorted.
     page.get_by_role("link", name="cost", exact=True).focus()

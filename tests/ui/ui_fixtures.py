@@ -1,15 +1,13 @@
-"""Fixtures for the UI's tests: the demo's store, the UI served by uvicorn on a thread, and headless
-Chromium (Debian's package) driven by Playwright. Without the browser the browser tests skip, except
-under CI ($CI set), where they fail: `.ci/run` installs it."""
+"""Fixtures for the UI's tests (imported by its test modules: a conftest.py here would shadow
+tests/conftest.py): the demo's store, the UI served by uvicorn on a thread, and headless Chromium
+(Debian's package) driven by Playwright. Without the browser the browser tests skip, except under
+CI ($CI set), where they fail: `.ci/run` installs it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,23 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ui_cli import unitcost_cli
+
+__all__ = ["browser", "demo_copy", "demo_store", "live_ui", "page"]
 
 CHROMIUM = os.environ.get("UNITCOST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def unitcost_cli(*args: str, db: Path) -> str:
-    """`unitcost ARGS --db DB` in a process of its own (as a user runs it); its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-c", "from unitcost.cli.main import cli; cli()", *args, "--db", str(db)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def report_json(db: Path, *args: str) -> list[dict[str, Any]]:
-    return json.loads(unitcost_cli("report", "--format", "json", *args, db=db))
 
 
 @pytest.fixture(scope="session")
