@@ -16,9 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report.engine import row_for_json
-from unitcost.report.inspect import Node, RunDetail
-from unitcost.report.notes import dropped_note, estimated_note, group_label, unpriced_note
+from unitcost.report import Node, RunDetail, dropped_note, estimated_note, group_label, row_for_json, unpriced_note
 
 usd = format_usd  # one formatter for the table, the page and the tree
 

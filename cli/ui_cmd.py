@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from unitcost.common.errors import StoreError
-from unitcost.store.schema import default_db_path, open_store
+from unitcost.common.errors import StoreError, UnitcostError
+from unitcost.query import open_store, store_location
+
+from ._options import DB_HELP
 
 
 @click.command(name="ui")
-@click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="The store to show (default: $UNITCOST_DB, else the per-user unitcost.db).",
-)
+@click.option("--db", "db_path", default=None, metavar="PATH|URL", help=f"The store to show {DB_HELP}.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @click.option(
@@ -23,7 +20,7 @@ from unitcost.store.schema import default_db_path, open_store
     "Default: $UNITCOST_UI_TOKEN.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in the default browser.")
-def ui_command(db_path: Path | None, host: str, port: int, token: str | None, open_browser: bool) -> None:
+def ui_command(db_path: str | None, host: str, port: int, token: str | None, open_browser: bool) -> None:
     """A live dashboard in the browser: overview and trends, tasks, span trees, compare and what-if.
 
     Needs the `ui` extra: pip install 'unitcost[ui]'. It reads the store (the numbers are those of
@@ -43,10 +40,10 @@ def ui_command(db_path: Path | None, host: str, port: int, token: str | None, op
         check_ui_bind(host, token)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    path = db_path or default_db_path()
+    path = store_location(db_path)
     try:
-        open_store(path, create=False).conn.close()
-    except StoreError as exc:
+        open_store(path).close()
+    except (StoreError, UnitcostError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         serve(path, host=host, port=port, token=token, open_browser=open_browser,

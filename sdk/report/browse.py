@@ -6,16 +6,14 @@ key, the latest outcome winning), so a task's cost here is the cost a report add
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico
-from ..store.run_totals import ensure_fresh
+from ..store.backend import StoreBackend
+from ..store.sqlite import SqliteBackend
 from . import sql
 
 __all__ = ["TASK_SORTS", "TaskSummary", "all_tasks", "page_of_tasks", "store_version"]
@@ -50,10 +48,13 @@ class TaskSummary:
         return self.runs > 1
 
 
-def all_tasks(db: sqlite_utils.Database) -> list[TaskSummary]:
-    """Every task in the store, newest first. One read of the store (temporary tables rolled back)."""
-    conn: sqlite3.Connection = db.conn
-    ensure_fresh(conn)
+def all_tasks(db: StoreBackend) -> list[TaskSummary]:
+    """Every task in the store, newest first. On SQLite one read of the store (temporary tables
+    rolled back, as the SQL report engine does); on another backend by the reference rules."""
+    db.ensure_fresh()
+    if not isinstance(db, SqliteBackend):
+        return _all_tasks_in_python(db)
+    conn = db.conn
     with sql.reading(conn):
         tables = sql.TaskTables(conn, with_attributes=False, per_model=False)
         try:
@@ -81,7 +82,7 @@ def _summary(row: Sequence[Any]) -> TaskSummary:
     )
 
 
-def _all_tasks_in_python(db: sqlite_utils.Database) -> list[TaskSummary]:
+def _all_tasks_in_python(db: StoreBackend) -> list[TaskSummary]:
     """The same rows from the reference rules (`tasks.Store`), for the stores the SQL reads otherwise."""
     from .tasks import Store
 
@@ -152,15 +153,20 @@ def page_of_tasks(
     return len(kept), kept[max(offset, 0): max(offset, 0) + limit]
 
 
-def store_version(db: sqlite_utils.Database) -> str:
+def store_version(db: StoreBackend) -> str:
     """A text that changes whenever something is written to the store (a run, call, step, outcome or a
-    dropped-span count) or pruned from it: the newest row id and the row count of each table, read
-    from indexes, so it is cheap enough to ask every second."""
+    dropped-span count) or pruned from it: each table's row count and newest row, cheap enough to ask
+    every second (SQLite reads both from its b-trees; other backends from their indexes)."""
+    newest = {"runs": "started_ns", "calls": "started_ns", "steps": "started_ns", "outcomes": "recorded_ns",
+              "dropped_spans": "recorded_ns"}
+    if isinstance(db, SqliteBackend):
+        newest = dict.fromkeys(newest, "rowid")
+    tables = db.tables()
     parts = []
-    for table in ("runs", "calls", "steps", "outcomes", "dropped_spans"):
-        if table == "dropped_spans" and table not in db.table_names():
+    for table, column in newest.items():
+        if table not in tables:
             parts.append("0.0")
             continue
-        newest, count = db.execute(f"SELECT COALESCE(MAX(rowid), 0), COUNT(*) FROM {table}").fetchone()
-        parts.append(f"{newest}.{count}")
+        last, count = db.execute(f"SELECT COALESCE(MAX({column}), 0), COUNT(*) FROM {table}").fetchone()
+        parts.append(f"{last}.{count}")
     return "-".join(parts)

@@ -27,8 +27,9 @@ from starlette.templating import Jinja2Templates
 
 from unitcost.common.errors import UnitcostError
 from unitcost.common.money import format_usd, from_pico, usd_for_json
-from unitcost.report.browse import TASK_SORTS, page_of_tasks
-from unitcost.report.notes import dropped_note, estimated_note, group_label, unpriced_note
+from unitcost.query import store_location
+from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_label, page_of_tasks, unpriced_note
+from unitcost.store.backend import is_url, redact_url
 
 from .charts import sparkline, waterfall
 from .data import TREND_METRICS, Filters, Reader, trend_series
@@ -120,13 +121,15 @@ class _TokenGate(BaseHTTPMiddleware):
 
 
 def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0) -> Starlette:
-    """The app over the store at `db_path`. `token`: required of every request when set."""
-    reader = Reader(Path(db_path))
+    """The app over the store at `db_path` (a path or a postgresql:// URL). `token`: required of
+    every request when set."""
+    reader = Reader(store_location(db_path))
     templates = Jinja2Templates(env=_environment())
+    shown_location = redact_url(str(reader.location)) if is_url(reader.location) else str(reader.location)
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         base = {"version": context.pop("version", ""), "computed_at": context.pop("computed_at", time.time()),
-                "nav": name.removesuffix(".html"), "db_path": str(db_path)}
+                "nav": name.removesuffix(".html"), "db_path": shown_location}
         return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
 
     def failed(request: Request, exc: Exception, filters: Filters | None = None) -> Response:
@@ -163,7 +166,7 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
     async def tasks(request: Request) -> Response:
         q = request.query_params
         filters = Filters.from_query(q)
-        sort = q.get("sort") if q.get("sort") in TASK_SORTS else "started"
+        sort = str(q.get("sort")) if q.get("sort") in TASK_SORTS else "started"
         descending = q.get("dir", "desc") != "asc"
         retried = q.get("retried") == "1"
         search = (q.get("q") or "").strip()

@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from unitcost.common.timewindow import parse_time
-from unitcost.report.browse import all_tasks, store_version
-from unitcost.report.engine import EVERY, report
-from unitcost.report.inspect import add_outcome, show_run
-from unitcost.store.schema import open_store
+from unitcost.query import open_store
+from unitcost.report import EVERY, add_outcome, all_tasks, report, show_run, store_version
+from unitcost.store.backend import StoreBackend
 
 __all__ = ["Filters", "Reader", "TREND_METRICS", "trend_series"]
 
@@ -98,23 +95,20 @@ class _Entry:
 class Reader:
     """Reads one store for the UI; results are kept per (what, options) until the store changes."""
 
-    path: Path
+    location: str | Path  # an SQLite file or a postgresql:// URL, as `--db` takes them
     _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite_utils.Database]:
-        db = open_store(self.path, create=False)
-        try:
+    def _db(self) -> Iterator[StoreBackend]:
+        with open_store(self.location) as db:
             yield db
-        finally:
-            db.conn.close()
 
     def version(self) -> str:
         with self._db() as db:
             return store_version(db)
 
-    def _kept(self, key: tuple[Any, ...], compute: Callable[[sqlite_utils.Database], Any]) -> tuple[Any, float]:
+    def _kept(self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any]) -> tuple[Any, float]:
         """(the value, when it was computed): from memory when the store has not changed since."""
         with self._db() as db:
             version = store_version(db)
@@ -143,7 +137,7 @@ class Reader:
         """The report rows for these filters, and the same report per time bucket (the trends)."""
         options = filters.report_options()
 
-        def compute(db: sqlite_utils.Database) -> dict[str, Any]:
+        def compute(db: StoreBackend) -> dict[str, Any]:
             rows = report(db, **options)
             buckets = report(db, every=filters.every, **options)
             return {"rows": rows, "buckets": buckets}
@@ -156,7 +150,7 @@ class Reader:
     def task(self, run_id: str) -> tuple[Any, float]:
         """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
 
-        def compute(db: sqlite_utils.Database) -> tuple[Any, list[tuple[str, Any]]]:
+        def compute(db: StoreBackend) -> tuple[Any, list[tuple[str, Any, bool]]]:
             detail = show_run(db, run_id)
             runs = [(rid, detail.tree if rid == detail.run_id else show_run(db, rid).tree)
                     for rid in detail.runs_of_task]
@@ -165,7 +159,7 @@ class Reader:
         return self._kept(("task", run_id), compute)
 
     def compare(self, a: str, b: str, by: str, kind: str | None) -> tuple[list[dict[str, Any]], float]:
-        from unitcost.report.compare import compare, parse_side  # the price book (pydantic): only when comparing
+        from unitcost.report import compare, parse_side
 
         side_a, side_b = parse_side(a), parse_side(b)
         return self._kept(("compare", a, b, by, kind), lambda db: compare(db, side_a, side_b, by=by, kind=kind))
@@ -173,7 +167,7 @@ class Reader:
     def whatif(
         self, model: str | None, from_model: str | None, assume_cache: bool, filters: Filters
     ) -> tuple[list[dict[str, Any]], float]:
-        from unitcost.report.compare import Repricer, whatif
+        from unitcost.report import Repricer, whatif
 
         repricer = Repricer(model=model, from_model=from_model, assume_cache=assume_cache)
         options = filters.report_options()

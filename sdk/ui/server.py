@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from unitcost.exporters.receiver import is_loopback
+from unitcost.store.backend import is_url, redact_url
 
 from .app import create_app
 
@@ -46,7 +47,8 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
-    announce(f"unitcost ui: {url} (reading {db_path}; Ctrl-C stops)")
+    shown = redact_url(str(db_path)) if is_url(db_path) else db_path
+    announce(f"unitcost ui: {url} (reading {shown}; Ctrl-C stops)")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
     if open_browser:
         threading.Timer(0.5, lambda: webbrowser.open(url)).start()
