@@ -240,7 +240,8 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
         _check_writable(path)
     conn = None
     try:
-        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
+        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None, cached_statements=512)
         db = sqlite_utils.Database(conn)
         tables = set(db.table_names())
         if tables and not (tables & UNITCOST_TABLES) and "_sqlite_migrations" not in tables:
