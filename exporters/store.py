@@ -24,7 +24,8 @@ from ..common.errors import internal_error
 from ..common.money import parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
-from ..pricing.usage import Buckets, clean_count
+from ..pricing.call import call_terms, price_call
+from ..pricing.usage import clean_count
 from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
@@ -37,7 +38,6 @@ logger = logging.getLogger("unitcost")
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
 # counted.
 _RETRY_ROWS = 10_000
-_MAX_PICO = 2**63 - 1  # SQLite's largest integer
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
 
@@ -105,25 +105,6 @@ def span_type(span: ReadableSpan) -> str | None:
     if kind is not None:
         return str(kind)
     return foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
-
-
-# Price modifiers a call reports besides its service tier, by the price-context key genai-prices
-# uses for them. Those in _PRICE_CONTEXT_KEYS are priced; the others are recorded only.
-_PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
-_PRICE_CONTEXT_KEYS = {"processing", "speed"}
-_DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
-
-
-_MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
-
-
-def _price_modifiers(attrs: Any) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key, attribute in _PRICE_MODIFIERS.items():
-        value = attrs.get(attribute)
-        if isinstance(value, str) and value and value != _DEFAULT_MODIFIERS.get(key):
-            found[key] = value
-    return found
 
 
 def _hex_span(span_id: int | None) -> str | None:
@@ -247,42 +228,23 @@ class StoreSpanExporter(SpanExporter):
         if attrs is None:
             attrs = attributes_of(span)
         get = attrs.get
-        buckets = Buckets.from_span_attributes(attrs)
-        provider = str(get(A.PROVIDER) or get("gen_ai.system") or "unknown")
-        response_model = get(A.RESPONSE_MODEL)
-        model = str(get(A.REQUEST_MODEL) or response_model or "unknown")
-        tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
-        modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
-        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS} if modifiers else None
         error_type = span_error_type(span, attrs)
+        buckets, provider, model, response_model, tier, modifiers, context, usage_known = call_terms(attrs, error_type)
         started = span.start_time or 0
         ended = span.end_time or started
-        cost = reasoning = source = None
-        # A call that ended without an error and without any usage (a raw response whose body was
-        # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
-        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
-        try:
-            # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.cost_pico_at_ns(
-                provider, str(response_model or model), started, ended, buckets, str(tier) if tier else None,
-                context, usage_known=usage_known, also_known_as=model,
-            )
-            if priced is not None:
-                if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
-                    raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
-                cost, reasoning, source = priced
-        except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
-            internal_error("pricing", exc)
+        cost, reasoning, source = price_call(
+            self._prices, provider, model, started, ended, buckets, response_model=response_model, tier=tier,
+            context=context, usage_known=usage_known,
+        )
         parent = span.parent
         return (
             format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
             None if parent is None else format(parent.span_id, "016x"), get(A.TASK_ID),
-            started, ended, provider, str(get(A.OPERATION) or "chat"), model,
-            None if response_model is None else str(response_model),
+            started, ended, provider, str(get(A.OPERATION) or "chat"), model, response_model,
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
             int(bool(get(A.USAGE_ESTIMATED))), int(bool(get(A.REQUEST_STREAM))),
-            int(bool(get(A.CALL_INCOMPLETE))), error_type, None if tier is None else str(tier),
+            int(bool(get(A.CALL_INCOMPLETE))), error_type, tier,
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
             clean_count(get(A.CALL_RETRIES)) or 0,
