@@ -226,10 +226,10 @@ class EnrichingSpanExporter(SpanExporter):
     def _call(self, read: ReadableSpan, own: list[int]) -> dict[str, Any]:
         attrs = read.attributes or {}
         error_type = span_error_type(read, attrs)
-        buckets, provider, model, response_model, tier, _, context, usage_known = call_terms(attrs, error_type)
+        buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
         started = read.start_time or 0
-        cost, reasoning, source = price_call(
-            self._prices, provider, model, started, read.end_time or started, buckets,
+        cost, reasoning, source, _ = price_call(
+            self._prices, provider, model, started, read.end_time or started, buckets, parts,
             response_model=response_model, tier=tier, context=context, usage_known=usage_known,
         )
         # The call's part of its task's roll-up: its sums, by the store's rule (no re-send: not exported).

@@ -107,6 +107,17 @@ def span_type(span: ReadableSpan) -> str | None:
     return foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
 
 
+def _parts_json(parts: Any, costs: Sequence[int | None]) -> str:
+    """The `calls.usage_parts` column: each part's kind, model, tokens and cost (None: unpriced)."""
+    return json.dumps([
+        {
+            "kind": kind, "model": model, "input_tokens": b.input_total, "cache_read_tokens": b.cache_read,
+            "cache_write_tokens": b.cache_write + b.cache_write_1h, "output_tokens": b.output_total, "cost_pico": cost,
+        }
+        for (kind, model, b), cost in zip(parts, costs, strict=True)
+    ])
+
+
 def _hex_span(span_id: int | None) -> str | None:
     return None if span_id is None else format(span_id, "016x")
 
@@ -229,11 +240,13 @@ class StoreSpanExporter(SpanExporter):
             attrs = attributes_of(span)
         get = attrs.get
         error_type = span_error_type(span, attrs)
-        buckets, provider, model, response_model, tier, modifiers, context, usage_known = call_terms(attrs, error_type)
+        buckets, provider, model, response_model, tier, modifiers, context, usage_known, parts = call_terms(
+            attrs, error_type
+        )
         started = span.start_time or 0
         ended = span.end_time or started
-        cost, reasoning, source = price_call(
-            self._prices, provider, model, started, ended, buckets, response_model=response_model, tier=tier,
+        cost, reasoning, source, part_costs = price_call(
+            self._prices, provider, model, started, ended, buckets, parts, response_model=response_model, tier=tier,
             context=context, usage_known=usage_known,
         )
         parent = span.parent
@@ -250,6 +263,7 @@ class StoreSpanExporter(SpanExporter):
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            _parts_json(parts, part_costs or [None] * len(parts)) if parts else None,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:

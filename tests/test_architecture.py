@@ -209,8 +209,8 @@ def test_import_unitcost_loads_no_heavy_dependency(tmp_path):
 
 
 # What a CLI command may call: the public reports API, `unitcost.query` (which opens the store through
-# the store seam), the exporters it replays to, the price book `serve` loads, the demo, and `common/`.
-CLI_MAY_IMPORT = ("query", "report", "exporters", "pricing", "demo", "common", "version", "cli")
+# the store seam), the exporters it replays to, the price book `serve` loads, the demo, the UI, and `common/`.
+CLI_MAY_IMPORT = ("query", "report", "exporters", "pricing", "demo", "ui", "common", "version", "cli")
 
 
 def test_the_cli_is_a_thin_shell_over_the_public_api():

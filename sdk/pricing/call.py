@@ -9,12 +9,12 @@ costs exactly what the store writer records for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..common import attributes as A
 from ..common.errors import internal_error
-from .usage import Buckets
+from .usage import Buckets, usage_parts
 
 __all__ = ["MAX_PICO", "NOT_PRICED", "PRICE_CONTEXT_KEYS", "call_terms", "price_call"]
 
@@ -23,7 +23,7 @@ logger = logging.getLogger("unitcost")
 # The largest cost a store keeps: a signed 64-bit integer of pico-dollars ($9.2M), SQLite's and
 # PostgreSQL's BIGINT. A call past it (absurd token counts) is stored unpriced.
 MAX_PICO = 2**63 - 1
-NOT_PRICED: tuple[None, None, None] = (None, None, None)
+NOT_PRICED: tuple[None, None, None, tuple[()]] = (None, None, None, ())
 
 # Price modifiers a call reports besides its service tier, by the price-context key genai-prices
 # uses for them. Those in PRICE_CONTEXT_KEYS are priced; the others are recorded only.
@@ -33,8 +33,11 @@ _DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
 _MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
 
 # What `call_terms` returns: (buckets, provider, model, response_model, tier, modifiers, context,
-# usage_known). A plain tuple: the store writer builds one per call.
-CallTerms = tuple[Buckets, str, str, "str | None", "str | None", "dict[str, str] | None", "dict[str, str] | None", bool]
+# usage_known, parts). A plain tuple: the store writer builds one per call.
+CallTerms = tuple[
+    Buckets, str, str, "str | None", "str | None", "dict[str, str] | None", "dict[str, str] | None", bool,
+    "Sequence[tuple[str, str | None, Buckets]]",
+]
 
 
 def _price_modifiers(attrs: Any) -> dict[str, str]:
@@ -52,7 +55,8 @@ def call_terms(attrs: Mapping[str, Any], error_type: str | None) -> CallTerms:
     ``modifiers``: every price modifier the response reported (recorded); ``context``: those that
     change the price (passed to the price book). ``usage_known``: a call that ended without an error
     and without any usage (a raw response whose body was never read) is unpriced, not free; a failed
-    call with no usage is priced at zero tokens.
+    call with no usage is priced at zero tokens. ``parts``: the parts of its usage priced by a
+    model of their own (`unitcost.pricing.usage.usage_parts`), usually none.
     """
     get = attrs.get
     buckets = Buckets.from_span_attributes(attrs)
@@ -63,9 +67,10 @@ def call_terms(attrs: Mapping[str, Any], error_type: str | None) -> CallTerms:
     modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
     context = {k: v for k, v in modifiers.items() if k in PRICE_CONTEXT_KEYS} if modifiers else None
     usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
+    parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
     return (
         buckets, provider, model, None if response_model is None else str(response_model),
-        None if tier is None else str(tier), modifiers, context, usage_known,
+        None if tier is None else str(tier), modifiers, context, usage_known, parts,
     )
 
 
@@ -76,24 +81,26 @@ def price_call(
     started_ns: int,
     ended_ns: int,
     buckets: Buckets,
+    parts: Sequence[tuple[str, str | None, Buckets]] = (),
     *,
     response_model: str | None = None,
     tier: str | None = None,
     context: Mapping[str, str] | None = None,
     usage_known: bool = True,
-) -> tuple[int, int, str] | tuple[None, None, None]:
-    """(cost, reasoning part, price source) in whole pico-dollars, or `NOT_PRICED`.
+) -> tuple[int, int, str, Sequence[int]] | tuple[None, None, None, tuple[()]]:
+    """(cost, reasoning part, price source, each part's cost) in whole pico-dollars, or `NOT_PRICED`.
 
     ``prices`` is a `unitcost.pricing.book.PriceBook`. The call is priced by the model the provider
     says answered (a dated snapshot) when known, else by ``model``; at its start time, for its
-    duration (a price by the hour); with its tier and price context. Unpriced: an unknown model, a
+    duration (a price by the hour); with its tier and price context; each of ``parts`` by its own
+    model (one part unpriced makes the call unpriced). Unpriced: an unknown model, a
     call whose usage is unknown under a price by tokens, a cost past `MAX_PICO` (logged: it would not
     fit the store; the call counts among the unpriced ones), and a failure of the price book
     (reported by `internal_error`: a pricing failure still keeps the call's token counts).
     """
     try:
-        priced = prices.cost_pico_at_ns(
-            provider, response_model or model, started_ns, ended_ns, buckets, tier or None, context,
+        priced = prices.call_cost_pico(
+            provider, response_model or model, started_ns, ended_ns, buckets, parts, tier or None, context,
             usage_known=usage_known, also_known_as=model,
         )
     except Exception as exc:  # noqa: BLE001 - the call is kept, unpriced

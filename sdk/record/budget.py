@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common import attributes as A
 from ..common.errors import UnitcostError
+from ..common.money import from_pico
 from ..pipeline.config import pipeline
 
 if TYPE_CHECKING:
@@ -72,17 +73,16 @@ def charge_call(run: TaskRun, span: Any) -> None:
     a Batch API call at its batch price and a model priced by the hour for its duration). An unpriced
     call costs nothing here, as it costs nothing in the store's sums."""
     # Here: `import unitcost` needs no pricing (start-up time).
-    from ..common.money import from_pico
     from ..pricing.call import call_terms, price_call
 
     attrs = getattr(span, "attributes", None)
     if not attrs:  # a span that records nothing: nothing to price
         return
     error_type = attrs.get(A.ERROR_TYPE)
-    buckets, provider, model, response_model, tier, _, context, usage_known = call_terms(attrs, error_type)
+    buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
     started = span.start_time or 0
-    cost, _, _ = price_call(
-        pipeline().prices, provider, model, started, span.end_time or started, buckets,
+    cost, _, _, _ = price_call(
+        pipeline().prices, provider, model, started, span.end_time or started, buckets, parts,
         response_model=response_model, tier=tier, context=context, usage_known=usage_known,
     )
     spent = from_pico(cost)

@@ -141,7 +141,7 @@ class Repricer:
             )
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
-        cost, reasoning, _ = price_call(
+        cost, reasoning, _, _ = price_call(
             self.prices, provider, model, started_ns, ended_ns, buckets, tier=tier, context=context
         )
         return cost, reasoning or 0, buckets
