@@ -595,7 +595,9 @@ class StoreSpanProcessor(BatchSpanProcessor):
                 self.drops.add("queue_full")
                 return
             self._batch_processor.emit(span)
-        if self._each_task and _top_level(span):
+        # Asked at each span, not once: multiprocessing says a process is its child only after it has
+        # unpickled the work (a spawn worker's import of the module that configures unitcost).
+        if (self._each_task or in_child_process()) and _top_level(span):
             # A forked or multiprocessing child may end by os._exit or SIGTERM (multiprocessing's
             # workers, `with Pool()`), without `atexit`: the task is written before it returns, so
             # before its result reaches the parent. Bounded; no signal handler is needed.
