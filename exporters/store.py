@@ -302,7 +302,7 @@ class StoreSpanExporter(SpanExporter):
             spans_in_rows = self._retry_spans + len(spans)
             self._retry, self._retry_spans = ([], [], [], [], []), 0
             drops = self.drops.take()
-            if not any(rows) and not drops:
+            if not any(rows) and not drops and not (self._merge_losses and self._losses.exists()):
                 return SpanExportResult.SUCCESS
             try:
                 try:
@@ -495,7 +495,7 @@ class StoreSpanExporter(SpanExporter):
 
     def save_pending(self) -> bool:
         """Write the drops counted and the rows kept since the last batch, if any. True when none are left."""
-        if self.drops.pending or self._retry_spans:
+        if self.drops.pending or self._retry_spans or (self._merge_losses and self._losses.exists()):
             self.export(())
         return not (self.drops.pending or self._retry_spans)
 

@@ -61,6 +61,11 @@ class LossFile:
         finally:
             os.close(fd)
 
+    def exists(self) -> bool:
+        """Whether any loss is recorded here (a cheap check: one stat, and a directory listing only
+        when a writer has moved a file aside)."""
+        return self.path.exists() or bool(self._claimed())
+
     def read(self) -> list[tuple[int, str, int, str]]:
         """The losses recorded and not yet moved into the store: (ns, reason, count, service)."""
         found: list[tuple[int, str, int, str]] = []
