@@ -15,16 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .backend import redact_url
+
 __all__ = ["LossFile", "loss_file_for"]
 
 _SUFFIX = ".lost"
-_PASSWORD = re.compile(r"(//[^:/@]*:)[^@/]*@")  # scheme://user:PASSWORD@host
 
 
 def loss_file_for(store: str | os.PathLike[str]) -> LossFile:
@@ -33,7 +33,7 @@ def loss_file_for(store: str | os.PathLike[str]) -> LossFile:
     if "://" not in text:
         path = Path(text)
         return LossFile(path.with_name(path.name + _SUFFIX))
-    redacted = _PASSWORD.sub(r"\1***@", text)
+    redacted = redact_url(text)
     digest = hashlib.sha256(redacted.encode()).hexdigest()[:16]
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "unitcost"
     return LossFile(state / f"store-{digest}{_SUFFIX}")
