@@ -66,7 +66,8 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     )
     spend = _table(
         "Where the money went", rows,
-        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "re-send~", "cache would save~", "margin/task"),
+        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "runtime", "re-send~", "cache would save~",
+         "margin/task"),
     )
     for row in rows:
         marked = row["unpriced_calls"] > 0
@@ -79,6 +80,7 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             usd(row["cost_per_task_p95_usd"], marked=marked),
             usd(row["reasoning_cost_usd"], marked=marked),
             usd(row["tool_cost_usd"]),
+            usd(row["runtime_cost_usd"]),
             usd(row["resend_cost_usd_estimated"]),
             usd(row["resend_cache_savings_usd_estimated"]),
             usd(row["margin_per_task_usd"], marked=marked),
@@ -115,7 +117,8 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         "ok = tasks whose latest outcome is a success; success = ok / (ok + failed), tasks without an "
         "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
         "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task. "
-        "wasted = cost of failed tasks. ~ re-send: input a call repeats from the previous call of its run, "
+        "wasted = cost of failed tasks. runtime = what [[runtime]] prices charge for task and session time. "
+        "~ re-send: input a call repeats from the previous call of its run, "
         "an estimate at today's prices, and what prompt caching would save on it."
     )
     unpriced = sum(r["unpriced_calls"] for r in rows)

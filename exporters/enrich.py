@@ -63,8 +63,8 @@ _BUCKET_INDEX = tuple(_COLUMN[c] for c in _BUCKET_COLUMNS)
 _COST, _REASONING_COST, _SOURCE = _COLUMN["cost_pico"], _COLUMN["reasoning_cost_pico"], _COLUMN["price_source"]
 
 # _Totals slots, after the six token buckets.
-_LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED = range(6, 12)
-TOTAL_FIELDS = 12
+_LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED, _RUNTIME_COST = range(6, 13)
+TOTAL_FIELDS = 13
 
 
 def usd(pico: int) -> float:
@@ -79,9 +79,10 @@ def _add(into: list[int], other: list[int]) -> None:
 
 def totals_attributes(totals: list[int]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
-        A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST]),
+        A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST] + totals[_RUNTIME_COST]),
         A.TASK_LLM_COST_USD: usd(totals[_LLM_COST]),
         A.TASK_TOOL_COST_USD: usd(totals[_TOOL_COST]),
+        A.TASK_RUNTIME_COST_USD: usd(totals[_RUNTIME_COST]),
         A.TASK_LLM_CALLS: totals[_LLM_CALLS],
         A.TASK_TOOL_CALLS: totals[_TOOL_CALLS],
         A.TASK_STEPS: totals[_LLM_CALLS] + totals[_TOOL_CALLS] + totals[_STEPS],
@@ -209,6 +210,16 @@ class EnrichingSpanExporter(SpanExporter):
                 self.metrics.record_tool(read.attributes or {}, usd(own[_TOOL_COST]))
         elif kind == "step":
             own[_STEPS] = 1
+        elif kind == "session":  # priced by the store writer's rule ([[runtime]] session = ...)
+            read_attrs = read.attributes or {}
+            task_kind, name = read_attrs.get(A.TASK_KIND), read_attrs.get(A.STEP_NAME)
+            start = read.start_time or 0
+            cost = self._rows.runtime_cost(
+                None if task_kind is None else str(task_kind), str(name or read.name), start, read.end_time or start
+            )
+            if cost is not None:
+                own[_RUNTIME_COST] = cost
+                extra[A.COST_USD] = usd(cost)
         self._propagate(span, (read.attributes or {}).get(A.TASK_ID), own)
         return (with_attributes(span, {**attrs, **extra}) if extra else span), sampled
 
@@ -256,6 +267,10 @@ class EnrichingSpanExporter(SpanExporter):
 
     def _task(self, span: ReadableSpan, attrs: Any) -> ReadableSpan:
         totals = self._pending.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
+        start = span.start_time or 0  # a [[runtime]] charge for the run's wall time
+        runtime = self._rows.runtime_cost(str(attrs.get(A.TASK_KIND)), None, start, span.end_time or start)
+        if runtime:
+            totals[_RUNTIME_COST] += runtime
         task_id = str(attrs.get(A.TASK_ID) or format(span.context.span_id, "016x"))
         self._tasks.put(task_id, (span.context.trace_id, span.context.span_id, span.context.trace_flags.sampled))
         if attrs.get(A.TASK_KEY) is not None:
@@ -271,7 +286,7 @@ class EnrichingSpanExporter(SpanExporter):
                     _add(current, totals)
         # The task's own cost leaves out the tasks nested in it, so summing tasks counts each call once.
         nested = self._nested.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
-        own_cost = usd(totals[_LLM_COST] + totals[_TOOL_COST] - nested[_LLM_COST] - nested[_TOOL_COST])
+        own_cost = usd(sum(totals[i] - nested[i] for i in (_LLM_COST, _TOOL_COST, _RUNTIME_COST)))
         if self.metrics is not None:
             self.metrics.record_task(attrs, own_cost)
         events = None

@@ -24,7 +24,7 @@ from ..common.money import from_pico, to_pico, usd_for_json
 from ..pricing.usage import Buckets
 from ..store.run_totals import COLUMNS as RUN_TOTALS_COLUMNS
 from ..store.run_totals import ensure_fresh, resend_rates
-from ..store.schema import dropped_spans
+from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL, dropped_spans
 from . import sql
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -84,6 +84,7 @@ class _Facts:
     tool_calls: int = 0
     step_blocks: int = 0
     tool_cost_pico: int = 0
+    runtime_cost_pico: int = 0  # [[runtime]] charges: the runs' wall time and their session blocks
 
 
 Repricer = Any  # callable(provider, model, started_ns, Buckets) -> (cost_pico | None, reasoning_pico)
@@ -141,8 +142,8 @@ def _load(
         target = outside if ident is None else facts[ident].slices
         current = target.get((provider, model))
         target[(provider, model)] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
-    for run_id, tools, blocks, cost in db.execute(
-        "SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), SUM(COALESCE(cost_pico, 0)) FROM steps "
+    for run_id, tools, blocks, cost, runtime in db.execute(
+        f"SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps "
         "WHERE run_id IS NOT NULL GROUP BY run_id"
     ):
         ident = store.run_task.get(run_id)
@@ -151,6 +152,11 @@ def _load(
             f.tool_calls += tools or 0
             f.step_blocks += blocks or 0
             f.tool_cost_pico += cost or 0
+            f.runtime_cost_pico += runtime or 0
+    for run_id, runtime in db.execute("SELECT run_id, runtime_cost_pico FROM runs WHERE runtime_cost_pico IS NOT NULL"):
+        ident = store.run_task.get(run_id)
+        if ident is not None:
+            facts[ident].runtime_cost_pico += runtime
     return facts, outside
 
 
@@ -252,6 +258,7 @@ class _Acc:
     tool_calls: int = 0
     step_blocks: int = 0
     tool_cost_pico: int = 0
+    runtime_cost_pico: int = 0
     value_pico: int = 0
     wasted_pico: int = 0
     task_costs: list[int] = field(default_factory=list)
@@ -286,7 +293,8 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     s = {name: totals[i] for name, i in _I.items()}
     llm_cost = from_pico(s["cost_pico"]) or Decimal(0)
     tool_cost = from_pico(acc.tool_cost_pico) or Decimal(0)
-    cost = llm_cost + tool_cost
+    runtime_cost = from_pico(acc.runtime_cost_pico) or Decimal(0)
+    cost = llm_cost + tool_cost + runtime_cost
     value = from_pico(acc.value_pico) or Decimal(0)
     reasoning_cost = from_pico(s["reasoning_cost_pico"]) or Decimal(0)
     decided = acc.succeeded + acc.failed
@@ -313,6 +321,7 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
         {
             "llm_cost_usd": llm_cost,
             "tool_cost_usd": tool_cost,
+            "runtime_cost_usd": runtime_cost,
             "reasoning_cost_usd": reasoning_cost,
             "reasoning_cost_share": None if not cost else float(reasoning_cost / cost),
             "value_usd": value,
@@ -341,8 +350,9 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
 MONEY_FIELDS = tuple(
     ["cost_usd", "cost_per_task_usd", "cost_per_success_usd", "wasted_usd"]
     + [f"cost_per_task_p{p}_usd" for p in PERCENTILES]
-    + ["llm_cost_usd", "tool_cost_usd", "reasoning_cost_usd", "value_usd", "margin_usd", "margin_per_task_usd",
-       "margin_per_success_usd", "resend_cost_usd_estimated", "resend_cache_savings_usd_estimated"]
+    + ["llm_cost_usd", "tool_cost_usd", "runtime_cost_usd", "reasoning_cost_usd", "value_usd", "margin_usd",
+       "margin_per_task_usd", "margin_per_success_usd", "resend_cost_usd_estimated",
+       "resend_cache_savings_usd_estimated"]
 )
 
 
@@ -499,7 +509,7 @@ def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repr
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = _Acc()
-            cost = sums[_I["cost_pico"]] + (f.tool_cost_pico if with_tools else 0)
+            cost = sums[_I["cost_pico"]] + (f.tool_cost_pico + f.runtime_cost_pico if with_tools else 0)
             acc.tasks += 1
             acc.runs += len(task.run_ids)
             acc.task_costs.append(cost)
@@ -513,10 +523,11 @@ def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repr
             if outcome is not None and outcome.value_pico:
                 acc.value_pico += outcome.value_pico
             acc.sum_rows.append(sums)
-            if with_tools:  # tools are no model's cost
+            if with_tools:  # tools and runtimes are no model's cost
                 acc.tool_calls += f.tool_calls
                 acc.step_blocks += f.step_blocks
                 acc.tool_cost_pico += f.tool_cost_pico
+                acc.runtime_cost_pico += f.runtime_cost_pico
     no_task = _Acc() if outside else None
     for sums in outside.values():
         no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
@@ -599,17 +610,18 @@ def _add_tools_outside(
 ) -> _Acc | None:
     """Tool calls and steps made outside any task belong in the (no task) row too."""
     where, params = window_clause(since_ns, until_ns)
-    tools, blocks, cost = db.execute(
+    tools, blocks, sessions, cost, runtime = db.execute(
         f"SELECT COUNT(*) FILTER (WHERE type = 'tool'), COUNT(*) FILTER (WHERE type = 'step'), "
-        f"SUM(COALESCE(cost_pico, 0)) FROM steps WHERE {where}",
+        f"COUNT(*) FILTER (WHERE type = 'session'), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps WHERE {where}",
         params,
     ).fetchone()
-    if not tools and not blocks:
+    if not tools and not blocks and not sessions:
         return acc
     acc = acc or _Acc()
     acc.tool_calls += tools
     acc.step_blocks += blocks
     acc.tool_cost_pico += cost or 0
+    acc.runtime_cost_pico += runtime or 0
     return acc
 
 

@@ -295,6 +295,7 @@ _COLUMNS = (
     ("p95/task", "cost_per_task_p95_usd", True),
     ("wasted", "wasted_usd", True),
     ("tools", "tool_cost_usd", False),
+    ("runtime", "runtime_cost_usd", False),
 )
 
 

@@ -22,7 +22,10 @@ from sqlite_utils.migrations import Migrations
 from ..common.errors import StoreError
 from .run_totals import backfill, create_run_sums, create_table
 
-__all__ = ["UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations", "open_store"]
+__all__ = [
+    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations",
+    "open_store",
+]
 
 migrations = Migrations("unitcost")
 
@@ -171,6 +174,21 @@ def _m010_run_sums(db: sqlite_utils.Database) -> None:
     # then both tables filled for the calls already stored.
     create_run_sums(db.conn)
     backfill(db.conn)
+
+
+@migrations(name="m011_runtime_cost")
+def _m011_runtime_cost(db: sqlite_utils.Database) -> None:
+    # What a hosted runtime charges for a run's wall time (the price file's [[runtime]] entry for its
+    # kind), priced by the store writer: NULL when no entry prices the run. Session blocks
+    # (`unitcost.session`) are `steps` rows of type 'session' whose cost_pico is the same kind of
+    # charge; reports add both up as `runtime_cost_usd`, apart from tool costs.
+    db.execute("ALTER TABLE runs ADD COLUMN runtime_cost_pico INTEGER")
+
+
+# Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,
+# reported as runtime cost with the runs' own runtime_cost_pico, never as tool cost).
+TOOL_COST_SQL = "SUM(CASE WHEN type = 'session' THEN 0 ELSE COALESCE(cost_pico, 0) END)"
+SESSION_COST_SQL = "SUM(CASE WHEN type = 'session' THEN COALESCE(cost_pico, 0) ELSE 0 END)"
 
 
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
