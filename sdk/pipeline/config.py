@@ -45,6 +45,7 @@ def configure(
     capture_content: bool | None = None,
     redact: Callable[[str], str] | None = None,
     flush_on_signals: bool = False,
+    user_attribute: str | None = None,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -75,6 +76,8 @@ def configure(
             the text to keep. If it raises, that call's content is left out.
         flush_on_signals: flush before SIGTERM / SIGHUP end the program (unitcost installs no signal
             handler otherwise). Only from the main thread.
+        user_attribute: the task attribute that names the user or customer (``"customer"``), kept in
+            the store for ``unitcost report --users`` and ``unitcost whatif --cap-per-user``.
 
     Example::
 
@@ -86,6 +89,7 @@ def configure(
     # (OpenTelemetry's SDK) are too slow for `import unitcost` (start-up time).
     from ..pricing.book import PriceBook
     from ..store.schema import default_db_path, open_store
+    from ..store.settings import remember
     from .wiring import build_pipeline
 
     with _lock:
@@ -93,9 +97,16 @@ def configure(
             raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
         prices = PriceBook.from_price_file(price_file)
         db_path = Path(db).expanduser() if db is not None else default_db_path()
+        if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
+            raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
         if store:
             try:
-                open_store(db_path).close()
+                opened = open_store(db_path)
+                try:
+                    if user_attribute is not None:
+                        remember(opened, "user_attribute", user_attribute.strip())
+                finally:
+                    opened.close()
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from exc
         if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (

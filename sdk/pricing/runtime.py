@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-__all__ = ["RuntimeRule", "TimePrice", "most_specific"]
+__all__ = ["RuntimeRule", "TimePrice", "most_specific", "specificity_of"]
 
 _SECONDS_PER_HOUR = Decimal(3600)
 _UNIT_SECONDS = {"second": Decimal(1), "minute": Decimal(60)}

@@ -30,7 +30,8 @@ from .sql import nearest_rank as _rank
 from .tasks import Store, Task
 
 __all__ = [
-    "EVERY", "GROUP_FIELDS", "ReportError", "TaskSelector", "parse_where", "report", "row_for_json", "window_clause",
+    "EVERY", "GROUP_FIELDS", "CostedTask", "ReportError", "TaskSelector", "costed_tasks", "parse_where", "report",
+    "row_for_json", "time_bucket", "window_clause",
 ]
 
 GROUP_FIELDS = ("kind", "model", "provider", "outcome")
@@ -532,6 +533,48 @@ def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repr
     for sums in outside.values():
         no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
     return fields, selector, groups, no_task
+
+
+@dataclass(frozen=True, slots=True)
+class CostedTask:
+    """A kept task with its group values and its whole cost (LLM + tools + runtime), in pico-dollars."""
+
+    group: tuple[Any, ...]
+    task: Task
+    cost_pico: int
+    unpriced_calls: int
+
+
+def costed_tasks(
+    db: sqlite_utils.Database,
+    *,
+    by: str | Sequence[str] = "kind",
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    kind: str | None = None,
+    where: Mapping[str, str] | Sequence[str] | None = None,
+) -> tuple[list[str], list[CostedTask]]:
+    """The group names and every kept task with its cost: what per-user reports and caps work from.
+    ``by`` takes kind, outcome and task attributes (a task's cost is not split by model here)."""
+    names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
+    facts, _ = _load(db)
+    known = {name for f in facts.values() if f.task._attribute_json for name in f.task.attributes}
+    fields = _resolve_names(names, known, "--by")
+    if any(fld in ("model", "provider") for _, fld in fields):
+        raise ReportError("per-user numbers group tasks by kind, outcome or attributes, not by model or provider")
+    selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
+    kept = []
+    cost_at, unpriced_at = _I["cost_pico"], _I["unpriced_calls"]
+    for f in facts.values():
+        task = f.task
+        if not selector.keeps(task):
+            continue
+        values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None}
+        group = tuple(_field_value(fld, values, task) for _, fld in fields)
+        llm = sum(s[cost_at] for s in f.slices.values())
+        unpriced = sum(s[unpriced_at] for s in f.slices.values())
+        kept.append(CostedTask(group, task, llm + f.tool_cost_pico + f.runtime_cost_pico, unpriced))
+    return [name for name, _ in fields], kept
 
 
 def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | None:

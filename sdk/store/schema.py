@@ -185,6 +185,13 @@ def _m011_runtime_cost(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN runtime_cost_pico INTEGER")
 
 
+@migrations(name="m012_settings")
+def _m012_settings(db: sqlite_utils.Database) -> None:
+    # What `configure()` asked that the CLI needs later (unitcost.store.settings): name -> value,
+    # e.g. user_attribute -> customer (the task attribute that names the user, for `report --users`).
+    db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,
 # reported as runtime cost with the runs' own runtime_cost_pico, never as tool cost).
 TOOL_COST_SQL = "SUM(CASE WHEN type = 'session' THEN 0 ELSE COALESCE(cost_pico, 0) END)"

@@ -189,9 +189,8 @@ def test_session_blocks_and_task_time_through_the_public_api(tmp_path, monkeypat
     db = tmp_path / "api.db"
     unitcost.configure(service_name="runtime", db=db, price_file=prices)
     try:
-        with unitcost.task("support_ticket", key="T-1", attributes={"customer": "acme"}):
-            with unitcost.session("browser"):
-                pass
+        with unitcost.task("support_ticket", key="T-1", attributes={"customer": "acme"}), unitcost.session("browser"):
+            pass
         unitcost.flush()
     finally:
         unitcost.shutdown()
