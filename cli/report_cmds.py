@@ -153,6 +153,16 @@ def compare_command(
 @click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False), help="Another price table.")
 @click.option("--cache", "assume_cache", is_flag=True, help="Assume prompt caching of the re-sent context.")
 @click.option(
+    "--route", "routes", multiple=True, metavar="CONDITIONS:MODEL",
+    help="Re-price the calls matching the conditions on MODEL, e.g. 'input_tokens<2000:gpt-4o-mini' or "
+    "'kind=support_ticket,step=classify:gpt-4o-mini' (conditions: kind=, step=, model=, provider=, NAME=VALUE, "
+    "input_tokens/output_tokens with < <= > >= =). Repeat it: the first matching rule wins.",
+)
+@click.option(
+    "--batch", "batch_kinds", multiple=True, metavar="KIND",
+    help="Price the calls of this task kind at the provider's Batch API prices (genai-prices). Repeatable.",
+)
+@click.option(
     "--cap-per-user", "cap", metavar="USD/PERIOD",
     help="A usage cap per user (20/month, 5/day, 100/week, or 20 for the window): savings, users and tasks stopped.",
 )
@@ -164,8 +174,9 @@ def compare_command(
 @time_option("--until", "Only tasks that started before this.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whatif_command(
-    db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool, cap: str | None,
-    user_attr: str | None, by: str, kind: str | None, where: tuple[str, ...], since: int | None, until: int | None,
+    db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool,
+    routes: tuple[str, ...], batch_kinds: tuple[str, ...], cap: str | None, user_attr: str | None, by: str,
+    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None,
     fmt: str,
 ) -> None:
     """Re-price the stored workload: another model, another price table, or prompt caching assumed.
@@ -178,13 +189,17 @@ def whatif_command(
       unitcost whatif --model gpt-4o-mini --from-model o4-mini
       unitcost whatif --cache
       unitcost whatif --prices negotiated.toml
+      unitcost whatif --route 'input_tokens<2000:gpt-4o-mini' --cache
+      unitcost whatif --batch nightly_report --batch backfill
       unitcost whatif --cap-per-user 20/month --user-attr customer
     """
     from unitcost.report.compare import Repricer, whatif
 
     if cap is not None:
-        if model or price_file or assume_cache:
-            raise click.UsageError("--cap-per-user is a what-if of its own: not with --model, --prices or --cache")
+        if model or price_file or assume_cache or routes or batch_kinds:
+            raise click.UsageError(
+                "--cap-per-user is a what-if of its own: not with --model, --prices, --cache, --route or --batch"
+            )
         from unitcost.report.users import cap_per_user, parse_cap
 
         from . import _render_users
@@ -199,19 +214,33 @@ def whatif_command(
             _render_users.cap_table(capped, console())
         return
 
-    repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
+    repricer = Repricer(
+        model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache, routes=routes,
+        batch_kinds=batch_kinds,
+    )
     with reading("re-pricing every call"):
         rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
+    assumes = repricer.assumptions(price_file)
     what = " + ".join(
         p for p in (
             f"{from_model or 'every model'} -> {model}" if model else "",
             f"prices from {price_file}" if price_file else "",
             "prompt caching assumed" if assume_cache else "",
+            *(f"route {r}" for r in routes),
+            f"Batch API for {', '.join(batch_kinds)}" if batch_kinds else "",
         ) if p
     )
+    if fmt == "json":
+        click.echo(_render.side_by_side_json([
+            {**r, "assumes": assumes, "routed_calls": repricer.routed_calls, "batched_calls": repricer.batched_calls}
+            for r in rows
+        ]))
+        return
     _side_by_side(rows, "now", "what if", f"What if: {what}", fmt)
-    if fmt == "table":
-        click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
+    if routes or batch_kinds:
+        click.echo(f"{repricer.routed_calls} call(s) routed, {repricer.batched_calls} call(s) at Batch API prices.")
+    click.echo("Assumed: " + "; ".join(assumes) + ".")
+    click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
 
 
 @click.command(name="check")

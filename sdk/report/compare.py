@@ -17,6 +17,7 @@ from ..common.timewindow import parse_time
 from ..pricing.book import PriceBook, utc_from_ns
 from ..pricing.usage import Buckets
 from .engine import ReportError, parse_where, report
+from .routing import CallFacts, Route, parse_route
 
 __all__ = ["Repricer", "compare", "parse_side", "whatif"]
 
@@ -108,8 +109,9 @@ def compare(
 
 
 class Repricer:
-    """Prices each stored call anew for `whatif`: as another model, from another price table, and/or
-    with the estimated context re-send read from a prompt cache instead of sent uncached."""
+    """Prices each stored call anew for `whatif`: as another model, from another price table, with the
+    estimated context re-send read from a prompt cache instead of sent uncached, routed by rules to
+    other models, and/or at the Batch API's prices for some task kinds; in that order."""
 
     def __init__(
         self,
@@ -118,18 +120,65 @@ class Repricer:
         from_model: str | None = None,
         price_file: str | os.PathLike[str] | None = None,
         assume_cache: bool = False,
+        routes: Sequence[str] = (),
+        batch_kinds: Sequence[str] = (),
     ) -> None:
-        if model is None and price_file is None and not assume_cache:
-            raise ReportError("whatif needs --model, --prices or --cache")
+        if model is None and price_file is None and not assume_cache and not routes and not batch_kinds:
+            raise ReportError("whatif needs --model, --prices, --cache, --route, --batch or --cap-per-user")
         self.model = model
         self.from_model = from_model
         self.assume_cache = assume_cache
+        self.batch_kinds = frozenset(batch_kinds)
         self.prices = PriceBook.from_price_file(price_file) if price_file is not None else PriceBook.from_price_file()
-        if model is not None and self.prices.rates("", model, datetime.now(tz=UTC)) is None:
-            raise ReportError(f"no price known for model {model!r} (add it to unitcost.toml)")
+        try:
+            self.routes: tuple[Route, ...] = tuple(parse_route(r) for r in routes)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+        now = datetime.now(tz=UTC)
+        for name in [model] if model is not None else []:
+            if self.prices.rates("", name, now) is None:
+                raise ReportError(f"no price known for model {name!r} (add it to unitcost.toml)")
+        for route in self.routes:
+            if self.prices.rates("", route.model, now) is None:
+                raise ReportError(f"--route {route.text!r}: no price known for model {route.model!r}")
+        self._routed: set[str] = set()  # the calls a --route rule moved, by span id
+        self._batched: set[str] = set()  # the calls priced at Batch API prices
+
+    @property
+    def routed_calls(self) -> int:
+        return len(self._routed)
+
+    @property
+    def batched_calls(self) -> int:
+        return len(self._batched)
+
+    @property
+    def needs_context(self) -> bool:
+        """Whether each call's task kind, attributes and step are needed (the engine then reads them)."""
+        return bool(self.routes or self.batch_kinds)
+
+    def assumptions(self, price_file: str | None = None) -> list[str]:
+        """What this what-if assumes, in words: every what-if says so."""
+        said = []
+        if self.model is not None:
+            said.append(f"{self.from_model or 'every model'}'s calls made by {self.model}, with the same tokens")
+        if price_file is not None:
+            said.append(f"prices from {price_file}")
+        if self.assume_cache:
+            said.append("the re-sent context read from a prompt cache (at its cache-read price)")
+        for route in self.routes:
+            said.append(f"calls matching {route.text.rpartition(':')[0]!r} made by {route.model}, same tokens")
+        if self.batch_kinds:
+            said.append(
+                f"the calls of {', '.join(sorted(self.batch_kinds))} tasks sent through the Batch API at its "
+                "prices (genai-prices); a model without a batch price keeps its price; answers arrive later"
+            )
+        said.append("success rates unchanged")
+        return said
 
     def __call__(
-        self, provider: str, model: str, started_ns: int, buckets: Buckets, resent: int
+        self, provider: str, model: str, started_ns: int, buckets: Buckets, resent: int,
+        context: CallFacts | None = None,
     ) -> tuple[int | None, int, Buckets]:
         if self.assume_cache and resent:
             # The repeated part of the input, read from the cache instead of sent uncached.
@@ -140,7 +189,17 @@ class Repricer:
             )
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
-        cost = self.prices.cost(provider, model, utc_from_ns(started_ns), buckets)
+        price_context = None
+        if context is not None:
+            for route in self.routes:
+                if route.matches(context):
+                    provider, model = "", route.model
+                    self._routed.add(context.span_id)
+                    break
+            if context.kind is not None and context.kind in self.batch_kinds:
+                price_context = {"processing": "batch"}
+                self._batched.add(context.span_id)
+        cost = self.prices.cost(provider, model, utc_from_ns(started_ns), buckets, context=price_context)
         if cost is None:
             return None, 0, buckets
         return to_pico(cost.total), to_pico(cost.reasoning), buckets

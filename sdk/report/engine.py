@@ -11,6 +11,7 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..store.run_totals import COLUMNS as RUN_TOTALS_COLUMNS
 from ..store.run_totals import ensure_fresh, resend_rates
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL, dropped_spans
 from . import sql
+from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
 
@@ -107,20 +109,47 @@ def _call_rows(
         yield from db.execute(_calls_sql(has_retries).format(where=where), params)
         return
     resend = _ResendPricer(reprice.prices)
+    with_context = getattr(reprice, "needs_context", False)
+    # A routing rule may look at the call's task kind and attributes and the step it was made in.
+    context_sql = (
+        ", span_id, (SELECT kind FROM runs WHERE runs.run_id = c.run_id), (SELECT attributes FROM runs WHERE "
+        "runs.run_id = c.run_id), (SELECT name FROM steps WHERE steps.span_id = c.parent_span_id)"
+        if with_context else ", NULL, NULL, NULL, NULL"
+    )
     sql = _calls_sql(has_retries).split("SELECT run_id, provider, model, COUNT(*)")[0] + (
         "SELECT run_id, provider, model, started_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
-        "cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries FROM c " + where
+        f"cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries{context_sql} "
+        "FROM c " + where
     )
-    for run_id, provider, model, started, inp, cr, cw, cw1h, out, reasoning, est, resent, retries in db.execute(
-        sql, params
-    ):
+    attributes_of: dict[str, dict[str, Any]] = {}
+    for (
+        run_id, provider, model, started, inp, cr, cw, cw1h, out, reasoning, est, resent, retries, span_id, kind_,
+        attrs, step,
+    ) in db.execute(sql, params):
         buckets = Buckets(inp, cr, cw, cw1h, out, reasoning)
-        cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
+        if with_context:
+            if attrs not in attributes_of:
+                attributes_of[attrs] = _parse_attributes(attrs)
+            facts = CallFacts(
+                provider, model, kind_, step, attributes_of[attrs], buckets.input_total, buckets.output_total,
+                span_id,
+            )
+            cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent, facts)
+        else:
+            cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
         uncached_resent = max(resent - buckets.cache_read, 0)
         resend_cost, resend_savings = resend.cost_and_savings(provider, model, resent, uncached_resent)
         yield (run_id, provider, model, 1, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost,
                int(cost is None), est, resent, uncached_resent, retries, resend_cost, resend_savings)
+
+
+def _parse_attributes(text: str | None) -> dict[str, Any]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _load(
