@@ -16,7 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report.engine import row_for_json
+from unitcost.report.engine import format_energy, row_for_json
 from unitcost.report.inspect import Node, RunDetail
 
 NO_TASK = "(no task)"
@@ -67,7 +67,7 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     spend = _table(
         "Where the money went", rows,
         ("wasted", "p50/task", "p95/task", "reasoning", "tools", "runtime", "re-send~", "cache would save~",
-         "margin/task"),
+         "margin/task", "energy"),
     )
     for row in rows:
         marked = row["unpriced_calls"] > 0
@@ -84,6 +84,7 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             usd(row["resend_cost_usd_estimated"]),
             usd(row["resend_cache_savings_usd_estimated"]),
             usd(row["margin_per_task_usd"], marked=marked),
+            format_energy(row),
         )
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
@@ -118,6 +119,7 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
         "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task. "
         "wasted = cost of failed tasks. runtime = what [[runtime]] prices charge for task and session time. "
+        "energy = the calls' estimated energy (midpoint; + some calls unestimated, ? none). "
         "~ re-send: input a call repeats from the previous call of its run, "
         "an estimate at today's prices, and what prompt caching would save on it."
     )

@@ -45,6 +45,7 @@ CALL_COLUMNS = (
     "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
     "web_search_requests", "web_fetch_requests", "price_modifiers",
     "retries", "cache_write_30m_tokens", "cache_write_12h_tokens",
+    "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "energy_source",
 )
 _RUN_COLUMNS = (
     "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
@@ -325,6 +326,17 @@ class StoreSpanExporter(SpanExporter):
                 cost, reasoning, source = priced
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
             internal_error("pricing", exc)
+        energy: tuple[Any, ...] = (None, None, None, None, None)
+        try:
+            estimate = self._prices.energy.estimate(
+                provider, str(response_model or model), buckets.output_total, (ended - started) / 1e9
+            )
+            if estimate is None and response_model is not None and response_model != model:
+                estimate = self._prices.energy.estimate(provider, model, buckets.output_total, (ended - started) / 1e9)
+            if estimate is not None:
+                energy = estimate
+        except Exception as exc:  # noqa: BLE001 - an estimate that fails leaves the call unestimated
+            internal_error("energy estimate", exc)
         parent = span.parent
         return (
             format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
@@ -340,6 +352,7 @@ class StoreSpanExporter(SpanExporter):
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            *energy,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:

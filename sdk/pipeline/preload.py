@@ -35,6 +35,7 @@ WRITER_MODULES = (
     "unitcost.store.schema",
     "unitcost.exporters.store",
     "unitcost.exporters.enrich",
+    "unitcost.pricing.energy",  # and ecologits, when installed: loaded by PriceBook.load (EnergyBook.load)
 )
 
 

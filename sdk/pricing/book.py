@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..common.errors import ConfigurationError
 from ..common.money import to_pico
+from .energy import EnergyBook, EnergyOverride
 from .runtime import RuntimeRule, TimePrice, most_specific, specificity_of
 from .usage import Buckets
 
@@ -287,26 +288,28 @@ def load_price_file(path: Path) -> list[PriceOverride]:
     return load_price_tables(path)[0]
 
 
-def load_price_tables(path: Path) -> tuple[list[PriceOverride], list[RuntimeRule]]:
-    """The file's `[[price]]` entries (newest `since` first) and its `[[runtime]]` entries."""
+def load_price_tables(path: Path) -> tuple[list[PriceOverride], list[RuntimeRule], EnergyBook]:
+    """The file's `[[price]]` entries (newest `since` first), its `[[runtime]]` entries and its
+    `[[energy]]` entries."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read price file {path}: {exc}") from exc
-    entries, runtime = data.get("price", []), data.get("runtime", [])
+    entries, runtime, energy = data.get("price", []), data.get("runtime", []), data.get("energy", [])
     if not isinstance(entries, list):
         raise ConfigurationError(f"{path}: [[price]] must be an array of tables")
-    if not isinstance(runtime, list):
-        raise ConfigurationError(f"{path}: [[runtime]] must be an array of tables")
+    if not isinstance(runtime, list) or not isinstance(energy, list):
+        raise ConfigurationError(f"{path}: [[runtime]] and [[energy]] must be arrays of tables")
     try:
         overrides = [PriceOverride.model_validate(entry) for entry in entries]
         for override in overrides:
             override.rates()
         rules = [RuntimeRule.model_validate(entry) for entry in runtime]
+        energy_book = EnergyBook([EnergyOverride.model_validate(entry) for entry in energy])
     except (ValidationError, ValueError) as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
     # Newest `since` first, so history resolves to the entry in force at the call's time.
-    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True), rules
+    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True), rules, energy_book
 
 
 def find_price_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -327,9 +330,13 @@ class PriceBook:
     """Prices calls, resolving each distinct (provider, model, context, period) once."""
 
     def __init__(
-        self, overrides: list[PriceOverride] | None = None, runtime: list[RuntimeRule] | None = None
+        self,
+        overrides: list[PriceOverride] | None = None,
+        runtime: list[RuntimeRule] | None = None,
+        energy: EnergyBook | None = None,
     ) -> None:
         self._overrides = overrides or []
+        self.energy = energy or EnergyBook()  # per-call energy estimates, made by the store writer too
         self._runtime = runtime or []
         self._call_runtime = [r for r in self._runtime if r.prices_calls]
         self._span_runtime = [r for r in self._runtime if not r.prices_calls]
@@ -543,6 +550,7 @@ class PriceBook:
         # Price one known call by genai-prices itself: its first calc_price builds what it builds lazily.
         found = get_snapshot().find_provider_model("gpt-4o-mini", None, "openai", None)
         found[1].get_prices(datetime.now(UTC)).calc_price(Usage(input_tokens=1, output_tokens=1))
+        self.energy.load()  # ecologits, when installed
 
     def _model_info(self, provider: str, model: str) -> Any:
         key = (provider, model)

@@ -32,8 +32,8 @@ from .sql import nearest_rank as _rank
 from .tasks import Store, Task
 
 __all__ = [
-    "EVERY", "GROUP_FIELDS", "CostedTask", "ReportError", "TaskSelector", "costed_tasks", "parse_where", "report",
-    "row_for_json", "time_bucket", "window_clause",
+    "EVERY", "GROUP_FIELDS", "CostedTask", "ReportError", "TaskSelector", "costed_tasks", "format_energy",
+    "parse_where", "report", "row_for_json", "time_bucket", "window_clause",
 ]
 
 GROUP_FIELDS = ("kind", "model", "provider", "outcome")
@@ -45,6 +45,7 @@ _SUMS = (
     "llm_calls", "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible",
     "reasoning", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent",
     "resent_uncached", "sdk_retries", "resend_cost_pico", "resend_savings_pico",
+    "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "unestimated_energy_calls",
 )
 # The same sums, as `run_totals` (kept by the exporter, see unitcost.store.run_totals) names them.
 _RUN_TOTALS_SUMS = ", ".join(RUN_TOTALS_COLUMNS[3:])
@@ -73,7 +74,9 @@ def _calls_sql(has_retries: bool) -> str:
         SELECT run_id, provider, model, COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
             SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
             SUM(cost_pico), SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated), SUM(resent),
-            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries), 0, 0
+            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries), 0, 0,
+            SUM(COALESCE(energy_uwh_min, 0)), SUM(COALESCE(energy_uwh_max, 0)), SUM(COALESCE(gwp_ug_min, 0)),
+            SUM(COALESCE(gwp_ug_max, 0)), SUM(energy_uwh_min IS NULL)
         FROM c {{where}} GROUP BY run_id, provider, model
     """
 
@@ -118,13 +121,13 @@ def _call_rows(
     )
     sql = _calls_sql(has_retries).split("SELECT run_id, provider, model, COUNT(*)")[0] + (
         "SELECT run_id, provider, model, started_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
-        f"cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries{context_sql} "
-        "FROM c " + where
+        f"cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries{context_sql}, "
+        "energy_uwh_min, energy_uwh_max, gwp_ug_min, gwp_ug_max FROM c " + where
     )
     attributes_of: dict[str, dict[str, Any]] = {}
     for (
         run_id, provider, model, started, inp, cr, cw, cw1h, out, reasoning, est, resent, retries, span_id, kind_,
-        attrs, step,
+        attrs, step, e_min, e_max, g_min, g_max,
     ) in db.execute(sql, params):
         buckets = Buckets(inp, cr, cw, cw1h, out, reasoning)
         if with_context:
@@ -139,9 +142,11 @@ def _call_rows(
             cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
         uncached_resent = max(resent - buckets.cache_read, 0)
         resend_cost, resend_savings = resend.cost_and_savings(provider, model, resent, uncached_resent)
+        # (energy as recorded: a what-if re-prices, it does not re-estimate)
         yield (run_id, provider, model, 1, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost,
-               int(cost is None), est, resent, uncached_resent, retries, resend_cost, resend_savings)
+               int(cost is None), est, resent, uncached_resent, retries, resend_cost, resend_savings,
+               e_min or 0, e_max or 0, g_min or 0, g_max or 0, int(e_min is None))
 
 
 def _parse_attributes(text: str | None) -> dict[str, Any]:
@@ -374,7 +379,30 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
             "estimated_calls": s["estimated_calls"],
         }
     )
+    row.update(_energy_fields(s, acc.succeeded))
     return row
+
+
+def format_energy(row: Mapping[str, Any]) -> str:
+    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
+    unestimated (so the figure is too low), `?` when none is estimated."""
+    if row["llm_calls"] == row["unestimated_energy_calls"]:
+        return "?" if row["llm_calls"] else "-"
+    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
+    return text + "+" if row["unestimated_energy_calls"] else text
+
+
+def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:
+    """Energy (kWh) and emissions (kgCO2eq): the midpoint of the estimates' ranges, and the range."""
+    e_min, e_max = s["energy_uwh_min"] / 1e9, s["energy_uwh_max"] / 1e9
+    g_min, g_max = s["gwp_ug_min"] / 1e9, s["gwp_ug_max"] / 1e9
+    energy = (e_min + e_max) / 2
+    return {
+        "energy_kwh": energy, "energy_kwh_min": e_min, "energy_kwh_max": e_max,
+        "gwp_kgco2eq": (g_min + g_max) / 2, "gwp_kgco2eq_min": g_min, "gwp_kgco2eq_max": g_max,
+        "energy_kwh_per_success": None if not succeeded else energy / succeeded,
+        "unestimated_energy_calls": s["unestimated_energy_calls"],
+    }
 
 
 MONEY_FIELDS = tuple(

@@ -28,7 +28,7 @@ import sqlite_utils
 from ..common.money import from_pico, usd_for_json
 from . import charts
 from .charts import Bar, Column
-from .engine import ReportError, TaskSelector, parse_where, report, row_for_json, window_clause
+from .engine import ReportError, TaskSelector, format_energy, parse_where, report, row_for_json, window_clause
 from .tasks import Store, Task, TaskId
 
 __all__ = ["html_report", "write_html_report"]
@@ -301,7 +301,9 @@ _COLUMNS = (
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
     groups = list(rows[0]["group"])
-    head = [*groups, "tasks", "runs", "ok", "success", *(c[0] for c in _COLUMNS), "LLM calls/task", "steps/task"]
+    head = [
+        *groups, "tasks", "runs", "ok", "success", *(c[0] for c in _COLUMNS), "energy", "LLM calls/task", "steps/task"
+    ]
     out = ['<table class="summary"><thead><tr>']
     out += [f'<th{"" if i < len(groups) else " class=num"}>{_e(h)}</th>' for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
@@ -319,6 +321,11 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             if name == "cost_usd" and row["estimated_calls"]:
                 text += "~"
             cells.append(f'<td class="num" title="{_e(exact[name])}">{_e(text)}</td>')
+        energy_range = f"{row['energy_kwh_min']:.3g}..{row['energy_kwh_max']:.3g} kWh, " + (
+            f"{row['gwp_kgco2eq_min']:.3g}..{row['gwp_kgco2eq_max']:.3g} kgCO2eq, "
+            f"{row['unestimated_energy_calls']} call(s) unestimated"
+        )
+        cells.append(f'<td class="num" title="{_e(energy_range)}">{_e(format_energy(row))}</td>')
         cells.append(f'<td class="num">{_e(_per(row["llm_calls"], tasks) if tasks else row["llm_calls"])}</td>')
         cells.append(f'<td class="num">{_e(_per(row["steps"], tasks))}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")

@@ -28,6 +28,9 @@ COLUMNS = (
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
     "unpriced_calls", "estimated_calls", "resent_tokens", "resent_uncached_tokens", "retries",
     "resend_cost_pico", "resend_savings_pico",
+    # Energy and emissions (µWh and µg CO2eq, ranges) of the calls that have an estimate, and the
+    # calls that have none (unitcost.pricing.energy).
+    "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "unestimated_energy_calls",
 )
 # The same sums over all of a run's models: what a report not grouped by model reads.
 _RUN_COLUMNS = ("run_id", *COLUMNS[3:])
@@ -58,7 +61,7 @@ def resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any]) 
 CALL_FIELDS = (
     "run_id", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "estimated",
-    "retries",
+    "retries", "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max",
 )
 
 
@@ -122,7 +125,8 @@ def _add_up(
     sums: dict[tuple[str, str, str], list[Any]] = {}
     previous: dict[str, int] = {}  # run -> input + output of its previous call
     for row in calls:
-        run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries = row
+        (run_id, provider, model, inp, cr, cw, cw1h, out, reasoning, cost, rcost, estimated, retries,
+         e_min, e_max, g_min, g_max) = row
         all_in = inp + cr + cw + cw1h
         resent = min(all_in, previous.get(run_id, 0))
         previous[run_id] = all_in + out + reasoning
@@ -145,6 +149,13 @@ def _add_up(
         acc[11] += resent
         acc[12] += uncached
         acc[13] += retries or 0
+        if e_min is None:
+            acc[20] += 1
+        else:
+            acc[16] += e_min
+            acc[17] += e_max
+            acc[18] += g_min or 0
+            acc[19] += g_max or 0
         if resent:
             rates = resend_rates(prices, provider, model, rate_cache)
             if rates is not None:
@@ -184,6 +195,9 @@ def backfill(conn: Any) -> None:
     """Both tables' rows for the calls already stored."""
     from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
 
+    have = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    if not set(CALL_FIELDS) <= have:
+        return  # an older store mid-migration: the migration that adds the missing call columns backfills
     run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
     refresh(conn, run_ids, PriceBook())
 

@@ -192,6 +192,26 @@ def _m012_settings(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+@migrations(name="m013_call_energy")
+def _m013_call_energy(db: sqlite_utils.Database) -> None:
+    # Each LLM call's energy (µWh = 1e-9 kWh) and emissions (µg = 1e-9 kg CO2eq) as a min..max range,
+    # estimated by the store writer (ecologits, or a [[energy]] figure of unitcost.toml); NULL when
+    # unestimated (a model ecologits does not know, or ecologits not installed), never 0.
+    # energy_source says how: "ecologits 0.11.3", "unitcost.toml". The per-run sums get the same
+    # columns plus unestimated_energy_calls, then are computed again for the calls already stored.
+    for column in ("energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max"):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER")
+    db.execute("ALTER TABLE calls ADD COLUMN energy_source TEXT")
+    # (m007 and m010 create the sums tables from today's column list, so a store made from scratch has
+    # these columns already: only an older store's tables get them here.)
+    for table in ("run_totals", "run_sums"):
+        have = set(db[table].columns_dict)
+        for column in ("energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "unestimated_energy_calls"):
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    backfill(db.conn)
+
+
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,
 # reported as runtime cost with the runs' own runtime_cost_pico, never as tool cost).
 TOOL_COST_SQL = "SUM(CASE WHEN type = 'session' THEN 0 ELSE COALESCE(cost_pico, 0) END)"
