@@ -9,9 +9,9 @@ Stored as integers: energy in micro-watt-hours (1e-9 kWh), emissions in microgra
 
 A `[[energy]]` table of unitcost.toml may set, for models matching it (globs):
 ``kwh_per_1k_output_tokens`` (a self-hosted model's own figure: output_tokens / 1000 * that, min = max;
-emissions from the zone's electricity mix, usage only) and/or ``zone`` (the electricity mix ecologits
-uses: an ISO 3166-1 alpha-3 code, WOR for the world, EEE for Europe). Without a zone, ecologits uses
-the provider's datacenter location (USA for most, SWE for Mistral).
+emissions from the zone's electricity mix, WOR when none is given, usage only) and/or ``zone``
+(the electricity mix ecologits uses: an ISO 3166-1 alpha-3 code, WOR for the world, EEE for Europe).
+Without a zone, ecologits uses the provider's datacenter location (USA for most, SWE for Mistral).
 """
 
 from __future__ import annotations
@@ -123,14 +123,13 @@ class EnergyBook:
     def _own_figure(self, override: EnergyOverride, tokens: int) -> Estimate | None:
         kwh = Decimal(tokens) / 1000 * (override.kwh_per_1k_output_tokens or Decimal(0))
         energy = int((kwh * _NANO).to_integral_value())
-        gwp = 0
-        if override.zone is not None:
-            if self._impacts is None:
-                self.load()
-            mix = self._mix.find_electricity_mix(override.zone) if self._mix is not None else None
-            if mix is None:
-                return None  # a zone nobody knows: unestimated rather than a made-up mix
-            gwp = int((kwh * Decimal(repr(mix.gwp)) * _NANO).to_integral_value())
+        if self._impacts is None:
+            self.load()
+        # The zone's electricity mix (the world's when none is given), from ecologits' data.
+        mix = self._mix.find_electricity_mix(override.zone or "WOR") if self._mix is not None else None
+        if mix is None:
+            return None  # no ecologits for the mix, or a zone nobody knows: unestimated, not a made-up figure
+        gwp = int((kwh * Decimal(repr(mix.gwp)) * _NANO).to_integral_value())
         return energy, energy, gwp, gwp, "unitcost.toml"
 
     def _compute(self, provider: str, model: str, tokens: int, latency_ms: int, zone: str | None) -> Estimate | None:
