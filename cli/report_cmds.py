@@ -239,7 +239,7 @@ def whatif_command(
     _side_by_side(rows, "now", "what if", f"What if: {what}", fmt)
     if routes or batch_kinds:
         click.echo(f"{repricer.routed_calls} call(s) routed, {repricer.batched_calls} call(s) at Batch API prices.")
-    click.echo("Assumed: " + "; ".join(assumes) + ".")
+    click.echo("Assumed: " + "; ".join(a for a in assumes if a != "success rates unchanged") + ".")
     click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
 
 

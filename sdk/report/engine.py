@@ -394,12 +394,12 @@ def format_energy(row: Mapping[str, Any]) -> str:
 
 def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:
     """Energy (kWh) and emissions (kgCO2eq): the midpoint of the estimates' ranges, and the range."""
-    e_min, e_max = s["energy_uwh_min"] / 1e9, s["energy_uwh_max"] / 1e9
-    g_min, g_max = s["gwp_ug_min"] / 1e9, s["gwp_ug_max"] / 1e9
-    energy = (e_min + e_max) / 2
+    # (sums in integer µWh and µg, divided once: no float noise in the midpoints)
+    e_min, e_max, g_min, g_max = s["energy_uwh_min"], s["energy_uwh_max"], s["gwp_ug_min"], s["gwp_ug_max"]
+    energy = (e_min + e_max) / 2e9
     return {
-        "energy_kwh": energy, "energy_kwh_min": e_min, "energy_kwh_max": e_max,
-        "gwp_kgco2eq": (g_min + g_max) / 2, "gwp_kgco2eq_min": g_min, "gwp_kgco2eq_max": g_max,
+        "energy_kwh": energy, "energy_kwh_min": e_min / 1e9, "energy_kwh_max": e_max / 1e9,
+        "gwp_kgco2eq": (g_min + g_max) / 2e9, "gwp_kgco2eq_min": g_min / 1e9, "gwp_kgco2eq_max": g_max / 1e9,
         "energy_kwh_per_success": None if not succeeded else energy / succeeded,
         "unestimated_energy_calls": s["unestimated_energy_calls"],
     }

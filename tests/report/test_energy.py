@@ -105,19 +105,21 @@ def test_report_json_energy_fields_by_hand(store):
     result = CliRunner().invoke(cli, ["report", "--db", str(store), "--format", "json"], catch_exceptions=False)
     (row,) = json.loads(result.output)
     energy, gwp = _expected()
-    e_min, e_max = sum(e[0] for e in energy) / 1e9, sum(e[1] for e in energy) / 1e9
-    g_min, g_max = sum(g[0] for g in gwp) / 1e9, sum(g[1] for g in gwp) / 1e9
-    assert row["energy_kwh_min"] == e_min and row["energy_kwh_max"] == e_max
-    assert row["energy_kwh"] == (e_min + e_max) / 2
-    assert (row["gwp_kgco2eq_min"], row["gwp_kgco2eq_max"], row["gwp_kgco2eq"]) == (g_min, g_max, (g_min + g_max) / 2)
-    assert row["energy_kwh_per_success"] == (e_min + e_max) / 2 / 3
+    e_min, e_max = sum(e[0] for e in energy), sum(e[1] for e in energy)  # µWh
+    g_min, g_max = sum(g[0] for g in gwp), sum(g[1] for g in gwp)  # µg
+    assert row["energy_kwh_min"] == e_min / 1e9 and row["energy_kwh_max"] == e_max / 1e9
+    assert row["energy_kwh"] == (e_min + e_max) / 2e9
+    assert (row["gwp_kgco2eq_min"], row["gwp_kgco2eq_max"], row["gwp_kgco2eq"]) == (
+        g_min / 1e9, g_max / 1e9, (g_min + g_max) / 2e9
+    )
+    assert row["energy_kwh_per_success"] == (e_min + e_max) / 2e9 / 3
     assert row["unestimated_energy_calls"] == 1
     by_model = {r["group"]["model"]: r for r in json.loads(CliRunner().invoke(
         cli, ["report", "--db", str(store), "--format", "json", "--by", "model"]).output)}
     assert by_model["my-finetune"]["energy_kwh"] == 0 and by_model["my-finetune"]["unestimated_energy_calls"] == 1
     assert by_model["llama3.1:8b"]["energy_kwh"] == 0.00025
     table = CliRunner().invoke(cli, ["report", "--db", str(store)]).output
-    assert f"{(e_min + e_max) / 2 * 1000:.3g} Wh+" in table  # + : one call unestimated
+    assert f"{(e_min + e_max) / 2e9 * 1000:.3g} Wh+" in table  # + : one call unestimated
 
 
 def test_a_bad_energy_entry_is_refused(tmp_path):
