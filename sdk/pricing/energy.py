@@ -80,10 +80,16 @@ class EnergyBook:
 
     def __init__(self, overrides: list[EnergyOverride] | None = None) -> None:
         self._overrides = overrides or []
-        self._impacts: Any = None  # ecologits' llm_impacts once loaded; False when not installed
+        self._impacts: Any = None  # ecologits' llm_impacts once loaded; False when not installed or off
         self._mix: Any = None
         self._version = ""
         self._estimate = lru_cache(maxsize=65_536)(self._compute)
+
+    def turn_off(self) -> None:
+        """Estimate nothing (`configure(energy=False)`): every call is unestimated, and the writer
+        spends nothing on it."""
+        self._overrides = []
+        self._impacts = False
 
     def load(self) -> None:
         """Import ecologits when it is installed (its data loads at import): on the configuring thread,

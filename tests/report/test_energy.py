@@ -129,3 +129,18 @@ def test_a_bad_energy_entry_is_refused(tmp_path):
     path.write_text('[[energy]]\nmodel = "x"\nkwh_per_1k_output_tokens = -1\n')
     with pytest.raises(ConfigurationError, match="kwh_per_1k_output_tokens"):
         PriceBook.from_price_file(path)
+
+
+def test_configure_energy_false_estimates_nothing(tmp_path, monkeypatch):
+    import unitcost
+
+    monkeypatch.setenv("UNITCOST_STRICT", "1")
+    db = tmp_path / "off.db"
+    unitcost.configure(service_name="energy-off", db=db, energy=False)
+    try:
+        unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100, output_tokens=500, duration_s=2.0)
+        unitcost.flush()
+    finally:
+        unitcost.shutdown()
+    (row,) = json.loads(CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "json"]).output)
+    assert row["unestimated_energy_calls"] == 1 and row["energy_kwh"] == 0
