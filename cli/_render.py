@@ -16,8 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report.engine import format_energy, row_for_json
-from unitcost.report.inspect import Node, RunDetail
+from unitcost.report import Node, RunDetail, format_energy, row_for_json
 
 NO_TASK = "(no task)"
 
@@ -275,6 +274,13 @@ def run_tree(detail: RunDetail, console: Console) -> None:
     tree = Tree(_node_label(detail.tree))
 
     def add(parent: Tree, node: Node) -> None:
+        for part in node.usage_parts:  # already in the call's totals: shown, not added again
+            cost = part.get("cost_pico")
+            price = "unpriced" if cost is None else usd(Decimal(cost) / 10**12)
+            parent.add(Text.assemble(
+                ("part", "dim"), f" {part.get('kind')} {part.get('model') or node.name}  {price}  "
+                f"{part.get('input_tokens', 0):,} in / {part.get('output_tokens', 0):,} out",
+            ))
         for child in node.children:
             add(parent.add(_node_label(child)), child)
 

@@ -92,7 +92,9 @@ def configure(
     # Here, not at the top: the price book (pydantic), the store (sqlite-utils) and the wiring
     # (OpenTelemetry's SDK) are too slow for `import unitcost` (start-up time).
     from ..pricing.book import PriceBook
-    from ..store.schema import default_db_path, open_store
+    from ..store.backend import is_url
+    from ..store.connect import open_backend
+    from ..store.schema import default_db_path
     from ..store.settings import remember
     from .wiring import build_pipeline
 
@@ -102,12 +104,13 @@ def configure(
         prices = PriceBook.from_price_file(price_file)
         if not energy:
             prices.energy.turn_off()
-        db_path = Path(db).expanduser() if db is not None else default_db_path()
         if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
             raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
+        # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
+        db_path: Any = db if is_url(db) else Path(db).expanduser() if db is not None else default_db_path()
         if store:
             try:
-                opened = open_store(db_path)
+                opened = open_backend(db_path)
                 try:
                     if user_attribute is not None:
                         remember(opened, "user_attribute", user_attribute.strip())

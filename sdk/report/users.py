@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico, to_pico
+from ..store.connect import open_backend
 from ..store.settings import recall
 from .engine import CostedTask, ReportError, costed_tasks, time_bucket
 from .sql import nearest_rank
@@ -36,10 +35,10 @@ __all__ = ["Cap", "cap_per_user", "gini", "parse_cap", "user_attribute", "users_
 PERIODS = ("day", "week", "month")
 
 
-def user_attribute(db: sqlite_utils.Database, given: str | None) -> str:
+def user_attribute(db: Any, given: str | None) -> str:
     """The task attribute that names the user: ``given`` (``--user-attr``), else the store's setting
     (`configure(user_attribute=...)`)."""
-    name = given or recall(db, "user_attribute")
+    name = given or recall(open_backend(db), "user_attribute")
     if not name:
         raise ReportError(
             "which task attribute names the user? Pass --user-attr NAME, or configure(user_attribute=NAME)"
@@ -72,7 +71,7 @@ def gini(costs: Sequence[int]) -> float | None:
 
 
 def users_report(
-    db: sqlite_utils.Database,
+    db: Any,
     *,
     user_attr: str | None = None,
     by: str | Sequence[str] = "kind",
@@ -156,7 +155,7 @@ def parse_cap(text: str) -> Cap:
 
 
 def cap_per_user(
-    db: sqlite_utils.Database,
+    db: Any,
     cap: Cap,
     *,
     user_attr: str | None = None,

@@ -176,8 +176,16 @@ def _m010_run_sums(db: sqlite_utils.Database) -> None:
     backfill(db.conn)
 
 
-@migrations(name="m011_runtime_cost")
-def _m011_runtime_cost(db: sqlite_utils.Database) -> None:
+@migrations(name="m011_calls_usage_parts")
+def _m011_calls_usage_parts(db: sqlite_utils.Database) -> None:
+    # The parts of a call's usage priced apart (Anthropic's compaction and advisor iterations): JSON,
+    # a list of {"kind", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    # "output_tokens", "cost_pico"}. Their tokens are also in the call's bucket columns.
+    db.execute("ALTER TABLE calls ADD COLUMN usage_parts TEXT")
+
+
+@migrations(name="m012_runtime_cost")
+def _m012_runtime_cost(db: sqlite_utils.Database) -> None:
     # What a hosted runtime charges for a run's wall time (the price file's [[runtime]] entry for its
     # kind), priced by the store writer: NULL when no entry prices the run. Session blocks
     # (`unitcost.session`) are `steps` rows of type 'session' whose cost_pico is the same kind of
@@ -185,15 +193,15 @@ def _m011_runtime_cost(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN runtime_cost_pico INTEGER")
 
 
-@migrations(name="m012_settings")
-def _m012_settings(db: sqlite_utils.Database) -> None:
+@migrations(name="m013_settings")
+def _m013_settings(db: sqlite_utils.Database) -> None:
     # What `configure()` asked that the CLI needs later (unitcost.store.settings): name -> value,
     # e.g. user_attribute -> customer (the task attribute that names the user, for `report --users`).
     db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-@migrations(name="m013_call_energy")
-def _m013_call_energy(db: sqlite_utils.Database) -> None:
+@migrations(name="m014_call_energy")
+def _m014_call_energy(db: sqlite_utils.Database) -> None:
     # Each LLM call's energy (µWh = 1e-9 kWh) and emissions (µg = 1e-9 kg CO2eq) as a min..max range,
     # estimated by the store writer (ecologits, or a [[energy]] figure of unitcost.toml); NULL when
     # unestimated (a model ecologits does not know, or ecologits not installed), never 0.

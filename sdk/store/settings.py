@@ -8,17 +8,18 @@ from typing import Any
 __all__ = ["recall", "remember"]
 
 
-def remember(db: Any, name: str, value: str) -> None:
-    """Keep ``name = value`` (the latest `configure()` wins)."""
-    db.execute(
-        "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        [name, value],
-    )
+def remember(store: Any, name: str, value: str) -> None:
+    """Keep ``name = value`` in a `StoreBackend` (the latest `configure()` wins)."""
+    with store.transaction():
+        store.execute(
+            "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [name, value],
+        )
 
 
-def recall(db: Any, name: str) -> str | None:
-    """The value kept for ``name``, or None (also for a store from before settings were kept)."""
-    if "settings" not in db.table_names():
+def recall(store: Any, name: str) -> str | None:
+    """The value kept for ``name`` in a `StoreBackend`, or None (also for a store from before settings)."""
+    if "settings" not in store.tables():
         return None
-    row = db.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
+    row = store.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
     return None if row is None else str(row[0])
