@@ -36,7 +36,9 @@ def run_demo(db_path: Path) -> dict[str, str]:
     prices = db_path.with_suffix(".toml")
     prices.write_text(DEMO_PRICES, encoding="utf-8")
     # Each ticket carries its customer: `unitcost report --users` works on the store without --user-attr.
-    unitcost.configure(service_name="unitcost-demo", db=db_path, price_file=prices, user_attribute="customer")
+    unitcost.configure(
+        service_name="unitcost-demo", db=db_path, price_file=prices, user_attribute="customer", energy=True
+    )
     unitcost.instrument()
     try:
         with FakeOpenAIServer() as server:

@@ -46,7 +46,7 @@ def configure(
     redact: Callable[[str], str] | None = None,
     flush_on_signals: bool = False,
     user_attribute: str | None = None,
-    energy: bool = True,
+    energy: bool = False,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -80,8 +80,9 @@ def configure(
         user_attribute: the task attribute that names the user or customer (``"customer"``), kept in
             the store for ``unitcost report --users`` and ``unitcost whatif --cap-per-user``.
         energy: estimate each call's energy and emissions on the store writer (with the ``energy``
-            extra installed; about a millisecond of the writer's time per distinct call). ``False``:
-            no estimates (every call is counted as unestimated).
+            extra installed). Off by default: an estimate costs the writer thread about a
+            millisecond of Python per distinct call, time the caller's threads then wait for the
+            GIL; off, every call is counted as unestimated.
 
     Example::
 
@@ -102,8 +103,8 @@ def configure(
         if redact is not None and not callable(redact):
             raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
         prices = PriceBook.from_price_file(price_file)
-        if not energy:
-            prices.energy.turn_off()
+        if energy:
+            prices.energy.turn_on()  # loaded with the price data, before any writer starts
         if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
             raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
         # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).

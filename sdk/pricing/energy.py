@@ -80,21 +80,22 @@ class EnergyBook:
 
     def __init__(self, overrides: list[EnergyOverride] | None = None) -> None:
         self._overrides = overrides or []
-        self._impacts: Any = None  # ecologits' llm_impacts once loaded; False when not installed or off
+        self._impacts: Any = None  # ecologits' llm_impacts once loaded; False when not installed
+        self._wanted = False
         self._mix: Any = None
         self._version = ""
         self._estimate = lru_cache(maxsize=65_536)(self._compute)
 
-    def turn_off(self) -> None:
-        """Estimate nothing (`configure(energy=False)`): every call is unestimated, and the writer
-        spends nothing on it."""
-        self._overrides = []
-        self._impacts = False
+    def turn_on(self) -> None:
+        """Estimate (`configure(energy=True)`); `load` then imports ecologits. Off by default: an
+        estimate costs the writer about a millisecond of Python a call, which the caller's threads
+        wait for as the GIL's share, and a writer must import nothing it was not given at configure."""
+        self._wanted = True
 
     def load(self) -> None:
-        """Import ecologits when it is installed (its data loads at import): on the configuring thread,
-        before any writer needs it (see `unitcost.pipeline.preload`)."""
-        if self._impacts is not None:
+        """Import ecologits when estimates are wanted and it is installed (its data loads at import):
+        on the configuring thread, before any writer needs it (see `unitcost.pipeline.preload`)."""
+        if self._impacts is not None or not self._wanted:
             return
         try:
             # Here: an optional extra, and ~0.3 s of import; only when energy is estimated.
@@ -114,14 +115,12 @@ class EnergyBook:
 
     def estimate(self, provider: str, model: str, output_tokens: int, latency_s: float) -> Estimate | None:
         """The call's estimate, or None when unestimated (unknown model, or ecologits missing)."""
+        if not self._impacts:  # off, not loaded (never here: see `load`), or not installed
+            return None
         override = next((o for o in self._overrides if o.matches(provider, model)), None)
         tokens = max(int(output_tokens), 0)
         if override is not None and override.kwh_per_1k_output_tokens is not None:
             return self._own_figure(override, tokens)
-        if self._impacts is None:
-            self.load()
-        if not self._impacts:
-            return None
         zone = override.zone if override is not None else None
         # Latency in whole milliseconds: equal inputs to the millisecond share one estimate (cached).
         return self._estimate(provider, model, tokens, max(int(latency_s * 1000), 0), zone)
@@ -129,8 +128,6 @@ class EnergyBook:
     def _own_figure(self, override: EnergyOverride, tokens: int) -> Estimate | None:
         kwh = Decimal(tokens) / 1000 * (override.kwh_per_1k_output_tokens or Decimal(0))
         energy = int((kwh * _NANO).to_integral_value())
-        if self._impacts is None:
-            self.load()
         # The zone's electricity mix (the world's when none is given), from ecologits' data.
         mix = self._mix.find_electricity_mix(override.zone or "WOR") if self._mix is not None else None
         if mix is None:

@@ -154,6 +154,9 @@ _TOOLS_BY_STEP = """
 """
 
 
+RUNTIME = "(runtime)"  # the cost-by-step bar of the runs' [[runtime]] charges
+
+
 def chart_data(
     db: StoreBackend,
     *,
@@ -207,6 +210,13 @@ def chart_data(
         entry = step(name)
         entry.tool_pico += cost
         entry.tool_calls += tools
+    # A [[runtime]] charge for a run's wall time belongs to no step: a bar of its own.
+    for run_id, runtime in db.execute("SELECT run_id, runtime_cost_pico FROM runs WHERE runtime_cost_pico IS NOT NULL"):
+        task_cost = of_run.get(run_id)
+        if task_cost is None:
+            continue
+        task_cost.cost_pico += runtime
+        step(RUNTIME).tool_pico += runtime
 
     by_kind: dict[str, list[TaskCost]] = defaultdict(list)
     for task_cost in task_costs.values():

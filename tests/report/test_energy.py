@@ -64,6 +64,7 @@ def _range(value) -> tuple[int, int]:
 def store(tmp_path):
     (tmp_path / "p.toml").write_text(PRICES)
     book = PriceBook.from_price_file(tmp_path / "p.toml")
+    book.energy.turn_on()
     book.load()
     db = tmp_path / "energy.db"
     exporter = StoreSpanExporter(db, book)
@@ -131,16 +132,22 @@ def test_a_bad_energy_entry_is_refused(tmp_path):
         PriceBook.from_price_file(path)
 
 
-def test_configure_energy_false_estimates_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("energy", [False, True])
+def test_configure_energy_is_opt_in(tmp_path, monkeypatch, energy):
     import unitcost
 
     monkeypatch.setenv("UNITCOST_STRICT", "1")
-    db = tmp_path / "off.db"
-    unitcost.configure(service_name="energy-off", db=db, energy=False)
+    db = tmp_path / "energy.db"
+    unitcost.configure(service_name="energy", db=db, **({"energy": True} if energy else {}))
     try:
         unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100, output_tokens=500, duration_s=2.0)
         unitcost.flush()
     finally:
         unitcost.shutdown()
     (row,) = json.loads(CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "json"]).output)
-    assert row["unestimated_energy_calls"] == 1 and row["energy_kwh"] == 0
+    if not energy:
+        assert row["unestimated_energy_calls"] == 1 and row["energy_kwh"] == 0
+    else:
+        expected = llm_impacts("openai", "gpt-4o-mini", 500, 2.0).energy.value
+        assert row["unestimated_energy_calls"] == 0
+        assert row["energy_kwh_min"] == round(expected.min * 1e9) / 1e9
