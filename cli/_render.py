@@ -16,7 +16,16 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report import Node, RunDetail, dropped_note, estimated_note, group_label, row_for_json, unpriced_note
+from unitcost.report import (
+    Node,
+    RunDetail,
+    dropped_note,
+    estimated_note,
+    format_energy,
+    group_label,
+    row_for_json,
+    unpriced_note,
+)
 
 usd = format_usd  # one formatter for the table, the page and the tree
 
@@ -55,7 +64,8 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     )
     spend = _table(
         "Where the money went", rows,
-        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "re-send~", "cache would save~", "margin/task"),
+        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "runtime", "re-send~", "cache would save~",
+         "margin/task", "energy"),
     )
     for row in rows:
         marked = row["unpriced_calls"] > 0
@@ -68,9 +78,11 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             usd(row["cost_per_task_p95_usd"], marked=marked),
             usd(row["reasoning_cost_usd"], marked=marked),
             usd(row["tool_cost_usd"]),
+            usd(row["runtime_cost_usd"]),
             usd(row["resend_cost_usd_estimated"]),
             usd(row["resend_cache_savings_usd_estimated"]),
             usd(row["margin_per_task_usd"], marked=marked),
+            format_energy(row),
         )
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
@@ -104,7 +116,9 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         "ok = tasks whose latest outcome is a success; success = ok / (ok + failed), tasks without an "
         "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
         "output counts reasoning too. (no task) rows are calls made outside any task, totals not per task. "
-        "wasted = cost of failed tasks. ~ re-send: input a call repeats from the previous call of its run, "
+        "wasted = cost of failed tasks. runtime = what [[runtime]] prices charge for task and session time. "
+        "energy = the calls' estimated energy (midpoint; + some calls unestimated, ? none). "
+        "~ re-send: input a call repeats from the previous call of its run, "
         "an estimate at today's prices, and what prompt caching would save on it."
     )
     for note in (unpriced_note(rows), estimated_note(rows)):

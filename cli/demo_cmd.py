@@ -41,5 +41,8 @@ def demo_command(db_path: Path) -> None:
         f"  unitcost tasks --db {db_path}\n"
         f"  unitcost show TASK_ID --db {db_path}\n"
         f"  unitcost report --db {db_path} --by model\n"
-        f"  unitcost report --db {db_path} --by kind,customer --format json"
+        f"  unitcost report --db {db_path} --by kind,customer --format json\n"
+        f"  unitcost report --db {db_path} --users\n"
+        f"  unitcost whatif --db {db_path} --route 'step=classify:gpt-4.1-nano' --batch support_ticket\n"
+        f"(prices of the agent's runtime: {db_path.with_suffix('.toml')})"
     )

@@ -32,6 +32,15 @@ from ._options import Number, console, db_option, reading, time_option
     "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
     help="Also write a self-contained HTML page with the table and charts.",
 )
+@click.option(
+    "--users", "per_user", is_flag=True,
+    help="Per group: users, the top 1%/10% users' share of cost, Gini, cost per user p50/p95/p99, heaviest users.",
+)
+@click.option(
+    "--user-attr", metavar="NAME",
+    help="The task attribute naming the user (default: configure(user_attribute=...), kept in the store).",
+)
+@click.option("--heaviest", type=click.IntRange(0, 1000), default=5, show_default=True, help="With --users.")
 def report_command(
     db: Any,
     since: int | None,
@@ -42,6 +51,9 @@ def report_command(
     where: tuple[str, ...],
     fmt: str,
     html_path: Path | None,
+    per_user: bool,
+    user_attr: str | None,
+    heaviest: int,
 ) -> None:
     """Cost per task and per successful task, grouped.
 
@@ -52,7 +64,11 @@ def report_command(
       unitcost report --by model --format json
       unitcost report --every week --where customer=acme
       unitcost report --html report.html
+      unitcost report --users --user-attr customer --since 30d
     """
+    if per_user:
+        _users_report(db, by, user_attr, heaviest, since, until, kind, where, fmt)
+        return
     with reading():
         rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
     if html_path is not None:
@@ -72,6 +88,26 @@ def report_command(
         _render.report_table(rows, console())
 
 
+
+
+def _users_report(
+    db: Any, by: str, user_attr: str | None, heaviest: int, since: int | None, until: int | None,
+    kind: str | None, where: tuple[str, ...], fmt: str,
+) -> None:
+    from unitcost.report import users_report
+
+    from . import _render_users
+
+    if fmt not in ("table", "json"):
+        raise click.UsageError("--users renders as --format table or json")
+    with reading():
+        rows = users_report(
+            db, user_attr=user_attr, by=by, heaviest=heaviest, since_ns=since, until_ns=until, kind=kind, where=where
+        )
+    if fmt == "json":
+        click.echo(_render_users.users_json(rows))
+    else:
+        _render_users.users_table(rows, console())
 
 
 def _side_by_side(rows: list[dict[str, Any]], a_label: str, b_label: str, title: str, fmt: str) -> None:
@@ -116,6 +152,21 @@ def compare_command(
 @click.option("--from-model", help="With --model: re-price only the calls of this model.")
 @click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False), help="Another price table.")
 @click.option("--cache", "assume_cache", is_flag=True, help="Assume prompt caching of the re-sent context.")
+@click.option(
+    "--route", "routes", multiple=True, metavar="CONDITIONS:MODEL",
+    help="Re-price the calls matching the conditions on MODEL, e.g. 'input_tokens<2000:gpt-4o-mini' or "
+    "'kind=support_ticket,step=classify:gpt-4o-mini' (conditions: kind=, step=, model=, provider=, NAME=VALUE, "
+    "input_tokens/output_tokens with < <= > >= =). Repeat it: the first matching rule wins.",
+)
+@click.option(
+    "--batch", "batch_kinds", multiple=True, metavar="KIND",
+    help="Price the calls of this task kind at the provider's Batch API prices (genai-prices). Repeatable.",
+)
+@click.option(
+    "--cap-per-user", "cap", metavar="USD/PERIOD",
+    help="A usage cap per user (20/month, 5/day, 100/week, or 20 for the window): savings, users and tasks stopped.",
+)
+@click.option("--user-attr", metavar="NAME", help="With --cap-per-user: the task attribute naming the user.")
 @click.option("--by", default="kind", show_default=True, help="Group by, as in `unitcost report`.")
 @click.option("--kind", help="Only tasks of this kind.")
 @click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
@@ -123,8 +174,10 @@ def compare_command(
 @time_option("--until", "Only tasks that started before this.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def whatif_command(
-    db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool, by: str,
-    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None, fmt: str,
+    db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool,
+    routes: tuple[str, ...], batch_kinds: tuple[str, ...], cap: str | None, user_attr: str | None, by: str,
+    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None,
+    fmt: str,
 ) -> None:
     """Re-price the stored workload: another model, another price table, or prompt caching assumed.
 
@@ -136,22 +189,58 @@ def whatif_command(
       unitcost whatif --model gpt-4o-mini --from-model o4-mini
       unitcost whatif --cache
       unitcost whatif --prices negotiated.toml
+      unitcost whatif --route 'input_tokens<2000:gpt-4o-mini' --cache
+      unitcost whatif --batch nightly_report --batch backfill
+      unitcost whatif --cap-per-user 20/month --user-attr customer
     """
     from unitcost.report import Repricer, whatif
 
-    repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
+    if cap is not None:
+        if model or price_file or assume_cache or routes or batch_kinds:
+            raise click.UsageError(
+                "--cap-per-user is a what-if of its own: not with --model, --prices, --cache, --route or --batch"
+            )
+        from unitcost.report import cap_per_user, parse_cap
+
+        from . import _render_users
+
+        with reading():
+            capped = cap_per_user(
+                db, parse_cap(cap), user_attr=user_attr, by=by, kind=kind, where=where, since_ns=since, until_ns=until
+            )
+        if fmt == "json":
+            click.echo(_render_users.cap_json(capped))
+        else:
+            _render_users.cap_table(capped, console())
+        return
+
+    repricer = Repricer(
+        model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache, routes=routes,
+        batch_kinds=batch_kinds,
+    )
     with reading("re-pricing every call"):
         rows = whatif(db, repricer, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
+    assumes = repricer.assumptions(price_file)
     what = " + ".join(
         p for p in (
             f"{from_model or 'every model'} -> {model}" if model else "",
             f"prices from {price_file}" if price_file else "",
             "prompt caching assumed" if assume_cache else "",
+            *(f"route {r}" for r in routes),
+            f"Batch API for {', '.join(batch_kinds)}" if batch_kinds else "",
         ) if p
     )
+    if fmt == "json":
+        click.echo(_render.side_by_side_json([
+            {**r, "assumes": assumes, "routed_calls": repricer.routed_calls, "batched_calls": repricer.batched_calls}
+            for r in rows
+        ]))
+        return
     _side_by_side(rows, "now", "what if", f"What if: {what}", fmt)
-    if fmt == "table":
-        click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
+    if routes or batch_kinds:
+        click.echo(f"{repricer.routed_calls} call(s) routed, {repricer.batched_calls} call(s) at Batch API prices.")
+    click.echo("Assumed: " + "; ".join(a for a in assumes if a != "success rates unchanged") + ".")
+    click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
 
 
 @click.command(name="check")

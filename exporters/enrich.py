@@ -66,10 +66,11 @@ ROLLUP_SUMS = (
     "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible", "reasoning", "cost_pico",
     "llm_calls", "unpriced_calls",
 )
-TOTALS = (*ROLLUP_SUMS, "tool_cost_pico", "tool_calls", "step_blocks")
+TOTALS = (*ROLLUP_SUMS, "tool_cost_pico", "tool_calls", "step_blocks", "runtime_cost_pico")
 _AT = {name: i for i, name in enumerate(TOTALS)}
 _LLM_COST, _TOOL_COST, _LLM_CALLS = _AT["cost_pico"], _AT["tool_cost_pico"], _AT["llm_calls"]
 _TOOL_CALLS, _STEPS, _UNPRICED = _AT["tool_calls"], _AT["step_blocks"], _AT["unpriced_calls"]
+_RUNTIME_COST = _AT["runtime_cost_pico"]  # [[runtime]] charges: the runs' wall time and their session blocks
 TOTAL_FIELDS = len(TOTALS)
 # Where each of ROLLUP_SUMS is in a call's sums (unitcost.store.run_totals.call_sums).
 _FROM_CALL = operator.itemgetter(*(next(i for i, s in enumerate(SUMS) if s.name == n) for n in ROLLUP_SUMS))
@@ -89,9 +90,10 @@ def _add(into: list[int], other: list[int]) -> None:
 
 def totals_attributes(totals: list[int]) -> dict[str, Any]:
     attrs: dict[str, Any] = {
-        A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST]),
+        A.TASK_COST_USD: usd(totals[_LLM_COST] + totals[_TOOL_COST] + totals[_RUNTIME_COST]),
         A.TASK_LLM_COST_USD: usd(totals[_LLM_COST]),
         A.TASK_TOOL_COST_USD: usd(totals[_TOOL_COST]),
+        A.TASK_RUNTIME_COST_USD: usd(totals[_RUNTIME_COST]),
         A.TASK_LLM_CALLS: totals[_LLM_CALLS],
         A.TASK_TOOL_CALLS: totals[_TOOL_CALLS],
         A.TASK_STEPS: totals[_LLM_CALLS] + totals[_TOOL_CALLS] + totals[_STEPS],
@@ -220,6 +222,16 @@ class EnrichingSpanExporter(SpanExporter):
                 self.metrics.record_tool(read.attributes or {}, usd(own[_TOOL_COST]))
         elif kind == "step":
             own[_STEPS] = 1
+        elif kind == "session":  # priced by the store writer's rule ([[runtime]] session = ...)
+            read_attrs = read.attributes or {}
+            task_kind, name = read_attrs.get(A.TASK_KIND), read_attrs.get(A.STEP_NAME)
+            start = read.start_time or 0
+            cost = self._prices.runtime_cost_pico(
+                None if task_kind is None else str(task_kind), str(name or read.name), start, read.end_time or start
+            )
+            if cost is not None:
+                own[_RUNTIME_COST] = cost
+                extra[A.COST_USD] = usd(cost)
         self._propagate(span, (read.attributes or {}).get(A.TASK_ID), own)
         return (with_attributes(span, {**attrs, **extra}) if extra else span), sampled
 
@@ -236,6 +248,7 @@ class EnrichingSpanExporter(SpanExporter):
         call = (
             None, provider, model, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
             buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning, 0, 0,
+            None, None, None, None,  # energy: not in the exported roll-up
         )
         own[: len(ROLLUP_SUMS)] = _FROM_CALL(call_sums(call, 0, self._prices, self._rate_cache))
         extra: dict[str, Any]
@@ -274,6 +287,10 @@ class EnrichingSpanExporter(SpanExporter):
 
     def _task(self, span: ReadableSpan, attrs: Any) -> ReadableSpan:
         totals = self._pending.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
+        start = span.start_time or 0  # a [[runtime]] charge for the run's wall time
+        runtime = self._prices.runtime_cost_pico(str(attrs.get(A.TASK_KIND)), None, start, span.end_time or start)
+        if runtime:
+            totals[_RUNTIME_COST] += runtime
         task_id = str(attrs.get(A.TASK_ID) or format(span.context.span_id, "016x"))
         self._tasks.put(task_id, (span.context.trace_id, span.context.span_id, span.context.trace_flags.sampled))
         if attrs.get(A.TASK_KEY) is not None:
@@ -289,7 +306,7 @@ class EnrichingSpanExporter(SpanExporter):
                     _add(current, totals)
         # The task's own cost leaves out the tasks nested in it, so summing tasks counts each call once.
         nested = self._nested.pop(span.context.span_id, None) or [0] * TOTAL_FIELDS
-        own_cost = usd(totals[_LLM_COST] + totals[_TOOL_COST] - nested[_LLM_COST] - nested[_TOOL_COST])
+        own_cost = usd(sum(totals[i] - nested[i] for i in (_LLM_COST, _TOOL_COST, _RUNTIME_COST)))
         if self.metrics is not None:
             self.metrics.record_task(attrs, own_cost)
         events = None

@@ -28,6 +28,7 @@ from ..common import attributes as A
 from ..common.money import from_pico
 from ..store.backend import StoreBackend
 from ..store.run_totals import SUMS
+from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..version import __version__
 from .enrich import ROLLUP_SUMS, TOTAL_FIELDS, TOTALS, outcome_event, totals_attributes, usd
 
@@ -131,7 +132,9 @@ def _outside_tasks(
             yield len(rows), [make(dict(zip(names, row, strict=True)), None) for row in rows]
 
 
-_TOOL_COST, _TOOL_CALLS, _STEPS = (TOTALS.index(n) for n in ("tool_cost_pico", "tool_calls", "step_blocks"))
+_TOOL_COST, _TOOL_CALLS, _STEPS, _RUNTIME_COST = (
+    TOTALS.index(n) for n in ("tool_cost_pico", "tool_calls", "step_blocks", "runtime_cost_pico")
+)
 
 
 def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, list[int]]:
@@ -150,12 +153,18 @@ def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, l
     ):
         totals.setdefault(row[0], [0] * TOTAL_FIELDS)[: len(ROLLUP_SUMS)] = [v or 0 for v in row[1:]]
     for row in db.execute(
-        subtree + "SELECT sub.root, SUM(COALESCE(s.cost_pico, 0)), SUM(s.type = 'tool'), SUM(s.type = 'step') "
-        "FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
+        subtree + f"SELECT sub.root, {TOOL_COST_SQL}, SUM(s.type = 'tool'), SUM(s.type = 'step'), "
+        f"{SESSION_COST_SQL} FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
         t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
-        t[_TOOL_COST], t[_TOOL_CALLS], t[_STEPS] = row[1] or 0, row[2] or 0, row[3] or 0
+        t[_TOOL_COST], t[_TOOL_CALLS], t[_STEPS], t[_RUNTIME_COST] = row[1] or 0, row[2] or 0, row[3] or 0, row[4] or 0
+    for root, runtime in db.execute(  # the runs' own [[runtime]] charges, in their subtree's root
+        subtree + "SELECT sub.root, SUM(r.runtime_cost_pico) FROM sub JOIN runs r ON r.run_id = sub.run_id "
+        "WHERE r.runtime_cost_pico IS NOT NULL GROUP BY sub.root",
+        ids,
+    ):
+        totals.setdefault(root, [0] * TOTAL_FIELDS)[_RUNTIME_COST] += runtime or 0
     return totals
 
 
@@ -291,8 +300,10 @@ def _step_span(step: dict[str, Any], run: dict[str, Any] | None) -> ReadableSpan
         if step["cost_pico"] is not None:
             attrs[A.COST_USD] = usd(step["cost_pico"])
         return _span(f"execute_tool {step['name']}", step, step["span_id"], attrs, SpanKind.INTERNAL, service)
-    attrs = {A.SPAN_TYPE: "step", A.STEP_NAME: step["name"], A.TASK_ID: step["run_id"],
-             A.ERROR_TYPE: step.get("error_type")}
+    attrs = {A.SPAN_TYPE: step["type"], A.STEP_NAME: step["name"], A.TASK_ID: step["run_id"],
+             A.ERROR_TYPE: step.get("error_type")}  # a "step" block, or a "session" priced by its runtime
+    if step["type"] == "session" and step["cost_pico"] is not None:
+        attrs[A.COST_USD] = usd(step["cost_pico"])
     return _span(step["name"], step, step["span_id"], attrs, SpanKind.INTERNAL, service)
 
 

@@ -324,7 +324,7 @@ class StoreSpanExporter(SpanExporter):
                     outcome = self._outcome_row(span, "inline", attrs)
                     if outcome:
                         outcomes.append(outcome)
-                elif kind in ("tool", "step"):
+                elif kind in ("tool", "step", "session"):
                     steps.append(self._step_row(span, kind, attrs))
                 elif kind == "outcome":
                     outcome = self._outcome_row(span, "late", attrs)
@@ -350,6 +350,17 @@ class StoreSpanExporter(SpanExporter):
             self._prices, provider, model, started, ended, buckets, parts, response_model=response_model, tier=tier,
             context=context, usage_known=usage_known,
         )
+        energy: tuple[Any, ...] = (None, None, None, None, None)
+        try:
+            seconds = (ended - started) / 1e9
+            output = buckets.output_total
+            estimate = self._prices.energy.estimate(provider, str(response_model or model), output, seconds)
+            if estimate is None and response_model is not None and response_model != model:
+                estimate = self._prices.energy.estimate(provider, model, buckets.output_total, seconds)
+            if estimate is not None:
+                energy = estimate
+        except Exception as exc:  # noqa: BLE001 - an estimate that fails leaves the call unestimated
+            internal_error("energy estimate", exc)
         parent = span.parent
         return (
             format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
@@ -365,6 +376,7 @@ class StoreSpanExporter(SpanExporter):
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
             _parts_json(parts, part_costs or [None] * len(parts)) if parts else None,
+            *energy,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
@@ -373,25 +385,44 @@ class StoreSpanExporter(SpanExporter):
         prefix = len(A.TASK_ATTR_PREFIX)
         task_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         started = span.start_time or 0
+        ended = span.end_time or started
+        kind = str(attrs.get(A.TASK_KIND))
         return (
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_PARENT_ID),
-            str(attrs.get(A.TASK_KIND)), attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
-            started, span.end_time or started, span_error_type(span, attrs),
+            kind, attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
+            started, ended, span_error_type(span, attrs),
             json.dumps(task_attrs, ensure_ascii=False, sort_keys=True, default=str) if task_attrs else "{}",
+            self.runtime_cost(kind, None, started, ended),
         )
+
+    def runtime_cost(self, kind: str | None, session: str | None, started: int, ended: int) -> int | None:
+        """A [[runtime]] entry's charge for this run or session block; None when none prices it."""
+        try:
+            cost = self._prices.runtime_cost_pico(kind, session, started, ended)
+            if cost is not None and cost > 2**63 - 1:  # SQLite's largest integer
+                raise OverflowError(f"a runtime cost of {cost} pico-dollars cannot be stored")
+            return cost
+        except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the run
+            internal_error("runtime pricing", exc)
+            return None
 
     def _step_row(self, span: ReadableSpan, kind: str, attrs: Any = None) -> tuple[Any, ...]:
         if attrs is None:
             attrs = span.attributes or {}
         cost = attrs.get(A.TOOL_COST)
-        name = attrs.get(A.TOOL_NAME) if kind == "tool" else attrs.get(A.STEP_NAME)
+        name = str((attrs.get(A.TOOL_NAME) if kind == "tool" else attrs.get(A.STEP_NAME)) or span.name)
         started = span.start_time or 0
+        ended = span.end_time or started
+        if kind == "session":  # priced by time, as its runtime bills it
+            task_kind = attrs.get(A.TASK_KIND)
+            pico = self.runtime_cost(None if task_kind is None else str(task_kind), name, started, ended)
+        else:
+            pico = None if cost is None else to_pico(parse_usd(cost))
         return (
             _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
             _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID), kind,
-            str(name or span.name), started, span.end_time or started,
-            None if cost is None else to_pico(parse_usd(cost)), span_error_type(span, attrs),
+            name, started, ended, pico, span_error_type(span, attrs),
         )
 
     def _outcome_row(self, span: ReadableSpan, source: str, attrs: Any = None) -> tuple[Any, ...] | None:

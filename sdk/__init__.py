@@ -23,7 +23,7 @@ from .record.budget import BudgetExceeded, BudgetWarning
 from .record.context import TaskRun, current_task, outcome
 from .record.instrument import instrument, uninstrument
 from .record.outcomes import record_outcome
-from .record.scopes import step, task, tool
+from .record.scopes import session, step, task, tool
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ __all__ = [
     "query",
     "record_outcome",
     "record_usage",
+    "session",
     "shutdown",
     "step",
     "task",

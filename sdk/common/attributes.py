@@ -24,7 +24,8 @@ __all__ = [
     "PRICE_SPEED", "PROVIDER", "REASONING_TOKENS", "REQUEST_MODEL", "REQUEST_STREAM", "RESPONSE_ID", "RESPONSE_MODEL",
     "SERVER_ADDRESS", "SERVER_PORT", "SERVICE", "SPAN_TYPE", "STEP_NAME", "TASK_ATTR_PREFIX", "TASK_COST_USD",
     "TASK_ID", "TASK_KEY", "TASK_KIND", "TASK_LLM_CALLS", "TASK_LLM_COST_USD", "TASK_OWN_COST_USD", "TASK_PARENT_ID",
-    "TASK_STEPS", "TASK_TOKENS_PREFIX", "TASK_TOOL_CALLS", "TASK_TOOL_COST_USD", "TASK_UNPRICED_CALLS",
+    "TASK_STEPS", "TASK_TOKENS_PREFIX", "TASK_TOOL_CALLS", "TASK_TOOL_COST_USD",
+    "TASK_RUNTIME_COST_USD", "TASK_UNPRICED_CALLS",
     "TIME_TO_FIRST_CHUNK", "TOKEN_TYPE", "TOOL_COST", "TOOL_NAME", "TRACELOOP_ASSOCIATION_PREFIX",
     "TRACELOOP_CACHE_READ_TOKENS", "TRACELOOP_CACHE_WRITE_TOKENS", "TRACELOOP_ENTITY_NAME",
     "TRACELOOP_REASONING_TOKENS", "TRACELOOP_REQUEST_TYPE", "TRACELOOP_SPAN_KIND", "TRACELOOP_WORKFLOW_NAME",
@@ -77,7 +78,7 @@ EVALUATION_LABEL = "gen_ai.evaluation.score.label"
 EVALUATION_SCORE = "gen_ai.evaluation.score.value"
 
 # --- unitcost's own ---------------------------------------------------------------------------
-SPAN_TYPE = "unitcost.span.type"  # "task" | "step" | "tool" | "llm" | "outcome"
+SPAN_TYPE = "unitcost.span.type"  # "task" | "step" | "tool" | "session" | "llm" | "outcome"
 TASK_ID = "unitcost.task.id"  # on every span: the run it belongs to (on a task span: itself)
 TASK_PARENT_ID = "unitcost.task.parent_id"
 TASK_KIND = "unitcost.task.kind"
@@ -147,6 +148,7 @@ TASK_COST_USD = "unitcost.task.cost_usd"
 TASK_OWN_COST_USD = "unitcost.task.own_cost_usd"
 TASK_LLM_COST_USD = "unitcost.task.llm_cost_usd"
 TASK_TOOL_COST_USD = "unitcost.task.tool_cost_usd"
+TASK_RUNTIME_COST_USD = "unitcost.task.runtime_cost_usd"  # [[runtime]] charges for the task's and its sessions' time
 TASK_LLM_CALLS = "unitcost.task.llm_calls"
 TASK_TOOL_CALLS = "unitcost.task.tool_calls"
 TASK_STEPS = "unitcost.task.steps"

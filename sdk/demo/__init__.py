@@ -9,7 +9,18 @@ import unitcost
 from ..record.instrument import is_instrumented
 from .server import FakeOpenAIServer
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_PRICES", "run_demo"]
+
+# The demo's own price file, written beside its store: the agent runs on a hosted agent runtime that
+# bills $0.08 a session-hour, each run's wall time rounded up to the started minute.
+DEMO_PRICES = """\
+# Written by `unitcost demo` (replaced on each run): the prices the demo's agent is billed at,
+# besides genai-prices' token prices. See README, "Runtimes billed by time".
+[[runtime]]
+kind = "support_ticket"
+session_hour_usd = 0.08
+rounding = "minute"
+"""
 
 
 def run_demo(db_path: Path) -> dict[str, str]:
@@ -22,7 +33,12 @@ def run_demo(db_path: Path) -> dict[str, str]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     was_instrumented = is_instrumented()
-    unitcost.configure(service_name="unitcost-demo", db=db_path)
+    prices = db_path.with_suffix(".toml")
+    prices.write_text(DEMO_PRICES, encoding="utf-8")
+    # Each ticket carries its customer: `unitcost report --users` works on the store without --user-attr.
+    unitcost.configure(
+        service_name="unitcost-demo", db=db_path, price_file=prices, user_attribute="customer", energy=True
+    )
     unitcost.instrument()
     try:
         with FakeOpenAIServer() as server:

@@ -55,6 +55,8 @@ def configure(
     capture_content: bool | None = None,
     redact: Callable[[str], str] | None = None,
     flush_on_signals: bool = False,
+    user_attribute: str | None = None,
+    energy: bool = False,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -85,6 +87,12 @@ def configure(
             the text to keep. If it raises, that call's content is left out.
         flush_on_signals: flush before SIGTERM / SIGHUP end the program (unitcost installs no signal
             handler otherwise). Only from the main thread.
+        user_attribute: the task attribute that names the user or customer (``"customer"``), kept in
+            the store for ``unitcost report --users`` and ``unitcost whatif --cap-per-user``.
+        energy: estimate each call's energy and emissions on the store writer (with the ``energy``
+            extra installed). Off by default: an estimate costs the writer thread about a
+            millisecond of Python per distinct call, time the caller's threads then wait for the
+            GIL; off, every call is counted as unestimated.
 
     Example::
 
@@ -98,17 +106,27 @@ def configure(
     from ..store.backend import is_url
     from ..store.connect import open_backend
     from ..store.schema import default_db_path
+    from ..store.settings import remember
     from .wiring import build_pipeline
 
     with _lock:
         if redact is not None and not callable(redact):
             raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
         prices = PriceBook.from_price_file(price_file)
+        if energy:
+            prices.energy.turn_on()  # loaded with the price data, before any writer starts
+        if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
+            raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
         # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
         db_path: Any = db if is_url(db) else Path(db).expanduser() if db is not None else default_db_path()
         if store:
             try:
-                open_backend(db_path).close()
+                opened = open_backend(db_path)
+                try:
+                    if user_attribute is not None:
+                        remember(opened, "user_attribute", user_attribute.strip())
+                finally:
+                    opened.close()
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from exc
         if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (

@@ -38,6 +38,7 @@ WRITER_MODULES = (
     "unitcost.store.connect",
     "unitcost.exporters.store",
     "unitcost.exporters.enrich",
+    "unitcost.pricing.energy",  # and ecologits, when installed: loaded by PriceBook.load (EnergyBook.load)
 )
 
 

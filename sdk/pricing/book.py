@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ..common.errors import ConfigurationError
 from ..common.money import to_pico
+from .energy import EnergyBook, EnergyOverride
+from .runtime import RuntimeRule, TimePrice, most_specific, specificity_of
 from .usage import Buckets
 
 __all__ = [
@@ -95,7 +97,9 @@ class Rates:
     source: str
     exact_fallback: Any = None  # a genai-prices ModelPrice when the fast path cannot price it
     per_web_search: Decimal = Decimal(0)  # USD per server-side web search request
-    per_second: Decimal = Decimal(0)  # self-hosted: hourly_usd / 3600 / concurrency, USD per second of call
+    # Priced by time (self-hosted `hourly_usd`, or a `[[runtime]]` entry naming the model): the call's
+    # own duration through `unitcost.pricing.runtime.TimePrice`, added to its token prices.
+    time_price: TimePrice | None = None
     # The same rates in whole pico-dollars per token (see `cost_pico`), or None when some rate is not
     # a whole number of them, is tiered, or is by time: those calls take the Decimal path.
     pico_per_token: tuple[tuple[str, int], ...] | None = field(init=False, default=None)
@@ -107,7 +111,7 @@ class Rates:
         # Exact integer prices for the exporter: $0.15 per million tokens is 150,000 pico-dollars a
         # token, so a call's cost is a sum of integer products, equal to what `cost` gives (Decimal,
         # then rounded to the pico-dollar) whenever every rate is a whole number of pico-dollars.
-        if self.exact_fallback is not None or self.per_second:
+        if self.exact_fallback is not None or self.time_price is not None:
             return
         per_token = []
         for bucket, price in self.per_bucket.items():
@@ -140,7 +144,9 @@ class Rates:
         return self.exact_fallback is not None or any(p is not None for p in self.per_bucket.values())
 
     def cost(self, buckets: Buckets, duration_s: Decimal | None = None) -> CallCost:
-        time_cost = self.per_second * duration_s if self.per_second and duration_s else Decimal(0)
+        time_cost = (
+            self.time_price.cost(duration_s) if self.time_price is not None and duration_s is not None else Decimal(0)
+        )
         if self.exact_fallback is not None:
             priced = _genai_cost(self.exact_fallback, buckets, self.source)
             return CallCost(priced.total + time_cost, priced.reasoning, priced.source)
@@ -258,9 +264,9 @@ class PriceOverride(BaseModel):
             raise ValueError(f"price for {name!r} sets no input_mtok, output_mtok or per_request (nor hourly_usd)")
         if self.concurrency is not None and (self.concurrency <= 0 or self.hourly_usd is None):
             raise ValueError(f"price for {self.model!r}: concurrency must be > 0 and goes with hourly_usd")
-        per_second = Decimal(0)
+        time_price = None
         if self.hourly_usd is not None:
-            per_second = self.hourly_usd / _SECONDS_PER_HOUR / (self.concurrency or 1)
+            time_price = TimePrice(self.hourly_usd / _SECONDS_PER_HOUR / (self.concurrency or 1))
         inp, out = self.input_mtok, self.output_mtok
         cache_write = self.cache_write_mtok if self.cache_write_mtok is not None else inp
         per_bucket = {
@@ -271,25 +277,39 @@ class PriceOverride(BaseModel):
             "visible_output": out,
             "reasoning": self.reasoning_mtok if self.reasoning_mtok is not None else out,
         }
-        return Rates(per_bucket, self.per_request or Decimal(0), "override", per_second=per_second)
+        return Rates(per_bucket, self.per_request or Decimal(0), "override", time_price=time_price)
+
+    def specificity(self) -> tuple[int, ...]:
+        return specificity_of((self.provider, self.model))
 
 
 def load_price_file(path: Path) -> list[PriceOverride]:
+    """The file's `[[price]]` entries, newest `since` first (see `load_price_tables` for both kinds)."""
+    return load_price_tables(path)[0]
+
+
+def load_price_tables(path: Path) -> tuple[list[PriceOverride], list[RuntimeRule], EnergyBook]:
+    """The file's `[[price]]` entries (newest `since` first), its `[[runtime]]` entries and its
+    `[[energy]]` entries."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"cannot read price file {path}: {exc}") from exc
-    entries = data.get("price", [])
+    entries, runtime, energy = data.get("price", []), data.get("runtime", []), data.get("energy", [])
     if not isinstance(entries, list):
         raise ConfigurationError(f"{path}: [[price]] must be an array of tables")
+    if not isinstance(runtime, list) or not isinstance(energy, list):
+        raise ConfigurationError(f"{path}: [[runtime]] and [[energy]] must be arrays of tables")
     try:
         overrides = [PriceOverride.model_validate(entry) for entry in entries]
         for override in overrides:
             override.rates()
+        rules = [RuntimeRule.model_validate(entry) for entry in runtime]
+        energy_book = EnergyBook([EnergyOverride.model_validate(entry) for entry in energy])
     except (ValidationError, ValueError) as exc:
         raise ConfigurationError(f"{path}: {exc}") from exc
     # Newest `since` first, so history resolves to the entry in force at the call's time.
-    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True)
+    return sorted(overrides, key=lambda o: o.since or date.min, reverse=True), rules, energy_book
 
 
 def find_price_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -309,8 +329,18 @@ def find_price_file(explicit: str | os.PathLike[str] | None = None) -> Path | No
 class PriceBook:
     """Prices calls, resolving each distinct (provider, model, context, period) once."""
 
-    def __init__(self, overrides: list[PriceOverride] | None = None) -> None:
+    def __init__(
+        self,
+        overrides: list[PriceOverride] | None = None,
+        runtime: list[RuntimeRule] | None = None,
+        energy: EnergyBook | None = None,
+    ) -> None:
         self._overrides = overrides or []
+        self.energy = energy or EnergyBook()  # per-call energy estimates, made by the store writer too
+        self._runtime = runtime or []
+        self._call_runtime = [r for r in self._runtime if r.prices_calls]
+        self._span_runtime = [r for r in self._runtime if not r.prices_calls]
+        self._span_time_prices: dict[tuple[str | None, str | None], TimePrice | None] = {}
         self._models: dict[tuple[str, str], Any] = {}  # (provider, model) -> genai ModelInfo | None
         self._rates: dict[tuple[Any, ...], Rates | None] = {}
         # The answer of `rates` by its arguments and day, for the answers that cannot change within
@@ -326,7 +356,7 @@ class PriceBook:
             return cls()
         if not found.is_file():
             raise ConfigurationError(f"price file {found} does not exist")
-        return cls(load_price_file(found))
+        return cls(*load_price_tables(found))
 
     def rates(
         self,
@@ -394,18 +424,63 @@ class PriceBook:
         also_known_as: str | None,
     ) -> tuple[Rates | None, bool]:
         """The rates in force at ``when``, and whether they hold all of that UTC day."""
+        found, same_all_day, override = self._resolve_tokens(
+            provider, model, when, service_tier, context, also_known_as
+        )
+        if not self._call_runtime:
+            return found, same_all_day
+        # One time price a call: the most specific entry naming its model, [[price]] or [[runtime]].
+        names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
+        aliases = (genai_prices_provider(provider),)
+        rule = most_specific([
+            r for r in self._call_runtime if any(r.matches_call(provider, name, aliases) for name in names)
+        ])
+        if rule is None:
+            return found, same_all_day
+        if override is not None and override.hourly_usd is not None and override.specificity() >= rule.specificity():
+            return found, same_all_day
+        if found is None:  # a model priced by time alone
+            return Rates({}, Decimal(0), "override", time_price=rule.time_price()), same_all_day
+        return replace(found, time_price=rule.time_price(), source="override"), same_all_day
+
+    def span_time_price(self, kind: str | None, session: str | None = None) -> TimePrice | None:
+        """The `[[runtime]]` price of a run of ``kind`` (``session`` None) or of a session block of
+        that name inside it; None when no entry prices it."""
+        key = (kind, session)
+        if key not in self._span_time_prices:
+            rule = most_specific([r for r in self._span_runtime if r.matches_span(kind, session)])
+            self._span_time_prices[key] = None if rule is None else rule.time_price()
+        return self._span_time_prices[key]
+
+    def runtime_cost_pico(self, kind: str | None, session: str | None, started_ns: int, ended_ns: int) -> int | None:
+        """What a runtime charges for a run's wall time or a session block's, in pico-dollars; None
+        when no `[[runtime]]` entry prices it."""
+        price = self.span_time_price(kind, session)
+        if price is None:
+            return None
+        return to_pico(price.cost(Decimal(max(ended_ns - started_ns, 0)) / _NS_PER_S))
+
+    def _resolve_tokens(
+        self,
+        provider: str,
+        model: str,
+        when: datetime,
+        service_tier: str | None,
+        context: Mapping[str, str] | None,
+        also_known_as: str | None,
+    ) -> tuple[Rates | None, bool, PriceOverride | None]:
         names = [model] if not also_known_as or also_known_as == model else [model, also_known_as]
         for name in names:
             for override in self._overrides:
                 if override.matches(provider, name, when):  # by date only: the same all day
-                    return override.rates(), True
+                    return override.rates(), True, override
         info = None
         for name in names:
             info = self._model_info(provider, name)
             if info is not None:
                 break
         if info is None:
-            return None, True
+            return None, True, None
         tier = service_tier if service_tier and service_tier not in ("auto", "default") else None
         price_context = dict(context or {})
         if tier:
@@ -418,7 +493,7 @@ class PriceBook:
         if cached is None:
             model_price = info.get_prices(when, price_context or None)
             cached = self._rates[key] = rates_from_model_price(model_price, "genai-prices")
-        return cached, not by_time_of_day
+        return cached, not by_time_of_day, None
 
     def cost(
         self,
@@ -523,6 +598,7 @@ class PriceBook:
         # Price one known call by genai-prices itself: its first calc_price builds what it builds lazily.
         found = get_snapshot().find_provider_model("gpt-4o-mini", None, "openai", None)
         found[1].get_prices(datetime.now(UTC)).calc_price(Usage(input_tokens=1, output_tokens=1))
+        self.energy.load()  # ecologits, when installed
 
     def _model_info(self, provider: str, model: str) -> Any:
         key = (provider, model)

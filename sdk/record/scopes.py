@@ -27,7 +27,7 @@ from .context import TaskRun, current_run
 from .outcomes import ERROR_LABEL, Outcome
 from .span_attributes import set_own_attributes
 
-__all__ = ["step", "task", "tool"]
+__all__ = ["session", "step", "task", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -377,6 +377,31 @@ class step(_Scope):  # noqa: N801
 
     def _start_attributes(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return {A.SPAN_TYPE: "step", A.STEP_NAME: self.name}
+
+
+class session(_Scope):  # noqa: N801
+    """A block of a task that a hosted runtime bills by its time (a browser or sandbox session).
+
+    The store writer prices its duration by the price file's `[[runtime]]` entry for this session
+    name (within the task's kind when the entry names one); the cost is reported as runtime cost.
+
+    Example::
+
+        with unitcost.session("browser"):
+            page = browser.open(url)
+    """
+
+    _type = "session"
+
+    def _span_name(self) -> str:
+        return f"session {self.name}"
+
+    def _start_attributes(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        attrs: dict[str, Any] = {A.SPAN_TYPE: "session", A.STEP_NAME: self.name}
+        run = current_run.get()
+        if run is not None:  # the writer prices the block by its task's kind too
+            attrs[A.TASK_KIND] = run.kind
+        return attrs
 
 
 class tool(_Scope):  # noqa: N801

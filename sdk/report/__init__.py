@@ -14,13 +14,15 @@ from typing import Any
 
 __all__ = [
     "EVERY", "GROUP_FIELDS", "NO_TASK", "Node", "ReportError", "Repricer", "RunDetail", "TASK_SORTS", "TaskSummary",
-    "add_outcome", "all_tasks", "breaches", "compare", "dropped_note", "estimated_note", "group_label", "html_report",
-    "page_of_tasks", "parse_side", "recent_runs", "report", "row_for_json", "show_run", "store_version",
-    "unpriced_note", "whatif", "write_html_report",
+    "add_outcome", "all_tasks", "breaches", "cap_per_user", "compare", "dropped_note", "estimated_note",
+    "format_energy", "group_label", "html_report", "page_of_tasks", "parse_cap", "parse_side", "recent_runs",
+    "report", "row_for_json", "show_run", "store_version", "unpriced_note", "users_report", "whatif",
+    "write_html_report",
 ]
 
 _WHERE = {
     "EVERY": "engine", "GROUP_FIELDS": "engine", "ReportError": "engine", "report": "engine", "row_for_json": "engine",
+    "format_energy": "engine", "cap_per_user": "users", "parse_cap": "users", "users_report": "users",
     "Repricer": "sides", "compare": "sides", "parse_side": "sides", "whatif": "sides",
     "Node": "inspect", "RunDetail": "inspect", "add_outcome": "inspect", "recent_runs": "inspect",
     "show_run": "inspect",

@@ -25,13 +25,16 @@ from ..pricing.usage import Buckets
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
 from ..store.run_totals import SUMS, call_sums, resent_tokens
+from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
 from . import sql
+from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
 
 __all__ = [
-    "EVERY", "GROUP_FIELDS", "ReportError", "TaskSelector", "parse_where", "report", "row_for_json", "window_clause",
+    "EVERY", "GROUP_FIELDS", "CostedTask", "ReportError", "TaskSelector", "costed_tasks", "format_energy",
+    "parse_where", "report", "row_for_json", "time_bucket", "window_clause",
 ]
 
 GROUP_FIELDS = ("kind", "model", "provider", "outcome")
@@ -71,13 +74,22 @@ def _repriced_rows(db: StoreBackend, reprice: Repricer, where: str, params: Sequ
     retries = "retries" if "retries" in db.columns("calls") else "0"
     rate_cache: dict[Any, Any] = {}
     previous: dict[str, int] = {}  # run -> input + output of its previous call
+    with_context = getattr(reprice, "needs_context", False)
+    # A routing rule may look at the call's task kind and attributes and the step it was made in.
+    context_sql = (
+        ", (SELECT kind FROM runs WHERE runs.run_id = c.run_id), (SELECT attributes FROM runs WHERE "
+        "runs.run_id = c.run_id), (SELECT name FROM steps WHERE steps.span_id = c.parent_span_id)"
+        if with_context else ", NULL, NULL, NULL"
+    )
+    attributes_of: dict[Any, dict[str, Any]] = {}
     for (
         run_id, provider, model, started, ended, inp, cr, cw, cw1h, out, reasoning, searches, fetches, estimated,
-        sdk_retries, tier, modifiers,
+        sdk_retries, tier, modifiers, span_id, e_min, e_max, g_min, g_max, kind_, attrs, step,
     ) in db.execute(
         "SELECT run_id, provider, model, started_ns, ended_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
         "cache_write_1h_tokens, output_tokens, reasoning_tokens, web_search_requests, web_fetch_requests, estimated, "
-        f"{retries}, service_tier, price_modifiers FROM calls {where} ORDER BY run_id, started_ns",
+        f"{retries}, service_tier, price_modifiers, span_id, energy_uwh_min, energy_uwh_max, gwp_ug_min, gwp_ug_max"
+        f"{context_sql} FROM calls c {where} ORDER BY run_id, started_ns",
         params,
     ):
         all_in = inp + cr + cw + cw1h
@@ -87,11 +99,29 @@ def _repriced_rows(db: StoreBackend, reprice: Repricer, where: str, params: Sequ
         if modifiers:
             context = {k: v for k, v in json.loads(modifiers).items() if k in PRICE_CONTEXT_KEYS} or None
         buckets = Buckets(inp, cr, cw, cw1h, out, reasoning, searches, fetches)
-        cost, reasoning_cost, buckets = reprice(provider, model, started, ended, buckets, resent, tier, context)
+        facts = None
+        if with_context:
+            if attrs not in attributes_of:
+                attributes_of[attrs] = _parse_attributes(attrs)
+            facts = CallFacts(
+                provider, model, kind_, step, attributes_of[attrs], buckets.input_total, buckets.output_total, span_id
+            )
+        cost, reasoning_cost, buckets = reprice(
+            provider, model, started, ended, buckets, resent, tier, context, **({"call": facts} if facts else {})
+        )
+        # (energy as recorded: a what-if re-prices, it does not re-estimate)
         call = (run_id, provider, model, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
                 buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost, estimated,
-                sdk_retries)
+                sdk_retries, e_min, e_max, g_min, g_max)
         yield (run_id, provider, model, *call_sums(call, resent, reprice.prices, rate_cache))
+
+
+def _parse_attributes(text: str | None) -> dict[str, Any]:
+    try:
+        found = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 @dataclass(slots=True)
@@ -103,6 +133,7 @@ class _Facts:
     tool_calls: int = 0
     step_blocks: int = 0
     tool_cost_pico: int = 0
+    runtime_cost_pico: int = 0  # [[runtime]] charges: the runs' wall time and their session blocks
 
 
 # unitcost.report.sides.Repricer: (provider, model, started_ns, ended_ns, Buckets, resent, tier, context)
@@ -148,8 +179,8 @@ def _load(
         target = outside if ident is None else facts[ident].slices
         current = target.get((provider, model))
         target[(provider, model)] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
-    for run_id, tools, blocks, cost in db.execute(
-        "SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), SUM(COALESCE(cost_pico, 0)) FROM steps "
+    for run_id, tools, blocks, cost, runtime in db.execute(
+        f"SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps "
         "WHERE run_id IS NOT NULL GROUP BY run_id"
     ):
         ident = store.run_task.get(run_id)
@@ -158,6 +189,11 @@ def _load(
             f.tool_calls += tools or 0
             f.step_blocks += blocks or 0
             f.tool_cost_pico += cost or 0
+            f.runtime_cost_pico += runtime or 0
+    for run_id, runtime in db.execute("SELECT run_id, runtime_cost_pico FROM runs WHERE runtime_cost_pico IS NOT NULL"):
+        ident = store.run_task.get(run_id)
+        if ident is not None:
+            facts[ident].runtime_cost_pico += runtime
     return facts, outside
 
 
@@ -259,6 +295,7 @@ class _Acc:
     tool_calls: int = 0
     step_blocks: int = 0
     tool_cost_pico: int = 0
+    runtime_cost_pico: int = 0
     value_pico: int = 0
     wasted_pico: int = 0
     task_costs: list[int] = field(default_factory=list)
@@ -293,7 +330,8 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     s = {name: totals[i] for name, i in _I.items()}
     llm_cost = from_pico(s["cost_pico"]) or Decimal(0)
     tool_cost = from_pico(acc.tool_cost_pico) or Decimal(0)
-    cost = llm_cost + tool_cost
+    runtime_cost = from_pico(acc.runtime_cost_pico) or Decimal(0)
+    cost = llm_cost + tool_cost + runtime_cost
     value = from_pico(acc.value_pico) or Decimal(0)
     reasoning_cost = from_pico(s["reasoning_cost_pico"]) or Decimal(0)
     decided = acc.succeeded + acc.failed
@@ -320,6 +358,7 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
         {
             "llm_cost_usd": llm_cost,
             "tool_cost_usd": tool_cost,
+            "runtime_cost_usd": runtime_cost,
             "reasoning_cost_usd": reasoning_cost,
             "reasoning_cost_share": None if not cost else float(reasoning_cost / cost),
             "value_usd": value,
@@ -342,14 +381,38 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
             "estimated_calls": s["estimated_calls"],
         }
     )
+    row.update(_energy_fields(s, acc.succeeded))
     return row
+
+
+def format_energy(row: Mapping[str, Any]) -> str:
+    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
+    unestimated (so the figure is too low), `?` when none is estimated."""
+    if row["llm_calls"] == row["unestimated_energy_calls"]:
+        return "?" if row["llm_calls"] else "-"
+    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
+    return text + "+" if row["unestimated_energy_calls"] else text
+
+
+def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:
+    """Energy (kWh) and emissions (kgCO2eq): the midpoint of the estimates' ranges, and the range."""
+    # (sums in integer µWh and µg, divided once: no float noise in the midpoints)
+    e_min, e_max, g_min, g_max = s["energy_uwh_min"], s["energy_uwh_max"], s["gwp_ug_min"], s["gwp_ug_max"]
+    energy = (e_min + e_max) / 2e9
+    return {
+        "energy_kwh": energy, "energy_kwh_min": e_min / 1e9, "energy_kwh_max": e_max / 1e9,
+        "gwp_kgco2eq": (g_min + g_max) / 2e9, "gwp_kgco2eq_min": g_min / 1e9, "gwp_kgco2eq_max": g_max / 1e9,
+        "energy_kwh_per_success": None if not succeeded else energy / succeeded,
+        "unestimated_energy_calls": s["unestimated_energy_calls"],
+    }
 
 
 MONEY_FIELDS = tuple(
     ["cost_usd", "cost_per_task_usd", "cost_per_success_usd", "wasted_usd"]
     + [f"cost_per_task_p{p}_usd" for p in PERCENTILES]
-    + ["llm_cost_usd", "tool_cost_usd", "reasoning_cost_usd", "value_usd", "margin_usd", "margin_per_task_usd",
-       "margin_per_success_usd", "resend_cost_usd_estimated", "resend_cache_savings_usd_estimated"]
+    + ["llm_cost_usd", "tool_cost_usd", "runtime_cost_usd", "reasoning_cost_usd", "value_usd", "margin_usd",
+       "margin_per_task_usd", "margin_per_success_usd", "resend_cost_usd_estimated",
+       "resend_cache_savings_usd_estimated"]
 )
 
 
@@ -489,7 +552,7 @@ def _group_in_python(db: StoreBackend, request: _Request, reprice: Repricer) -> 
             acc = groups.get(key)
             if acc is None:
                 acc = groups[key] = _Acc()
-            cost = sums[_I["cost_pico"]] + (f.tool_cost_pico if with_tools else 0)
+            cost = sums[_I["cost_pico"]] + (f.tool_cost_pico + f.runtime_cost_pico if with_tools else 0)
             acc.tasks += 1
             acc.runs += len(task.run_ids)
             acc.task_costs.append(cost)
@@ -503,14 +566,58 @@ def _group_in_python(db: StoreBackend, request: _Request, reprice: Repricer) -> 
             if outcome is not None and outcome.value_pico:
                 acc.value_pico += outcome.value_pico
             acc.sum_rows.append(sums)
-            if with_tools:  # tools are no model's cost
+            if with_tools:  # tools and runtimes are no model's cost
                 acc.tool_calls += f.tool_calls
                 acc.step_blocks += f.step_blocks
                 acc.tool_cost_pico += f.tool_cost_pico
+                acc.runtime_cost_pico += f.runtime_cost_pico
     no_task = _Acc() if outside else None
     for sums in outside.values():
         no_task.sums = [a + b for a, b in zip(no_task.sums, sums, strict=True)]  # type: ignore[union-attr]
     return fields, selector, groups, no_task
+
+
+@dataclass(frozen=True, slots=True)
+class CostedTask:
+    """A kept task with its group values and its whole cost (LLM + tools + runtime), in pico-dollars."""
+
+    group: tuple[Any, ...]
+    task: Task
+    cost_pico: int
+    unpriced_calls: int
+
+
+def costed_tasks(
+    db: StoreBackend | Any,
+    *,
+    by: str | Sequence[str] = "kind",
+    since_ns: int | None = None,
+    until_ns: int | None = None,
+    kind: str | None = None,
+    where: Mapping[str, str] | Sequence[str] | None = None,
+) -> tuple[list[str], list[CostedTask]]:
+    """The group names and every kept task with its cost: what per-user reports and caps work from.
+    ``by`` takes kind, outcome and task attributes (a task's cost is not split by model here)."""
+    names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
+    db = open_backend(db)  # an open sqlite_utils.Database is taken too
+    facts, _ = _load(db)
+    known = {name for f in facts.values() if f.task._attribute_json for name in f.task.attributes}
+    fields = _resolve_names(names, known, "--by")
+    if any(fld in ("model", "provider") for _, fld in fields):
+        raise ReportError("per-user numbers group tasks by kind, outcome or attributes, not by model or provider")
+    selector = TaskSelector(known, since_ns=since_ns, until_ns=until_ns, kind=kind, where=where)
+    kept = []
+    cost_at, unpriced_at = _I["cost_pico"], _I["unpriced_calls"]
+    for f in facts.values():
+        task = f.task
+        if not selector.keeps(task):
+            continue
+        values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None}
+        group = tuple(_field_value(fld, values, task) for _, fld in fields)
+        llm = sum(s[cost_at] for s in f.slices.values())
+        unpriced = sum(s[unpriced_at] for s in f.slices.values())
+        kept.append(CostedTask(group, task, llm + f.tool_cost_pico + f.runtime_cost_pico, unpriced))
+    return [name for name, _ in fields], kept
 
 
 def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
@@ -591,17 +698,18 @@ def _add_tools_outside(
 ) -> _Acc | None:
     """Tool calls and steps made outside any task belong in the (no task) row too."""
     where, params = window_clause(since_ns, until_ns)
-    tools, blocks, cost = db.execute(
+    tools, blocks, sessions, cost, runtime = db.execute(
         f"SELECT COUNT(*) FILTER (WHERE type = 'tool'), COUNT(*) FILTER (WHERE type = 'step'), "
-        f"SUM(COALESCE(cost_pico, 0)) FROM steps WHERE {where}",
+        f"COUNT(*) FILTER (WHERE type = 'session'), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps WHERE {where}",
         params,
     ).fetchone()
-    if not tools and not blocks:
+    if not tools and not blocks and not sessions:
         return acc
     acc = acc or _Acc()
     acc.tool_calls += tools
     acc.step_blocks += blocks
     acc.tool_cost_pico += cost or 0
+    acc.runtime_cost_pico += runtime or 0
     return acc
 
 

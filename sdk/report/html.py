@@ -27,7 +27,7 @@ from ..common.money import from_pico, usd_for_json
 from ..store.backend import StoreBackend
 from . import charts
 from .charts import Bar, Column
-from .engine import ReportError, TaskSelector, parse_where, report, row_for_json, window_clause
+from .engine import ReportError, TaskSelector, format_energy, parse_where, report, row_for_json, window_clause
 from .tasks import Store, Task, TaskId
 
 __all__ = ["html_report", "write_html_report"]
@@ -154,6 +154,9 @@ _TOOLS_BY_STEP = """
 """
 
 
+RUNTIME = "(runtime)"  # the cost-by-step bar of the runs' [[runtime]] charges
+
+
 def chart_data(
     db: StoreBackend,
     *,
@@ -207,6 +210,13 @@ def chart_data(
         entry = step(name)
         entry.tool_pico += cost
         entry.tool_calls += tools
+    # A [[runtime]] charge for a run's wall time belongs to no step: a bar of its own.
+    for run_id, runtime in db.execute("SELECT run_id, runtime_cost_pico FROM runs WHERE runtime_cost_pico IS NOT NULL"):
+        task_cost = of_run.get(run_id)
+        if task_cost is None:
+            continue
+        task_cost.cost_pico += runtime
+        step(RUNTIME).tool_pico += runtime
 
     by_kind: dict[str, list[TaskCost]] = defaultdict(list)
     for task_cost in task_costs.values():
@@ -294,12 +304,15 @@ _COLUMNS = (
     ("p95/task", "cost_per_task_p95_usd", True),
     ("wasted", "wasted_usd", True),
     ("tools", "tool_cost_usd", False),
+    ("runtime", "runtime_cost_usd", False),
 )
 
 
 def _table(rows: Sequence[dict[str, Any]]) -> str:
     groups = list(rows[0]["group"])
-    head = [*groups, "tasks", "runs", "ok", "success", *(c[0] for c in _COLUMNS), "LLM calls/task", "steps/task"]
+    head = [
+        *groups, "tasks", "runs", "ok", "success", *(c[0] for c in _COLUMNS), "energy", "LLM calls/task", "steps/task"
+    ]
     out = ['<table class="summary"><thead><tr>']
     out += [f'<th{"" if i < len(groups) else " class=num"}>{_e(h)}</th>' for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
@@ -317,6 +330,11 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
             if name == "cost_usd" and row["estimated_calls"]:
                 text += "~"
             cells.append(f'<td class="num" title="{_e(exact[name])}">{_e(text)}</td>')
+        energy_range = f"{row['energy_kwh_min']:.3g}..{row['energy_kwh_max']:.3g} kWh, " + (
+            f"{row['gwp_kgco2eq_min']:.3g}..{row['gwp_kgco2eq_max']:.3g} kgCO2eq, "
+            f"{row['unestimated_energy_calls']} call(s) unestimated"
+        )
+        cells.append(f'<td class="num" title="{_e(energy_range)}">{_e(format_energy(row))}</td>')
         cells.append(f'<td class="num">{_e(_per(row["llm_calls"], tasks) if tasks else row["llm_calls"])}</td>')
         cells.append(f'<td class="num">{_e(_per(row["steps"], tasks))}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")

@@ -30,6 +30,7 @@ def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -
                (SELECT SUM(cost_pico) FROM calls c WHERE c.run_id = r.run_id),
                (SELECT SUM(cost_pico IS NULL) FROM calls c WHERE c.run_id = r.run_id),
                (SELECT SUM(COALESCE(cost_pico, 0)) FROM steps s WHERE s.run_id = r.run_id)
+                   + COALESCE(r.runtime_cost_pico, 0)
         FROM runs r {where} ORDER BY r.started_ns DESC LIMIT ?
         """,
         [*params, limit],
@@ -155,13 +156,15 @@ def show_run(db: StoreBackend, run_id: str) -> RunDetail:
     ).fetchall()
     run_ids = [r[0] for r in subtree]
     marks = ", ".join("?" * len(run_ids))
-    for sid, parent, kind_, started_, ended_, error_ in db.execute(
-        f"SELECT run_id, parent_span_id, kind, started_ns, ended_ns, error_type FROM runs WHERE run_id IN ({marks})",
+    for sid, parent, kind_, started_, ended_, error_, runtime in db.execute(
+        "SELECT run_id, parent_span_id, kind, started_ns, ended_ns, error_type, runtime_cost_pico FROM runs "
+        f"WHERE run_id IN ({marks})",
         run_ids,
     ):
         if sid != run_id:
             nodes[sid] = Node(sid, "task", kind_, started_, ended_, error=error_)
             parents[sid] = parent
+        nodes[sid].self_cost_pico = runtime or 0  # a [[runtime]] charge for the run's wall time
     for sid, parent, type_, name, started_, ended_, cost, error_ in db.execute(
         "SELECT span_id, parent_span_id, type, name, started_ns, ended_ns, cost_pico, error_type "
         f"FROM steps WHERE run_id IN ({marks})",

@@ -16,6 +16,7 @@ from ..pricing.call import price_call
 from ..pricing.usage import Buckets
 from ..store.backend import StoreBackend
 from .engine import ReportError, parse_where, report
+from .routing import CallFacts, Route, parse_route
 
 __all__ = ["Repricer", "compare", "parse_side", "whatif"]
 
@@ -107,8 +108,9 @@ def compare(
 
 
 class Repricer:
-    """Prices each stored call anew for `whatif`: as another model, from another price table, and/or
-    with the estimated context re-send read from a prompt cache instead of sent uncached."""
+    """Prices each stored call anew for `whatif`: as another model, from another price table, with the
+    estimated context re-send read from a prompt cache instead of sent uncached, routed by rules to
+    other models, and/or at the Batch API's prices for some task kinds; in that order."""
 
     def __init__(
         self,
@@ -117,19 +119,65 @@ class Repricer:
         from_model: str | None = None,
         price_file: str | os.PathLike[str] | None = None,
         assume_cache: bool = False,
+        routes: Sequence[str] = (),
+        batch_kinds: Sequence[str] = (),
     ) -> None:
-        if model is None and price_file is None and not assume_cache:
-            raise ReportError("whatif needs --model, --prices or --cache")
+        if model is None and price_file is None and not assume_cache and not routes and not batch_kinds:
+            raise ReportError("whatif needs --model, --prices, --cache, --route, --batch or --cap-per-user")
         self.model = model
         self.from_model = from_model
         self.assume_cache = assume_cache
+        self.batch_kinds = frozenset(batch_kinds)
         self.prices = PriceBook.from_price_file(price_file) if price_file is not None else PriceBook.from_price_file()
-        if model is not None and self.prices.rates("", model, datetime.now(tz=UTC)) is None:
-            raise ReportError(f"no price known for model {model!r} (add it to unitcost.toml)")
+        try:
+            self.routes: tuple[Route, ...] = tuple(parse_route(r) for r in routes)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
+        now = datetime.now(tz=UTC)
+        for name in [model] if model is not None else []:
+            if self.prices.rates("", name, now) is None:
+                raise ReportError(f"no price known for model {name!r} (add it to unitcost.toml)")
+        for route in self.routes:
+            if self.prices.rates("", route.model, now) is None:
+                raise ReportError(f"--route {route.text!r}: no price known for model {route.model!r}")
+        self._routed: set[str] = set()  # the calls a --route rule moved, by span id
+        self._batched: set[str] = set()  # the calls priced at Batch API prices
+
+    @property
+    def routed_calls(self) -> int:
+        return len(self._routed)
+
+    @property
+    def batched_calls(self) -> int:
+        return len(self._batched)
+
+    @property
+    def needs_context(self) -> bool:
+        """Whether each call's task kind, attributes and step are needed (the engine then reads them)."""
+        return bool(self.routes or self.batch_kinds)
+
+    def assumptions(self, price_file: str | None = None) -> list[str]:
+        """What this what-if assumes, in words: every what-if says so."""
+        said = []
+        if self.model is not None:
+            said.append(f"{self.from_model or 'every model'}'s calls made by {self.model}, with the same tokens")
+        if price_file is not None:
+            said.append(f"prices from {price_file}")
+        if self.assume_cache:
+            said.append("the re-sent context read from a prompt cache (at its cache-read price)")
+        for route in self.routes:
+            said.append(f"calls matching {route.text.rpartition(':')[0]!r} made by {route.model}, same tokens")
+        if self.batch_kinds:
+            said.append(
+                f"the calls of {', '.join(sorted(self.batch_kinds))} tasks sent through the Batch API at its "
+                "prices (genai-prices); a model without a batch price keeps its price; answers arrive later"
+            )
+        said.append("success rates unchanged")
+        return said
 
     def __call__(
         self, provider: str, model: str, started_ns: int, ended_ns: int, buckets: Buckets, resent: int,
-        tier: str | None = None, context: dict[str, str] | None = None,
+        tier: str | None = None, context: dict[str, str] | None = None, call: CallFacts | None = None,
     ) -> tuple[int | None, int, Buckets]:
         """(cost, reasoning part, buckets) of one stored call re-priced, by `unitcost.pricing.call`
         as the store writer prices a call (its tier, price modifiers and duration kept)."""
@@ -141,8 +189,18 @@ class Repricer:
             )
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
+        price_context = dict(context or {})
+        if call is not None:  # (what --route and --batch look at: read only when either is given)
+            for route in self.routes:
+                if route.matches(call):
+                    provider, model = "", route.model
+                    self._routed.add(call.span_id)
+                    break
+            if call.kind is not None and call.kind in self.batch_kinds:
+                price_context["processing"] = "batch"
+                self._batched.add(call.span_id)
         cost, reasoning, _, _ = price_call(
-            self.prices, provider, model, started_ns, ended_ns, buckets, tier=tier, context=context
+            self.prices, provider, model, started_ns, ended_ns, buckets, tier=tier, context=price_context or None
         )
         return cost, reasoning or 0, buckets
 

@@ -132,14 +132,25 @@ class TaskTables:
             # (a table of their own: adding into uc_task's wide rows costs more)
             x(
                 "CREATE TEMP TABLE uc_tools (tid INTEGER PRIMARY KEY, tool_calls INTEGER, step_blocks INTEGER, "
-                "tool_cost INTEGER)"
+                "tool_cost INTEGER, runtime_cost INTEGER)"
+            )
+            # (`WHERE true`: SQLite's upsert after a SELECT needs a WHERE to parse)
+            upsert = (
+                " ON CONFLICT (tid) DO UPDATE SET tool_calls = tool_calls + excluded.tool_calls, "
+                "step_blocks = step_blocks + excluded.step_blocks, tool_cost = tool_cost + excluded.tool_cost, "
+                "runtime_cost = runtime_cost + excluded.runtime_cost"
             )
             x(
                 "INSERT INTO uc_tools "
-                f"SELECT {_TASK_OF_RUN}, s.type = 'tool', s.type = 'step', COALESCE(s.cost_pico, 0) "
-                f"FROM steps s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} "
-                "WHERE true ON CONFLICT (tid) DO UPDATE SET tool_calls = tool_calls + excluded.tool_calls, "
-                "step_blocks = step_blocks + excluded.step_blocks, tool_cost = tool_cost + excluded.tool_cost"
+                f"SELECT {_TASK_OF_RUN}, s.type = 'tool', s.type = 'step', "
+                "CASE WHEN s.type = 'session' THEN 0 ELSE COALESCE(s.cost_pico, 0) END, "
+                "CASE WHEN s.type = 'session' THEN COALESCE(s.cost_pico, 0) ELSE 0 END "
+                f"FROM steps s JOIN runs r ON r.run_id = s.run_id {_ALIAS_JOIN} WHERE true" + upsert
+            )
+            # A run's own [[runtime]] charge (its wall time), beside its session blocks'.
+            x(
+                f"INSERT INTO uc_tools SELECT {_TASK_OF_RUN}, 0, 0, 0, r.runtime_cost_pico "
+                f"FROM runs r {_ALIAS_JOIN} WHERE r.runtime_cost_pico IS NOT NULL" + upsert
             )
         if self.with_attributes:
             self._merge_attribute_texts()
@@ -293,8 +304,9 @@ def group_rows(
         + f", t.runs AS runs, {state} AS state, COALESCE(o.value_pico, 0) AS value"
         + (
             ", t.has_calls AS has_calls" if per_model else
-            ", t.cost_pico + COALESCE(tl.tool_cost, 0) AS cost, COALESCE(tl.tool_calls, 0) AS tools, "
-            "COALESCE(tl.step_blocks, 0) AS blocks, COALESCE(tl.tool_cost, 0) AS tcost"
+            ", t.cost_pico + COALESCE(tl.tool_cost, 0) + COALESCE(tl.runtime_cost, 0) AS cost, "
+            "COALESCE(tl.tool_calls, 0) AS tools, COALESCE(tl.step_blocks, 0) AS blocks, "
+            "COALESCE(tl.tool_cost, 0) AS tcost, COALESCE(tl.runtime_cost, 0) AS rcost"
             + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS)
         )
         + " FROM uc_task t LEFT JOIN uc_won w ON w.tid = t.tid LEFT JOIN outcomes o ON o.id = w.outcome"
@@ -315,7 +327,7 @@ def group_rows(
         + ("MIN(cost), MAX(cost)" if len(g) == 1 else "NULL, NULL")
         + ", COUNT(*), SUM(runs), SUM(state = 1), SUM(state = 2), SUM(value), "
         "SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
-        + ("SUM(tools), SUM(blocks), SUM(tcost)" if per_model is None else "0, 0, 0")  # tools are no model's
+        + ("SUM(tools), SUM(blocks), SUM(tcost), SUM(rcost)" if per_model is None else "0, 0, 0, 0")  # no model's
         + "".join(f", SUM({c})" for c in SUM_COLUMNS)
         + f" FROM {entries}" + (f" GROUP BY {order} ORDER BY {order}" if g else "")
     ).fetchall()
@@ -337,7 +349,7 @@ def group_rows(
         some = rowids[chunk : chunk + 500]
         cost_at.update(x(f"SELECT rowid, cost FROM uc_cost WHERE rowid IN ({', '.join('?' * len(some))})", some))
     for row, ranks in groups:
-        key, (n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, *sums) = (
+        key, (n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums) = (
             tuple(row[: len(g)]), row[len(g) :]
         )
         no_outcome = n - succeeded - failed
@@ -345,7 +357,7 @@ def group_rows(
         yield key, {
             "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed, "no_outcome": no_outcome,
             "value_pico": value, "wasted_pico": wasted, "tool_calls": tools, "step_blocks": blocks,
-            "tool_cost_pico": tcost, "ranked": ranked, "sums": [v or 0 for v in sums],
+            "tool_cost_pico": tcost, "runtime_cost_pico": rcost, "ranked": ranked, "sums": [v or 0 for v in sums],
         }
 
 

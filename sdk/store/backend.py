@@ -56,6 +56,8 @@ CALL_COLUMNS = (
     "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
     "web_search_requests", "web_fetch_requests", "price_modifiers",
     "retries", "cache_write_30m_tokens", "cache_write_12h_tokens", "usage_parts",
+    # (m014_call_energy) the call's energy and emissions range, NULL when unestimated, and how it was made
+    "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "energy_source",
 )
 
 
@@ -74,6 +76,7 @@ TABLES = (
     Table("runs", (
         "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
         "ended_ns", "error_type", "attributes",
+        "runtime_cost_pico",  # (m012_runtime_cost) a [[runtime]] charge for the run's wall time, or NULL
     ), "replace"),
     Table("calls", CALL_COLUMNS, "replace"),
     Table("steps", (

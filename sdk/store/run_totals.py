@@ -65,6 +65,16 @@ SUMS = (
     Sum("sdk_retries", "retries", "retries or 0", "COALESCE(retries, 0)"),
     Sum("resend_cost_pico", "resend_cost_pico", "resend_cost_pico", "resend_cost_pico"),
     Sum("resend_savings_pico", "resend_savings_pico", "resend_savings_pico", "resend_savings_pico"),
+    # Energy and emissions (µWh, µg CO2eq; ranges) of the calls with an estimate (m014_call_energy),
+    # and the calls without one (unitcost.pricing.energy): never counted as 0.
+    Sum("energy_uwh_min", "energy_uwh_min", "energy_uwh_min or 0", "COALESCE(energy_uwh_min, 0)"),
+    Sum("energy_uwh_max", "energy_uwh_max", "energy_uwh_max or 0", "COALESCE(energy_uwh_max, 0)"),
+    Sum("gwp_ug_min", "gwp_ug_min", "gwp_ug_min or 0", "COALESCE(gwp_ug_min, 0)"),
+    Sum("gwp_ug_max", "gwp_ug_max", "gwp_ug_max or 0", "COALESCE(gwp_ug_max, 0)"),
+    Sum(
+        "unestimated_energy_calls", "unestimated_energy_calls", "int(energy_uwh_min is None)",
+        "CASE WHEN energy_uwh_min IS NULL THEN 1 ELSE 0 END",
+    ),
 )
 COLUMNS = ("run_id", "provider", "model", *(s.column for s in SUMS))
 # The same sums over all of a run's models: what a report not grouped by model reads.
@@ -95,7 +105,7 @@ def resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any]) 
 CALL_FIELDS = (
     "run_id", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "estimated",
-    "retries",
+    "retries", "energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max",
 )
 _DERIVED = ("resent", "resent_uncached", "resend_cost_pico", "resend_savings_pico")
 # One call's value of every sum, in SUMS's order: made once from the entries' ``py`` (one tuple
@@ -249,6 +259,9 @@ def backfill(conn: Any) -> None:
     """Both tables' rows for the calls already stored."""
     from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
 
+    have = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    if not set(CALL_FIELDS) <= have:
+        return  # an older store mid-migration: the migration that adds the missing call columns backfills
     run_ids = [r[0] for r in conn.execute("SELECT DISTINCT run_id FROM calls WHERE run_id IS NOT NULL")]
     refresh(conn, run_ids, PriceBook())
 

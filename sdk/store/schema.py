@@ -23,7 +23,10 @@ from ..common.errors import StoreError
 from .losses import loss_file_for
 from .run_totals import backfill, create_run_sums, create_table
 
-__all__ = ["UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations", "open_store"]
+__all__ = [
+    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations",
+    "open_store",
+]
 
 migrations = Migrations("unitcost")
 
@@ -180,6 +183,48 @@ def _m011_calls_usage_parts(db: sqlite_utils.Database) -> None:
     # a list of {"kind", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     # "output_tokens", "cost_pico"}. Their tokens are also in the call's bucket columns.
     db.execute("ALTER TABLE calls ADD COLUMN usage_parts TEXT")
+
+
+@migrations(name="m012_runtime_cost")
+def _m012_runtime_cost(db: sqlite_utils.Database) -> None:
+    # What a hosted runtime charges for a run's wall time (the price file's [[runtime]] entry for its
+    # kind), priced by the store writer: NULL when no entry prices the run. Session blocks
+    # (`unitcost.session`) are `steps` rows of type 'session' whose cost_pico is the same kind of
+    # charge; reports add both up as `runtime_cost_usd`, apart from tool costs.
+    db.execute("ALTER TABLE runs ADD COLUMN runtime_cost_pico INTEGER")
+
+
+@migrations(name="m013_settings")
+def _m013_settings(db: sqlite_utils.Database) -> None:
+    # What `configure()` asked that the CLI needs later (unitcost.store.settings): name -> value,
+    # e.g. user_attribute -> customer (the task attribute that names the user, for `report --users`).
+    db.execute("CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migrations(name="m014_call_energy")
+def _m014_call_energy(db: sqlite_utils.Database) -> None:
+    # Each LLM call's energy (µWh = 1e-9 kWh) and emissions (µg = 1e-9 kg CO2eq) as a min..max range,
+    # estimated by the store writer (ecologits, or a [[energy]] figure of unitcost.toml); NULL when
+    # unestimated (a model ecologits does not know, or ecologits not installed), never 0.
+    # energy_source says how: "ecologits 0.11.3", "unitcost.toml". The per-run sums get the same
+    # columns plus unestimated_energy_calls, then are computed again for the calls already stored.
+    for column in ("energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max"):
+        db.execute(f"ALTER TABLE calls ADD COLUMN {column} INTEGER")
+    db.execute("ALTER TABLE calls ADD COLUMN energy_source TEXT")
+    # (m007 and m010 create the sums tables from today's column list, so a store made from scratch has
+    # these columns already: only an older store's tables get them here.)
+    for table in ("run_totals", "run_sums"):
+        have = set(db[table].columns_dict)
+        for column in ("energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "unestimated_energy_calls"):
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    backfill(db.conn)
+
+
+# Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,
+# reported as runtime cost with the runs' own runtime_cost_pico, never as tool cost).
+TOOL_COST_SQL = "SUM(CASE WHEN type = 'session' THEN 0 ELSE COALESCE(cost_pico, 0) END)"
+SESSION_COST_SQL = "SUM(CASE WHEN type = 'session' THEN COALESCE(cost_pico, 0) ELSE 0 END)"
 
 
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:

@@ -222,3 +222,66 @@ def test_import_outcomes_then_prune(store, tmp_path):
     # outcomes: T1 inline, T2's error, escalated and late resolved, T3 from the CLI, T4 imported
     assert pruned.output.strip() == "deleted 6 calls, 1 steps, 5 runs, 6 outcomes"
     assert run_json(copy, "report") == []
+
+
+def test_whatif_route_by_model_and_input_tokens(store):
+    # Only T3's o4-mini call has under 2000 input tokens: 1000*.15 + 500*.6 = 0.00045 instead of 0.0033.
+    (row,) = run_json(store, "whatif", "--route", "model=o4-mini,input_tokens<2000:gpt-4o-mini")
+    then = TOTAL - T3 + Decimal("0.00045")
+    assert row["b"]["cost_usd"] == usd(then) and row["b"]["wasted_usd"] == usd("0.00045")
+    assert row["routed_calls"] == 1 and row["b"]["success_rate"] == row["a"]["success_rate"]
+    assert "success rates unchanged" in row["assumes"]
+
+
+def test_whatif_route_by_task_attribute_first_rule_wins(store):
+    # acme's calls go to gpt-4o-mini (T1's o4-mini call: 2000*.15 + 500*.6 = 0.0006); the second rule
+    # would send every call to o4-mini but comes too late for acme's, and moves only globex's.
+    (row,) = run_json(
+        store, "whatif", "--route", "customer=acme:gpt-4o-mini", "--route", "output_tokens>=50:o4-mini"
+    )
+    # globex: T3 stays o4-mini (0.0033); T4's mini(500 in, 50 out) on o4-mini: 500*1.1 + 50*4.4 = 0.00077
+    then = TOTAL - Decimal("0.0044") + Decimal("0.0006") - Decimal("0.000105") + Decimal("0.00077")
+    assert row["b"]["cost_usd"] == usd(then) and row["routed_calls"] == 6
+
+
+def test_whatif_batch_prices_and_with_cache(store):
+    # Batch API prices (genai-prices): gpt-4o-mini 0.075 input and cached input, 0.30 output;
+    # o4-mini 0.55 input, 0.275 cached, 2.20 output.
+    # T1: mini 800*.075 + 200*.075 + 100*.3 = 0.000105; o4 2000*.55 + 500*2.2 = 0.0022; tool 0.01
+    # T2: 2 * (1000*.075 + 100*.3) = 0.00021; T3: 1000*.55 + 500*2.2 = 0.00165; T4: 500*.075 + 50*.3 = 0.0000525
+    batch = Decimal("0.000105") + Decimal("0.0022") + Decimal("0.01") + Decimal("0.00021") + Decimal("0.00165") + (
+        Decimal("0.0000525")
+    )
+    (row,) = run_json(store, "whatif", "--batch", "ticket")
+    assert row["b"]["cost_usd"] == usd(batch) and row["batched_calls"] == 6
+    assert any("Batch API" in said for said in row["assumes"])
+    # With --cache too: T1's o4-mini call reads its 1100 re-sent tokens from the cache:
+    # 900*.55 + 1100*.275 + 500*2.2 = 0.0018975 instead of 0.0022.
+    (both,) = run_json(store, "whatif", "--batch", "ticket", "--cache")
+    assert both["b"]["cost_usd"] == usd(batch - Decimal("0.0022") + Decimal("0.0018975"))
+    (other,) = run_json(store, "whatif", "--batch", "nightly")  # no task of that kind: nothing changes
+    assert other["b"]["cost_usd"] == other["a"]["cost_usd"] and other["batched_calls"] == 0
+
+
+def test_whatif_says_what_it_assumes_and_refuses_bad_rules(store):
+    text = CliRunner().invoke(
+        cli, ["whatif", "--route", "input_tokens<2000:gpt-4o-mini", "--batch", "ticket", "--db", str(store)]
+    ).output
+    assert "Assumed: calls matching 'input_tokens<2000' made by gpt-4o-mini" in text and "Batch API" in text
+    bad = CliRunner().invoke(cli, ["whatif", "--route", "input_tokens<2000", "--db", str(store)])
+    assert bad.exit_code != 0 and "CONDITIONS:MODEL" in bad.output
+    unknown = CliRunner().invoke(cli, ["whatif", "--route", "kind=ticket:no-such-model", "--db", str(store)])
+    assert unknown.exit_code != 0 and "no price known" in unknown.output
+
+
+def test_route_conditions():
+    from unitcost.report.routing import CallFacts, parse_route
+
+    call = CallFacts("openai", "o4-mini", "ticket", "classify", {"customer": "acme", "tier": 2}, 1500, 40)
+    assert parse_route("step=classify,kind=tick*:gpt-4o-mini").matches(call)
+    assert parse_route("tier=2,input_tokens<=1500,output_tokens<41:m").matches(call)
+    assert not parse_route("input_tokens>1500:m").matches(call)
+    assert not parse_route("customer=globex:m").matches(call)
+    assert parse_route("provider=openai:llama3.1:8b").model == "llama3.1:8b"
+    with pytest.raises(ValueError, match="route condition"):
+        parse_route("tokens:m")

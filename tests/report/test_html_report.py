@@ -38,7 +38,9 @@ CLASSIFY = (1310 * Decimal("0.15") + 12 * Decimal("0.6")) / M + 6 * (
 SUMMARY = (900 * Decimal("0.15") + 150 * Decimal("0.6")) / M
 DRAFT = (2100 * Decimal("1.1") + 640 * Decimal("4.4")) / M
 TOOLS = 7 * Decimal("0.002")
-TOTAL = CLASSIFY + 2 * SUMMARY + 3 * DRAFT + TOOLS
+LLM_AND_TOOLS = CLASSIFY + 2 * SUMMARY + 3 * DRAFT + TOOLS
+RUNTIME = 7 * Decimal("0.001333333333")  # the demo's runtime: 60 s at $0.08/h for each of its 7 runs
+TOTAL = LLM_AND_TOOLS + RUNTIME
 
 
 def invoke(*args: str) -> str:
@@ -72,15 +74,15 @@ def demo_page(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[
 def test_page_shows_the_reports_numbers(demo_page: tuple[Path, str]) -> None:
     page, json_out = demo_page
     text = page.read_text(encoding="utf-8")
-    assert TOTAL == Decimal("0.0307355")
+    assert LLM_AND_TOOLS == Decimal("0.0307355")
     # The table, formatted as `unitcost report` prints it: total, cost/task, cost/success.
-    for shown in ("$0.0307", "$0.005123", "$0.0102", "support_ticket", ">50%<"):
+    for shown in ("$0.0401", "$0.006678", "$0.0134", "support_ticket", ">50%<", "$0.009333"):
         assert shown in text
     # The exact values ride along as the JSON the report command writes.
     embedded = re.search(r'<script type="application/json" id="unitcost-report">(.*?)</script>', text, re.S)
     assert embedded is not None
     assert json.loads(embedded.group(1)) == json.loads(json_out)
-    assert json.loads(json_out)[0]["cost_usd"] == float(TOTAL)
+    assert json.loads(json_out)[0]["cost_usd"] == float(TOTAL.quantize(Decimal("1e-9")))
     # The charts' own labels: cost by model and by step.
     for shown in ("$0.0154", "$0.001358", "$0.0158", "$0.0140", "$0.000908", "search_kb", "classify", "(task)"):
         assert shown in text
@@ -104,8 +106,9 @@ def test_chart_numbers_agree_with_the_table(demo_db: Path) -> None:
         "(task)": (int((2 * SUMMARY + 3 * DRAFT) * pico), 0),
         "search_kb": (0, int(TOOLS * pico)),
         "classify": (int(CLASSIFY * pico), 0),
+        "(runtime)": (0, int(RUNTIME * pico)),
     }
-    assert [s.name for s in data.by_step] == ["(task)", "search_kb", "classify"]  # costliest first
+    assert [s.name for s in data.by_step] == ["(task)", "search_kb", "(runtime)", "classify"]  # costliest first
     tasks = data.tasks["support_ticket"]
     assert sum(t.cost_pico for t in tasks) * Decimal("1e-12") == row["cost_usd"] == TOTAL
     assert Counter(t.status for t in tasks) == {"succeeded": 3, "failed": 3}

@@ -46,7 +46,9 @@ calls = st.lists(
     ),
     max_size=3,
 )
-steps = st.lists(st.tuples(st.sampled_from(["tool", "step"]), st.one_of(st.none(), st.integers(0, 10**10))), max_size=2)
+steps = st.lists(
+    st.tuples(st.sampled_from(["tool", "step", "session"]), st.one_of(st.none(), st.integers(0, 10**10))), max_size=2
+)
 attributes = st.one_of(
     st.just("{}"),
     st.builds(
@@ -118,10 +120,12 @@ def _write(db: Any, runs_: list, outcomes_: list, stray_: list) -> None:
 
     for n, (kind, key, started, attrs, calls_, steps_) in enumerate(runs_):
         run_id = f"r{n}"
+        # A [[runtime]] charge on two runs of three (derived, so the strategies' examples keep their shape).
+        runtime = None if n % 3 == 2 else (started % 997 + n) * 10**6
         conn.execute(
-            "INSERT INTO runs (run_id, trace_id, kind, key, started_ns, ended_ns, attributes) "
-            "VALUES (?, 't', ?, ?, ?, ?, ?)",
-            (run_id, kind, key, started, started + 10, attrs),
+            "INSERT INTO runs (run_id, trace_id, kind, key, started_ns, ended_ns, attributes, runtime_cost_pico) "
+            "VALUES (?, 't', ?, ?, ?, ?, ?, ?)",
+            (run_id, kind, key, started, started + 10, attrs, runtime),
         )
         add_calls(run_id, started, calls_)
         for type_, cost in steps_:
@@ -134,7 +138,8 @@ def _write(db: Any, runs_: list, outcomes_: list, stray_: list) -> None:
         add_calls(run_id, MIDNIGHT - 3 * DAY, calls_)
     conn.execute(
         "INSERT INTO steps (span_id, trace_id, run_id, type, name, started_ns, ended_ns, cost_pico) "
-        "VALUES ('s-stray', 't', NULL, 'tool', 'lookup', ?, ?, 5)", (MIDNIGHT - DAY, MIDNIGHT - DAY + 1)
+        "VALUES ('s-stray', 't', NULL, 'tool', 'lookup', ?, ?, 5), ('s-stray-session', 't', NULL, 'session', "
+        "'browser', ?, ?, 7)", (MIDNIGHT - DAY, MIDNIGHT - DAY + 1, MIDNIGHT - DAY, MIDNIGHT - DAY + 1)
     )
     for target, which, recorded, (label, success), value in outcomes_:
         run = runs_[which] if which < len(runs_) else ("ticket", "K9", 0, "{}", [], [])
