@@ -80,7 +80,7 @@ def record_outcome(
         if kind is not None:
             attrs[A.OUTCOME_KIND] = str(kind)
         if key is not None:
-            attrs[A.OUTCOME_KEY] = str(key)
+            attrs[A.OUTCOME_KEY] = A.task_key(key)
         # A root span of its own: the outcome belongs to the task it names, not to the code around it.
         span = pipeline().tracer.start_span(
             "unitcost.outcome", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs  # type: ignore[arg-type]
