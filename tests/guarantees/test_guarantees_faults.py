@@ -89,7 +89,10 @@ def test_two_long_keys_stay_two_tasks_and_outcomes_find_them(store_db):
 @pytest.mark.parametrize(
     "message, secret",
     [
-        ("401 from proxy: Authorization: Basic dXNlcjpzM2NyZXQtcGFzc3dvcmQtMTIzNA==", "dXNlcjpzM2NyZXQtcGFzc3dvcmQtMTIzNA"),
+        (
+            "401 from proxy: Authorization: Basic dXNlcjpzM2NyZXQtcGFzc3dvcmQtMTIzNA==",
+            "dXNlcjpzM2NyZXQtcGFzc3dvcmQtMTIzNA",
+        ),
         ("No such organization: org-Xy12Ab34Cd56Ef78Gh90Ij12", "org-Xy12Ab34Cd56Ef78Gh90Ij12"),
         ("invalid key 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "9f86d081884c7d659a2feaa0"),
         ("gateway said: token 'QmVhcmVyVG9rZW5WYWx1ZTEyMzQ1Ng' expired", "QmVhcmVyVG9rZW5WYWx1ZTEyMzQ1Ng"),
