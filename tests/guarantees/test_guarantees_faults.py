@@ -127,3 +127,42 @@ def test_every_file_unitcost_writes_is_created_0600(tmp_path, store_db):
         run_cli("export", "--db", str(store_db), "--format", fmt, "-o", str(tmp_path / f"out.{fmt}"))
     for path in (jsonl, tmp_path / "out.jsonl", tmp_path / "out.csv", store_db):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e300, "abc", True])
+def test_a_bad_outcome_value_keeps_the_label(store_db, value, caplog):
+    with caplog.at_level(logging.WARNING, logger="unitcost"):
+        with unitcost.task("ticket", key="inline"):
+            unitcost.outcome("resolved", value=value)
+        with unitcost.task("ticket", key="late"):
+            pass
+        unitcost.record_outcome("resolved", kind="ticket", key="late", value=value)  # never raises
+    outcomes = store_rows(store_db, "outcomes")
+    assert sorted((o["key"], o["label"], o["value_pico"]) for o in outcomes) == [
+        ("inline", "resolved", None), ("late", "resolved", None)
+    ]
+    assert "dropped" in caplog.text
+
+
+def test_record_outcome_never_raises_unless_strict(store_db, monkeypatch, caplog):
+    monkeypatch.setenv("UNITCOST_STRICT", "0")
+    unitcost.record_outcome("resolved")  # names no task: logged, not raised
+    unitcost.record_outcome("", key="T-1")
+    assert "not recorded" in caplog.text
+    monkeypatch.setenv("UNITCOST_STRICT", "1")
+    with pytest.raises(ValueError):
+        unitcost.record_outcome("resolved")
+
+
+@pytest.mark.parametrize("field, bad", [
+    ("input_tokens", -5), ("output_tokens", float("nan")), ("input_tokens", 2.5), ("output_tokens", "many"),
+    ("input_tokens", 10**30), ("duration_s", float("nan")),
+])
+def test_record_usage_with_a_bad_field_keeps_an_unpriced_call(store_db, field, bad, caplog):
+    with caplog.at_level(logging.WARNING, logger="unitcost"), unitcost.task("ticket", key="T-1"):
+        unitcost.record_usage("openai", "gpt-4o-mini", **{"input_tokens": 10, "output_tokens": 1, field: bad})
+    calls = store_rows(store_db, "calls")
+    assert len(calls) == 1 and calls[0]["run_id"] is not None
+    # A bad count: unpriced, never $0. A bad duration only: priced by its good counts, no duration.
+    assert (calls[0]["cost_pico"] is None) == (field != "duration_s")
+    assert field in caplog.text
