@@ -306,12 +306,14 @@ class StoreSpanExporter(SpanExporter):
             self._db = None
         if self._db is None:
             self._connect()
+        store = self._db
+        assert store is not None  # _connect raises when it cannot open one
         busy = BUSY_WAIT_SECONDS
         if self._deadline is not None:
             busy = max(0.0, min(busy, self._deadline - time.monotonic()))
-        self._db.limit_waits(busy)
+        store.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
-        self._db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
+        store.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
         self._losses.done(loss_files)
         self._merge_losses = False
 
@@ -602,7 +604,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
             self._exporter.count_lost({"exit_timeout": left})
 
 
-def _inode(path: Path) -> int | None:
+def _inode(path: str | os.PathLike[str]) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:
