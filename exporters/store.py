@@ -27,7 +27,8 @@ from ..common.forks import after_fork_in_child, around_fork, in_child_process
 from ..common.money import parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
-from ..pricing.usage import Buckets, clean_count, usage_parts
+from ..pricing.call import call_terms, price_call
+from ..pricing.usage import clean_count
 from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, is_url, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
@@ -41,7 +42,6 @@ logger = logging.getLogger("unitcost")
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
 # counted.
 _RETRY_ROWS = 10_000
-_MAX_PICO = 2**63 - 1  # SQLite's largest integer
 
 # How long the writer waits for a locked store: per batch while the program runs (several processes
 # may share one store), and in all at exit, so that a store another process keeps locked delays the
@@ -130,17 +130,7 @@ def span_type(span: ReadableSpan) -> str | None:
     return foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
 
 
-# Price modifiers a call reports besides its service tier, by the price-context key genai-prices
-# uses for them. Those in _PRICE_CONTEXT_KEYS are priced; the others are recorded only.
-_PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
-_PRICE_CONTEXT_KEYS = {"processing", "speed"}
-_DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
-
-
-_MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
-
-
-def _parts_json(parts: Any, costs: list[int | None]) -> str:
+def _parts_json(parts: Any, costs: Sequence[int | None]) -> str:
     """The `calls.usage_parts` column: each part's kind, model, tokens and cost (None: unpriced)."""
     return json.dumps([
         {
@@ -149,15 +139,6 @@ def _parts_json(parts: Any, costs: list[int | None]) -> str:
         }
         for (kind, model, b), cost in zip(parts, costs, strict=True)
     ])
-
-
-def _price_modifiers(attrs: Any) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key, attribute in _PRICE_MODIFIERS.items():
-        value = attrs.get(attribute)
-        if isinstance(value, str) and value and value != _DEFAULT_MODIFIERS.get(key):
-            found[key] = value
-    return found
 
 
 def _hex_span(span_id: int | None) -> str | None:
@@ -359,51 +340,31 @@ class StoreSpanExporter(SpanExporter):
         if attrs is None:
             attrs = attributes_of(span)
         get = attrs.get
-        buckets = Buckets.from_span_attributes(attrs)
-        provider = str(get(A.PROVIDER) or get("gen_ai.system") or "unknown")
-        response_model = get(A.RESPONSE_MODEL)
-        model = str(get(A.REQUEST_MODEL) or response_model or "unknown")
-        tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
-        modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
-        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS} if modifiers else None
         error_type = span_error_type(span, attrs)
+        buckets, provider, model, response_model, tier, modifiers, context, usage_known, parts = call_terms(
+            attrs, error_type
+        )
         started = span.start_time or 0
         ended = span.end_time or started
-        cost = reasoning = source = None
-        parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
-        part_costs: list[int | None] = [None] * len(parts)
-        # A call that ended without an error and without any usage (a raw response whose body was
-        # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
-        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
-        try:
-            # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.call_cost_pico(
-                provider, str(response_model or model), started, ended, buckets, parts,
-                str(tier) if tier else None, context, usage_known=usage_known, also_known_as=model,
-            )
-            if priced is not None:
-                if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
-                    raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
-                cost, reasoning, source, each = priced
-                part_costs = list(each)
-        except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
-            internal_error("pricing", exc)
+        cost, reasoning, source, part_costs = price_call(
+            self._prices, provider, model, started, ended, buckets, parts, response_model=response_model, tier=tier,
+            context=context, usage_known=usage_known,
+        )
         parent = span.parent
         return (
             format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
             None if parent is None else format(parent.span_id, "016x"), get(A.TASK_ID),
-            started, ended, provider, str(get(A.OPERATION) or "chat"), model,
-            None if response_model is None else str(response_model),
+            started, ended, provider, str(get(A.OPERATION) or "chat"), model, response_model,
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
             int(bool(get(A.USAGE_ESTIMATED))), int(bool(get(A.REQUEST_STREAM))),
-            int(bool(get(A.CALL_INCOMPLETE))), error_type, None if tier is None else str(tier),
+            int(bool(get(A.CALL_INCOMPLETE))), error_type, tier,
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
-            _parts_json(parts, part_costs) if parts else None,
+            _parts_json(parts, part_costs or [None] * len(parts)) if parts else None,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:

@@ -36,6 +36,7 @@ from opentelemetry.trace import Status, StatusCode
 from ..common import attributes as A
 from ..common.errors import internal_error
 from ..common.forks import after_fork_in_child
+from ..common.spans import copy_span
 
 __all__ = ["PendingCall", "ensure_installed", "merge_or_hold"]
 
@@ -128,20 +129,7 @@ class PendingCall:
         if status is None:
             sdk_status = span.status
             status = sdk_status if sdk_status.status_code is StatusCode.OK else Status(StatusCode.UNSET)
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return copy_span(span, attributes=attributes, status=status)
 
     def __del__(self) -> None:
         # Never finished (it cannot happen on purpose): store what the SDK recorded rather than nothing.
