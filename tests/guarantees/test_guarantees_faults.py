@@ -27,6 +27,7 @@ def test_a_failed_configure_is_remembered_and_unitcost_stays_off(tmp_path, caplo
     if os.access(read_only, os.W_OK):
         pytest.skip("running as a user who can write anywhere (root): no read-only directory to test with")
     default = tmp_path / "user-default.db"  # $UNITCOST_DB, set by conftest: the default store
+    unitcost.shutdown()  # a pipeline already in force stays in force when configure() fails: none here
     try:
         with pytest.raises(unitcost.ConfigurationError):
             unitcost.configure(db=read_only / "store.db")
@@ -54,6 +55,7 @@ def test_a_failed_configure_stays_off_without_a_writable_directory_too(tmp_path,
     bad = tmp_path / "not-a-store.db"
     bad.write_bytes(b"this is not SQLite" * 100)
     default = tmp_path / "user-default.db"
+    unitcost.shutdown()  # a pipeline already in force stays in force when configure() fails: none here
     try:
         with pytest.raises(unitcost.ConfigurationError):
             unitcost.configure(db=bad)
