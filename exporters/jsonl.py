@@ -100,7 +100,9 @@ class JsonlSpanExporter(SpanExporter):
             if target == "-":
                 self._stream = sys.stdout
             elif isinstance(target, (str, os.PathLike)):
-                self._stream = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by shutdown()
+                # Created readable by its owner only, as the store is: spans say what the agents did.
+                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                self._stream = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - closed by shutdown()
                 self._owns_stream = True
             else:
                 self._stream = target

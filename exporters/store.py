@@ -596,10 +596,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
             self._exporter.count_lost({"exit_timeout": left})
 
 
-def _inode(path: str | Path) -> int | None:
-    """The store file's inode; None for a server store (a URL) or a file that is not there."""
-    if is_url(path):
-        return None
+def _inode(path: str | os.PathLike[str]) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:

@@ -6,6 +6,7 @@ kind, key, outcome, cost) lives under ``unitcost.*``.
 """
 
 __all__ = [
+    "task_key",
     "AGENT_NAME", "ANTHROPIC_CACHE_WRITE_1H_TOKENS", "ANTHROPIC_SERVICE_TIER", "CACHE_READ_TOKENS",
     "CACHE_WRITE_12H_TOKENS", "CACHE_WRITE_1H_TOKENS", "CACHE_WRITE_30M_TOKENS", "CACHE_WRITE_TOKENS",
     "CACHE_WRITE_TOKENS_NEXT", "CALL_INCOMPLETE",
@@ -188,3 +189,19 @@ OPENINFERENCE_TOOL_NAME = "tool.name"
 OPENINFERENCE_AGENT_NAME = "agent.name"
 OPENINFERENCE_SESSION_ID = "session.id"
 OPENINFERENCE_USER_ID = "user.id"
+
+
+MAX_KEY_LEN = 4096
+
+
+def task_key(value: object) -> str:
+    """A task key as stored: the text itself, or, past `MAX_KEY_LEN` characters, a readable prefix and
+    a digest of the whole (``<prefix>…#sha256:<32 hex>``), so that two long keys stay two tasks and an
+    outcome recorded by the same long key finds its task."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= MAX_KEY_LEN:
+        return text
+    import hashlib  # here: only a key this long needs it (start-up time of `import unitcost`)
+
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{text[: MAX_KEY_LEN - 48]}…#sha256:{digest}"

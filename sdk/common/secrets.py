@@ -28,6 +28,7 @@ _PATTERNS = re.compile(
             r"\bgh[pousr]_[A-Za-z0-9]{20,}",  # GitHub tokens
             r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack tokens
             r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*",  # JWTs
+            r"\b(?:org|proj)-[A-Za-z0-9]{16,}",  # OpenAI organization and project ids
         )
     )
 )
@@ -37,6 +38,13 @@ _SCHEME = re.compile(r"(?i)(\b(?:bearer|basic)\s+)" + _VALUE)
 _LABELLED = re.compile(
     r"(?i)(\b(?:authorization|proxy-authorization|x-api-key|api[_\-]?key|access[_\-]?token|auth[_\-]?token|"
     r"client[_\-]?secret|secret|password|passwd|token)[\"']?\s*[:=]\s*[\"']?)" + _VALUE
+)
+
+# A long token (base64 or hex, 16+ characters) after a word that names a credential, in any shape:
+# "key dXNlcjpwYXNz...", "token 'abc...'", "credentials=...", "Basic: ...".
+_GENERIC = re.compile(
+    r"(?i)(\b(?:[a-z_\-]*key|[a-z_\-]*token|secret|credentials?|bearer|basic|authorization|auth)s?\b"
+    r"[\"']?[\s:=]{1,3}[\"']?)(?!\[redacted\])[A-Za-z0-9+/_\-]{16,}={0,2}"
 )
 
 # A credential in a URL's query string: ?key=..., &sig=... (Gemini keys, pre-signed URLs).
@@ -50,4 +58,5 @@ def scrub(text: str) -> str:
     text = _PATTERNS.sub(REDACTED, text)
     text = _SCHEME.sub(lambda m: m.group(1) + REDACTED, text)
     text = _QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _GENERIC.sub(lambda m: m.group(1) + REDACTED, text)
     return _LABELLED.sub(lambda m: m.group(1) + REDACTED, text)

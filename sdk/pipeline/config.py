@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..common.errors import ConfigurationError, StoreError, internal_error
+from ..common.errors import ConfigurationError, StoreError, internal_error, logger
 from ..common.forks import after_fork_in_child
 from . import summary as _summary
 from .settings import Settings
@@ -36,6 +36,7 @@ def _new_lock_after_fork() -> None:
 
 after_fork_in_child(_new_lock_after_fork)
 _pipeline: Pipeline | None = None
+_failed: str | None = None  # why the last configure() raised, until one succeeds
 _atexit_registered = False
 
 
@@ -99,6 +100,29 @@ def configure(
         import unitcost
         unitcost.configure(service_name="support-bot")
     """
+    global _failed
+    with _lock:
+        try:
+            _configure(
+                service_name, db, store, otlp_endpoint, otlp_protocol, otlp_headers, otlp_timeout, exporters,
+                metrics, price_file, openai_include_usage, capture_content, redact, flush_on_signals,
+                user_attribute, energy,
+            )
+        except ConfigurationError as exc:
+            # Remembered: the automatic configuration on first use must not then quietly pick the
+            # default store, somewhere the user did not ask for (see `pipeline`).
+            _failed = str(exc)
+            raise
+        _failed = None
+
+
+def _configure(
+    service_name: str | None, db: Any, store: bool, otlp_endpoint: str | None, otlp_protocol: str | None,
+    otlp_headers: Mapping[str, str] | None, otlp_timeout: float | None, exporters: Sequence[Any],
+    metrics: bool | Sequence[Any] | None, price_file: Any, openai_include_usage: bool,
+    capture_content: bool | None, redact: Callable[[str], str] | None, flush_on_signals: bool,
+    user_attribute: str | None, energy: bool,
+) -> None:
     global _pipeline, _atexit_registered
     # Here, not at the top: the price book (pydantic), the store (sqlite-utils) and the wiring
     # (OpenTelemetry's SDK) are too slow for `import unitcost` (start-up time).
@@ -109,71 +133,87 @@ def configure(
     from ..store.settings import remember
     from .wiring import build_pipeline
 
-    with _lock:
-        if redact is not None and not callable(redact):
-            raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
-        prices = PriceBook.from_price_file(price_file)
-        if energy:
-            prices.energy.turn_on()  # loaded with the price data, before any writer starts
-        if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
-            raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
-        # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
-        db_path: Any = db if is_url(db) else Path(db).expanduser() if db is not None else default_db_path()
-        if store:
+    if redact is not None and not callable(redact):
+        raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
+    prices = PriceBook.from_price_file(price_file)
+    if energy:
+        prices.energy.turn_on()  # loaded with the price data, before any writer starts
+    if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
+        raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
+    # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
+    db_path: Any = db if is_url(db) else Path(db).expanduser() if db is not None else default_db_path()
+    if store:
+        try:
+            opened = open_backend(db_path)
             try:
-                opened = open_backend(db_path)
-                try:
-                    if user_attribute is not None:
-                        remember(opened, "user_attribute", user_attribute.strip())
-                finally:
-                    opened.close()
-            except StoreError as exc:
-                raise ConfigurationError(str(exc)) from exc
-        if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (
-            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        ):
-            from ..exporters.otlp import resolve_protocol  # start-up time, as above
+                if user_attribute is not None:
+                    remember(opened, "user_attribute", user_attribute.strip())
+            finally:
+                opened.close()
+        except StoreError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    ):
+        from ..exporters.otlp import resolve_protocol  # start-up time, as above
 
-            # Before the pipeline in force is shut down: a protocol that cannot be used leaves it running.
-            resolve_protocol(otlp_protocol)
-        settings = Settings(
-            service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service",
-            db_path=db_path if store else None,
-            otlp_endpoint=otlp_endpoint,
-            openai_include_usage=openai_include_usage,
-            otlp_protocol=otlp_protocol,
-            otlp_headers=tuple((otlp_headers or {}).items()),
-            otlp_timeout=otlp_timeout,
-            exporters=tuple(exporters),
-            metrics=metrics if metrics is None or isinstance(metrics, bool) else tuple(metrics),
-        )
-        # start-up time: `import unitcost` needs neither until configure()
-        from ..record import content as _content
-        from . import signals as _signals
+        # Before the pipeline in force is shut down: a protocol that cannot be used leaves it running.
+        resolve_protocol(otlp_protocol)
+    settings = Settings(
+        service_name=service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service",
+        db_path=db_path if store else None,
+        otlp_endpoint=otlp_endpoint,
+        openai_include_usage=openai_include_usage,
+        otlp_protocol=otlp_protocol,
+        otlp_headers=tuple((otlp_headers or {}).items()),
+        otlp_timeout=otlp_timeout,
+        exporters=tuple(exporters),
+        metrics=metrics if metrics is None or isinstance(metrics, bool) else tuple(metrics),
+    )
+    # start-up time: `import unitcost` needs neither until configure()
+    from ..record import content as _content
+    from . import signals as _signals
 
-        if flush_on_signals:
-            _signals.install(flush)  # raises ConfigurationError off the main thread
-        else:
-            _signals.uninstall()
-        _content.set_capture(capture_content, redact)
-        if _pipeline is not None:
-            _pipeline.shutdown()
-        _pipeline = build_pipeline(settings, prices)
-        if not _atexit_registered:
-            atexit.register(_at_exit)
-            _atexit_registered = True
+    if flush_on_signals:
+        _signals.install(flush)  # raises ConfigurationError off the main thread
+    else:
+        _signals.uninstall()
+    _content.set_capture(capture_content, redact)
+    if _pipeline is not None:
+        _pipeline.shutdown()
+    _pipeline = build_pipeline(settings, prices)
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
 
 
 def pipeline() -> Pipeline:
-    """The pipeline in force, configuring one with the defaults on first use."""
+    """The pipeline in force, configuring one with the defaults on first use (none after a failed
+    configure(): see `_off_pipeline`)."""
+    global _pipeline
     current = _pipeline
     if current is not None:
         return current
     with _lock:
+        if _pipeline is None and _failed is not None:
+            _pipeline = _off_pipeline(_failed)
         if _pipeline is None:
             configure()
         assert _pipeline is not None
         return _pipeline
+
+
+def _off_pipeline(reason: str) -> Pipeline:
+    """After a failed configure(): spans go nowhere (no store, no exporter), with one warning."""
+    from ..pricing.book import PriceBook  # start-up time, as in configure()
+    from .wiring import build_pipeline
+
+    logger.warning(
+        "unitcost: configure() failed (%s); unitcost records nothing until configure() succeeds", reason
+    )
+    settings = Settings(service_name="unknown_service", db_path=None, otlp_endpoint=None,
+                        openai_include_usage=True, metrics=False)
+    return build_pipeline(settings, PriceBook(), export=False)
 
 
 def flush(timeout_seconds: float = 30.0) -> bool:

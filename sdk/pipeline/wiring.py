@@ -105,7 +105,8 @@ class Pipeline:
             return
 
 
-def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
+def build_pipeline(settings: Settings, prices: PriceBook, export: bool = True) -> Pipeline:
+    """The pipeline ``settings`` ask for; ``export=False``: nothing exported either (unitcost off)."""
     global _own_provider
     load_for_writers(prices)  # before any writer thread starts: see unitcost.pipeline.preload
     existing = trace.get_tracer_provider()
@@ -126,9 +127,11 @@ def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
     processors: list[SpanProcessor] = []
     if settings.db_path is not None:
         processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
-    export, meter_provider = _export_processor(settings, prices, owns, provider.resource)
-    if export is not None:
-        processors.append(export)
+    export_processor, meter_provider = (
+        _export_processor(settings, prices, owns, provider.resource) if export else (None, None)
+    )
+    if export_processor is not None:
+        processors.append(export_processor)
     for processor in processors:
         provider.add_span_processor(processor)
     return Pipeline(settings, provider, owns, processors, prices, meter_provider)

@@ -51,7 +51,7 @@ class TaskRun:
 
     def set_outcome(self, label: str, success: bool | None = None, value: object = None) -> None:
         """Record this run's outcome; the latest call wins."""
-        self.outcome = Outcome.make(label, success, value)
+        self.outcome = Outcome.keeping_label(label, success, value)  # a bad value is dropped, the label kept
 
     def __repr__(self) -> str:
         return f"TaskRun(id={self.id!r}, kind={self.kind!r}, key={self.key!r})"

@@ -10,11 +10,11 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from ..common import attributes as A
-from ..common.errors import internal_error
+from ..common.errors import internal_error, logger, strict
 from ..common.money import parse_usd
 from ..pipeline.config import pipeline
 
-__all__ = ["ERROR_LABEL", "Outcome", "record_outcome"]
+__all__ = ["ERROR_LABEL", "Outcome", "record_outcome", "usd_or_none"]
 
 SUCCESS_LABELS = frozenset({"resolved", "success", "succeeded", "completed", "passed"})
 ERROR_LABEL = "error"
@@ -41,6 +41,12 @@ class Outcome:
         label = label.strip()
         return cls(label, is_success(label, success), None if value is None else parse_usd(value), time.time_ns())
 
+    @classmethod
+    def keeping_label(cls, label: str, success: bool | None = None, value: object = None) -> Outcome:
+        """As `make`, but a value that is not an amount in USD (NaN, inf, 1e300, "abc", True) is
+        dropped with a warning and the label kept: a bad value never costs the outcome itself."""
+        return cls.make(label, success, usd_or_none(value))
+
     def span_attributes(self) -> dict[str, object]:
         attrs: dict[str, object] = {
             A.OUTCOME_LABEL: self.label,
@@ -50,6 +56,17 @@ class Outcome:
         if self.value is not None:
             attrs[A.OUTCOME_VALUE] = str(self.value)
         return attrs
+
+
+def usd_or_none(value: object) -> Decimal | None:
+    """``value`` as an amount in USD, or None (with a warning naming it) when it is not one."""
+    if value is None:
+        return None
+    try:
+        return parse_usd(value)
+    except (TypeError, ValueError) as exc:
+        logger.warning("unitcost: outcome value %r dropped (%s); the outcome's label is kept", value, exc)
+        return None
 
 
 def record_outcome(
@@ -73,14 +90,14 @@ def record_outcome(
     try:
         if task_id is None and key is None:
             raise ValueError("record_outcome() needs task_id= or key=")
-        made = Outcome.make(label, success, value)
+        made = Outcome.keeping_label(label, success, value)
         attrs: dict[str, object] = {A.SPAN_TYPE: "outcome", **made.span_attributes()}
         if task_id is not None:
             attrs[A.OUTCOME_TASK_ID] = str(task_id)
         if kind is not None:
             attrs[A.OUTCOME_KIND] = str(kind)
         if key is not None:
-            attrs[A.OUTCOME_KEY] = str(key)
+            attrs[A.OUTCOME_KEY] = A.task_key(key)
         # A root span of its own: the outcome belongs to the task it names, not to the code around it.
         span = pipeline().tracer.start_span(
             "unitcost.outcome", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs  # type: ignore[arg-type]
@@ -90,7 +107,11 @@ def record_outcome(
             {A.EVALUATION_NAME: "outcome", A.EVALUATION_LABEL: made.label, A.EVALUATION_SCORE: float(made.success)},
         )
         span.end()
-    except ValueError:
-        raise
+    except ValueError as exc:
+        # Your mistake (no label, no task named), said once in the log; raised only under
+        # UNITCOST_STRICT: record_outcome never breaks the program that calls it.
+        if strict():
+            raise
+        logger.warning("unitcost: record_outcome(%r) not recorded: %s", label, exc)
     except Exception as exc:  # noqa: BLE001
         internal_error("record_outcome", exc)

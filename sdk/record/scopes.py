@@ -347,7 +347,9 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         }
         key = self.key(*args, **kwargs) if callable(self.key) else self.key
         if key is not None:
-            attrs[A.TASK_KEY] = _text(key)
+            if isinstance(key, bytes | bytearray):
+                key = bytes(key).decode("utf-8", "replace")
+            attrs[A.TASK_KEY] = _text(A.task_key(key))  # a long key: prefix and digest, never cut
         extra = self.attributes(*args, **kwargs) if callable(self.attributes) else self.attributes
         for name, value in (extra or {}).items():
             if value is not None:

@@ -11,11 +11,14 @@ import time
 from decimal import Decimal
 
 from ..common import attributes as A
-from ..common.errors import internal_error
+from ..common.errors import internal_error, logger
 from ..pricing.usage import TokenUsage, clean_count
 from .llm import LLMCall
 
 __all__ = ["record_usage"]
+
+_COUNT_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+_MAX_SECONDS = 7 * 24 * 3600  # a call's duration beyond a week is not a duration
 
 
 def record_usage(
@@ -53,16 +56,25 @@ def record_usage(
     try:
         counts = [input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens]
         cleaned = [clean_count(count) for count in counts]
-        if any(c is None for c in cleaned):
-            raise ValueError(f"record_usage: token counts must be whole numbers >= 0, got {counts}")
-        seconds = Decimal(0) if duration_s is None else Decimal(str(duration_s))  # str: 0.1 stays 0.1
-        if seconds < 0:
-            raise ValueError(f"record_usage: duration_s must be >= 0, got {duration_s}")
+        bad = [name for name, c in zip(_COUNT_NAMES, cleaned, strict=True) if c is None]
+        try:
+            seconds = Decimal(0) if duration_s is None else Decimal(str(duration_s))  # str: 0.1 stays 0.1
+            if not seconds.is_finite() or seconds < 0 or seconds > _MAX_SECONDS:
+                raise ValueError
+        except (ArithmeticError, ValueError):
+            bad.append("duration_s")
+            seconds = Decimal(0)
         end = time.time_ns()
         start = end - int(seconds * 1_000_000_000)
     except Exception as exc:  # noqa: BLE001 - a bad report must not break the caller's program
         internal_error("record_usage arguments", exc)
         return
+    if bad:
+        # The call is kept, unpriced (never $0), rather than lost: the task still shows it was made.
+        logger.warning(
+            "unitcost: record_usage(%r, %r): %s not a whole number of tokens >= 0 (or seconds); the call is "
+            "recorded unpriced", provider, model, ", ".join(bad),
+        )
     inp, out, cache_read, cache_write, reasoning = (c or 0 for c in cleaned)
     call = LLMCall.start(
         provider=str(provider),
@@ -72,6 +84,9 @@ def record_usage(
         attributes={A.PRICE_PROCESSING: "batch"} if batch else None,
     )
     if call is None:
+        return
+    if any(c is None for c in cleaned):
+        call.finish(None, service_tier=service_tier, end_time_ns=end)  # no usage: unpriced, never $0
         return
     usage = TokenUsage(
         input_tokens=inp,

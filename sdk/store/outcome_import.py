@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..common.attributes import task_key
 from ..common.money import to_pico
 from ..common.timewindow import parse_time
 from ..record.outcomes import Outcome
@@ -72,7 +73,7 @@ def import_outcomes(
         where = f"{path}:{number}"
         label = row.get("label") or row.get("outcome")
         task_id, kind, key = row.get("task_id") or None, row.get("kind") or None, row.get("key")
-        key = None if key in (None, "") else str(key)
+        key = None if key in (None, "") else task_key(key)
         if not label:
             raise ImportError_(f"{where}: no label")
         if task_id is None and key is None:
