@@ -29,7 +29,7 @@ from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
 from ..pricing.call import call_terms, price_call
 from ..pricing.usage import clean_count
-from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, is_url, redact_url
+from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
 from ..store.losses import loss_file_for
