@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
 
 Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
---only SECTION[,SECTION] (calls, decorators, store, scale, memory, import), --json PATH.
+--only SECTION[,SECTION] (calls, decorators, store, scale, ui, memory, import), --json PATH.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ._common import Row, machine, versions
 
-SECTIONS = ("import", "calls", "decorators", "store", "scale", "memory")
+SECTIONS = ("import", "calls", "decorators", "store", "scale", "ui", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +74,10 @@ def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
         return store.throughput(2 if quick else 5, 20_000 if quick else 50_000, log)
     if section == "scale":
         return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
+    if section == "ui":
+        from . import ui
+
+        return ui.measure(10_000 if quick else 100_000, 10, 90, 5, log)
     if section == "memory":
         return overhead.memory(20_000 if quick else 200_000, log)
     raise ValueError(section)

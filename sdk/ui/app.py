@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +30,7 @@ from starlette.templating import Jinja2Templates
 from unitcost.common.errors import UnitcostError
 from unitcost.common.money import format_usd, from_pico, usd_for_json
 from unitcost.query import store_location
-from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_label, page_of_tasks, unpriced_note
+from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_label, unpriced_note
 from unitcost.store.backend import is_url, redact_url
 
 from .charts import sparkline, waterfall
@@ -36,6 +38,7 @@ from .data import TREND_METRICS, Filters, Reader, trend_series
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("unitcost.ui")
 PAGE_SIZE = 50
 _COOKIE = "unitcost_ui_token"
 
@@ -120,9 +123,11 @@ class _TokenGate(BaseHTTPMiddleware):
         return response
 
 
-def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0) -> Starlette:
+def create_app(
+    db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0, warm: bool = False
+) -> Starlette:
     """The app over the store at `db_path` (a path or a postgresql:// URL). `token`: required of
-    every request when set."""
+    every request when set. `warm`: compute the overview and the task list in the background now."""
     reader = Reader(store_location(db_path))
     templates = Jinja2Templates(env=_environment())
     shown_location = redact_url(str(reader.location)) if is_url(reader.location) else str(reader.location)
@@ -177,14 +182,13 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
         try:
             options = filters.report_options()
             version = await run(reader.version)
-            every_task, computed_at = await run(reader.tasks)
+            (total, every_row), computed_at = await run(lambda: reader.task_list(
+                sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
+                retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
+            ))
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
-        total, rows = page_of_tasks(
-            every_task, sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
-            retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
-            offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-        )
+        rows = every_row[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
         state = {"kind": filters.kind, "since": filters.since, "until": filters.until, "q": search,
                  "retried": "1" if retried else "", "sort": sort, "dir": "desc" if descending else "asc"}
         return render(request, "tasks.html", {
@@ -285,6 +289,8 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
                     version = seen
                 if version != seen:
                     seen = version
+                    # the pages' data, computed now, off any page request: the fetch that follows finds it
+                    await run(reader.refresh)
                     yield f"event: changed\ndata: {version}\n\n"
                 else:
                     yield ": alive\n\n"
@@ -309,4 +315,16 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
     )
     app.state.stopping = False
     app.state.reader = reader
+    if warm:
+        # The first page's data, computed while the browser opens (a report over a large store takes seconds).
+        threading.Thread(target=_warm, args=(reader,), name="unitcost-ui-warm", daemon=True).start()
     return app
+
+
+def _warm(reader: Reader) -> None:
+    try:
+        reader.overview(Filters())
+        reader.task_list(sort="started", descending=True, kind=None, search=None, retried=False,
+                         since_ns=None, until_ns=None)
+    except Exception:  # the page will say what is wrong when it is asked for
+        logger.debug("unitcost ui: warming up failed", exc_info=True)
