@@ -103,6 +103,27 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _groups(rows: list[dict[str, Any]], bucket_rows: list[dict[str, Any]], every: str) -> list[dict[str, Any]]:
+    """The overview's rows with their trends: each metric per time bucket, drawn, with its change."""
+    by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for bucket_row in bucket_rows:
+        key = tuple((k, v) for k, v in bucket_row["group"].items() if k != every)
+        by_group.setdefault(key, []).append(bucket_row)
+    groups = []
+    for row in rows:
+        mine = by_group.get(tuple(row["group"].items()), [])
+        buckets, series = trend_series(mine, row["group"], every)
+        trends = []
+        for name, words in TREND_METRICS:
+            values = series[name]
+            shown = [_fmt(name, v) for v in values]
+            floats = [None if v is None else float(v) for v in values]
+            trends.append({"name": name, "words": words, "chart": sparkline(buckets, floats, shown),
+                           "latest": shown[-1] if shown else "-", "change": _change(name, values)})
+        groups.append({"row": row, "label": group_label(row), "trends": trends, "buckets": buckets})
+    return groups
+
+
 class _TokenGate(BaseHTTPMiddleware):
     """With --token: every request shows it once (?token=, or Authorization: Bearer), then a cookie."""
 
@@ -140,6 +161,8 @@ def create_app(
     def failed(request: Request, exc: Exception, filters: Filters | None = None) -> Response:
         return render(request, "error.html", {"message": str(exc), "filters": filters or Filters()}, status=400)
 
+    views: dict[tuple[Filters, float], list[dict[str, Any]]] = {}
+
     async def run(fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
 
@@ -151,17 +174,12 @@ def create_app(
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
         rows = data["rows"]
-        groups = []
-        for row in rows:
-            buckets, series = trend_series(data["buckets"], row["group"], filters.every)
-            trends = []
-            for name, words in TREND_METRICS:
-                values = series[name]
-                shown = [_fmt(name, v) for v in values]
-                floats = [None if v is None else float(v) for v in values]
-                trends.append({"name": name, "words": words, "chart": sparkline(buckets, floats, shown),
-                               "latest": shown[-1] if shown else "-", "change": _change(name, values)})
-            groups.append({"row": row, "label": group_label(row), "trends": trends, "buckets": buckets})
+        built = views.get((filters, computed_at))
+        if built is None:  # the trends drawn once per result, not per request
+            built = views[(filters, computed_at)] = _groups(rows, data["buckets"], filters.every)
+            while len(views) > 16:
+                views.pop(next(iter(views)))
+        groups = built
         notes = [n for n in (dropped_note(rows), unpriced_note(rows), estimated_note(rows)) if n]
         return render(request, "overview.html", {
             "filters": filters, "groups": groups, "notes": notes, "group_names": list(rows[0]["group"]) if rows else [],

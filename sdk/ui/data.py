@@ -206,7 +206,7 @@ def trend_series(
     bucket_rows: Sequence[dict[str, Any]], group: dict[str, Any], every: str
 ) -> tuple[list[str], dict[str, list[Any]]]:
     """For one group of a report, its buckets (oldest first) and each trend metric's value per bucket."""
-    mine = [r for r in bucket_rows if {k: v for k, v in r["group"].items() if k != every} == group]
+    mine = [r for r in bucket_rows if all(r["group"].get(k) == v for k, v in group.items())]
     mine.sort(key=lambda r: r["group"][every] or "")
     buckets = [r["group"][every] for r in mine]
     return buckets, {name: [r[name] for r in mine] for name, _ in TREND_METRICS}
