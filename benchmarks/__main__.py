@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
 
 Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
---only SECTION[,SECTION] (import, calls, decorators, store, lag, scale, memory), --json PATH.
+--only SECTION[,SECTION] (import, calls, decorators, store, lag, scale, ui, memory), --json PATH.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ._common import Row, machine, median, versions
 
-SECTIONS = ("import", "calls", "decorators", "store", "lag", "scale", "memory")
+SECTIONS = ("import", "calls", "decorators", "store", "lag", "scale", "ui", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +86,10 @@ def _run(section: str, quick: bool, log: Any, done: dict[str, Any]) -> tuple[lis
         return lag.measure(10 if quick else 30, median(isolated) if isolated else None, log)
     if section == "scale":
         return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
+    if section == "ui":
+        from . import ui
+
+        return ui.measure(10_000 if quick else 100_000, 10, 90, 5, log)
     if section == "memory":
         return overhead.memory(20_000 if quick else 200_000, log)
     raise ValueError(section)

@@ -155,18 +155,22 @@ def page_of_tasks(
 
 def store_version(db: StoreBackend) -> str:
     """A text that changes whenever something is written to the store (a run, call, step, outcome or a
-    dropped-span count) or pruned from it: each table's row count and newest row, cheap enough to ask
-    every second (SQLite reads both from its b-trees; other backends from their indexes)."""
-    newest = {"runs": "started_ns", "calls": "started_ns", "steps": "started_ns", "outcomes": "recorded_ns",
-              "dropped_spans": "recorded_ns"}
-    if isinstance(db, SqliteBackend):
-        newest = dict.fromkeys(newest, "rowid")
+    dropped-span count) or pruned from it. On SQLite each table's oldest and newest row id, read from
+    the ends of its b-tree (microseconds at any size; rows are only appended, and prune removes the
+    oldest); elsewhere each table's row count and newest time."""
     tables = db.tables()
     parts = []
-    for table, column in newest.items():
+    for table, column in (("runs", "started_ns"), ("calls", "started_ns"), ("steps", "started_ns"),
+                          ("outcomes", "recorded_ns"), ("dropped_spans", "recorded_ns")):
         if table not in tables:
             parts.append("0.0")
             continue
-        last, count = db.execute(f"SELECT COALESCE(MAX({column}), 0), COUNT(*) FROM {table}").fetchone()
-        parts.append(f"{last}.{count}")
+        if isinstance(db, SqliteBackend):  # (MIN and MAX as two subqueries: each is then one b-tree seek)
+            sql_text = (
+                f"SELECT (SELECT COALESCE(MIN(rowid), 0) FROM {table}), (SELECT COALESCE(MAX(rowid), 0) FROM {table})"
+            )
+        else:
+            sql_text = f"SELECT COUNT(*), COALESCE(MAX({column}), 0) FROM {table}"
+        first, last = db.execute(sql_text).fetchone()
+        parts.append(f"{first}.{last}")
     return "-".join(parts)

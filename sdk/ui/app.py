@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +30,7 @@ from starlette.templating import Jinja2Templates
 from unitcost.common.errors import UnitcostError
 from unitcost.common.money import format_usd, from_pico, usd_for_json
 from unitcost.query import store_location
-from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_label, page_of_tasks, unpriced_note
+from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_label, unpriced_note
 from unitcost.store.backend import is_url, redact_url
 
 from .charts import sparkline, waterfall
@@ -36,6 +38,7 @@ from .data import TREND_METRICS, Filters, Reader, trend_series
 
 __all__ = ["create_app"]
 
+logger = logging.getLogger("unitcost.ui")
 PAGE_SIZE = 50
 _COOKIE = "unitcost_ui_token"
 
@@ -100,6 +103,27 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _groups(rows: list[dict[str, Any]], bucket_rows: list[dict[str, Any]], every: str) -> list[dict[str, Any]]:
+    """The overview's rows with their trends: each metric per time bucket, drawn, with its change."""
+    by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for bucket_row in bucket_rows:
+        key = tuple((k, v) for k, v in bucket_row["group"].items() if k != every)
+        by_group.setdefault(key, []).append(bucket_row)
+    groups = []
+    for row in rows:
+        mine = by_group.get(tuple(row["group"].items()), [])
+        buckets, series = trend_series(mine, row["group"], every)
+        trends = []
+        for name, words in TREND_METRICS:
+            values = series[name]
+            shown = [_fmt(name, v) for v in values]
+            floats = [None if v is None else float(v) for v in values]
+            trends.append({"name": name, "words": words, "chart": sparkline(buckets, floats, shown),
+                           "latest": shown[-1] if shown else "-", "change": _change(name, values)})
+        groups.append({"row": row, "label": group_label(row), "trends": trends, "buckets": buckets})
+    return groups
+
+
 class _TokenGate(BaseHTTPMiddleware):
     """With --token: every request shows it once (?token=, or Authorization: Bearer), then a cookie."""
 
@@ -120,9 +144,11 @@ class _TokenGate(BaseHTTPMiddleware):
         return response
 
 
-def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0) -> Starlette:
+def create_app(
+    db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0, warm: bool = False
+) -> Starlette:
     """The app over the store at `db_path` (a path or a postgresql:// URL). `token`: required of
-    every request when set."""
+    every request when set. `warm`: compute the overview and the task list in the background now."""
     reader = Reader(store_location(db_path))
     templates = Jinja2Templates(env=_environment())
     shown_location = redact_url(str(reader.location)) if is_url(reader.location) else str(reader.location)
@@ -135,6 +161,8 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
     def failed(request: Request, exc: Exception, filters: Filters | None = None) -> Response:
         return render(request, "error.html", {"message": str(exc), "filters": filters or Filters()}, status=400)
 
+    views: dict[tuple[Filters, float], list[dict[str, Any]]] = {}
+
     async def run(fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, *args)
 
@@ -146,17 +174,12 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
         rows = data["rows"]
-        groups = []
-        for row in rows:
-            buckets, series = trend_series(data["buckets"], row["group"], filters.every)
-            trends = []
-            for name, words in TREND_METRICS:
-                values = series[name]
-                shown = [_fmt(name, v) for v in values]
-                floats = [None if v is None else float(v) for v in values]
-                trends.append({"name": name, "words": words, "chart": sparkline(buckets, floats, shown),
-                               "latest": shown[-1] if shown else "-", "change": _change(name, values)})
-            groups.append({"row": row, "label": group_label(row), "trends": trends, "buckets": buckets})
+        built = views.get((filters, computed_at))
+        if built is None:  # the trends drawn once per result, not per request
+            built = views[(filters, computed_at)] = _groups(rows, data["buckets"], filters.every)
+            while len(views) > 16:
+                views.pop(next(iter(views)))
+        groups = built
         notes = [n for n in (dropped_note(rows), unpriced_note(rows), estimated_note(rows)) if n]
         return render(request, "overview.html", {
             "filters": filters, "groups": groups, "notes": notes, "group_names": list(rows[0]["group"]) if rows else [],
@@ -177,14 +200,13 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
         try:
             options = filters.report_options()
             version = await run(reader.version)
-            every_task, computed_at = await run(reader.tasks)
+            (total, every_row), computed_at = await run(lambda: reader.task_list(
+                sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
+                retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
+            ))
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
-        total, rows = page_of_tasks(
-            every_task, sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
-            retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
-            offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-        )
+        rows = every_row[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
         state = {"kind": filters.kind, "since": filters.since, "until": filters.until, "q": search,
                  "retried": "1" if retried else "", "sort": sort, "dir": "desc" if descending else "asc"}
         return render(request, "tasks.html", {
@@ -285,6 +307,8 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
                     version = seen
                 if version != seen:
                     seen = version
+                    # the pages' data, computed now, off any page request: the fetch that follows finds it
+                    await run(reader.refresh)
                     yield f"event: changed\ndata: {version}\n\n"
                 else:
                     yield ": alive\n\n"
@@ -309,4 +333,16 @@ def create_app(db_path: str | Path, *, token: str | None = None, poll_interval: 
     )
     app.state.stopping = False
     app.state.reader = reader
+    if warm:
+        # The first page's data, computed while the browser opens (a report over a large store takes seconds).
+        threading.Thread(target=_warm, args=(reader,), name="unitcost-ui-warm", daemon=True).start()
     return app
+
+
+def _warm(reader: Reader) -> None:
+    try:
+        reader.overview(Filters())
+        reader.task_list(sort="started", descending=True, kind=None, search=None, retried=False,
+                         since_ns=None, until_ns=None)
+    except Exception:  # the page will say what is wrong when it is asked for
+        logger.debug("unitcost ui: warming up failed", exc_info=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from unitcost.common.timewindow import parse_time
 from unitcost.query import open_store
-from unitcost.report import EVERY, add_outcome, all_tasks, report, show_run, store_version
+from unitcost.report import EVERY, add_outcome, all_tasks, page_of_tasks, report, show_run, store_version
 from unitcost.store.backend import StoreBackend
 
 __all__ = ["Filters", "Reader", "TREND_METRICS", "trend_series"]
@@ -89,6 +89,7 @@ class _Entry:
     version: str
     value: Any
     computed_at: float
+    compute: Callable[[StoreBackend], Any]
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Reader:
     location: str | Path  # an SQLite file or a postgresql:// URL, as `--db` takes them
     _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _refreshing: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
     def _db(self) -> Iterator[StoreBackend]:
@@ -120,16 +122,25 @@ class Reader:
             value = compute(db)
         computed_at = time.time()
         with self._lock:
-            self._cache[key] = _Entry(version, value, computed_at)
+            self._cache[key] = _Entry(version, value, computed_at, compute)
             self._cache.move_to_end(key)
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return value, computed_at
 
-    def is_current(self, key: tuple[Any, ...]) -> bool:
-        with self._lock:
-            entry = self._cache.get(key)
-        return entry is not None and entry.version == self.version()
+    def refresh(self, most: int = 6) -> None:
+        """Compute again the most recently used results the store has changed under, so that the pages
+        the browsers show find theirs ready when told to fetch again (one refresh at a time)."""
+        with self._refreshing:
+            with self._lock:
+                recent = list(self._cache.items())[-most:]
+            with self._db() as db:
+                version = store_version(db)
+                for key, entry in reversed(recent):
+                    if entry.version != version:
+                        value = entry.compute(db)
+                        with self._lock:
+                            self._cache[key] = _Entry(version, value, time.time(), entry.compute)
 
     # --- what the pages read ------------------------------------------------------------------
 
@@ -146,6 +157,15 @@ class Reader:
 
     def tasks(self) -> tuple[list[Any], float]:
         return self._kept(("tasks",), all_tasks)
+
+    def task_list(self, **options: Any) -> tuple[tuple[int, list[Any]], float]:
+        """(how many tasks match, all of them in order) for a list's filters and sort (`page_of_tasks`)."""
+
+        def compute(db: StoreBackend) -> tuple[int, list[Any]]:
+            every, _ = self._kept(("tasks",), all_tasks)
+            return page_of_tasks(every, offset=0, limit=len(every), **options)
+
+        return self._kept(("task_list", tuple(sorted(options.items()))), compute)
 
     def task(self, run_id: str) -> tuple[Any, float]:
         """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
@@ -186,7 +206,7 @@ def trend_series(
     bucket_rows: Sequence[dict[str, Any]], group: dict[str, Any], every: str
 ) -> tuple[list[str], dict[str, list[Any]]]:
     """For one group of a report, its buckets (oldest first) and each trend metric's value per bucket."""
-    mine = [r for r in bucket_rows if {k: v for k, v in r["group"].items() if k != every} == group]
+    mine = [r for r in bucket_rows if all(r["group"].get(k) == v for k, v in group.items())]
     mine.sort(key=lambda r: r["group"][every] or "")
     buckets = [r["group"][every] for r in mine]
     return buckets, {name: [r[name] for r in mine] for name, _ in TREND_METRICS}

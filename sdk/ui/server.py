@@ -39,7 +39,7 @@ def serve(
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     check_ui_bind(host, token)
-    app = create_app(db_path, token=token)
+    app = create_app(db_path, token=token, warm=True)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
