@@ -16,6 +16,7 @@ What happens when a run goes over its budget:
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,9 @@ def charge(run: TaskRun, amount: Decimal) -> None:
         warnings.warn(message, BudgetWarning, stacklevel=4)
 
 
-def charge_call(run: TaskRun, span: Any) -> None:
+def charge_call(
+    run: TaskRun, span: Any, provider: str, model: str, seconds: float, end_time_ns: int | None = None
+) -> None:
     """Charge the run for one finished LLM call: its ended span, priced by `unitcost.pricing.call`
     exactly as the store writer prices it (the same attributes, times, tier and price modifiers, so
     a Batch API call at its batch price and a model priced by the hour for its duration). An unpriced
@@ -75,14 +78,17 @@ def charge_call(run: TaskRun, span: Any) -> None:
     # Here: `import unitcost` needs no pricing (start-up time).
     from ..pricing.call import call_terms, price_call
 
-    attrs = getattr(span, "attributes", None)
-    if not attrs:  # a span that records nothing: nothing to price
-        return
+    # What the span says wins; an adopted SDK span's recorder holds only unitcost's own attributes
+    # and no times (unitcost.pipeline.adopt): the call's provider, model and clock fill in.
+    attrs = {A.PROVIDER: provider, A.REQUEST_MODEL: model, **(getattr(span, "attributes", None) or {})}
+    started, ended = getattr(span, "start_time", None), getattr(span, "end_time", None)
+    if started is None or ended is None:
+        ended = end_time_ns or time.time_ns()
+        started = ended - int(seconds * 1e9)
     error_type = attrs.get(A.ERROR_TYPE)
     buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
-    started = span.start_time or 0
     cost, _, _, _ = price_call(
-        pipeline().prices, provider, model, started, span.end_time or started, buckets, parts,
+        pipeline().prices, provider, model, started, ended, buckets, parts,
         response_model=response_model, tier=tier, context=context, usage_known=usage_known,
     )
     spent = from_pico(cost)
