@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer rounds, a 100,000-call store")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma list of: " + ", ".join(SECTIONS))
     parser.add_argument("--json", dest="json_path", help="also write every figure and sample here")
+    parser.add_argument("--instructions", action="store_true",
+                        help="first the per-call table in instructions counted by callgrind (instructions.py),"
+                             " then the time sections of --only as the second table")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
@@ -36,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[Row] = []
     data: dict[str, Any] = {}
+    if args.instructions:
+        from . import instructions
+
+        log("instructions (callgrind) ...")
+        instruction_rows, data["instructions"] = instructions.measure(30 if quick else 100, log)
+        print(render({"measure": "instructions added per call (callgrind, measured section only)"}, instruction_rows))
     for section in SECTIONS:
         if section not in only:
             continue

@@ -123,6 +123,29 @@ def anthropic_body() -> bytes:
     }).encode()
 
 
+def anthropic_stream_body(deltas: int) -> bytes:
+    """A Messages SSE stream as the API sends it: message_start (input usage), a text block of
+    ``deltas`` deltas, message_delta (output usage), message_stop."""
+    usage = json.loads(anthropic_body())["usage"]
+    start_usage = {**usage, "output_tokens": 1}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "msg_01KpM9CGnGh6cH9Zk8Qf2bUu", "type": "message", "role": "assistant", "model": CLAUDE_SNAPSHOT,
+            "content": [], "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+    ]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                        "delta": {"type": "text_delta", "text": f"word{i} "}}) for i in range(deltas)]
+    events += [
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                           "usage": {"output_tokens": usage["output_tokens"]}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+
 def _handler(body: bytes, content_type: str) -> Callable[[Any], Any]:
     import httpx2
 
@@ -142,11 +165,11 @@ def openai_client(body: bytes, content_type: str = "application/json") -> Any:
     return openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=transport), max_retries=0)
 
 
-def anthropic_client(body: bytes) -> Any:
+def anthropic_client(body: bytes, content_type: str = "application/json") -> Any:
     import anthropic
     import httpx2
 
-    transport = httpx2.MockTransport(_handler(body, "application/json"))
+    transport = httpx2.MockTransport(_handler(body, content_type))
     return anthropic.Anthropic(api_key="sk-ant-bench", http_client=httpx2.Client(transport=transport), max_retries=0)
 
 
@@ -211,6 +234,7 @@ class Workloads:
         self._stream_long = openai_client(chat_stream_body(self.STREAM_LONG), "text/event-stream")
         self._responses = openai_client(responses_body())
         self._anthropic: Any = None
+        self._anthropic_stream: Any = None
         self._hollow: Any = None
         self._hollow_streams: dict[int, Any] = {}
 
@@ -260,6 +284,15 @@ class Workloads:
         self._anthropic.messages.create(
             model=CLAUDE, max_tokens=1024, messages=MESSAGES[1:], system=MESSAGES[0]["content"]
         )
+
+    def anthropic_stream(self) -> None:
+        """A Messages stream of 25 text deltas (``stream=True``), read to the end."""
+        if self._anthropic_stream is None:
+            self._anthropic_stream = anthropic_client(anthropic_stream_body(self.STREAM_SHORT - 5), "text/event-stream")
+        for _ in self._anthropic_stream.messages.create(
+            model=CLAUDE, max_tokens=1024, messages=MESSAGES[1:], system=MESSAGES[0]["content"], stream=True
+        ):
+            pass
 
     def get(self, name: str) -> Callable[[], None]:
         return getattr(self, name)  # type: ignore[no-any-return]

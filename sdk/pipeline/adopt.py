@@ -35,6 +35,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from ..common import attributes as A
 from ..common.errors import internal_error
+from ..common.forks import after_fork_in_child
 from ..common.spans import copy_span
 
 __all__ = ["PendingCall", "ensure_installed", "merge_or_hold"]
@@ -46,6 +47,15 @@ _by_span_id: weakref.WeakValueDictionary[int, PendingCall] = weakref.WeakValueDi
 # The live SDK span keeps its PendingCall alive until the span has ended and been handed on.
 _by_live_span: weakref.WeakKeyDictionary[Any, PendingCall] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child of fork gets this lock as it was: possibly held by a thread the child does not have.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+
+
+after_fork_in_child(_new_lock_after_fork)
 
 # Attributes that say how a call ended: the adapter's reading replaces the SDK's, so a call is
 # recorded the same way whether the SDK traced it or not.

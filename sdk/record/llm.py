@@ -31,11 +31,15 @@ from ..pricing.usage import TokenUsage
 from . import content as _content
 from .budget import charge_call, check_before_spending
 from .context import TaskRun, current_run
+from .span_attributes import set_own_attributes
 
 __all__ = [
     "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "in_wrapped_call",
     "json_field", "mark_wrapped", "note_retries", "run_call", "run_call_async", "unmark_wrapped",
 ]
+
+
+_LLM_TYPE = {A.SPAN_TYPE: "llm"}
 
 
 class LLMCall:
@@ -88,9 +92,12 @@ class LLMCall:
             run = current_run.get()
             if run is not None:
                 attrs[A.TASK_ID] = run.id
+            # The sampler sees the span's type; the rest is set without OpenTelemetry's per-value checks
+            # (unitcost.record.span_attributes), which would cost more than the span itself.
             span = pipeline().tracer.start_span(
-                f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
+                f"{operation} {model}", kind=SpanKind.CLIENT, attributes=_LLM_TYPE, start_time=start_time_ns
             )
+            set_own_attributes(span, attrs)
             return cls(span, run, provider, model)
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call start", exc)
@@ -165,7 +172,7 @@ class LLMCall:
             if self.first_chunk_at is not None:
                 attrs[A.TIME_TO_FIRST_CHUNK] = self.first_chunk_at - self.started
             if attrs:
-                span.set_attributes(attrs)
+                set_own_attributes(span, attrs)
             span.end(end_time=end_time_ns)
             run = self.run
             if run is not None and run.budget is not None and usage is not None:

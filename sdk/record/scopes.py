@@ -25,6 +25,7 @@ from ..pipeline.config import pipeline
 from .budget import charge, check_before_spending
 from .context import TaskRun, current_run
 from .outcomes import ERROR_LABEL, Outcome
+from .span_attributes import set_own_attributes
 
 __all__ = ["step", "task", "tool"]
 
@@ -116,7 +117,12 @@ class _Scope:
             run = current_run.get()
             if run is not None:
                 attrs[A.TASK_ID] = run.id
-            span = pipeline().tracer.start_span(self._span_name(), kind=SpanKind.INTERNAL, attributes=attrs)
+            # The sampler sees the span's type; the rest is set without OpenTelemetry's per-value checks
+            # (unitcost.record.span_attributes), which would cost more than the span itself.
+            span = pipeline().tracer.start_span(
+                self._span_name(), kind=SpanKind.INTERNAL, attributes={A.SPAN_TYPE: attrs[A.SPAN_TYPE]}
+            )
+            set_own_attributes(span, attrs)
             return _Active(span, self._make_run(span, attrs))
         except Exception as exc:  # noqa: BLE001 - the user's code runs even if telemetry cannot
             internal_error(f"{self._type} start", exc)
@@ -354,8 +360,8 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
     def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun:
         run_id = format(span.get_span_context().span_id, "016x")
         parent = current_run.get()
-        # One call: each set_attribute takes the span's lock and cleans the value again.
-        span.set_attributes({A.TASK_ID: run_id} if parent is None else {A.TASK_ID: run_id, A.TASK_PARENT_ID: parent.id})
+        ids = {A.TASK_ID: run_id} if parent is None else {A.TASK_ID: run_id, A.TASK_PARENT_ID: parent.id}
+        set_own_attributes(span, ids)
         prefix = len(A.TASK_ATTR_PREFIX)
         user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent, self.budget, self.on_budget)
