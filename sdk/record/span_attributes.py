@@ -25,7 +25,7 @@ def set_own_attributes(span: Any, attributes: Mapping[str, Any]) -> None:
     held = getattr(span, "_attributes", None)
     inner = getattr(held, "_dict", None)
     lock = getattr(span, "_lock", None)
-    if type(inner) is not dict or lock is None or getattr(held, "max_value_len", 0) is not None:
+    if held is None or type(inner) is not dict or lock is None or getattr(held, "max_value_len", 0) is not None:
         span.set_attributes(attributes)
         return
     values = attributes
