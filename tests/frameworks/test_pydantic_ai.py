@@ -15,7 +15,9 @@ from frameworks.real_parts import require
 import unitcost
 
 MODEL = "gpt-4o-mini"
-TOOL_CALL = {"id": "call_Wq3Xb2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+TOOL_CALL = {
+    "id": "call_Wq3Xb2", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
 
 
 def handler(request: Any) -> Any:
@@ -49,6 +51,7 @@ def make_agent(decorate_tool: bool) -> Any:
     return agent
 
 
+@pytest.mark.covers("pydantic-ai (+ its own spans)", "Agent.run_sync with a tool", "sync", "plain")
 @pytest.mark.parametrize("decorate_tool", [False, True], ids=["plain-tool", "unitcost-tool"])
 @pytest.mark.parametrize("instrumented", [True, False], ids=["instrument", "configure-only"])
 def test_pydantic_ai_agent_with_a_tool(make_store, decorate_tool, instrumented):
