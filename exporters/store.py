@@ -280,9 +280,11 @@ class StoreSpanExporter(SpanExporter):
                 provider, str(response_model or model), started, ended, buckets, parts,
                 str(tier) if tier else None, context, usage_known=usage_known, also_known_as=model,
             )
+            if priced is not None and priced[0] > _MAX_PICO:
+                # Absurd counts (a junk attribute of another instrumentation): unpriced rather than an
+                # unstorable cost; not unitcost's own error, so not raised under UNITCOST_STRICT.
+                priced = None
             if priced is not None:
-                if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
-                    raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
                 cost, reasoning, source, each = priced
                 part_costs = list(each)
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
