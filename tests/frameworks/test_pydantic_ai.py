@@ -1,6 +1,7 @@
 """A real pydantic-ai agent with a tool and its own OpenTelemetry instrumentation (``instrument=True``)
 against a fake OpenAI server: every LLM call stored once, with exact tokens and cost, in the task;
-the tool call a tool step, without a unitcost decorator, and one tool step with one."""
+the agent run a step and the tool call a tool step, without a unitcost decorator (and one tool step
+with one)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,6 @@ def test_pydantic_ai_agent_with_a_tool(make_store, decorate_tool, instrumented):
         assert all(c["cost_pico"] is not None for c in calls)
     tools = store_rows(store_db, "SELECT * FROM steps WHERE type = 'tool'")
     assert [(t["name"], t["run_id"]) for t in tools] == [("get_weather", run.id)]
+    # The agent's own span (invoke_agent) is a step of the task, named as pydantic-ai names the agent.
+    steps = store_rows(store_db, "SELECT * FROM steps WHERE type = 'step'")
+    assert [(s["name"], s["run_id"]) for s in steps] == [("weather_agent", run.id)]
