@@ -16,6 +16,7 @@ What happens when a run goes over its budget:
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,7 @@ def charge(run: TaskRun, amount: Decimal) -> None:
         warnings.warn(message, BudgetWarning, stacklevel=4)
 
 
-def charge_call(run: TaskRun, span: Any) -> None:
+def charge_call(run: TaskRun, span: Any, provider: str = "", model: str = "") -> None:
     """Charge the run for one finished LLM call: its ended span, priced by `unitcost.pricing.call`
     exactly as the store writer prices it (the same attributes, times, tier and price modifiers, so
     a Batch API call at its batch price and a model priced by the hour for its duration). An unpriced
@@ -78,11 +79,16 @@ def charge_call(run: TaskRun, span: Any) -> None:
     attrs = getattr(span, "attributes", None)
     if not attrs:  # a span that records nothing: nothing to price
         return
+    if A.PROVIDER not in attrs and provider:
+        # An adopted SDK span's stand-in holds only what the adapter read; the SDK's span names the
+        # provider and the model (unitcost.pipeline.adopt): the call's own, as the store will see them.
+        attrs = {A.PROVIDER: provider, A.REQUEST_MODEL: model, **attrs}
     error_type = attrs.get(A.ERROR_TYPE)
     buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
-    started = span.start_time or 0
+    # An adopted SDK span's stand-in (unitcost.pipeline.adopt.Recorder) has no times of its own: now.
+    started = getattr(span, "start_time", None) or time.time_ns()
     cost, _, _, _ = price_call(
-        pipeline().prices, provider, model, started, span.end_time or started, buckets, parts,
+        pipeline().prices, provider, model, started, getattr(span, "end_time", None) or started, buckets, parts,
         response_model=response_model, tier=tier, context=context, usage_known=usage_known,
     )
     spent = from_pico(cost)
