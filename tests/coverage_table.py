@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -62,9 +63,18 @@ def collect(tests: Path = ROOT / "tests") -> Coverage:
     files = sorted(str(p) for p in tests.rglob("test_*.py") if "covers" in p.read_text(encoding="utf-8"))
     collector = _Collector()
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        args = ["--collect-only", "-qq", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *files]
-        code = pytest.main(args, plugins=[collector])
+    # tests/frameworks/ too: collecting it imports no framework (its tests import them when they run).
+    frameworks = os.environ.get("UNITCOST_FRAMEWORKS")
+    os.environ["UNITCOST_FRAMEWORKS"] = "1"
+    try:
+        with contextlib.redirect_stdout(output):
+            args = ["--collect-only", "-qq", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *files]
+            code = pytest.main(args, plugins=[collector])
+    finally:
+        if frameworks is None:
+            del os.environ["UNITCOST_FRAMEWORKS"]
+        else:
+            os.environ["UNITCOST_FRAMEWORKS"] = frameworks
     if code != 0 or collector.problems:
         raise SystemExit(f"collecting the covers marks failed:\n{output.getvalue()}\n" + "\n".join(collector.problems))
     return dict(collector.coverage)

@@ -9,6 +9,7 @@ caller's thread, inside the context the span starts in:
 - A foreign LLM span whose parent is unitcost's LLM span (unitcost patched last: while an SDK method
   runs, its call is the current span, see `unitcost.record.llm.run_call`) is the same request.
 - unitcost's LLM span whose parent is a foreign LLM span (unitcost patched first) covers its parent.
+- The same for tools: an ``execute_tool`` span around (or inside) a ``@unitcost.tool`` span.
 
 Such a foreign span gets ``unitcost.call.recorded_by`` (the id of unitcost's span for the request)
 while it is live: every exporter still receives it, and the store, the enricher and ``unitcost
@@ -38,12 +39,19 @@ __all__ = ["CoexistProcessor", "ensure_coexisting"]
 _ADOPTED_SCOPE_PREFIX = "com.anthropic.sdk.python"
 
 
+# A span of one of these kinds directly inside another instrumentation's span of the same kind (or
+# the other way round) records the same thing: an LLM request, or one run of a tool (a function
+# both decorated with @unitcost.tool and run by a framework that traces its tools).
+_SAME_REQUEST = ("llm", "tool")
+
+
 def _attributes(span: Any) -> Any:
     return getattr(span, "attributes", None) or {}
 
 
-def _is_foreign_call(attrs: Any, span: Any) -> bool:
-    if A.SPAN_TYPE in attrs or foreign_span_type(attrs) != "llm":
+def _is_foreign(kind: str, attrs: Any, span: Any) -> bool:
+    """Is this another instrumentation's span of this kind ("llm" or "tool")?"""
+    if A.SPAN_TYPE in attrs or foreign_span_type(attrs) != kind:
         return False
     scope = getattr(span, "instrumentation_scope", None)
     return scope is None or not scope.name.startswith(_ADOPTED_SCOPE_PREFIX)
@@ -65,8 +73,8 @@ class CoexistProcessor(SpanProcessor):
                 parent_attrs = _attributes(parent)
             attrs = _attributes(span)
             own = attrs.get(A.SPAN_TYPE)
-            if own == "llm":
-                if parent_attrs and _is_foreign_call(parent_attrs, parent):
+            if own in _SAME_REQUEST:
+                if parent_attrs and _is_foreign(own, parent_attrs, parent):
                     parent.set_attribute(A.CALL_RECORDED_BY, _span_id(span))
                 return
             if own is not None:
@@ -74,7 +82,8 @@ class CoexistProcessor(SpanProcessor):
             task_id = parent_attrs.get(A.TASK_ID) if parent_attrs else None
             if task_id is not None and A.TASK_ID not in attrs:
                 span.set_attribute(A.TASK_ID, task_id)
-            if parent_attrs.get(A.SPAN_TYPE) == "llm" and _is_foreign_call(attrs, span):
+            above = parent_attrs.get(A.SPAN_TYPE) if parent_attrs else None
+            if above in _SAME_REQUEST and _is_foreign(str(above), attrs, span):
                 span.set_attribute(A.CALL_RECORDED_BY, _span_id(parent))
         except Exception as exc:  # noqa: BLE001 - the other instrumentation must still get its span
             internal_error("another instrumentation's span", exc)

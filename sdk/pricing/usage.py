@@ -47,6 +47,15 @@ def clean_count(value: Any) -> int | None:
     return count
 
 
+# Server-side tool requests of one call: a count beyond this is a corrupted field, not requests.
+_MAX_REQUESTS = 10**6
+
+
+def _requests(value: Any) -> int:
+    count = None if value is None else clean_count(value)
+    return count if count is not None and count <= _MAX_REQUESTS else 0
+
+
 @dataclass(slots=True, frozen=True)
 class UsagePart:
     """A part of a call's billed usage that is a step of its own (an Anthropic compaction or advisor
@@ -216,7 +225,7 @@ class Buckets:
         reasoning = 0 if value is None else clean_count(value) or 0
         value = get(A.OUTPUT_TOKENS)
         output_all = 0 if value is None else clean_count(value) or 0
-        searches, fetches = get(A.WEB_SEARCH_REQUESTS), get(A.WEB_FETCH_REQUESTS)
+        searches, fetches = _requests(get(A.WEB_SEARCH_REQUESTS)), _requests(get(A.WEB_FETCH_REQUESTS))
         return cls(
             max(input_all - cache_read - cache_write_all, 0),
             cache_read,
@@ -224,6 +233,6 @@ class Buckets:
             cache_write_1h,
             max(output_all - reasoning, 0),
             reasoning,
-            0 if searches is None else clean_count(searches) or 0,
-            0 if fetches is None else clean_count(fetches) or 0,
+            searches,
+            fetches,
         )

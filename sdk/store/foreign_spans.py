@@ -26,6 +26,8 @@ __all__ = ["as_unitcost_span", "foreign_span_type", "task_attributes", "task_key
 
 # gen_ai.operation.name values that are LLM calls.
 LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
+# gen_ai.operation.name values of an agent's span: a step when it runs inside a task.
+AGENT_OPERATIONS = frozenset({A.OP_INVOKE_AGENT, "create_agent"})
 # OpenLLMetry's llm.request.type -> gen_ai.operation.name.
 _TRACELOOP_OPERATIONS = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
 # OpenInference span kinds that are LLM calls -> gen_ai.operation.name.
@@ -58,8 +60,10 @@ _TOKEN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def foreign_span_type(attrs: Mapping[str, Any]) -> str | None:
-    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool" or None. None for an
-    LLM span whose request unitcost's own span records (`unitcost.pipeline.coexist`)."""
+    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool", "step" or None.
+    None for a span whose call or tool unitcost's own span records (`unitcost.pipeline.coexist`).
+    An agent's span (``invoke_agent``, ``create_agent``) is a step of the task it started in, so
+    only when it carries that task's id (a root agent span is a task of its own: `unitcost serve`)."""
     if A.CALL_RECORDED_BY in attrs:
         return None
     operation = attrs.get(A.OPERATION)
@@ -68,6 +72,8 @@ def foreign_span_type(attrs: Mapping[str, Any]) -> str | None:
             return "llm"
         if operation == A.OP_EXECUTE_TOOL:
             return "tool"
+        if operation in AGENT_OPERATIONS:
+            return "step" if A.TASK_ID in attrs else None
     kind = attrs.get(A.OPENINFERENCE_SPAN_KIND)
     if kind is not None:
         kind = str(kind).upper()
@@ -124,6 +130,10 @@ def unitcost_attributes(attrs: Mapping[str, Any], kind: str) -> dict[str, Any]:
                     if other in attrs:
                         out[name] = attrs[other]
                         break
+    elif kind == "step" and A.STEP_NAME not in attrs:
+        agent = attrs.get(A.AGENT_NAME)
+        if agent:
+            out[A.STEP_NAME] = agent
     elif kind == "tool" and A.TOOL_NAME not in attrs:
         tool = attrs.get(A.OPENINFERENCE_TOOL_NAME) or attrs.get(A.TRACELOOP_ENTITY_NAME)
         if tool:

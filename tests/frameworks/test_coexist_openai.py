@@ -20,6 +20,14 @@ CALLS = 10 * 5  # 10 tasks of 5 calls: plain, streamed, raw, async streamed, asy
 UNINSTRUMENTED_CHUNKS = 5  # role, three pieces, finish: the usage chunk unitcost asks for stays hidden
 
 
+@pytest.mark.covers("openai + opentelemetry-instrumentation-openai-v2", "chat.completions.create", "sync", "plain")
+@pytest.mark.covers("openai + opentelemetry-instrumentation-openai-v2", "chat.completions.create", "sync", "stream")
+@pytest.mark.covers("openai + opentelemetry-instrumentation-openai-v2", "chat.completions.create", "async", "plain")
+@pytest.mark.covers("openai + opentelemetry-instrumentation-openai-v2", "chat.completions.create", "async", "stream")
+@pytest.mark.covers("openai + OpenLLMetry openai", "chat.completions.create", "sync", "plain")
+@pytest.mark.covers("openai + OpenLLMetry openai", "chat.completions.create", "sync", "stream")
+@pytest.mark.covers("openai + OpenLLMetry openai", "chat.completions.create", "async", "plain")
+@pytest.mark.covers("openai + OpenLLMetry openai", "chat.completions.create", "async", "stream")
 @pytest.mark.parametrize("sampling", ["all", "1%"])
 @pytest.mark.parametrize("order", ["unitcost-first", "unitcost-last"])
 @pytest.mark.parametrize("which", ["openai-v2", "openllmetry"])
