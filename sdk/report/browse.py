@@ -33,7 +33,7 @@ class TaskSummary:
     duration_s: float  # first run's start to the last run's end
     runs: int
     llm_calls: int
-    cost_pico: int  # LLM calls and tools
+    cost_pico: int  # LLM calls, tools and runtime (every total includes a [[runtime]] charge)
     unpriced_calls: int
     estimated_calls: int
     outcome: str | None
@@ -63,7 +63,8 @@ def all_tasks(db: StoreBackend) -> list[TaskSummary]:
             return _all_tasks_in_python(db)
         rows = conn.execute(
             "SELECT r.run_id, t.kind, t.key, t.started_ns, e.ended_ns, t.runs, t.calls, "
-            "t.cost_pico + COALESCE(tl.tool_cost, 0), t.unpriced_calls, t.estimated_calls, o.label, o.success "
+            "t.cost_pico + COALESCE(tl.tool_cost, 0) + COALESCE(tl.runtime_cost, 0), "
+            "t.unpriced_calls, t.estimated_calls, o.label, o.success "
             "FROM uc_task t JOIN runs r ON r.rowid = t.tid "
             "JOIN (SELECT COALESCE(a.tid, r2.rowid) AS tid, MAX(r2.ended_ns) AS ended_ns FROM runs r2 "
             "      LEFT JOIN uc_alias a ON a.rid = r2.rowid GROUP BY 1) e ON e.tid = t.tid "
@@ -93,6 +94,7 @@ def _all_tasks_in_python(db: StoreBackend) -> list[TaskSummary]:
             "SELECT r.run_id, r.ended_ns, COALESCE(s.calls, 0), COALESCE(s.cost_pico, 0), "
             "COALESCE(s.unpriced_calls, 0), COALESCE(s.estimated_calls, 0), "
             "(SELECT COALESCE(SUM(cost_pico), 0) FROM steps WHERE steps.run_id = r.run_id) "
+            "+ COALESCE(r.runtime_cost_pico, 0) "
             "FROM runs r LEFT JOIN run_sums s ON s.run_id = r.run_id"
         )
     }
