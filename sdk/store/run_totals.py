@@ -19,7 +19,7 @@ from ..common.money import to_pico
 from .bulk import insert_rows
 
 __all__ = [
-    "CALL_FIELDS", "COLUMNS", "backfill", "create_run_sums", "create_table", "ensure_fresh", "refresh",
+    "CALL_FIELDS", "COLUMNS", "add_up", "backfill", "create_run_sums", "create_table", "ensure_fresh", "refresh",
     "resend_rates",
 ]
 
@@ -152,6 +152,10 @@ def _add_up(
                 acc[14] += to_pico((uncached * input_rate + (resent - uncached) * cached_rate) / _MTOK)
                 acc[15] += to_pico(uncached * (input_rate - cached_rate) / _MTOK)
     return sums
+
+
+# The same sums for another backend's writer (unitcost.store.postgres_writer): one rule, one place.
+add_up = _add_up
 
 
 def create_run_sums(conn: Any) -> None:
