@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
 
 Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
---only SECTION[,SECTION] (calls, decorators, store, scale, memory, import), --json PATH.
+--only SECTION[,SECTION] (calls, decorators, store, scale, memory, import, postgres), --json PATH.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ._common import Row, machine, versions
 
-SECTIONS = ("import", "calls", "decorators", "store", "scale", "memory")
+SECTIONS = ("import", "calls", "decorators", "store", "scale", "memory", "postgres")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
-    from . import calls, overhead, store
+    from . import calls, overhead, postgres, store
 
     if section == "import":
         return overhead.imports(5 if quick else 15, log)
@@ -76,6 +76,12 @@ def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
         return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
     if section == "memory":
         return overhead.memory(20_000 if quick else 200_000, log)
+    if section == "postgres":  # the PostgreSQL store beside SQLite: writer throughput, then reports
+        rows, data = postgres.throughput(2 if quick else 5, 20_000 if quick else 50_000, log)
+        tasks = 10_000 if quick else 100_000
+        path, _ = store.build_store(tasks, 10, 90, log)
+        more, scale_data = postgres.scale(str(path), 2 if quick else 3, log)
+        return rows + more, {**data, "scale": scale_data}
     raise ValueError(section)
 
 

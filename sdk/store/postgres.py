@@ -1,382 +1,283 @@
-"""A shared store on a PostgreSQL server: connection, schema and named migrations, doctor, prune.
+"""A shared store on a PostgreSQL server, behind the store seam (`unitcost.store.backend`).
 
 ``UNITCOST_DB=postgresql://user@host:5432/db`` (or ``configure(db=...)``, or any command's ``--db``)
-selects it; anything else is an SQLite path. The tables and columns are the SQLite store's
-(`unitcost.store.schema`), with the same migration names, so both are read by the same report
-rules. Integers are BIGINT (Unix ns and pico-dollars need 64 bits); JSON stays TEXT so that it reads
-back byte for byte as it was written.
+selects it; `unitcost.store.connect.open_backend` imports this module only then. Schema and
+migrations are in `unitcost.store.postgres_schema` (the SQLite store's tables and migration names),
+batch writes in `unitcost.store.postgres_writer`.
 
-Connection: psycopg 3 (the ``unitcost[postgres]`` extra) with libpq's own rules, so the URL's parts
-win over the usual environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
-PGSSLMODE, PGPASSFILE, ...), and ``?sslmode=verify-full`` and friends work. The password never
-leaves this module: `redact_url` is what logs, errors and `unitcost doctor` show.
-
-Many processes may open a new store at once: migrations run in one transaction that first takes a
-transaction-level advisory lock (`pg_advisory_xact_lock`, released at commit, safe behind
-pgbouncer's transaction pooling), and each re-reads what is applied once it holds the lock.
+When the server is unreachable or restarting, `write_batch` raises a refusal (`is_refusal`), so the
+store writer keeps the batch, bounded, for the next one: reconnecting is tried again after a
+back-off that doubles from 0.1 s to 5 s, and until then a batch is refused at once, without
+waiting on the network. The writer runs on the exporter's thread, never on the caller's.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import StoreError
-from .run_totals import COLUMNS as TOTALS_COLUMNS
-
-__all__ = [
-    "MIGRATIONS", "MIGRATION_LOCK", "connect", "is_postgres_url", "migrate", "open_connection", "pending_migrations",
-    "prune", "redact_url", "retry_after", "server_gone", "store_health", "wait_for", "without_password",
-]
-
-_SCHEMES = ("postgresql://", "postgres://")
-# pg_advisory_xact_lock's key for migrations: "unitcost" as a 64-bit integer.
-MIGRATION_LOCK = 0x756E6974636F7374
-_MIGRATIONS_TABLE = "_unitcost_migrations"
-_TABLES = ("runs", "calls", "steps", "outcomes", "call_content")
-
-
-def is_postgres_url(value: object) -> bool:
-    """True for ``postgresql://...`` and ``postgres://...`` (what selects this backend)."""
-    return isinstance(value, str) and value.lower().startswith(_SCHEMES)
-
-
-def redact_url(url: str) -> str:
-    """The URL as logs, errors and `doctor` may show it: a password (in the userinfo or as
-    ``?password=``) becomes ``***``.
-
-    >>> redact_url("postgresql://app:s3cret@db.internal:5432/costs?sslmode=require&password=x")
-    'postgresql://app:***@db.internal:5432/costs?sslmode=require&password=***'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{hosts}" if colon else f"{user}@{hosts}"
-    query = urlencode(
-        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
-        safe="*:/",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def without_password(text: str, url: str) -> str:
-    """``text`` (an error message) with the URL's password taken out, wherever it appears."""
-    secrets = [url]
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            secrets.append(parts.password)
-        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
-    except ValueError:
-        pass
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, redact_url(url) if secret == url else "***")
-    return re.sub(r"(?i)(password\s*=\s*)\S+", r"\1***", text)
-
-
-def _driver() -> Any:
-    try:
-        # Here: psycopg is an optional extra, needed only when the store is on PostgreSQL.
-        import psycopg
-    except ImportError as exc:
-        raise StoreError(
-            "the store is a postgresql:// URL but psycopg is not installed: pip install 'unitcost[postgres]'"
-        ) from exc
-    return psycopg
-
-
-def _whole_numbers(psycopg: Any) -> type:
-    """A loader for `numeric` that gives an int when the value is whole: PostgreSQL's SUM of BIGINT
-    is numeric, and reports must get the same Python ints from both backends (a Decimal prints
-    differently in JSON), without a CAST that would overflow past 2**63 pico-dollars."""
-    from psycopg.types.numeric import NumericLoader
-
-    class WholeNumericLoader(NumericLoader):
-        def load(self, data: Any) -> Any:
-            value = super().load(data)
-            if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-                return int(value)
-            return value
-
-    return WholeNumericLoader
-
-
-def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) -> Any:
-    """A psycopg connection to ``url`` in UTC, its numeric sums read as ints. StoreError, without the
-    password, when the server cannot be reached or refuses."""
-    psycopg = _driver()
-    try:
-        conn = psycopg.connect(
-            url, connect_timeout=connect_timeout, autocommit=True, application_name="unitcost",
-        )
-        # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own)
-        conn.execute("SET TIME ZONE 'UTC'")
-        conn.autocommit = autocommit
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot reach the store at {redact_url(url)}: {without_password(str(exc), url)}") from exc
-    conn.adapters.register_loader("numeric", _whole_numbers(psycopg))
-    return conn
-
-
-# --- schema: the SQLite store's migrations, by the same names ------------------------------------
-
-def _sums(columns: Sequence[str]) -> str:
-    return ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in columns)
-
-
-_M001 = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, parent_run_id TEXT,
-    kind TEXT NOT NULL, key TEXT, service TEXT, started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL,
-    error_type TEXT, attributes TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX runs_started ON runs(started_ns);
-CREATE INDEX runs_kind_key ON runs(kind, key);
-CREATE TABLE calls (
-    span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, run_id TEXT,
-    started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL, provider TEXT NOT NULL, operation TEXT NOT NULL,
-    model TEXT NOT NULL, response_model TEXT,
-    input_tokens BIGINT NOT NULL DEFAULT 0, cache_read_tokens BIGINT NOT NULL DEFAULT 0,
-    cache_write_tokens BIGINT NOT NULL DEFAULT 0, cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
-    output_tokens BIGINT NOT NULL DEFAULT 0, reasoning_tokens BIGINT NOT NULL DEFAULT 0,
-    cost_pico BIGINT, reasoning_cost_pico BIGINT, price_source TEXT,
-    estimated BIGINT NOT NULL DEFAULT 0, streamed BIGINT NOT NULL DEFAULT 0, incomplete BIGINT NOT NULL DEFAULT 0,
-    error_type TEXT, service_tier TEXT
-);
-CREATE INDEX calls_run ON calls(run_id);
-CREATE INDEX calls_started ON calls(started_ns);
-CREATE TABLE steps (
-    span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, run_id TEXT, type TEXT NOT NULL,
-    name TEXT NOT NULL, started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL, cost_pico BIGINT, error_type TEXT
-);
-CREATE INDEX steps_run ON steps(run_id);
-CREATE TABLE outcomes (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, recorded_ns BIGINT NOT NULL, run_id TEXT,
-    kind TEXT, key TEXT, label TEXT NOT NULL, success BIGINT NOT NULL, value_pico BIGINT,
-    source TEXT NOT NULL, origin TEXT UNIQUE
-);
-CREATE INDEX outcomes_run ON outcomes(run_id);
-CREATE INDEX outcomes_key ON outcomes(key);
-"""
-
-MIGRATIONS: tuple[tuple[str, str], ...] = (
-    ("m001_initial", _M001),
-    ("m002_calls_retries", "ALTER TABLE calls ADD COLUMN retries BIGINT NOT NULL DEFAULT 0"),
-    (
-        "m003_calls_cache_write_retention",
-        "ALTER TABLE calls ADD COLUMN cache_write_30m_tokens BIGINT NOT NULL DEFAULT 0, "
-        "ADD COLUMN cache_write_12h_tokens BIGINT NOT NULL DEFAULT 0",
-    ),
-    (
-        "m004_calls_server_tool_requests",
-        "ALTER TABLE calls ADD COLUMN web_search_requests BIGINT NOT NULL DEFAULT 0, "
-        "ADD COLUMN web_fetch_requests BIGINT NOT NULL DEFAULT 0, ADD COLUMN price_modifiers TEXT",
-    ),
-    (
-        "m007_run_totals",
-        "CREATE TABLE run_totals (run_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, "
-        f"{_sums(TOTALS_COLUMNS[3:])}, PRIMARY KEY (run_id, provider, model))",
-    ),
-    (
-        "m008_dropped_spans",
-        "CREATE TABLE dropped_spans (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
-        "recorded_ns BIGINT NOT NULL, reason TEXT NOT NULL, count BIGINT NOT NULL, service TEXT); "
-        "CREATE INDEX dropped_spans_recorded ON dropped_spans(recorded_ns)",
-    ),
-    ("m009_call_content", "CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)"),
-    (
-        "m010_run_sums",
-        # (a store migrated here has no calls yet that the writer has not summed: the writer keeps
-        # both tables from the first call on)
-        f"CREATE TABLE run_sums (run_id TEXT NOT NULL PRIMARY KEY, {_sums(TOTALS_COLUMNS[3:])})",
-    ),
+from .backend import TABLES, Batch, Result, StoreBackend
+from .postgres_schema import (
+    MIGRATIONS, STORE_TABLES, applied_migrations, connect, migrate, redact_url, retry_after, server_gone,
 )
+from .postgres_writer import PostgresWriter, refresh_totals
+from .run_totals import CALL_FIELDS
+
+__all__ = ["PostgresBackend", "StoreUnavailable"]
+
+_CALL_COLUMNS = TABLES[1].columns
+_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
+_ALL_TABLES = (*STORE_TABLES, "run_totals", "run_sums", "dropped_spans")
 
 
-def _applied(conn: Any) -> list[str]:
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_MIGRATIONS_TABLE,)).fetchone()[0]
-    if not exists:
-        return []
-    return [r[0] for r in conn.execute(f"SELECT name FROM {_MIGRATIONS_TABLE} ORDER BY applied_order")]
+class StoreUnavailable(StoreError):
+    """The server cannot be reached now (down, restarting, refusing connections): try the batch later."""
 
 
-def pending_migrations(conn: Any) -> list[str]:
-    applied = set(_applied(conn))
-    return [name for name, _ in MIGRATIONS if name not in applied]
+@lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """``?`` placeholders (the seam's) as psycopg's ``%s``, and a literal ``%`` doubled; a ``?`` inside a
+    quoted string or identifier stays as it is."""
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "?":
+            out.append("%s")
+            continue
+        out.append("%%" if ch == "%" else ch)
+    return "".join(out)
 
 
-def migrate(conn: Any) -> list[str]:
-    """Create or migrate the store in the connection's schema, once however many processes try at
-    the same moment; returns the names applied by this call. A foreign database is refused."""
-    if conn.autocommit:
-        raise ValueError("migrate() needs a connection in a transaction")
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        applied = _applied(conn)
-        if not applied:
-            found = {r[0] for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-            )}
-            if found & set(_TABLES):
-                raise StoreError("this PostgreSQL schema has tables named like unitcost's but is not a unitcost "
-                                 "store; refusing to touch it (use another database or schema)")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {_MIGRATIONS_TABLE} (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
-                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
-                "applied_order BIGINT GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (migration_set, name))"
-            )
-        done = []
-        for name, ddl in MIGRATIONS:
-            if name in applied:
-                continue
-            for statement in (s for s in ddl.split(";") if s.strip()):
-                conn.execute(statement)
-            conn.execute(f"INSERT INTO {_MIGRATIONS_TABLE} (migration_set, name) VALUES ('unitcost', %s)", (name,))
-            done.append(name)
-    return done
+class PostgresBackend(StoreBackend):
+    """A unitcost store in a PostgreSQL database (the schema of the connection's search_path)."""
 
+    dialect = "postgresql"
+    paramstyle = "qmark"  # translated to psycopg's %s here
 
-def open_connection(url: str, *, create: bool = True, connect_timeout: int = 10) -> Any:
-    """A connection to a migrated store (migrating it when ``create``; else StoreError when it has
-    no unitcost tables yet)."""
-    conn = connect(url, connect_timeout=connect_timeout)
-    try:
-        if create:
-            migrate(conn)
-        else:
-            applied = _applied(conn)
-            conn.rollback()
-            if not applied:
-                raise StoreError(
-                    f"no unitcost store at {redact_url(url)} (run an instrumented program with this db first)"
-                )
-            if pending_migrations(conn):
-                migrate(conn)
-            conn.rollback()
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-# --- doctor and prune --------------------------------------------------------------------------
-
-def store_health(url: str) -> dict[str, Any]:
-    """`unitcost doctor` for a PostgreSQL store: the server, the role, the redacted URL, migrations,
-    sizes, rows and dropped spans. Reads only."""
-    conn = connect(url)
-    warnings: list[str] = []
-    try:
-        applied = _applied(conn)
-        if not applied:
-            raise StoreError(f"no unitcost store at {redact_url(url)} (run an instrumented program with this db first)")
-        known = [name for name, _ in MIGRATIONS]
-        version, role, database, schema, superuser, ssl = conn.execute(
-            "SELECT current_setting('server_version'), current_user, current_database(), current_schema(), "
-            "current_setting('is_superuser'), (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())"
-        ).fetchone()
-        sizes = {
-            table: conn.execute("SELECT pg_total_relation_size(to_regclass(%s))", (table,)).fetchone()[0]
-            for table in (*_TABLES, "run_totals", "run_sums", "dropped_spans")
-        }
-        rows = {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in _TABLES}
-        dropped = {
-            reason: int(count)
-            for reason, count in conn.execute("SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason ORDER BY reason")
-        }
-        last_drop_ns = conn.execute("SELECT MAX(recorded_ns) FROM dropped_spans").fetchone()[0]
-        database_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    finally:
-        conn.close()
-    if dropped:
-        warnings.append(f"{sum(dropped.values())} span(s) were dropped instead of stored: reports are too low")
-    pending = [name for name in known if name not in applied]
-    if pending:
-        warnings.append("schema migrations pending (applied when an instrumented program next opens the store)")
-    if superuser == "on":
-        warnings.append(f"the role {role!r} is a superuser: give unitcost a role that owns only its store")
-    return {
-        "backend": "postgresql",
-        "path": redact_url(url),
-        "server_version": version,
-        "role": role,
-        "database": database,
-        "schema_name": schema,
-        "ssl": bool(ssl),
-        "size_bytes": sum(v or 0 for v in sizes.values()),
-        "database_bytes": database_size,
-        "table_bytes": sizes,
-        "schema": {"applied": applied, "pending": pending, "unknown": [n for n in applied if n not in known]},
-        "rows": rows,
-        "dropped_spans": sum(dropped.values()),
-        "dropped_by_reason": dropped,
-        "last_drop_ns": last_drop_ns,
-        "problems": [],
-        "warnings": warnings,
-        "ok": True,
-    }
-
-
-def prune(conn: Any, before_ns: int, *, vacuum: bool = False) -> dict[str, int]:
-    """As `unitcost.store.prune.prune`, in one transaction on the server."""
-    counts: dict[str, int] = {}
-    old_runs = "SELECT run_id FROM runs WHERE started_ns < %(before)s"
-    outside = f"run_id IN ({old_runs}) OR (run_id IS NULL AND started_ns < %(before)s)"
-    p = {"before": before_ns}
-    with conn.transaction():
-        conn.execute(f"DELETE FROM call_content WHERE span_id IN (SELECT span_id FROM calls WHERE {outside})", p)
-        counts["calls"] = conn.execute(f"DELETE FROM calls WHERE {outside}", p).rowcount
-        counts["steps"] = conn.execute(f"DELETE FROM steps WHERE {outside}", p).rowcount
-        conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({old_runs})", p)
-        conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({old_runs})", p)
-        counts["runs"] = conn.execute("DELETE FROM runs WHERE started_ns < %(before)s", p).rowcount
-        counts["outcomes"] = conn.execute("DELETE FROM outcomes WHERE recorded_ns < %(before)s", p).rowcount
-        conn.execute("DELETE FROM dropped_spans WHERE recorded_ns < %(before)s", p)
-    if vacuum:
-        autocommit = conn.autocommit
-        conn.autocommit = True  # VACUUM cannot run inside a transaction
+    def __init__(self, url: str, *, create: bool = True, migrate: bool = True, connect_timeout: int = 5) -> None:
+        self.url = url
+        self.location = redact_url(url)
+        self._create = create
+        self._migrate = migrate
+        self._timeout = connect_timeout
+        self._conn: Any = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._writer: PostgresWriter | None = None
         try:
-            for table in (*_TABLES, "run_totals", "run_sums", "dropped_spans"):
-                conn.execute(f"VACUUM (ANALYZE) {table}")
-        finally:
-            conn.autocommit = autocommit
-    return counts
+            self._connection()
+        except StoreUnavailable:
+            if not create:
+                raise
+            # A writer started while the server is down or restarting: it connects at a later batch.
 
+    # --- the connection ---------------------------------------------------------------------------
 
-def retry_after(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based): doubling from ``first`` to ``cap``."""
-    return min(cap, first * (2 ** min(attempt, 16)))
+    def _connection(self) -> Any:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop_connection()
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreUnavailable(
+                f"the store at {self.location} is unreachable; next try in {self._retry_at - now:.1f} s"
+            )
+        try:
+            conn = connect(self.url, connect_timeout=self._timeout, autocommit=True)
+        except StoreError as exc:
+            self._failures += 1
+            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            raise StoreUnavailable(str(exc)) from exc.__cause__
+        try:
+            applied = applied_migrations(conn)
+            if not applied and not self._create:
+                raise StoreError(
+                    f"no unitcost store at {self.location} (run an instrumented program with this db first)"
+                )
+            if self._migrate and len(applied) < len(MIGRATIONS):
+                migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._failures, self._retry_at = conn, 0, 0.0
+        return conn
 
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110 - a connection already gone
+                pass
 
-def server_gone(exc: BaseException) -> bool:
-    """True when ``exc`` says the server went away or is not there yet (worth retrying the same batch on a
-    new connection), False when the batch itself is at fault or a query was cancelled."""
-    psycopg = _driver()
-    errors = psycopg.errors
-    if isinstance(exc, errors.AdminShutdown | errors.CrashShutdown | errors.CannotConnectNow):
-        return True
-    if isinstance(exc, errors.QueryCanceled):
-        return False
-    if isinstance(exc, StoreError) and isinstance(exc.__cause__, psycopg.OperationalError):
-        return True  # a connect that failed (refused, starting up, timed out)
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and getattr(exc, "sqlstate", None) is None
+    def _after_failure(self, exc: BaseException) -> None:
+        if server_gone(exc) or (self._conn is not None and (self._conn.closed or self._conn.broken)):
+            self._drop_connection()
+            self._failures += 1
+            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
 
+    # --- the seam ---------------------------------------------------------------------------------
 
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` seconds pass (every wait is bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+    def write_batch(self, batch: Batch, prices: Any) -> None:
+        conn = self._connection()
+        if self._writer is None:
+            self._writer = PostgresWriter(prices)
+        calls = batch.rows[1]
+        written = [tuple(row[i] for i in _TOTALS_AT) for row in calls] if calls else []
+        tables = [(t.name, t.columns, t.conflict, rows) for t, rows in zip(TABLES, batch.rows, strict=True)]
+        try:
+            self._writer.write(conn, tables, written, batch.drops, batch.service, prices)
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        conn = self._connection()
+        try:
+            if params:
+                return conn.execute(_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
+            return conn.execute(sql)  # type: ignore[no-any-return]
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(_pyformat(sql), [tuple(r) for r in rows])
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self._connection()
+        with conn.transaction():
+            yield
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )}
+
+    def columns(self, table: str) -> set[str]:
+        return {r[0] for r in self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?", [table],
+        )}
+
+    def ensure_fresh(self, prices: Any = None) -> None:
+        """As `unitcost.store.run_totals.ensure_fresh`: cheap when the sums agree with the calls."""
+        in_calls = self.execute("SELECT COUNT(*) FROM calls WHERE run_id IS NOT NULL").fetchone()[0]
+        in_totals = self.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
+        if in_calls == in_totals:
+            return
+        stale = [r[0] for r in self.execute(
+            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
+            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
+            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
+            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
+            "UNION SELECT run_id FROM run_totals WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+            "UNION SELECT run_id FROM run_sums WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+        )]
+        if prices is None:
+            from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals
+
+            prices = PriceBook()
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(r, 0) AS k "
+                "FROM unnest(%s::text[]) AS r ORDER BY k) AS keys", (sorted(stale),),
+            )
+            refresh_totals(conn, stale, prices)
+
+    def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
+        clauses, params = ["true"], []
+        if since_ns is not None:
+            clauses.append("recorded_ns >= ?")
+            params.append(since_ns)
+        if until_ns is not None:
+            clauses.append("recorded_ns < ?")
+            params.append(until_ns)
+        row = self.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
+        return int(row[0] or 0)
+
+    def health(self, *, full_check: bool = True) -> dict[str, Any]:
+        """`unitcost doctor`: the server, the role, the redacted URL, migrations, sizes, rows and
+        dropped spans. Reads only (``full_check`` is SQLite's; PostgreSQL checks its pages itself)."""
+        x = self.execute
+        applied = applied_migrations(self._connection())
+        known = [name for name, _ in MIGRATIONS]
+        version, role, database, schema, superuser = x(
+            "SELECT current_setting('server_version'), current_user, current_database(), current_schema(), "
+            "current_setting('is_superuser')"
+        ).fetchone()
+        ssl = x("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        present = self.tables()
+        sizes = {t: x("SELECT pg_total_relation_size(to_regclass(?))", [t]).fetchone()[0] for t in _ALL_TABLES
+                 if t in present}
+        rows = {t: x(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in STORE_TABLES if t in present}
+        dropped: dict[str, int] = {}
+        last_drop_ns = None
+        if "dropped_spans" in present:
+            dropped = {reason: int(n) for reason, n in x(
+                "SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason ORDER BY reason")}
+            last_drop_ns = x("SELECT MAX(recorded_ns) FROM dropped_spans").fetchone()[0]
+        warnings: list[str] = []
+        if dropped:
+            warnings.append(f"{sum(dropped.values())} span(s) were dropped instead of stored: reports are too low")
+        pending = [name for name in known if name not in applied]
+        if pending:
+            warnings.append("schema migrations pending (applied when an instrumented program next opens the store)")
+        if superuser == "on":
+            warnings.append(f"the role {role!r} is a superuser: give unitcost a role that owns only its store")
+        return {
+            "backend": "postgresql",
+            "path": self.location,
+            "server_version": version,
+            "role": role,
+            "database": database,
+            "schema_name": schema,
+            "ssl": bool(ssl and ssl[0]),
+            "size_bytes": sum(v or 0 for v in sizes.values()),
+            "table_bytes": sizes,
+            "database_bytes": x("SELECT pg_database_size(current_database())").fetchone()[0],
+            "schema": {"applied": applied, "pending": pending, "unknown": [n for n in applied if n not in known]},
+            "rows": rows,
+            "dropped_spans": sum(dropped.values()),
+            "dropped_by_reason": dropped,
+            "last_drop_ns": last_drop_ns,
+            "problems": [],
+            "warnings": warnings,
+            "ok": True,
+        }
+
+    def compact(self) -> None:
+        # VACUUM gives a table's dead rows back to PostgreSQL for reuse, and ANALYZE keeps the planner's
+        # counts right after a large prune (autocommit: VACUUM cannot run inside a transaction).
+        conn = self._connection()
+        for table in _ALL_TABLES:
+            conn.execute(f"VACUUM (ANALYZE) {table}")
+
+    def is_refusal(self, exc: BaseException) -> bool:
+        return isinstance(exc, StoreUnavailable) or server_gone(exc)
+
+    def is_damage(self, exc: BaseException) -> bool:
+        import psycopg  # (already loaded: this backend is in use)
+
+        return isinstance(exc, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted)
+
+    def close(self) -> None:
+        self._drop_connection()

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .postgres import connect, migrate
 from .run_totals import CALL_FIELDS, COLUMNS, add_up
 
 __all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "refresh_totals"]
@@ -29,8 +28,8 @@ CONFLICT_KEYS = {"runs": "run_id", "calls": "span_id", "steps": "span_id", "call
                  "outcomes": "origin"}
 _RUN_COLUMNS = ("run_id", *COLUMNS[3:])
 
-# (table, columns, verb, rows): verb is "INSERT OR REPLACE" (the later row wins) or "INSERT OR
-# IGNORE" (the stored row stays), as the SQLite writer names them.
+# (table, columns, conflict, rows): conflict is "replace" (the later row wins) or "ignore" (the stored
+# row stays), as `unitcost.store.backend.TABLES` names them.
 TableRows = tuple[str, Sequence[str], str, Sequence[Sequence[Any]]]
 
 
@@ -42,58 +41,37 @@ def _clean(value: Any) -> Any:
 
 
 class PostgresWriter:
-    """The store writer's connection to a PostgreSQL store. Not thread-safe: one writer thread owns it."""
+    """Writes batches on one connection (the backend's, which reconnects it). Not thread-safe: the store
+    writer's thread owns it."""
 
-    def __init__(self, url: str, prices: Any, *, connect_timeout: int = 5) -> None:
-        self.url = url
+    def __init__(self, prices: Any) -> None:
         self._prices = prices
-        self._timeout = connect_timeout
-        self._conn: Any = None
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> PostgreSQL type name
-        self._staged: set[str] = set()  # temporary tables made on this connection
-
-    def open(self) -> None:
-        """Connect (and migrate) if not connected: the first time on the configuring thread."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self.close()
-            conn = connect(self.url, connect_timeout=self._timeout)
-            try:
-                migrate(conn)
-                conn.execute("SET synchronous_commit = on")
-                conn.commit()
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        self._staged.clear()
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001, S110 - a connection already gone
-                pass
+        self._staged: set[str] = set()  # temporary tables made on the current connection
+        self._conn: Any = None
 
     def write(
-        self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: dict[str, int],
-        service: str = "",
+        self, conn: Any, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]],
+        drops: Mapping[str, int], service: str = "", prices: Any = None,
     ) -> None:
         """One batch in one transaction: the rows, the per-run sums of the runs ``written_calls`` touch
         (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch."""
-        self.open()
+        if conn is not self._conn:  # a new connection: its temporary tables are still to make
+            self._conn, self._staged = conn, set()
+        prices = prices if prices is not None else self._prices
         try:
-            self._write(tables, written_calls, drops, service)
+            self._write(tables, written_calls, drops, service, prices)
         except Exception as exc:
             # Text PostgreSQL cannot hold (a NUL, a lone surrogate) fails the whole batch: once more, cleaned.
-            if not (isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS):
+            if conn.broken or conn.closed or not (
+                isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS
+            ):
                 raise
-            self.open()
-            self._write(clean_rows(tables), written_calls, drops, service)
+            self._write(clean_rows(tables), written_calls, drops, service, prices)
 
     def _write(
-        self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: dict[str, int],
-        service: str,
+        self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: Mapping[str, int],
+        service: str, prices: Any,
     ) -> None:
         conn = self._conn
         try:
@@ -105,7 +83,7 @@ class PostgresWriter:
                     if rows:
                         self._upsert(table, tuple(columns), verb, rows)
                 if runs:
-                    refresh_totals(conn, runs, self._prices, written_calls)
+                    refresh_totals(conn, runs, prices, written_calls)
                 if drops:
                     now = time.time_ns()
                     with conn.cursor() as cur:
@@ -115,8 +93,6 @@ class PostgresWriter:
                         )
         except BaseException:
             self._staged.clear()  # (a temporary table made in the failed transaction went with it)
-            if conn.broken or conn.closed:
-                self.close()
             raise
 
     def _column_types(self, table: str) -> dict[str, str]:
@@ -147,7 +123,7 @@ class PostgresWriter:
                 except UnicodeEncodeError:
                     raise _Unclean() from None
             key = CONFLICT_KEYS[table]
-            if verb == "INSERT OR IGNORE":
+            if verb in ("ignore", "INSERT OR IGNORE"):
                 cur.execute(
                     f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} ORDER BY uc_order "
                     f"ON CONFLICT ({key}) DO NOTHING"

@@ -14,8 +14,9 @@ from unitcost.common.errors import StoreError
 from unitcost.exporters.store import CALL_COLUMNS
 from unitcost.pricing.book import PriceBook
 from unitcost.store import run_totals
-from unitcost.store.postgres import (
-    MIGRATIONS, connect, migrate, open_connection, pending_migrations, redact_url, store_health, without_password,
+from unitcost.store.postgres import PostgresBackend
+from unitcost.store.postgres_schema import (
+    MIGRATIONS, connect, migrate, open_connection, pending_migrations, redact_url, without_password,
 )
 from unitcost.store.postgres_writer import PostgresWriter
 from unitcost.store.run_totals import CALL_FIELDS
@@ -104,12 +105,12 @@ def test_a_batch_written_twice_is_one_row_each_with_the_sums_sqlite_keeps(pg_url
     calls = [call_row(n, f"run{n % 3}", model="gpt-4o-mini-2024-07-18" if n % 2 else "gpt-4o") for n in range(1, 40)]
     calls.append(call_row(99, None))
     late = [call_row(n, "run1", input_tokens=5) for n in range(40, 45)]  # a run's calls arriving in a later batch
-    writer = PostgresWriter(pg_url, prices)
-    table = ("calls", CALL_COLUMNS, "INSERT OR REPLACE")
-    writer.write([(*table, calls)], written(calls), {"queue_full": 2})
-    writer.write([(*table, calls)], written(calls), {})  # resent after a failed commit: nothing doubles
-    writer.write([(*table, late + late)], written(late + late), {"export_failed": 1})
-    writer.close()
+    writer, conn = PostgresWriter(prices), open_connection(pg_url)
+    table = ("calls", CALL_COLUMNS, "replace")
+    writer.write(conn, [(*table, calls)], written(calls), {"queue_full": 2})
+    writer.write(conn, [(*table, calls)], written(calls), {})  # resent after a failed commit: nothing doubles
+    writer.write(conn, [(*table, late + late)], written(late + late), {"export_failed": 1})
+    conn.close()
 
     sqlite_db = open_store(tmp_path / "s.db")
     conn = sqlite_db.conn
@@ -128,16 +129,17 @@ def test_a_batch_written_twice_is_one_row_each_with_the_sums_sqlite_keeps(pg_url
             "SELECT * FROM run_sums ORDER BY run_id").fetchall()
         assert pg.execute("SELECT reason, count FROM dropped_spans ORDER BY id").fetchall() == [
             ("queue_full", 2), ("export_failed", 1)]
-    assert store_health(pg_url)["dropped_spans"] == 3
+    with PostgresBackend(pg_url, create=False) as backend:
+        assert backend.health()["dropped_spans"] == backend.dropped_spans() == 3
 
 
 def test_outcomes_replayed_are_not_added_twice_and_text_postgres_refuses_is_cleaned(pg_url: str) -> None:
     columns = ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin")
     outcomes = [(10, "r", "k", "a\x00b", "resolved", 1, None, "inline", "o1"), (11, None, "k", "x", "no", 0, 5, "late", "o2")]
-    writer = PostgresWriter(pg_url, PriceBook())
+    writer, conn = PostgresWriter(PriceBook()), open_connection(pg_url)
     for _ in range(2):
-        writer.write([("outcomes", columns, "INSERT OR IGNORE", outcomes)], [], {})
-    writer.close()
+        writer.write(conn, [("outcomes", columns, "ignore", outcomes)], [], {})
+    conn.close()
     with connect(pg_url) as pg:
         assert pg.execute("SELECT id, key, origin FROM outcomes ORDER BY id").fetchall() == [(1, "a?b", "o1"), (2, "x", "o2")]
 
@@ -164,7 +166,7 @@ def test_the_password_never_appears_in_errors_or_doctor(pg_url: str) -> None:
     secret = "hunter2-Secret"
     url = pg_url.replace(f"{parts.username}@", f"{parts.username}:{secret}@")
     open_connection(url).close()
-    health = store_health(url) if _trusts_passwords(url) else None
+    health = PostgresBackend(url).health() if _trusts_passwords(url) else None
     if health is not None:
         assert secret not in repr(health) and health["path"].startswith(f"postgresql://{parts.username}:***@")
     wrong_port = url.replace(f":{parts.port}/", ":1/")
