@@ -22,7 +22,14 @@ from typing import Any
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
 from .postgres_schema import (
-    MIGRATIONS, STORE_TABLES, applied_migrations, connect, migrate, redact_url, retry_after, server_gone,
+    MIGRATIONS,
+    STORE_TABLES,
+    applied_migrations,
+    connect,
+    migrate,
+    redact_url,
+    retry_after,
+    server_gone,
 )
 from .postgres_writer import PostgresWriter, refresh_totals
 from .run_totals import CALL_FIELDS
@@ -41,19 +48,29 @@ class StoreUnavailable(StoreError):
 @lru_cache(maxsize=512)
 def _pyformat(sql: str) -> str:
     """``?`` placeholders (the seam's) as psycopg's ``%s``, and a literal ``%`` doubled; a ``?`` inside a
-    quoted string or identifier stays as it is."""
+    quoted string or identifier, or in a ``--`` comment, stays as it is."""
     out: list[str] = []
     quote = ""
-    for ch in sql:
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
         if quote:
             if ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
+        elif ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = len(sql) if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
         elif ch == "?":
             out.append("%s")
+            i += 1
             continue
         out.append("%%" if ch == "%" else ch)
+        i += 1
     return "".join(out)
 
 
@@ -111,6 +128,10 @@ class PostgresBackend(StoreBackend):
             raise
         self._conn, self._failures, self._retry_at = conn, 0, 0.0
         return conn
+
+    def connection(self) -> Any:
+        """The open psycopg connection (autocommit; `unitcost.report.pg_sql` runs the reports on it)."""
+        return self._connection()
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -188,8 +209,10 @@ class PostgresBackend(StoreBackend):
             "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
             "LEFT JOIN run_sums s ON s.run_id = c.run_id "
             "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
-            "UNION SELECT run_id FROM run_totals WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
-            "UNION SELECT run_id FROM run_sums WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+            "UNION SELECT run_id FROM run_totals "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+            "UNION SELECT run_id FROM run_sums "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
         )]
         if prices is None:
             from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals

@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import StoreError
-from .run_totals import COLUMNS as TOTALS_COLUMNS
 
 __all__ = [
     "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
@@ -129,6 +128,15 @@ def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) ->
 
 # --- schema: the SQLite store's migrations, by the same names ------------------------------------
 
+# The sums of run_totals and run_sums as migrations m007 and m010 made them (a shipped migration is
+# never edited: a new sum is a new migration, as for SQLite).
+_M007_SUMS = (
+    "calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+    "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent_tokens",
+    "resent_uncached_tokens", "retries", "resend_cost_pico", "resend_savings_pico",
+)
+
+
 def _sums(columns: Sequence[str]) -> str:
     return ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in columns)
 
@@ -184,7 +192,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     (
         "m007_run_totals",
         "CREATE TABLE run_totals (run_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, "
-        f"{_sums(TOTALS_COLUMNS[3:])}, PRIMARY KEY (run_id, provider, model))",
+        f"{_sums(_M007_SUMS)}, PRIMARY KEY (run_id, provider, model))",
     ),
     (
         "m008_dropped_spans",
@@ -192,12 +200,15 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         "recorded_ns BIGINT NOT NULL, reason TEXT NOT NULL, count BIGINT NOT NULL, service TEXT); "
         "CREATE INDEX dropped_spans_recorded ON dropped_spans(recorded_ns)",
     ),
-    ("m009_call_content", "CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)"),
+    (
+        "m009_call_content",
+        "CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)",
+    ),
     (
         "m010_run_sums",
         # (a store migrated here has no calls yet that the writer has not summed: the writer keeps
         # both tables from the first call on)
-        f"CREATE TABLE run_sums (run_id TEXT NOT NULL PRIMARY KEY, {_sums(TOTALS_COLUMNS[3:])})",
+        f"CREATE TABLE run_sums (run_id TEXT NOT NULL PRIMARY KEY, {_sums(_M007_SUMS)})",
     ),
 )
 

@@ -16,7 +16,13 @@ from unitcost.pricing.book import PriceBook
 from unitcost.store import run_totals
 from unitcost.store.postgres import PostgresBackend
 from unitcost.store.postgres_schema import (
-    MIGRATIONS, connect, migrate, open_connection, pending_migrations, redact_url, without_password,
+    MIGRATIONS,
+    connect,
+    migrate,
+    open_connection,
+    pending_migrations,
+    redact_url,
+    without_password,
 )
 from unitcost.store.postgres_writer import PostgresWriter
 from unitcost.store.run_totals import CALL_FIELDS
@@ -135,13 +141,16 @@ def test_a_batch_written_twice_is_one_row_each_with_the_sums_sqlite_keeps(pg_url
 
 def test_outcomes_replayed_are_not_added_twice_and_text_postgres_refuses_is_cleaned(pg_url: str) -> None:
     columns = ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin")
-    outcomes = [(10, "r", "k", "a\x00b", "resolved", 1, None, "inline", "o1"), (11, None, "k", "x", "no", 0, 5, "late", "o2")]
+    outcomes = [
+        (10, "r", "k", "a\x00b", "resolved", 1, None, "inline", "o1"), (11, None, "k", "x", "no", 0, 5, "late", "o2"),
+    ]
     writer, conn = PostgresWriter(PriceBook()), open_connection(pg_url)
     for _ in range(2):
         writer.write(conn, [("outcomes", columns, "ignore", outcomes)], [], {})
     conn.close()
     with connect(pg_url) as pg:
-        assert pg.execute("SELECT id, key, origin FROM outcomes ORDER BY id").fetchall() == [(1, "a?b", "o1"), (2, "x", "o2")]
+        assert pg.execute("SELECT id, key, origin FROM outcomes ORDER BY id").fetchall() == [
+            (1, "a?b", "o1"), (2, "x", "o2")]
 
 
 def test_libpq_environment_variables_and_sslmode_work(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
