@@ -108,7 +108,9 @@ class PostgresWriter:
         stage = f"uc_stage_{table}"
         if stage not in self._staged:
             conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                # (PRESERVE ROWS and a DELETE after use: ON COMMIT DELETE ROWS truncates every such
+                # table at every commit, a file operation each)
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT PRESERVE ROWS AS "
                 f"SELECT 0::bigint AS uc_order, {', '.join(columns)} FROM {table} WITH NO DATA"
             )
             self._staged.add(stage)
@@ -134,7 +136,7 @@ class PostgresWriter:
                     f"INSERT INTO {table} ({listed}) SELECT DISTINCT ON ({key}) {listed} FROM {stage} "
                     f"ORDER BY {key}, uc_order DESC ON CONFLICT ({key}) DO UPDATE SET {updates}"
                 )
-            cur.execute(f"TRUNCATE {stage}")  # (ON COMMIT would too; a batch may write one table twice)
+            cur.execute(f"DELETE FROM {stage}")  # (in the batch's transaction: a failed batch leaves none)
 
 
 # psycopg's errors for text PostgreSQL refuses (by name: psycopg is imported only when it is used).
