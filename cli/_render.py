@@ -16,8 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report.engine import row_for_json
-from unitcost.report.inspect import Node, RunDetail
+from unitcost.report import Node, RunDetail, row_for_json
 
 NO_TASK = "(no task)"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from unitcost.report.engine import report
-from unitcost.store.schema import open_store
+from unitcost.query import open_store
+from unitcost.report import report
 
 from . import _render
 from ._options import console
@@ -33,11 +33,8 @@ def demo_command(db_path: Path) -> None:
     except ImportError as exc:
         raise click.ClickException(f"the demo needs openai: pip install 'unitcost[openai]' ({exc})") from exc
     run_demo(db_path)
-    db = open_store(db_path, create=False)
-    try:
+    with open_store(db_path) as db:
         _render.report_table(report(db), console())
-    finally:
-        db.conn.close()
     click.echo(
         "\nExplore further:\n"
         f"  unitcost tasks --db {db_path}\n"

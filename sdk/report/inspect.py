@@ -7,17 +7,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico, parse_usd, to_pico
 from ..record.outcomes import Outcome
+from ..store.backend import StoreBackend
+from ..store.connect import open_backend
 from .engine import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
 __all__ = ["Node", "RunDetail", "add_outcome", "recent_runs", "show_run"]
 
 
-def recent_runs(db: sqlite_utils.Database, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
+def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
     """The newest runs, each with its cost, LLM calls and the outcome of its task."""
     store = Store(db)
     tasks = store.tasks()
@@ -94,7 +94,7 @@ class RunDetail:
     outcome: OutcomeRow | None
 
 
-def _resolve_run_id(db: sqlite_utils.Database, ref: str) -> str:
+def _resolve_run_id(db: StoreBackend, ref: str) -> str:
     """A task id, or a unique prefix of one (at least 4 characters)."""
     if db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
         return ref
@@ -109,7 +109,7 @@ def _resolve_run_id(db: sqlite_utils.Database, ref: str) -> str:
     return str(matches[0])
 
 
-def show_run(db: sqlite_utils.Database, run_id: str) -> RunDetail:
+def show_run(db: StoreBackend, run_id: str) -> RunDetail:
     """One run's tree, its task's runs and its outcome history. Reads only what it shows (indexed
     look-ups), so it stays quick on a store of millions of calls."""
     run_id = _resolve_run_id(db, run_id)
@@ -192,7 +192,7 @@ def _keep_subtree(node: Node) -> None:
 
 
 def add_outcome(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     ref: str,
     label: str,
     *,
@@ -221,9 +221,10 @@ def add_outcome(
         matched = f"{target_kind or 'any kind'} key {ref}"
         if target_kind not in kinds:
             warning = f"no run has key {ref!r}{' in kind ' + repr(kind) if kind else ''} yet; the outcome is kept"
-    db.execute(
-        "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'cli')",
-        [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
-    )
+    with open_backend(db).transaction():  # (an open sqlite_utils.Database is taken too)
+        db.execute(
+            "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'cli')",
+            [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
+        )
     return matched, warning
