@@ -140,14 +140,16 @@ def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, l
     for row in db.execute(
         subtree + "SELECT sub.root, SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens), "
         "SUM(c.cache_write_1h_tokens), SUM(c.output_tokens), SUM(c.reasoning_tokens), SUM(COALESCE(c.cost_pico, 0)), "
-        "COUNT(*), SUM(c.cost_pico IS NULL) FROM sub JOIN calls c ON c.run_id = sub.run_id GROUP BY sub.root",
+        "COUNT(*), COUNT(*) FILTER (WHERE c.cost_pico IS NULL) "
+        "FROM sub JOIN calls c ON c.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
         t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
         t[0:6] = [v or 0 for v in row[1:7]]
         t[6], t[8], t[11] = row[7] or 0, row[8] or 0, row[9] or 0
     for row in db.execute(
-        subtree + "SELECT sub.root, SUM(COALESCE(s.cost_pico, 0)), SUM(s.type = 'tool'), SUM(s.type = 'step') "
+        subtree + "SELECT sub.root, SUM(COALESCE(s.cost_pico, 0)), COUNT(*) FILTER (WHERE s.type = 'tool'), "
+        "COUNT(*) FILTER (WHERE s.type = 'step') "
         "FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):

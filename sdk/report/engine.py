@@ -25,7 +25,7 @@ from ..store.connect import open_backend
 from ..store.run_totals import COLUMNS as RUN_TOTALS_COLUMNS
 from ..store.run_totals import resend_rates
 from ..store.sqlite import SqliteBackend
-from . import sql
+from . import pg_sql, sql
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
 
@@ -60,17 +60,22 @@ def _calls_sql(has_retries: bool) -> str:
     total_in = "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens"
     retries = "retries" if has_retries else "0"
     return f"""
-        WITH c AS (
-            SELECT *, {total_in} AS all_in, {retries} AS sdk_retries,
-                CASE WHEN run_id IS NULL THEN 0 ELSE MIN({total_in}, COALESCE(LAG(
+        WITH p AS (
+            SELECT *, {total_in} AS all_in, {retries} AS sdk_retries, COALESCE(LAG(
                     {total_in} + output_tokens + reasoning_tokens
-                ) OVER (PARTITION BY run_id ORDER BY started_ns), 0)) END AS resent
+                ) OVER (PARTITION BY run_id ORDER BY started_ns), 0) AS previous
             FROM calls
+        ), c AS (
+            -- (CASE, not the two-argument MIN of SQLite: the same SQL runs on PostgreSQL)
+            SELECT *, CASE WHEN run_id IS NULL THEN 0 WHEN all_in < previous THEN all_in ELSE previous END AS resent
+            FROM p
         )
         SELECT run_id, provider, model, COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
             SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
-            SUM(cost_pico), SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated), SUM(resent),
-            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries), 0, 0
+            SUM(cost_pico), SUM(reasoning_cost_pico), SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END),
+            SUM(estimated), SUM(resent),
+            SUM(CASE WHEN resent > cache_read_tokens THEN resent - cache_read_tokens ELSE 0 END),
+            SUM(sdk_retries), 0, 0
         FROM c {{where}} GROUP BY run_id, provider, model
     """
 
@@ -142,7 +147,8 @@ def _load(
         current = target.get((provider, model))
         target[(provider, model)] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
     for run_id, tools, blocks, cost in db.execute(
-        "SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), SUM(COALESCE(cost_pico, 0)) FROM steps "
+        "SELECT run_id, SUM(CASE WHEN type = 'tool' THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN type = 'step' THEN 1 ELSE 0 END), SUM(COALESCE(cost_pico, 0)) FROM steps "
         "WHERE run_id IS NOT NULL GROUP BY run_id"
     ):
         ident = store.run_task.get(run_id)
@@ -527,6 +533,8 @@ def _group_in_python(db: StoreBackend, request: _Request, reprice: Repricer) -> 
 def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, summed by SQLite (see unitcost.report.sql); None when this store or request
     is one for the Python engine (or the store is not SQLite: the SQL is SQLite's)."""
+    if db.dialect == "postgresql":
+        return _group_in_postgres(db, request)
     if not isinstance(db, SqliteBackend):
         return None
     conn = db.conn
@@ -594,6 +602,45 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
         if "overflow" not in str(exc):  # sums past 2**63 pico-dollars ($9.2M): Python's integers have no limit
             raise
         return None
+    return fields, selector, groups, outside
+
+
+def _group_in_postgres(db: StoreBackend, request: _Request) -> _Grouped | None:
+    """The same groups, summed by PostgreSQL (see unitcost.report.pg_sql); None for what only the
+    Python engine answers (task attributes in --by or --where)."""
+    if any(n not in GROUP_FIELDS for n in request.names) or any(
+        name not in ("kind", "outcome") for name in parse_where(request.where)
+    ):
+        return None
+    fields, selector, per_model = request.resolve(set())
+    conditions: list[str] = []
+    params: list[Any] = []
+    for column, value in (("t.kind = %s", selector.kind), ("t.started_ns >= %s", selector.since_ns),
+                          ("t.started_ns < %s", selector.until_ns)):
+        if value is not None:
+            conditions.append(column)
+            params.append(value)
+    for fld, value in selector.filters:  # (kind or outcome: attributes were sent to Python above)
+        conditions.append("t.kind = %s" if fld == "kind" else "o.label = %s")
+        params.append(value)
+    every = request.every
+    conn = db.connection()  # type: ignore[attr-defined]
+    try:
+        rows = list(pg_sql.group_rows(
+            conn, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
+            per_model=per_model, where=conditions, params=params, percentiles=PERCENTILES,
+            bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+        ))
+    except sql.Unfit:
+        return None
+    groups = {key: _Acc(**fields_) for key, fields_ in rows}
+    outside = None
+    if request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None:
+        found, sums = pg_sql.outside_sums(conn)
+        for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+            found += 1
+            sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+        outside = _Acc(sums=sums) if found else None
     return fields, selector, groups, outside
 
 

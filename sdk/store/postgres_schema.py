@@ -225,11 +225,33 @@ def pending_migrations(conn: Any) -> list[str]:
     return [name for name, _ in MIGRATIONS if name not in applied]
 
 
+class _StaleCatalog(Exception):
+    """This session's catalog cache predates another session's migration (see `migrate`)."""
+
+
 def migrate(conn: Any) -> list[str]:
     """Create or migrate the store in the connection's schema, once however many processes try at
     the same moment; returns the names applied by this call. A foreign database is refused."""
+    for _ in range(5):
+        try:
+            return _migrate_once(conn)
+        except _StaleCatalog:
+            continue  # a new transaction reads the catalog afresh
+    raise StoreError("the store's schema kept changing while unitcost migrated it; try again")
+
+
+def _migrate_once(conn: Any) -> list[str]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        # A session that waited on the lock while another one migrated still has the catalog cache of
+        # before (an advisory lock does not refresh it, a new transaction does): compare it with what
+        # a fresh snapshot of pg_class says, and start over when they differ.
+        fresh = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = %s)", (_MIGRATIONS_TABLE,),
+        ).fetchone()[0]
+        if fresh != conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_MIGRATIONS_TABLE,)).fetchone()[0]:
+            raise _StaleCatalog()
         applied = applied_migrations(conn)
         if not applied:
             found = {r[0] for r in conn.execute(
