@@ -269,6 +269,13 @@ def run_tree(detail: RunDetail, console: Console) -> None:
     tree = Tree(_node_label(detail.tree))
 
     def add(parent: Tree, node: Node) -> None:
+        for part in node.usage_parts:  # already in the call's totals: shown, not added again
+            cost = part.get("cost_pico")
+            price = "unpriced" if cost is None else usd(Decimal(cost) / 10**12)
+            parent.add(Text.assemble(
+                ("part", "dim"), f" {part.get('kind')} {part.get('model') or node.name}  {price}  "
+                f"{part.get('input_tokens', 0):,} in / {part.get('output_tokens', 0):,} out",
+            ))
         for child in node.children:
             add(parent.add(_node_label(child)), child)
 

@@ -24,7 +24,7 @@ from ..common.errors import internal_error
 from ..common.money import parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
-from ..pricing.usage import Buckets, clean_count
+from ..pricing.usage import Buckets, clean_count, usage_parts
 from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
@@ -115,6 +115,17 @@ _DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
 
 
 _MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
+
+
+def _parts_json(parts: Any, costs: list[int | None]) -> str:
+    """The `calls.usage_parts` column: each part's kind, model, tokens and cost (None: unpriced)."""
+    return json.dumps([
+        {
+            "kind": kind, "model": model, "input_tokens": b.input_total, "cache_read_tokens": b.cache_read,
+            "cache_write_tokens": b.cache_write + b.cache_write_1h, "output_tokens": b.output_total, "cost_pico": cost,
+        }
+        for (kind, model, b), cost in zip(parts, costs, strict=True)
+    ])
 
 
 def _price_modifiers(attrs: Any) -> dict[str, str]:
@@ -258,19 +269,22 @@ class StoreSpanExporter(SpanExporter):
         started = span.start_time or 0
         ended = span.end_time or started
         cost = reasoning = source = None
+        parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
+        part_costs: list[int | None] = [None] * len(parts)
         # A call that ended without an error and without any usage (a raw response whose body was
         # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
         usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.cost_pico_at_ns(
-                provider, str(response_model or model), started, ended, buckets, str(tier) if tier else None,
-                context, usage_known=usage_known, also_known_as=model,
+            priced = self._prices.call_cost_pico(
+                provider, str(response_model or model), started, ended, buckets, parts,
+                str(tier) if tier else None, context, usage_known=usage_known, also_known_as=model,
             )
             if priced is not None:
                 if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
                     raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
-                cost, reasoning, source = priced
+                cost, reasoning, source, each = priced
+                part_costs = list(each)
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
             internal_error("pricing", exc)
         parent = span.parent
@@ -288,6 +302,7 @@ class StoreSpanExporter(SpanExporter):
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            _parts_json(parts, part_costs) if parts else None,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:

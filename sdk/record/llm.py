@@ -186,6 +186,8 @@ class LLMCall:
 
 
 def _reports_nothing(usage: TokenUsage) -> bool:
+    if usage.counts_reported:  # the provider said zero: zero tokens, priced (an all-zero top level)
+        return False
     return not (
         usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens
         or usage.reasoning_tokens or usage.web_search_requests or usage.web_fetch_requests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -73,6 +74,9 @@ class Node:
     reasoning_tokens: int = 0
     error: str | None = None
     children: list[Node] = field(default_factory=list)
+    # An LLM call's usage priced apart (Anthropic compaction / advisor iterations), from
+    # `calls.usage_parts`: their tokens and cost are already in the call's own.
+    usage_parts: list[dict[str, Any]] = field(default_factory=list)
 
     def total(self, attr: str) -> int:
         return getattr(self, attr) + sum(child.total(attr) for child in self.children)
@@ -168,14 +172,15 @@ def show_run(db: StoreBackend, run_id: str) -> RunDetail:
     for row in db.execute(
         "SELECT span_id, parent_span_id, model, started_ns, ended_ns, cost_pico, estimated, error_type, "
         "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens, "
-        f"output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens FROM calls WHERE run_id IN ({marks})",
+        "output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens, usage_parts "
+        f"FROM calls WHERE run_id IN ({marks})",
         run_ids,
     ):
-        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, reasoning = row
+        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, reasoning, parts = row
         nodes[sid] = Node(
             sid, "llm", model, started_, ended_, self_cost_pico=cost or 0, unpriced=int(cost is None),
             estimated=estimated, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
-            reasoning_tokens=reasoning, error=error_,
+            reasoning_tokens=reasoning, error=error_, usage_parts=json.loads(parts) if parts else [],
         )
         parents[sid] = parent
     for sid, parent in parents.items():

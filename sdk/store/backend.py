@@ -55,7 +55,7 @@ CALL_COLUMNS = (
     "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
     "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
     "web_search_requests", "web_fetch_requests", "price_modifiers",
-    "retries", "cache_write_30m_tokens", "cache_write_12h_tokens",
+    "retries", "cache_write_30m_tokens", "cache_write_12h_tokens", "usage_parts",
 )
 
 

@@ -173,6 +173,14 @@ def _m010_run_sums(db: sqlite_utils.Database) -> None:
     backfill(db.conn)
 
 
+@migrations(name="m011_calls_usage_parts")
+def _m011_calls_usage_parts(db: sqlite_utils.Database) -> None:
+    # The parts of a call's usage priced apart (Anthropic's compaction and advisor iterations): JSON,
+    # a list of {"kind", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    # "output_tokens", "cost_pico"}. Their tokens are also in the call's bucket columns.
+    db.execute("ALTER TABLE calls ADD COLUMN usage_parts TEXT")
+
+
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
     """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
     if "dropped_spans" not in db.table_names():
