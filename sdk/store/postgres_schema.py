@@ -210,6 +210,8 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         # both tables from the first call on)
         f"CREATE TABLE run_sums (run_id TEXT NOT NULL PRIMARY KEY, {_sums(_M007_SUMS)})",
     ),
+    # The parts of an Anthropic call's usage (usage.iterations), as JSON text (see unitcost.store.schema).
+    ("m011_calls_usage_parts", "ALTER TABLE calls ADD COLUMN usage_parts TEXT"),
 )
 
 

@@ -38,7 +38,7 @@ def call_row(n: int, run_id: str | None, model: str = "gpt-4o-mini-2024-07-18", 
         "provider": "openai", "operation": "chat", "model": model, "response_model": None,
         "input_tokens": 1000 + n, "cache_read_tokens": 200, "output_tokens": 50, "reasoning_tokens": 5,
         "cost_pico": 10_000 * n if n % 7 else None, "reasoning_cost_pico": 3, "price_source": "genai-prices",
-        "error_type": None, "service_tier": None, "price_modifiers": None,
+        "error_type": None, "service_tier": None, "price_modifiers": None, "usage_parts": None,
     }
     values.update(changes)
     return tuple(values[c] for c in CALL_COLUMNS)
