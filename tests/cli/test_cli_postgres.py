@@ -27,8 +27,8 @@ def run(*args: str, expect: int = 0) -> str:
 @pytest.fixture
 def both(tmp_path: Path, pg_url: str) -> tuple[str, str]:
     sqlite_db = tmp_path / "econ.db"
-    record_workload(sqlite_db)
-    record_workload(pg_url)
+    record_workload(sqlite_db, "tests")
+    record_workload(pg_url, "tests")
     return str(sqlite_db), pg_url
 
 

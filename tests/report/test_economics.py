@@ -62,9 +62,11 @@ def call(client: OpenAI, model: str, **spec: int) -> None:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": json.dumps(spec)}])
 
 
-def record_workload(db) -> None:
-    """The workload of the module's docstring, into the store ``db`` (a path or a postgresql:// URL)."""
-    unitcost.configure(service_name="economics", db=db)
+def record_workload(db, service_name: str = "economics") -> None:
+    """The workload of the module's docstring, into the store ``db`` (a path or a postgresql:// URL).
+    (The process's TracerProvider keeps the first service name it was given: tests that run before
+    the other exporter tests pass the one those expect, "tests".)"""
+    unitcost.configure(service_name=service_name, db=db)
     unitcost.instrument()
     client = _client()
 

@@ -36,8 +36,8 @@ def _output(db: str, args: tuple[str, ...], fmt: str = "json") -> str:
 @pytest.fixture
 def both(tmp_path, pg_url):
     sqlite_db = tmp_path / "econ.db"
-    record_workload(sqlite_db)
-    record_workload(pg_url)
+    record_workload(sqlite_db, "tests")
+    record_workload(pg_url, "tests")
     return str(sqlite_db), pg_url
 
 

@@ -103,7 +103,7 @@ def _pg_ctl(*args: str) -> None:
 
 def test_a_server_restarted_and_stopped_mid_workload_loses_nothing_uncounted(pg_url: str) -> None:
     _pg_ctl("status")
-    unitcost.configure(service_name="restart", db=pg_url)
+    unitcost.configure(service_name="tests", db=pg_url)
     tasks = 600
     done = threading.Event()
 
