@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..common.errors import StoreError
+from ..common.errors import ConfigurationError, StoreError
 
 __all__ = [
     "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
@@ -87,7 +87,7 @@ def _driver() -> Any:
         # Here: psycopg is an optional extra, needed only when the store is on PostgreSQL.
         import psycopg
     except ImportError as exc:
-        raise StoreError(
+        raise ConfigurationError(
             "the store is a postgresql:// URL but psycopg is not installed: pip install 'unitcost[postgres]'"
         ) from exc
     return psycopg
@@ -119,6 +119,9 @@ def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) ->
         )
         # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own)
         conn.execute("SET TIME ZONE 'UTC'")
+        # A batch the server acknowledged is on disk, whatever the server's default: with
+        # synchronous_commit off, a crash loses the last commits silently, and nothing would count them.
+        conn.execute("SET synchronous_commit TO on")
         conn.autocommit = autocommit
     except psycopg.Error as exc:
         raise StoreError(f"cannot reach the store at {redact_url(url)}: {without_password(str(exc), url)}") from exc

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 import unitcost
+from unitcost.common.errors import StoreError
 from unitcost.store.connect import open_backend
 
 _WRITER = textwrap.dedent(
@@ -89,6 +90,20 @@ def test_4_processes_x_2_threads_write_one_postgres_store_with_exact_counts_and_
     assert [row[2] for row in pg_costs] == [1200, 1200]
 
 
+def _flushed_within(seconds: float) -> bool:
+    """Flush until everything is written: the writer reconnects after its back-off (at most 5 s), and
+    until then refuses at once (which UNITCOST_STRICT raises here)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if unitcost.flush():
+                return True
+        except StoreError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def _pg_ctl(*args: str) -> None:
     directory, binaries = os.environ.get("PG_CI_DIR"), os.environ.get("PG_CI_BIN")
     if not directory or not binaries:
@@ -129,10 +144,7 @@ def test_a_server_restarted_and_stopped_mid_workload_loses_nothing_uncounted(pg_
     worker.join(timeout=120)
     assert done.is_set()
     assert time.monotonic() - started < 60
-    # The writer reconnects after its back-off (at most 5 s); flush waits for it, bounded.
-    deadline = time.monotonic() + 30
-    while not unitcost.flush() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert _flushed_within(30)
     unitcost.shutdown()
 
     with closing(psycopg.connect(pg_url)) as conn:
@@ -148,3 +160,31 @@ def test_a_server_restarted_and_stopped_mid_workload_loses_nothing_uncounted(pg_
         sums = conn.execute("SELECT COALESCE(SUM(output_tokens), 0) FROM run_sums").fetchone()[0]
         assert sums == conn.execute(
             "SELECT COALESCE(SUM(output_tokens), 0) FROM calls WHERE run_id IS NOT NULL").fetchone()[0]
+
+
+def test_spans_beyond_the_writers_buffer_while_the_server_is_down_are_counted(pg_url: str) -> None:
+    _pg_ctl("status")
+    unitcost.configure(service_name="tests", db=pg_url)
+    with unitcost.task("ticket", key="before"):
+        unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=1, output_tokens=1)
+    assert unitcost.flush()
+    tasks = 5000  # 15,000 spans: more than the 10,000 rows the writer keeps while the store refuses them
+    _pg_ctl("stop", "-m", "fast")
+    try:
+        for j in range(tasks):
+            with unitcost.task("ticket", key=f"D-{j}"):
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100, output_tokens=j)
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=50, output_tokens=1)
+        time.sleep(1.5)  # the writer's thread tries, and is refused, while the server is down
+    finally:
+        _pg_ctl("start")
+    assert _flushed_within(30)
+    unitcost.shutdown()
+    with closing(psycopg.connect(pg_url)) as conn:
+        runs, = conn.execute("SELECT COUNT(*) FROM runs WHERE key LIKE 'D-%'").fetchone()
+        calls, = conn.execute(
+            "SELECT COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE r.key LIKE 'D-%'").fetchone()
+        orphans, = conn.execute("SELECT COUNT(*) FROM calls WHERE run_id NOT IN (SELECT run_id FROM runs)").fetchone()
+        dropped = dict(conn.execute("SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason").fetchall())
+    assert sum(dropped.values()) > 0, "nothing was dropped: the test did not overflow the writer's buffer"
+    assert runs + calls + orphans + sum(dropped.values()) == 3 * tasks, (runs, calls, orphans, dropped)
