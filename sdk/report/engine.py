@@ -533,7 +533,7 @@ def _group_in_python(db: StoreBackend, request: _Request, reprice: Repricer) -> 
 def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, summed by SQLite (see unitcost.report.sql); None when this store or request
     is one for the Python engine (or the store is not SQLite: the SQL is SQLite's)."""
-    if db.dialect == "postgresql":
+    if getattr(db, "dialect", None) == "postgresql":  # (a test may hand over a bare sqlite_utils.Database)
         return _group_in_postgres(db, request)
     if not isinstance(db, SqliteBackend):
         return None
