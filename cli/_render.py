@@ -16,10 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report import Node, RunDetail, row_for_json
-
-NO_TASK = "(no task)"
-
+from unitcost.report import Node, RunDetail, dropped_note, estimated_note, group_label, row_for_json, unpriced_note
 
 usd = format_usd  # one formatter for the table, the page and the tree
 
@@ -28,11 +25,7 @@ def _per(total: int, tasks: int) -> str:
     return "-" if not tasks else f"{total / tasks:,.1f}"
 
 
-def _group_label(row: dict[str, Any]) -> list[str]:
-    group = row["group"]
-    if all(v is None for v in group.values()) and row["runs"] == 0:
-        return [NO_TASK] + [""] * (len(group) - 1)
-    return ["(none)" if v is None else str(v) for v in group.values()]
+_group_label = group_label
 
 
 def _table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
@@ -49,12 +42,9 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     if not rows:
         console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
         return
-    dropped = rows[0].get("dropped_spans") or 0
+    dropped = dropped_note(rows)
     if dropped:
-        console.print(
-            f"! {dropped} span(s) never reached the store (its queue was full, or it refused a write): "
-            "the numbers below are too low. `unitcost doctor` says more."
-        )
+        console.print(dropped)
     money = _table(
         "Cost per task and per successful task", rows,
         ("tasks", "runs", "ok", "success", "total cost", "cost/task", "cost/success",
@@ -117,15 +107,9 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         "wasted = cost of failed tasks. ~ re-send: input a call repeats from the previous call of its run, "
         "an estimate at today's prices, and what prompt caching would save on it."
     )
-    unpriced = sum(r["unpriced_calls"] for r in rows)
-    estimated = sum(r["estimated_calls"] for r in rows)
-    if unpriced:
-        console.print(
-            f"* {unpriced} LLM call(s) are unpriced (unknown model or no usage reported): costs marked * "
-            "leave them out. Add their prices to unitcost.toml (see README)."
-        )
-    if estimated:
-        console.print(f"~ {estimated} LLM call(s) have estimated token counts (the provider reported none).")
+    for note in (unpriced_note(rows), estimated_note(rows)):
+        if note:
+            console.print(note)
 
 
 def report_json(rows: Sequence[dict[str, Any]]) -> str:

@@ -37,6 +37,7 @@ def demo_command(db_path: Path) -> None:
         _render.report_table(report(db), console())
     click.echo(
         "\nExplore further:\n"
+        f"  unitcost ui --db {db_path} --open   (the dashboard; pip install 'unitcost[ui]')\n"
         f"  unitcost tasks --db {db_path}\n"
         f"  unitcost show TASK_ID --db {db_path}\n"
         f"  unitcost report --db {db_path} --by model\n"

@@ -20,7 +20,8 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 import wrapt
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from ..common import attributes as A
 from ..common.errors import internal_error
@@ -168,7 +169,7 @@ class LLMCall:
             span.end(end_time=end_time_ns)
             run = self.run
             if run is not None and run.budget is not None and usage is not None:
-                charge_call(run, self.provider, response_model or self.model, usage, service_tier)
+                charge_call(run, span)  # priced as the store prices it
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call finish", exc)
 
@@ -489,9 +490,13 @@ def run_call(
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
         inside = mark_wrapped()
+        # The call is the current span while the SDK method runs: another instrumentation's span for
+        # the same request starts under it (unitcost.pipeline.coexist), and so does an HTTP span.
+        current = otel_context.attach(set_span_in_context(call.span))
         try:
             result = invoke()
         finally:
+            otel_context.detach(current)
             unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
@@ -522,9 +527,11 @@ async def run_call_async(
     try:
         check_before_spending(call.run)
         inside = mark_wrapped()
+        current = otel_context.attach(set_span_in_context(call.span))
         try:
             result = await invoke()
         finally:
+            otel_context.detach(current)
             unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)

@@ -13,8 +13,10 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "EVERY", "GROUP_FIELDS", "Node", "ReportError", "Repricer", "RunDetail", "add_outcome", "breaches", "compare",
-    "html_report", "parse_side", "recent_runs", "report", "row_for_json", "show_run", "whatif", "write_html_report",
+    "EVERY", "GROUP_FIELDS", "NO_TASK", "Node", "ReportError", "Repricer", "RunDetail", "TASK_SORTS", "TaskSummary",
+    "add_outcome", "all_tasks", "breaches", "compare", "dropped_note", "estimated_note", "group_label", "html_report",
+    "page_of_tasks", "parse_side", "recent_runs", "report", "row_for_json", "show_run", "store_version",
+    "unpriced_note", "whatif", "write_html_report",
 ]
 
 _WHERE = {
@@ -23,6 +25,10 @@ _WHERE = {
     "Node": "inspect", "RunDetail": "inspect", "add_outcome": "inspect", "recent_runs": "inspect",
     "show_run": "inspect",
     "breaches": "checks", "html_report": "html", "write_html_report": "html",
+    "TASK_SORTS": "browse", "TaskSummary": "browse", "all_tasks": "browse", "page_of_tasks": "browse",
+    "store_version": "browse",
+    "NO_TASK": "notes", "dropped_note": "notes", "estimated_note": "notes", "group_label": "notes",
+    "unpriced_note": "notes",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ..common import attributes as A
+from ..common.spans import copy_span
 
 __all__ = ["as_unitcost_span", "foreign_span_type", "task_attributes", "task_key", "task_kind", "with_attributes"]
 
@@ -57,7 +58,10 @@ _TOKEN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def foreign_span_type(attrs: Mapping[str, Any]) -> str | None:
-    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool" or None."""
+    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool" or None. None for an
+    LLM span whose request unitcost's own span records (`unitcost.pipeline.coexist`)."""
+    if A.CALL_RECORDED_BY in attrs:
+        return None
     operation = attrs.get(A.OPERATION)
     if operation is not None:
         if operation in LLM_OPERATIONS:
@@ -137,20 +141,7 @@ def as_unitcost_span(span: ReadableSpan, kind: str, extra: Mapping[str, Any] | N
 
 def with_attributes(span: ReadableSpan, attributes: Mapping[str, Any], events: Any = None) -> ReadableSpan:
     """A copy of a finished span with other attributes (and events)."""
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events if events is None else events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return copy_span(span, attributes=attributes, events=span.events if events is None else events)
 
 
 def task_kind(span: ReadableSpan) -> str:
