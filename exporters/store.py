@@ -287,12 +287,14 @@ class StoreSpanExporter(SpanExporter):
             self._db = None
         if self._db is None:
             self._connect()
+        db = self._db
+        assert db is not None  # _connect raises when it cannot open the store
         busy = BUSY_WAIT_SECONDS
         if self._deadline is not None:
             busy = max(0.0, min(busy, self._deadline - time.monotonic()))
-        self._db.limit_waits(busy)
+        db.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
-        self._db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
+        db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
         self._losses.done(loss_files)
         self._merge_losses = False
 
@@ -563,7 +565,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
             self._exporter.count_lost({"exit_timeout": left})
 
 
-def _inode(path: Path) -> int | None:
+def _inode(path: str | os.PathLike[str]) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:
