@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
 
 Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
---only SECTION[,SECTION] (import, calls, decorators, store, lag, scale, ui, memory), --json PATH.
+--only SECTION[,SECTION] (import, calls, decorators, store, lag, scale, ui, memory, postgres), --json PATH.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from ._common import Row, machine, median, versions
 
-SECTIONS = ("import", "calls", "decorators", "store", "lag", "scale", "ui", "memory")
+SECTIONS = ("import", "calls", "decorators", "store", "lag", "scale", "ui", "memory", "postgres")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(section: str, quick: bool, log: Any, done: dict[str, Any]) -> tuple[list[Row], Any]:
-    from . import calls, lag, overhead, store
+    from . import calls, lag, overhead, postgres, store
 
     if section == "import":
         return overhead.imports(5 if quick else 15, log)
@@ -92,6 +92,12 @@ def _run(section: str, quick: bool, log: Any, done: dict[str, Any]) -> tuple[lis
         return ui.measure(10_000 if quick else 100_000, 10, 90, 5, log)
     if section == "memory":
         return overhead.memory(20_000 if quick else 200_000, log)
+    if section == "postgres":  # the PostgreSQL store beside SQLite: writer throughput, then reports
+        rows, data = postgres.throughput(2 if quick else 5, 20_000 if quick else 50_000, log)
+        tasks = 10_000 if quick else 100_000
+        path, _ = store.build_store(tasks, 10, 90, log)
+        more, scale_data = postgres.scale(str(path), 2 if quick else 3, log)
+        return rows + more, {**data, "scale": scale_data}
     raise ValueError(section)
 
 

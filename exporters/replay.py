@@ -153,8 +153,9 @@ def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, l
     ):
         totals.setdefault(row[0], [0] * TOTAL_FIELDS)[: len(ROLLUP_SUMS)] = [v or 0 for v in row[1:]]
     for row in db.execute(
-        subtree + f"SELECT sub.root, {TOOL_COST_SQL}, SUM(s.type = 'tool'), SUM(s.type = 'step'), "
-        f"{SESSION_COST_SQL} FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
+        subtree + f"SELECT sub.root, {TOOL_COST_SQL}, COUNT(*) FILTER (WHERE s.type = 'tool'), "
+        f"COUNT(*) FILTER (WHERE s.type = 'step'), {SESSION_COST_SQL} "
+        "FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
         t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)

@@ -304,3 +304,54 @@ def openai_client() -> Iterator[Callable[..., Any]]:
     yield make
     for client in sync_clients:
         client.close()
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------------
+
+
+def _pg_missing(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: under CI a PostgreSQL test fails rather than skips (.ci/run starts the server)")
+    pytest.skip(why)
+
+
+def pg_server_url() -> str:
+    """The test server's URL ($UNITCOST_TEST_PG_URL, set by .ci/run via .ci/postgres); fails under CI,
+    skips elsewhere, when it is not set or the server does not answer."""
+    url = os.environ.get("UNITCOST_TEST_PG_URL")
+    if not url:
+        _pg_missing("UNITCOST_TEST_PG_URL is not set (eval \"$(.ci/postgres up)\" starts a scratch server)")
+    try:
+        import psycopg
+    except ImportError:
+        _pg_missing("psycopg is not installed (pip install -e '.[dev]')")
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        _pg_missing(f"the PostgreSQL server at UNITCOST_TEST_PG_URL does not answer: {exc}")
+    return str(url)
+
+
+def pg_url_with_schema(url: str, schema: str) -> str:
+    """``url`` whose sessions use ``schema`` (libpq's ``options``): a store of its own in one database."""
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL store for this test: a schema of its own on the test server, dropped after."""
+    import uuid
+
+    import psycopg
+
+    server = pg_server_url()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield pg_url_with_schema(server, schema)
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -27,7 +27,7 @@ from ..store.connect import open_backend
 from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
-from . import sql
+from . import pg_sql, sql
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -180,7 +180,8 @@ def _load(
         current = target.get((provider, model))
         target[(provider, model)] = sums if current is None else [a + b for a, b in zip(current, sums, strict=True)]
     for run_id, tools, blocks, cost, runtime in db.execute(
-        f"SELECT run_id, SUM(type = 'tool'), SUM(type = 'step'), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps "
+        "SELECT run_id, SUM(CASE WHEN type = 'tool' THEN 1 ELSE 0 END), "
+        f"SUM(CASE WHEN type = 'step' THEN 1 ELSE 0 END), {TOOL_COST_SQL}, {SESSION_COST_SQL} FROM steps "
         "WHERE run_id IS NOT NULL GROUP BY run_id"
     ):
         ident = store.run_task.get(run_id)
@@ -623,6 +624,8 @@ def costed_tasks(
 def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, summed by SQLite (see unitcost.report.sql); None when this store or request
     is one for the Python engine (or the store is not SQLite: the SQL is SQLite's)."""
+    if getattr(db, "dialect", None) == "postgresql":  # (a test may hand over a bare sqlite_utils.Database)
+        return _group_in_postgres(db, request)
     if not isinstance(db, SqliteBackend):
         return None
     conn = db.conn
@@ -690,6 +693,45 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
         if "overflow" not in str(exc):  # sums past 2**63 pico-dollars ($9.2M): Python's integers have no limit
             raise
         return None
+    return fields, selector, groups, outside
+
+
+def _group_in_postgres(db: StoreBackend, request: _Request) -> _Grouped | None:
+    """The same groups, summed by PostgreSQL (see unitcost.report.pg_sql); None for what only the
+    Python engine answers (task attributes in --by or --where)."""
+    if any(n not in GROUP_FIELDS for n in request.names) or any(
+        name not in ("kind", "outcome") for name in parse_where(request.where)
+    ):
+        return None
+    fields, selector, per_model = request.resolve(set())
+    conditions: list[str] = []
+    params: list[Any] = []
+    for column, value in (("t.kind = %s", selector.kind), ("t.started_ns >= %s", selector.since_ns),
+                          ("t.started_ns < %s", selector.until_ns)):
+        if value is not None:
+            conditions.append(column)
+            params.append(value)
+    for fld, value in selector.filters:  # (kind or outcome: attributes were sent to Python above)
+        conditions.append("t.kind = %s" if fld == "kind" else "o.label = %s")
+        params.append(value)
+    every = request.every
+    conn = db.connection()  # type: ignore[attr-defined]
+    try:
+        rows = list(pg_sql.group_rows(
+            conn, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
+            per_model=per_model, where=conditions, params=params, percentiles=PERCENTILES,
+            bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+        ))
+    except sql.Unfit:
+        return None
+    groups = {key: _Acc(**fields_) for key, fields_ in rows}
+    outside = None
+    if request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None:
+        found, sums = pg_sql.outside_sums(conn)
+        for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+            found += 1
+            sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+        outside = _Acc(sums=sums) if found else None
     return fields, selector, groups, outside
 
 

@@ -144,12 +144,13 @@ def _every(tasks: Sequence[TaskCost]) -> str:
 
 # Each LLM call goes to its parent span when that is a step or tool, else to its task ("(task)").
 _CALLS_BY_STEP = """
-    SELECT c.run_id, s.name, SUM(COALESCE(c.cost_pico, 0)), SUM(c.cost_pico IS NULL), SUM(c.estimated), COUNT(*)
+    SELECT c.run_id, s.name, SUM(COALESCE(c.cost_pico, 0)), COUNT(*) FILTER (WHERE c.cost_pico IS NULL),
+    SUM(c.estimated), COUNT(*)
     FROM calls c LEFT JOIN steps s ON s.span_id = c.parent_span_id AND s.trace_id = c.trace_id
     {where} GROUP BY c.run_id, s.name
 """
 _TOOLS_BY_STEP = """
-    SELECT run_id, name, SUM(COALESCE(cost_pico, 0)), SUM(type = 'tool') FROM steps
+    SELECT run_id, name, SUM(COALESCE(cost_pico, 0)), COUNT(*) FILTER (WHERE type = 'tool') FROM steps
     WHERE run_id IS NOT NULL GROUP BY run_id, name
 """
 

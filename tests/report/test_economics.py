@@ -62,14 +62,11 @@ def call(client: OpenAI, model: str, **spec: int) -> None:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": json.dumps(spec)}])
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("econ")
-    db = tmp / "econ.db"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("UNITCOST_STRICT", "1")
-    mp.chdir(tmp)
-    unitcost.configure(service_name="economics", db=db)
+def record_workload(db, service_name: str = "economics") -> None:
+    """The workload of the module's docstring, into the store ``db`` (a path or a postgresql:// URL).
+    (The process's TracerProvider keeps the first service name it was given: tests that run before
+    the other exporter tests pass the one those expect, "tests".)"""
+    unitcost.configure(service_name=service_name, db=db)
     unitcost.instrument()
     client = _client()
 
@@ -100,6 +97,16 @@ def store(tmp_path_factory):
     assert result.exit_code == 0, result.output
     unitcost.uninstrument()
     unitcost.shutdown()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("econ")
+    db = tmp / "econ.db"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("UNITCOST_STRICT", "1")
+    mp.chdir(tmp)
+    record_workload(db)
     yield db
     mp.undo()
 

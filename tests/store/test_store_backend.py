@@ -20,6 +20,8 @@ def test_a_path_opens_sqlite_and_a_url_opens_postgres(tmp_path, monkeypatch):
     assert not is_url("postgresql.db") and not is_url(tmp_path / "postgresql://x")
     # Without the postgres backend's driver, the error names the extra to install (and no password).
     monkeypatch.setitem(sys.modules, "unitcost.store.postgres", None)
+    # (and not already an attribute of the package, as it is once another test has used PostgreSQL)
+    monkeypatch.delattr(sys.modules["unitcost.store"], "postgres", raising=False)
     with pytest.raises(ConfigurationError, match=r"unitcost\[postgres\]") as raised:
         open_backend("postgresql://me:s3cret@db.example/unitcost")
     assert "s3cret" not in str(raised.value)

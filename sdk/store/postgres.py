@@ -1,0 +1,306 @@
+"""A shared store on a PostgreSQL server, behind the store seam (`unitcost.store.backend`).
+
+``UNITCOST_DB=postgresql://user@host:5432/db`` (or ``configure(db=...)``, or any command's ``--db``)
+selects it; `unitcost.store.connect.open_backend` imports this module only then. Schema and
+migrations are in `unitcost.store.postgres_schema` (the SQLite store's tables and migration names),
+batch writes in `unitcost.store.postgres_writer`.
+
+When the server is unreachable or restarting, `write_batch` raises a refusal (`is_refusal`), so the
+store writer keeps the batch, bounded, for the next one: reconnecting is tried again after a
+back-off that doubles from 0.1 s to 5 s, and until then a batch is refused at once, without
+waiting on the network. The writer runs on the exporter's thread, never on the caller's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from ..common.errors import StoreError
+from .backend import TABLES, Batch, Result, StoreBackend
+from .postgres_schema import (
+    MIGRATIONS,
+    STORE_TABLES,
+    applied_migrations,
+    connect,
+    migrate,
+    redact_url,
+    retry_after,
+    server_gone,
+)
+from .postgres_writer import PostgresWriter, refresh_totals
+from .run_totals import CALL_FIELDS
+
+__all__ = ["PostgresBackend", "StoreUnavailable"]
+
+_CALL_COLUMNS = TABLES[1].columns
+_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
+_ALL_TABLES = (*STORE_TABLES, "run_totals", "run_sums", "dropped_spans")
+
+
+class StoreUnavailable(StoreError):
+    """The server cannot be reached now (down, restarting, refusing connections): try the batch later."""
+
+
+@lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """``?`` placeholders (the seam's) as psycopg's ``%s``, and a literal ``%`` doubled; a ``?`` inside a
+    quoted string or identifier, or in a ``--`` comment, stays as it is."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = len(sql) if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
+        elif ch == "?":
+            out.append("%s")
+            i += 1
+            continue
+        out.append("%%" if ch == "%" else ch)
+        i += 1
+    return "".join(out)
+
+
+class PostgresBackend(StoreBackend):
+    """A unitcost store in a PostgreSQL database (the schema of the connection's search_path)."""
+
+    dialect = "postgresql"
+    paramstyle = "qmark"  # translated to psycopg's %s here
+
+    def __init__(self, url: str, *, create: bool = True, migrate: bool = True, connect_timeout: int = 5) -> None:
+        self.url = url
+        self.location = redact_url(url)
+        self._create = create
+        self._migrate = migrate
+        self._timeout = connect_timeout
+        self._conn: Any = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._writer: PostgresWriter | None = None
+        try:
+            self._connection()
+        except StoreUnavailable:
+            if not create:
+                raise
+            # A writer started while the server is down or restarting: it connects at a later batch.
+
+    # --- the connection ---------------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop_connection()
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StoreUnavailable(
+                f"the store at {self.location} is unreachable; next try in {self._retry_at - now:.1f} s"
+            )
+        try:
+            conn = connect(self.url, connect_timeout=self._timeout, autocommit=True)
+        except StoreError as exc:
+            self._failures += 1
+            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            raise StoreUnavailable(str(exc)) from exc.__cause__
+        try:
+            applied = applied_migrations(conn)
+            if not applied and not self._create:
+                raise StoreError(
+                    f"no unitcost store at {self.location} (run an instrumented program with this db first)"
+                )
+            if self._migrate and len(applied) < len(MIGRATIONS):
+                migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._failures, self._retry_at = conn, 0, 0.0
+        return conn
+
+    def connection(self) -> Any:
+        """The open psycopg connection (autocommit; `unitcost.report.pg_sql` runs the reports on it)."""
+        return self._connection()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110 - a connection already gone
+                pass
+
+    def _after_failure(self, exc: BaseException) -> None:
+        if server_gone(exc) or (self._conn is not None and (self._conn.closed or self._conn.broken)):
+            self._drop_connection()
+            self._failures += 1
+            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+
+    # --- the seam ---------------------------------------------------------------------------------
+
+    def write_batch(self, batch: Batch, prices: Any) -> None:
+        conn = self._connection()
+        if self._writer is None:
+            self._writer = PostgresWriter(prices)
+        calls = batch.rows[1]
+        written = [tuple(row[i] for i in _TOTALS_AT) for row in calls] if calls else []
+        tables = [(t.name, t.columns, t.conflict, rows) for t, rows in zip(TABLES, batch.rows, strict=True)]
+        try:
+            self._writer.write(conn, tables, written, batch.drops, batch.service, prices)
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        conn = self._connection()
+        try:
+            if params:
+                return conn.execute(_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
+            return conn.execute(sql)  # type: ignore[no-any-return]
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(_pyformat(sql), [tuple(r) for r in rows])
+        except BaseException as exc:
+            self._after_failure(exc)
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self._connection()
+        with conn.transaction():
+            yield
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )}
+
+    def columns(self, table: str) -> set[str]:
+        return {r[0] for r in self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = ?", [table],
+        )}
+
+    def ensure_fresh(self, prices: Any = None) -> None:
+        """As `unitcost.store.run_totals.ensure_fresh`: cheap when the sums agree with the calls."""
+        in_calls = self.execute("SELECT COUNT(*) FROM calls WHERE run_id IS NOT NULL").fetchone()[0]
+        in_totals = self.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
+        if in_calls == in_totals:
+            return
+        stale = [r[0] for r in self.execute(
+            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
+            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
+            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
+            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
+            "UNION SELECT run_id FROM run_totals "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+            "UNION SELECT run_id FROM run_sums "
+            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+        )]
+        if prices is None:
+            from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals
+
+            prices = PriceBook()
+        conn = self._connection()
+        with conn.transaction():
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(r, 0) AS k "
+                "FROM unnest(%s::text[]) AS r ORDER BY k) AS keys", (sorted(stale),),
+            )
+            refresh_totals(conn, stale, prices)
+
+    def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
+        clauses, params = ["true"], []
+        if since_ns is not None:
+            clauses.append("recorded_ns >= ?")
+            params.append(since_ns)
+        if until_ns is not None:
+            clauses.append("recorded_ns < ?")
+            params.append(until_ns)
+        row = self.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
+        return int(row[0] or 0)
+
+    def health(self, *, full_check: bool = True) -> dict[str, Any]:
+        """`unitcost doctor`: the server, the role, the redacted URL, migrations, sizes, rows and
+        dropped spans. Reads only (``full_check`` is SQLite's; PostgreSQL checks its pages itself)."""
+        x = self.execute
+        applied = applied_migrations(self._connection())
+        known = [name for name, _ in MIGRATIONS]
+        version, role, database, schema, superuser = x(
+            "SELECT current_setting('server_version'), current_user, current_database(), current_schema(), "
+            "current_setting('is_superuser')"
+        ).fetchone()
+        ssl = x("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        present = self.tables()
+        sizes = {t: x("SELECT pg_total_relation_size(to_regclass(?))", [t]).fetchone()[0] for t in _ALL_TABLES
+                 if t in present}
+        rows = {t: x(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in STORE_TABLES if t in present}
+        dropped: dict[str, int] = {}
+        last_drop_ns = None
+        if "dropped_spans" in present:
+            dropped = {reason: int(n) for reason, n in x(
+                "SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason ORDER BY reason")}
+            last_drop_ns = x("SELECT MAX(recorded_ns) FROM dropped_spans").fetchone()[0]
+        warnings: list[str] = []
+        if dropped:
+            warnings.append(f"{sum(dropped.values())} span(s) were dropped instead of stored: reports are too low")
+        pending = [name for name in known if name not in applied]
+        if pending:
+            warnings.append("schema migrations pending (applied when an instrumented program next opens the store)")
+        if superuser == "on":
+            warnings.append(f"the role {role!r} is a superuser: give unitcost a role that owns only its store")
+        return {
+            "backend": "postgresql",
+            "path": self.location,
+            "server_version": version,
+            "role": role,
+            "database": database,
+            "schema_name": schema,
+            "ssl": bool(ssl and ssl[0]),
+            "size_bytes": sum(v or 0 for v in sizes.values()),
+            "table_bytes": sizes,
+            "database_bytes": x("SELECT pg_database_size(current_database())").fetchone()[0],
+            "schema": {"applied": applied, "pending": pending, "unknown": [n for n in applied if n not in known]},
+            "rows": rows,
+            "dropped_spans": sum(dropped.values()),
+            "dropped_by_reason": dropped,
+            "last_drop_ns": last_drop_ns,
+            "problems": [],
+            "warnings": warnings,
+            "ok": True,
+        }
+
+    def compact(self) -> None:
+        # VACUUM gives a table's dead rows back to PostgreSQL for reuse, and ANALYZE keeps the planner's
+        # counts right after a large prune (autocommit: VACUUM cannot run inside a transaction).
+        conn = self._connection()
+        for table in _ALL_TABLES:
+            conn.execute(f"VACUUM (ANALYZE) {table}")
+
+    def is_refusal(self, exc: BaseException) -> bool:
+        return isinstance(exc, StoreUnavailable) or server_gone(exc)
+
+    def is_damage(self, exc: BaseException) -> bool:
+        import psycopg  # (already loaded: this backend is in use)
+
+        return isinstance(exc, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted)
+
+    def close(self) -> None:
+        self._drop_connection()

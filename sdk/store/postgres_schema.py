@@ -1,0 +1,343 @@
+"""A PostgreSQL store's connection, schema and named migrations (the backend is `unitcost.store.postgres`).
+
+``UNITCOST_DB=postgresql://user@host:5432/db`` (or ``configure(db=...)``, or any command's ``--db``)
+selects it; anything else is an SQLite path. The tables and columns are the SQLite store's
+(`unitcost.store.schema`), with the same migration names, so both are read by the same report
+rules. Integers are BIGINT (Unix ns and pico-dollars need 64 bits); JSON stays TEXT so that it reads
+back byte for byte as it was written.
+
+Connection: psycopg 3 (the ``unitcost[postgres]`` extra) with libpq's own rules, so the URL's parts
+win over the usual environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+PGSSLMODE, PGPASSFILE, ...), and ``?sslmode=verify-full`` and friends work. The password never
+leaves this module: `redact_url` is what logs, errors and `unitcost doctor` show.
+
+Many processes may open a new store at once: migrations run in one transaction that first takes a
+transaction-level advisory lock (`pg_advisory_xact_lock`, released at commit, safe behind
+pgbouncer's transaction pooling), and each re-reads what is applied once it holds the lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..common.errors import ConfigurationError, StoreError
+
+__all__ = [
+    "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
+    "open_connection", "pending_migrations", "redact_url", "retry_after", "server_gone", "without_password",
+]
+
+_SCHEMES = ("postgresql://", "postgres://")
+# pg_advisory_xact_lock's key for migrations: "unitcost" as a 64-bit integer.
+MIGRATION_LOCK = 0x756E6974636F7374
+_MIGRATIONS_TABLE = "_unitcost_migrations"
+STORE_TABLES = ("runs", "calls", "steps", "outcomes", "call_content")
+
+
+def is_postgres_url(value: object) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...`` (what selects this backend)."""
+    return isinstance(value, str) and value.lower().startswith(_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL as logs, errors and `doctor` may show it: a password (in the userinfo or as
+    ``?password=``) becomes ``***``.
+
+    >>> redact_url("postgresql://app:s3cret@db.internal:5432/costs?sslmode=require&password=x")
+    'postgresql://app:***@db.internal:5432/costs?sslmode=require&password=***'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hosts}" if colon else f"{user}@{hosts}"
+    query = urlencode(
+        [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*:/",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def without_password(text: str, url: str) -> str:
+    """``text`` (an error message) with the URL's password taken out, wherever it appears."""
+    secrets = [url]
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            secrets.append(parts.password)
+        secrets += [v for k, v in parse_qsl(parts.query) if k.lower() == "password" and v]
+    except ValueError:
+        pass
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, redact_url(url) if secret == url else "***")
+    return re.sub(r"(?i)(password\s*=\s*)\S+", r"\1***", text)
+
+
+def _driver() -> Any:
+    try:
+        # Here: psycopg is an optional extra, needed only when the store is on PostgreSQL.
+        import psycopg
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the store is a postgresql:// URL but psycopg is not installed: pip install 'unitcost[postgres]'"
+        ) from exc
+    return psycopg
+
+
+def _whole_numbers(psycopg: Any) -> type:
+    """A loader for `numeric` that gives an int when the value is whole: PostgreSQL's SUM of BIGINT
+    is numeric, and reports must get the same Python ints from both backends (a Decimal prints
+    differently in JSON), without a CAST that would overflow past 2**63 pico-dollars."""
+    from psycopg.types.numeric import NumericLoader
+
+    class WholeNumericLoader(NumericLoader):
+        def load(self, data: Any) -> Any:
+            value = super().load(data)
+            if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+                return int(value)
+            return value
+
+    return WholeNumericLoader
+
+
+def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) -> Any:
+    """A psycopg connection to ``url`` in UTC, its numeric sums read as ints. StoreError, without the
+    password, when the server cannot be reached or refuses."""
+    psycopg = _driver()
+    try:
+        conn = psycopg.connect(
+            url, connect_timeout=connect_timeout, autocommit=True, application_name="unitcost",
+        )
+        # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own)
+        conn.execute("SET TIME ZONE 'UTC'")
+        # A batch the server acknowledged is on disk, whatever the server's default: with
+        # synchronous_commit off, a crash loses the last commits silently, and nothing would count them.
+        conn.execute("SET synchronous_commit TO on")
+        conn.autocommit = autocommit
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot reach the store at {redact_url(url)}: {without_password(str(exc), url)}") from exc
+    conn.adapters.register_loader("numeric", _whole_numbers(psycopg))
+    return conn
+
+
+# --- schema: the SQLite store's migrations, by the same names ------------------------------------
+
+# The sums of run_totals and run_sums as migrations m007 and m010 made them (a shipped migration is
+# never edited: a new sum is a new migration, as for SQLite).
+_M007_SUMS = (
+    "calls", "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
+    "reasoning_tokens", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent_tokens",
+    "resent_uncached_tokens", "retries", "resend_cost_pico", "resend_savings_pico",
+)
+
+
+_M014_SUMS = ("energy_uwh_min", "energy_uwh_max", "gwp_ug_min", "gwp_ug_max", "unestimated_energy_calls")
+
+
+def _sums(columns: Sequence[str]) -> str:
+    return ", ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in columns)
+
+
+_M001 = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, parent_run_id TEXT,
+    kind TEXT NOT NULL, key TEXT, service TEXT, started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL,
+    error_type TEXT, attributes TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX runs_started ON runs(started_ns);
+CREATE INDEX runs_kind_key ON runs(kind, key);
+CREATE TABLE calls (
+    span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, run_id TEXT,
+    started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL, provider TEXT NOT NULL, operation TEXT NOT NULL,
+    model TEXT NOT NULL, response_model TEXT,
+    input_tokens BIGINT NOT NULL DEFAULT 0, cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_write_tokens BIGINT NOT NULL DEFAULT 0, cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0, reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+    cost_pico BIGINT, reasoning_cost_pico BIGINT, price_source TEXT,
+    estimated BIGINT NOT NULL DEFAULT 0, streamed BIGINT NOT NULL DEFAULT 0, incomplete BIGINT NOT NULL DEFAULT 0,
+    error_type TEXT, service_tier TEXT
+);
+CREATE INDEX calls_run ON calls(run_id);
+CREATE INDEX calls_started ON calls(started_ns);
+CREATE TABLE steps (
+    span_id TEXT PRIMARY KEY, trace_id TEXT NOT NULL, parent_span_id TEXT, run_id TEXT, type TEXT NOT NULL,
+    name TEXT NOT NULL, started_ns BIGINT NOT NULL, ended_ns BIGINT NOT NULL, cost_pico BIGINT, error_type TEXT
+);
+CREATE INDEX steps_run ON steps(run_id);
+CREATE TABLE outcomes (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, recorded_ns BIGINT NOT NULL, run_id TEXT,
+    kind TEXT, key TEXT, label TEXT NOT NULL, success BIGINT NOT NULL, value_pico BIGINT,
+    source TEXT NOT NULL, origin TEXT UNIQUE
+);
+CREATE INDEX outcomes_run ON outcomes(run_id);
+CREATE INDEX outcomes_key ON outcomes(key);
+"""
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("m001_initial", _M001),
+    ("m002_calls_retries", "ALTER TABLE calls ADD COLUMN retries BIGINT NOT NULL DEFAULT 0"),
+    (
+        "m003_calls_cache_write_retention",
+        "ALTER TABLE calls ADD COLUMN cache_write_30m_tokens BIGINT NOT NULL DEFAULT 0, "
+        "ADD COLUMN cache_write_12h_tokens BIGINT NOT NULL DEFAULT 0",
+    ),
+    (
+        "m004_calls_server_tool_requests",
+        "ALTER TABLE calls ADD COLUMN web_search_requests BIGINT NOT NULL DEFAULT 0, "
+        "ADD COLUMN web_fetch_requests BIGINT NOT NULL DEFAULT 0, ADD COLUMN price_modifiers TEXT",
+    ),
+    (
+        "m007_run_totals",
+        "CREATE TABLE run_totals (run_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, "
+        f"{_sums(_M007_SUMS)}, PRIMARY KEY (run_id, provider, model))",
+    ),
+    (
+        "m008_dropped_spans",
+        "CREATE TABLE dropped_spans (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+        "recorded_ns BIGINT NOT NULL, reason TEXT NOT NULL, count BIGINT NOT NULL, service TEXT); "
+        "CREATE INDEX dropped_spans_recorded ON dropped_spans(recorded_ns)",
+    ),
+    (
+        "m009_call_content",
+        "CREATE TABLE call_content (span_id TEXT PRIMARY KEY, input_messages TEXT, output_messages TEXT)",
+    ),
+    (
+        "m010_run_sums",
+        # (a store migrated here has no calls yet that the writer has not summed: the writer keeps
+        # both tables from the first call on)
+        f"CREATE TABLE run_sums (run_id TEXT NOT NULL PRIMARY KEY, {_sums(_M007_SUMS)})",
+    ),
+    # The parts of an Anthropic call's usage (usage.iterations), as JSON text (see unitcost.store.schema).
+    ("m011_calls_usage_parts", "ALTER TABLE calls ADD COLUMN usage_parts TEXT"),
+    # A [[runtime]] charge for the run's wall time, NULL when no entry prices it (see unitcost.store.schema).
+    ("m012_runtime_cost", "ALTER TABLE runs ADD COLUMN runtime_cost_pico BIGINT"),
+    # What `configure()` asked that the CLI needs later (unitcost.store.settings): name -> value.
+    ("m013_settings", "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+    (
+        "m014_call_energy",
+        # Each call's energy (µWh) and emissions (µg CO2eq) range, NULL when unestimated, and how it
+        # was made; the per-run sums get the same columns plus unestimated_energy_calls. Every call
+        # stored before this migration has no estimate, so each run's calls are all unestimated.
+        "ALTER TABLE calls ADD COLUMN energy_uwh_min BIGINT, ADD COLUMN energy_uwh_max BIGINT, "
+        "ADD COLUMN gwp_ug_min BIGINT, ADD COLUMN gwp_ug_max BIGINT, ADD COLUMN energy_source TEXT; "
+        + "; ".join(
+            f"ALTER TABLE {table} {', '.join(f'ADD COLUMN {c} BIGINT NOT NULL DEFAULT 0' for c in _M014_SUMS)}; "
+            f"UPDATE {table} SET unestimated_energy_calls = calls"
+            for table in ("run_totals", "run_sums")
+        ),
+    ),
+)
+
+
+def applied_migrations(conn: Any) -> list[str]:
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_MIGRATIONS_TABLE,)).fetchone()[0]
+    if not exists:
+        return []
+    return [r[0] for r in conn.execute(f"SELECT name FROM {_MIGRATIONS_TABLE} ORDER BY applied_order")]
+
+
+def pending_migrations(conn: Any) -> list[str]:
+    applied = set(applied_migrations(conn))
+    return [name for name, _ in MIGRATIONS if name not in applied]
+
+
+class _StaleCatalog(Exception):
+    """This session's catalog cache predates another session's migration (see `migrate`)."""
+
+
+def migrate(conn: Any) -> list[str]:
+    """Create or migrate the store in the connection's schema, once however many processes try at
+    the same moment; returns the names applied by this call. A foreign database is refused."""
+    for _ in range(5):
+        try:
+            return _migrate_once(conn)
+        except _StaleCatalog:
+            continue  # a new transaction reads the catalog afresh
+    raise StoreError("the store's schema kept changing while unitcost migrated it; try again")
+
+
+def _migrate_once(conn: Any) -> list[str]:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        # A session that waited on the lock while another one migrated still has the catalog cache of
+        # before (an advisory lock does not refresh it, a new transaction does): compare it with what
+        # a fresh snapshot of pg_class says, and start over when they differ.
+        fresh = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema() "
+            "AND tablename = %s)", (_MIGRATIONS_TABLE,),
+        ).fetchone()[0]
+        if fresh != conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_MIGRATIONS_TABLE,)).fetchone()[0]:
+            raise _StaleCatalog()
+        applied = applied_migrations(conn)
+        if not applied:
+            found = {r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            )}
+            if found & set(STORE_TABLES):
+                raise StoreError("this PostgreSQL schema has tables named like unitcost's but is not a unitcost "
+                                 "store; refusing to touch it (use another database or schema)")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_MIGRATIONS_TABLE} (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+                "applied_order BIGINT GENERATED ALWAYS AS IDENTITY, PRIMARY KEY (migration_set, name))"
+            )
+        done = []
+        for name, ddl in MIGRATIONS:
+            if name in applied:
+                continue
+            for statement in (s for s in ddl.split(";") if s.strip()):
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {_MIGRATIONS_TABLE} (migration_set, name) VALUES ('unitcost', %s)", (name,))
+            done.append(name)
+    return done
+
+
+def open_connection(url: str, *, create: bool = True, connect_timeout: int = 10) -> Any:
+    """A connection to a migrated store (migrating it when ``create``; else StoreError when it has
+    no unitcost tables yet)."""
+    conn = connect(url, connect_timeout=connect_timeout)
+    try:
+        if create:
+            migrate(conn)
+        else:
+            applied = applied_migrations(conn)
+            conn.rollback()
+            if not applied:
+                raise StoreError(
+                    f"no unitcost store at {redact_url(url)} (run an instrumented program with this db first)"
+                )
+            if pending_migrations(conn):
+                migrate(conn)
+            conn.rollback()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def retry_after(attempt: int, *, first: float = 0.1, cap: float = 5.0) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based): doubling from ``first`` to ``cap``."""
+    return min(cap, first * (2 ** min(attempt, 16)))
+
+
+def server_gone(exc: BaseException) -> bool:
+    """True when ``exc`` says the server went away or is not there yet (worth retrying the same batch on a
+    new connection), False when the batch itself is at fault or a query was cancelled."""
+    psycopg = _driver()
+    errors = psycopg.errors
+    if isinstance(exc, errors.AdminShutdown | errors.CrashShutdown | errors.CannotConnectNow):
+        return True
+    if isinstance(exc, errors.QueryCanceled):
+        return False
+    if isinstance(exc, StoreError) and isinstance(exc.__cause__, psycopg.OperationalError):
+        return True  # a connect that failed (refused, starting up, timed out)
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and getattr(exc, "sqlstate", None) is None

@@ -1,0 +1,200 @@
+"""Writing batches of rows into a PostgreSQL store: one transaction a batch, idempotent on span id.
+
+Each table's rows go by binary COPY into a temporary table (the fastest way into PostgreSQL), then
+``INSERT ... SELECT ... ON CONFLICT`` moves them into place: a span written twice (a batch resent
+after the server went away mid-commit, a replay, two `unitcost serve` processes behind one
+collector) is one row, the later version winning as with SQLite's INSERT OR REPLACE; an outcome
+already stored (same origin span) is not added again.
+
+The per-run sums are kept exactly as the SQLite writer keeps them (`unitcost.store.run_totals`): the
+runs a batch touches are summed again. Many writers may hold calls of one run at once (processes on
+many hosts behind one collector), so a batch first takes a transaction-level advisory lock on each
+run it touches, in one order (no deadlock): the second writer then sees the first one's calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .run_totals import CALL_FIELDS, COLUMNS, add_up
+
+__all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "refresh_totals"]
+
+# A table -> the column that says two rows are the same row.
+CONFLICT_KEYS = {"runs": "run_id", "calls": "span_id", "steps": "span_id", "call_content": "span_id",
+                 "outcomes": "origin"}
+_RUN_COLUMNS = ("run_id", *COLUMNS[3:])
+
+# (table, columns, conflict, rows): conflict is "replace" (the later row wins) or "ignore" (the stored
+# row stays), as `unitcost.store.backend.TABLES` names them.
+TableRows = tuple[str, Sequence[str], str, Sequence[Sequence[Any]]]
+
+
+def _clean(value: Any) -> Any:
+    """Text PostgreSQL accepts: no NUL character, no lone surrogate (SQLite takes both)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "?").encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+class PostgresWriter:
+    """Writes batches on one connection (the backend's, which reconnects it). Not thread-safe: the store
+    writer's thread owns it."""
+
+    def __init__(self, prices: Any) -> None:
+        self._prices = prices
+        self._types: dict[str, dict[str, str]] = {}  # table -> column -> PostgreSQL type name
+        self._staged: set[str] = set()  # temporary tables made on the current connection
+        self._conn: Any = None
+
+    def write(
+        self, conn: Any, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]],
+        drops: Mapping[str, int], service: str = "", prices: Any = None,
+    ) -> None:
+        """One batch in one transaction: the rows, the per-run sums of the runs ``written_calls`` touch
+        (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch."""
+        if conn is not self._conn:  # a new connection: its temporary tables are still to make
+            self._conn, self._staged = conn, set()
+        prices = prices if prices is not None else self._prices
+        try:
+            self._write(tables, written_calls, drops, service, prices)
+        except Exception as exc:
+            # Text PostgreSQL cannot hold (a NUL, a lone surrogate) fails the whole batch: once more, cleaned.
+            if conn.broken or conn.closed or not (
+                isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS
+            ):
+                raise
+            self._write(clean_rows(tables), written_calls, drops, service, prices)
+
+    def _write(
+        self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: Mapping[str, int],
+        service: str, prices: Any,
+    ) -> None:
+        conn = self._conn
+        try:
+            with conn.transaction():
+                runs = sorted({c[2] for c in written_calls if c[2] is not None})
+                if runs:
+                    _lock_runs(conn, runs)
+                for table, columns, verb, rows in tables:
+                    if rows:
+                        self._upsert(table, tuple(columns), verb, rows)
+                if runs:
+                    refresh_totals(conn, runs, prices, written_calls)
+                if drops:
+                    now = time.time_ns()
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (%s, %s, %s, %s)",
+                            [(now, reason, n, service) for reason, n in drops.items()],
+                        )
+        except BaseException:
+            self._staged.clear()  # (a temporary table made in the failed transaction went with it)
+            raise
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        if table not in self._types:
+            self._types[table] = dict(self._conn.execute(
+                "SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped", (table,)
+            ).fetchall())
+        return self._types[table]
+
+    def _upsert(self, table: str, columns: tuple[str, ...], verb: str, rows: Sequence[Sequence[Any]]) -> None:
+        conn = self._conn
+        stage = f"uc_stage_{table}"
+        if stage not in self._staged:
+            conn.execute(
+                # (PRESERVE ROWS and a DELETE after use: ON COMMIT DELETE ROWS truncates every such
+                # table at every commit, a file operation each)
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT PRESERVE ROWS AS "
+                f"SELECT 0::bigint AS uc_order, {', '.join(columns)} FROM {table} WITH NO DATA"
+            )
+            self._staged.add(stage)
+        types = self._column_types(table)
+        listed = ", ".join(columns)
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY {stage} (uc_order, {listed}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", *(types[c] for c in columns)])
+                try:
+                    for i, row in enumerate(rows):
+                        copy.write_row((i, *row))
+                except UnicodeEncodeError:
+                    raise _Unclean() from None
+            key = CONFLICT_KEYS[table]
+            if verb in ("ignore", "INSERT OR IGNORE"):
+                cur.execute(
+                    f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} ORDER BY uc_order "
+                    f"ON CONFLICT ({key}) DO NOTHING"
+                )
+            else:
+                updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key)
+                cur.execute(
+                    f"INSERT INTO {table} ({listed}) SELECT DISTINCT ON ({key}) {listed} FROM {stage} "
+                    f"ORDER BY {key}, uc_order DESC ON CONFLICT ({key}) DO UPDATE SET {updates}"
+                )
+            cur.execute(f"DELETE FROM {stage}")  # (in the batch's transaction: a failed batch leaves none)
+
+
+# psycopg's errors for text PostgreSQL refuses (by name: psycopg is imported only when it is used).
+_UNCLEAN_ERRORS = {"DataError", "CharacterNotInRepertoire", "UntranslatableCharacter"}
+
+
+class _Unclean(ValueError):
+    """A row holds text PostgreSQL cannot store as it is (see `clean_rows`)."""
+
+
+def clean_rows(tables: Sequence[TableRows]) -> list[TableRows]:
+    """The same rows with text PostgreSQL can store (NUL and lone surrogates replaced)."""
+    return [(t, c, v, [tuple(_clean(x) for x in row) for row in rows]) for t, c, v, rows in tables]
+
+
+def _lock_runs(conn: Any, runs: Sequence[str]) -> None:
+    # (the locks are taken in key order by every writer, so two batches never wait on each other in a circle)
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(r, 0) AS k "
+        "FROM unnest(%s::text[]) AS r ORDER BY k) AS keys",
+        (list(runs),),
+    )
+
+
+def refresh_totals(
+    conn: Any, run_ids: Sequence[str], prices: Any, written: Iterable[tuple[Any, ...]] | None = None
+) -> None:
+    """Recompute `run_totals` and `run_sums` for these runs from their calls, inside the caller's
+    transaction (the PostgreSQL form of `unitcost.store.run_totals.refresh`: a run without sums yet
+    is summed from the calls just written, any other from the store)."""
+    ids = sorted(set(run_ids))
+    fresh: dict[str, dict[Any, tuple[Any, ...]]] = {}
+    for span_id, started, *fields in written or ():
+        fresh.setdefault(fields[0], {})[span_id] = (started, *fields)
+    known = {r for (r,) in conn.execute("SELECT run_id FROM run_sums WHERE run_id = ANY(%s)", (ids,))}
+    new = [r for r in ids if r not in known and r in fresh]
+    old = [r for r in ids if r in known or r not in fresh]
+    rows: list[Iterable[tuple[Any, ...]]] = []
+    if old:
+        conn.execute("DELETE FROM run_totals WHERE run_id = ANY(%s)", (old,))
+        conn.execute("DELETE FROM run_sums WHERE run_id = ANY(%s)", (old,))
+        rows.append(conn.execute(
+            f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id = ANY(%s) ORDER BY run_id, started_ns", (old,)
+        ).fetchall())
+    for run_id in new:
+        calls = fresh[run_id].values()
+        rows.append([c[1:] for c in (calls if len(calls) == 1 else sorted(calls, key=lambda c: c[0]))])
+    sums = add_up(itertools.chain(*rows), prices, {})
+    per_run: dict[str, list[Any]] = {}
+    for (run_id, _, _), acc in sums.items():
+        total = per_run.get(run_id)
+        per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY run_totals ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text"] * 3 + ["int8"] * (len(COLUMNS) - 3))
+            for key, acc in sums.items():
+                copy.write_row((*key, *acc))
+        with cur.copy(f"COPY run_sums ({', '.join(_RUN_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text"] + ["int8"] * (len(_RUN_COLUMNS) - 1))
+            for run_id, acc in per_run.items():
+                copy.write_row((run_id, *acc))

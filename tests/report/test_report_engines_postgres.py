@@ -1,0 +1,81 @@
+"""The report engines agree on PostgreSQL too: the random stores of test_report_engines.py, written
+into SQLite and into PostgreSQL, give the same rows from PostgreSQL's engine (`unitcost.report.pg_sql`),
+SQLite's and the Python reference engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from test_report_engines import MIDNIGHT, MODELS, NO_CALL, PLAIN, _both, _write, outcomes, requests, runs, stray
+
+from unitcost.report import engine as _reports
+from unitcost.report.engine import ReportError, report, row_for_json
+from unitcost.store.connect import open_backend
+from unitcost.store.schema import open_store
+
+
+class _Writes:
+    """What `_write` needs of a store (``.conn.execute`` with ``?``), over a PostgreSQL backend."""
+
+    def __init__(self, backend: Any) -> None:
+        self.conn = self
+        self._backend = backend
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self._backend.execute(sql, params)
+
+
+@pytest.fixture
+def stores(tmp_path: Any, pg_url: str) -> Any:
+    sqlite_db = open_store(tmp_path / "engines.db")
+    backend = open_backend(pg_url)
+    yield sqlite_db, backend
+    sqlite_db.conn.close()
+    backend.close()
+
+
+def _postgres_rows(backend: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any, bool]:
+    used = []
+    in_store = _reports._group_in_store
+
+    def recording(db_: Any, request: Any) -> Any:
+        grouped = in_store(db_, request)
+        used.append(grouped is not None)
+        return grouped
+
+    with monkeypatch.context() as m:
+        m.setattr(_reports, "_group_in_store", recording)
+        try:
+            rows: Any = [row_for_json(r) for r in report(backend, **options)]
+        except ReportError as exc:
+            rows = f"ReportError: {exc}"
+    return rows, used == [True]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(runs=runs, outcomes=outcomes, stray=stray, requests_=st.lists(requests, min_size=1, max_size=4))
+@example(runs=[], outcomes=[], stray=[("gone", [(MODELS[1], *NO_CALL), (MODELS[3], *NO_CALL)])], requests_=[PLAIN])
+@example(
+    runs=[("ticket", "K1", MIDNIGHT - 1, "{}", [(MODELS[0], 10, 0, 5, 0, 7, False, 0)], [("tool", 3)]),
+          ("ticket", "K1", MIDNIGHT + 1, "{}", [(MODELS[1], 10, 2, 5, 1, None, True, 1)], [])],
+    outcomes=[("kind and key", 0, 5, ("resolved", 1), 9), ("run", 1, 5, ("escalated", 0), None)],
+    stray=[(None, [(MODELS[2], 1, 0, 1, 0, 3, False, 0)])],
+    requests_=[{**PLAIN, "by": "kind"}, {**PLAIN, "by": "outcome", "every": "day"}, {**PLAIN, "every": "week"}],
+)
+def test_postgres_gives_the_rows_sqlite_and_python_give(stores, monkeypatch, runs, outcomes, stray, requests_):
+    sqlite_db, backend = stores
+    _write(sqlite_db, runs, outcomes, stray)
+    _write(_Writes(backend), runs, outcomes, stray)
+    for request in requests_:
+        since, until = request["window"]
+        options = {k: v for k, v in request.items() if k != "window"}
+        sql_rows, python_rows = _both(sqlite_db, monkeypatch, since_ns=since, until_ns=until, **options)
+        pg_rows, in_server = _postgres_rows(backend, monkeypatch, since_ns=since, until_ns=until, **options)
+        assert pg_rows == sql_rows == python_rows, request
+        # Reports that name no task attribute are summed in the server.
+        names = [n for n in (request["by"] or "").split(",") if n] + [w.split("=")[0] for w in request["where"] or []]
+        if all(n in ("kind", "model", "provider", "outcome") for n in names) and not isinstance(pg_rows, str):
+            assert in_server, request
