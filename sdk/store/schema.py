@@ -20,6 +20,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from ..common.errors import StoreError
+from .backend import is_url
 from .losses import loss_file_for
 from .run_totals import backfill, create_run_sums, create_table
 
@@ -246,11 +247,12 @@ def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_
     return int(row[0] or 0) + pending
 
 
-def default_db_path() -> Path:
-    """$UNITCOST_DB, else the per-user application directory (click's convention per platform)."""
+def default_db_path() -> str | Path:
+    """$UNITCOST_DB (a path, or a PostgreSQL URL kept as it is), else the per-user application
+    directory (click's convention per platform)."""
     env = os.environ.get("UNITCOST_DB")
     if env:
-        return Path(env).expanduser()
+        return env if is_url(env) else Path(env).expanduser()
     import click  # here: click is needed by the CLI only (start-up time of `configure()`)
 
     return Path(click.get_app_dir("unitcost")) / "unitcost.db"
