@@ -23,6 +23,7 @@ from providers.anthropic_fixtures import (
     SONNET,
     MessagesServer,
     anthropic_client,  # noqa: F401 - fixture
+    require,
     sdk_tracing,  # noqa: F401 - fixture
     sse_response,
     stream_events,
@@ -148,6 +149,7 @@ def test_a_streamed_response_counts_the_iterations_of_its_last_delta(store_db, a
     delta = next(e for e in events if e["type"] == "message_delta")
     delta["usage"]["iterations"] = ADVISOR["iterations"]
     client = anthropic_client(lambda request: sse_response(events))
+    require(client, "beta.messages.stream")
     with client.beta.messages.stream(**REQUEST) as stream:
         stream.get_final_message()
     (row,) = store_rows(store_db, "calls")
