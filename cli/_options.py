@@ -19,6 +19,8 @@ from unitcost.report.engine import ReportError
 from unitcost.store.outcome_import import ImportError_
 from unitcost.store.schema import default_db_path, open_store
 
+from . import fit
+
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--db, shared by every command that reads the store; opens it and passes `db`."""
@@ -76,10 +78,14 @@ def time_option(name: str, help: str) -> Callable[..., Any]:
     return click.option(name, callback=convert, help=help)
 
 
-def console() -> Console:
-    # No markup: kinds, keys, names and attribute values are the user's text and may hold [brackets].
-    return Console(soft_wrap=False, width=max(Console().width, 160), markup=False, highlight=False)
+def console(*, wide: bool = False) -> Console:
+    """The console tables are printed on: as wide as the terminal (see `unitcost.cli.fit`)."""
+    return fit.console(wide=wide)
 
+
+def wide_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--wide: every column, however wide the table gets (below 100 columns some are left out)."""
+    return click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")(fn)
 
 
 

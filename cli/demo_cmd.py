@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -13,10 +16,37 @@ from . import _render
 from ._options import console
 
 
+def how_to_run_unitcost() -> tuple[str, str | None]:
+    """The word that runs this `unitcost` from the user's shell, and a hint when it is not on PATH.
+
+    After `python3 -m venv .venv && .venv/bin/pip install -e .` the command is `.venv/bin/unitcost`
+    until the environment is activated: say so instead of printing commands that do not run."""
+    bin_dir = Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin")
+    ours = bin_dir / ("unitcost.exe" if os.name == "nt" else "unitcost")
+    found = shutil.which("unitcost")
+    if found and ours.exists() and Path(found).resolve() == ours.resolve():
+        return "unitcost", None
+    if not ours.exists():
+        return "unitcost", None
+    try:
+        shown = os.path.relpath(ours)
+    except ValueError:  # another drive on Windows
+        shown = str(ours)
+    shown = shown if os.sep in shown else f".{os.sep}{shown}"
+    activate = bin_dir / ("activate.bat" if os.name == "nt" else "activate")
+    hint = (
+        f"`unitcost` is not on your PATH: run it as {shown}, or first `source {os.path.relpath(activate)}`."
+        if os.name != "nt" else f"`unitcost` is not on your PATH: run it as {shown}, or first run {activate}."
+    )
+    return shown, hint
+
+
 @click.command(name="demo")
 @click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("unitcost-demo.db"),
-    show_default=True, help="Where to write the demo's store (replaced on each run; never your own store).",
+    show_default=True,
+    help="Where to write the demo's store: a new file, or an earlier demo store (replaced). Any other file "
+    "is left alone and the demo stops.",
 )
 def demo_command(db_path: Path) -> None:
     """Run a support-ticket agent against a local fake OpenAI server and report its costs.
@@ -29,19 +59,30 @@ def demo_command(db_path: Path) -> None:
       unitcost demo --db /tmp/demo.db
     """
     try:
-        from unitcost.demo import run_demo
+        from unitcost.demo import NotADemoStore, run_demo
     except ImportError as exc:
         raise click.ClickException(f"the demo needs openai: pip install 'unitcost[openai]' ({exc})") from exc
-    run_demo(db_path)
+    try:
+        run_demo(db_path)
+    except NotADemoStore as exc:
+        raise click.ClickException(str(exc)) from exc
     db = open_store(db_path, create=False)
     try:
         _render.report_table(report(db), console())
     finally:
         db.conn.close()
-    click.echo(
-        "\nExplore further:\n"
-        f"  unitcost tasks --db {db_path}\n"
-        f"  unitcost show TASK_ID --db {db_path}\n"
-        f"  unitcost report --db {db_path} --by model\n"
-        f"  unitcost report --db {db_path} --by kind,customer --format json"
-    )
+    prog, hint = how_to_run_unitcost()
+    db_arg = f" --db {db_path}"
+    lines = [
+        "",
+        "Next: the runs with their task ids; one run's tree; cost per model; another model's prices;",
+        "a cost gate for CI (exit 1 on a breach):",
+        f"  {prog} tasks{db_arg}",
+        f"  {prog} show TASK_ID{db_arg}",
+        f"  {prog} report --by model{db_arg}",
+        f"  {prog} whatif --model gpt-4o-mini --from-model o4-mini{db_arg}",
+        f"  {prog} check --max-cost-per-success 0.01{db_arg}",
+    ]
+    if hint:
+        lines.append(hint)
+    click.echo("\n".join(lines))

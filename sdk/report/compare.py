@@ -75,8 +75,9 @@ def join_sides(a_rows: Sequence[dict[str, Any]], b_rows: Sequence[dict[str, Any]
         joined.append(
             {
                 "group": dict(k),
-                "a": {n: a[n] if a else None for n in COMPARED},
-                "b": {n: b[n] if b else None for n in COMPARED},
+                # unpriced_calls: the costs of a side leave these calls out (shown with `*`, as in report).
+                "a": {**{n: a[n] if a else None for n in COMPARED}, "unpriced_calls": a["unpriced_calls"] if a else 0},
+                "b": {**{n: b[n] if b else None for n in COMPARED}, "unpriced_calls": b["unpriced_calls"] if b else 0},
                 "change": {n: _change(a[n] if a else None, b[n] if b else None) for n in COMPARED},
                 "relative_change": {n: _relative(a[n] if a else None, b[n] if b else None) for n in COMPARED},
             }
@@ -124,6 +125,7 @@ class Repricer:
         self.model = model
         self.from_model = from_model
         self.assume_cache = assume_cache
+        self.models_seen: set[str] = set()  # to say when --from-model matched no call
         self.prices = PriceBook.from_price_file(price_file) if price_file is not None else PriceBook.from_price_file()
         if model is not None and self.prices.rates("", model, datetime.now(tz=UTC)) is None:
             raise ReportError(f"no price known for model {model!r} (add it to unitcost.toml)")
@@ -138,12 +140,23 @@ class Repricer:
                 buckets.uncached_input - moved, buckets.cache_read + moved, buckets.cache_write,
                 buckets.cache_write_1h, buckets.visible_output, buckets.reasoning,
             )
+        self.models_seen.add(model)
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
         cost = self.prices.cost(provider, model, utc_from_ns(started_ns), buckets)
         if cost is None:
             return None, 0, buckets
         return to_pico(cost.total), to_pico(cost.reasoning), buckets
+
+    def notes(self) -> list[str]:
+        """What the person must know about the re-pricing just done: an option that matched nothing."""
+        if self.from_model is not None and self.from_model not in self.models_seen:
+            seen = ", ".join(sorted(self.models_seen)) or "none"
+            return [
+                f"note: no stored call was made by model {self.from_model!r}, so nothing was re-priced "
+                f"(models in the store: {seen})"
+            ]
+        return []
 
 
 def whatif(

@@ -70,6 +70,7 @@ class Node:
     input_tokens: int = 0  # all input, as in OpenTelemetry
     output_tokens: int = 0  # all output, reasoning included
     cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # both cache lifetimes (5 minutes and 1 hour)
     reasoning_tokens: int = 0
     error: str | None = None
     children: list[Node] = field(default_factory=list)
@@ -94,10 +95,22 @@ class RunDetail:
     outcome: OutcomeRow | None
 
 
-def _resolve_run_id(db: sqlite_utils.Database, ref: str) -> str:
-    """A task id, or a unique prefix of one (at least 4 characters)."""
-    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
+def _resolve_run_id(db: sqlite_utils.Database, ref: str, kind: str | None = None) -> str:
+    """A task id, a unique prefix of one (at least 4 characters), or a key (its task's latest run), as
+    `unitcost outcome` takes them."""
+    if kind is None and db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
         return ref
+    by_key = db.execute(
+        "SELECT kind, run_id FROM runs WHERE key = ? AND (? IS NULL OR kind = ?) ORDER BY started_ns DESC",
+        [ref, kind, kind],
+    ).fetchall()
+    kinds = sorted({k for k, _ in by_key})
+    if len(kinds) > 1:
+        raise ReportError(f"key {ref!r} exists in several kinds ({', '.join(kinds)}): pass --kind")
+    if by_key:
+        return str(by_key[0][1])
+    if kind is not None:
+        raise ReportError(f"no run of kind {kind!r} has key {ref!r} (see `unitcost tasks`)")
     matches = (
         [r[0] for r in db.execute(
             "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2", [ref, ref + "\uffff"]
@@ -105,14 +118,15 @@ def _resolve_run_id(db: sqlite_utils.Database, ref: str) -> str:
         if len(ref) >= 4 else []
     )
     if len(matches) != 1:
-        raise ReportError(f"no run with task id {ref!r} (see `unitcost tasks`)")
+        raise ReportError(f"no run with task id or key {ref!r} (see `unitcost tasks`)")
     return str(matches[0])
 
 
-def show_run(db: sqlite_utils.Database, run_id: str) -> RunDetail:
-    """One run's tree, its task's runs and its outcome history. Reads only what it shows (indexed
-    look-ups), so it stays quick on a store of millions of calls."""
-    run_id = _resolve_run_id(db, run_id)
+def show_run(db: sqlite_utils.Database, ref: str, *, kind: str | None = None) -> RunDetail:
+    """One run's tree, its task's runs and its outcome history. `ref` is a task id (or a unique prefix)
+    or a key, whose task's latest run is shown. Reads only what it shows (indexed look-ups), so it
+    stays quick on a store of millions of calls."""
+    run_id = _resolve_run_id(db, ref, kind)
     kind, key, started, ended, error = db.execute(
         "SELECT kind, key, started_ns, ended_ns, error_type FROM runs WHERE run_id = ?", [run_id]
     ).fetchone()
@@ -168,14 +182,15 @@ def show_run(db: sqlite_utils.Database, run_id: str) -> RunDetail:
     for row in db.execute(
         "SELECT span_id, parent_span_id, model, started_ns, ended_ns, cost_pico, estimated, error_type, "
         "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens, "
-        f"output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens FROM calls WHERE run_id IN ({marks})",
+        "output_tokens + reasoning_tokens, cache_read_tokens, cache_write_tokens + cache_write_1h_tokens, "
+        f"reasoning_tokens FROM calls WHERE run_id IN ({marks})",
         run_ids,
     ):
-        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, reasoning = row
+        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, written, reasoning = row
         nodes[sid] = Node(
             sid, "llm", model, started_, ended_, self_cost_pico=cost or 0, unpriced=int(cost is None),
             estimated=estimated, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
-            reasoning_tokens=reasoning, error=error_,
+            cache_write_tokens=written, reasoning_tokens=reasoning, error=error_,
         )
         parents[sid] = parent
     for sid, parent in parents.items():
