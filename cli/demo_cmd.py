@@ -14,6 +14,7 @@ from unitcost.store.schema import open_store
 
 from . import _render
 from ._options import console
+from .fit import say
 
 
 def how_to_run_unitcost() -> tuple[str, str | None]:
@@ -28,17 +29,24 @@ def how_to_run_unitcost() -> tuple[str, str | None]:
         return "unitcost", None
     if not ours.exists():
         return "unitcost", None
-    try:
-        shown = os.path.relpath(ours)
-    except ValueError:  # another drive on Windows
-        shown = str(ours)
-    shown = shown if os.sep in shown else f".{os.sep}{shown}"
-    activate = bin_dir / ("activate.bat" if os.name == "nt" else "activate")
+    shown = _short(ours)
+    activate = _short(bin_dir / ("activate.bat" if os.name == "nt" else "activate"))
     hint = (
-        f"`unitcost` is not on your PATH: run it as {shown}, or first `source {os.path.relpath(activate)}`."
+        f"`unitcost` is not on your PATH: run it as {shown}, or first `source {activate}`."
         if os.name != "nt" else f"`unitcost` is not on your PATH: run it as {shown}, or first run {activate}."
     )
     return shown, hint
+
+
+def _short(path: Path) -> str:
+    """`path` relative to here when it is below here (.venv/bin/unitcost), else in full."""
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    if shown.startswith(".."):
+        return str(path)
+    return shown if os.sep in shown else f".{os.sep}{shown}"
 
 
 @click.command(name="demo")
@@ -75,14 +83,14 @@ def demo_command(db_path: Path) -> None:
     db_arg = f" --db {db_path}"
     lines = [
         "",
-        "Next: the runs with their task ids; one run's tree; cost per model; another model's prices;",
-        "a cost gate for CI (exit 1 on a breach):",
+        "Next: the runs with their task ids; one run's tree; cost per model;",
+        "another model's prices; a cost gate for CI (exit 1 on a breach):",
         f"  {prog} tasks{db_arg}",
         f"  {prog} show TASK_ID{db_arg}",
         f"  {prog} report --by model{db_arg}",
         f"  {prog} whatif --model gpt-4o-mini --from-model o4-mini{db_arg}",
         f"  {prog} check --max-cost-per-success 0.01{db_arg}",
     ]
-    if hint:
-        lines.append(hint)
     click.echo("\n".join(lines))
+    if hint:
+        say(hint)

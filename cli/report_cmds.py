@@ -191,7 +191,8 @@ def check_command(
 
     \b
     Examples:
-      unitcost check --since 24h --max-cost-per-success 0.40 --max-cost-per-task-p95 1.00
+      unitcost check --since 24h --max-cost-per-success 0.40 \\
+        --max-cost-per-task-p95 1.00
       unitcost check --since 7d --by customer --max-cost 50
     """
     from unitcost.report.checks import breaches, warnings_for

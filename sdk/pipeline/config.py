@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..common.errors import ConfigurationError, StoreError, internal_error
+from ..common.errors import ConfigurationError, StoreError, internal_error, logger
 from . import summary as _summary
 from .settings import Settings
 
@@ -163,6 +163,15 @@ _configured_ns = time.time_ns()
 def _at_exit() -> None:
     settings = _pipeline.settings if _pipeline is not None else None
     shutdown()
+    if settings is not None:
+        try:
+            from .forgotten import forgotten_instrument_warning  # loaded with the pipeline: no import cost here
+
+            warning = forgotten_instrument_warning()
+            if warning:
+                logger.warning(warning)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("exit warning", exc)
     if settings is not None and settings.db_path is not None and _summary.wanted():
         try:
             _summary.print_summary(settings.db_path, _configured_ns)

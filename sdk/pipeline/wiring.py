@@ -25,6 +25,7 @@ from ..exporters.metrics import SpanMetrics
 from ..exporters.store import StoreSpanProcessor
 from ..pricing.book import PriceBook
 from ..version import __version__
+from .forgotten import CallCounter
 from .preload import load_for_writers
 from .settings import Settings
 
@@ -120,7 +121,7 @@ def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
             logger.info("unitcost: a non-SDK TracerProvider is global; unitcost keeps its own")
     else:
         provider = existing  # type: ignore[assignment]
-    processors: list[SpanProcessor] = []
+    processors: list[SpanProcessor] = [CallCounter()]
     if settings.db_path is not None:
         processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
     export, meter_provider = _export_processor(settings, prices, owns, provider.resource)
