@@ -6,8 +6,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..common.money import format_usd
-
 __all__ = ["breaches", "warnings_for"]
 
 # threshold option -> (report field, "max" or "min", how the number reads)
@@ -26,7 +24,9 @@ THRESHOLDS = {
 def _show(field: str, value: Any) -> str:
     if field == "success_rate":
         return f"{value:.1%}"
-    return format_usd(Decimal(value))
+    # Exact to the micro-dollar, not the tables' 4 places past a cent: a breach must read as one.
+    amount = Decimal(value)
+    return ("-" if amount < 0 else "") + f"${abs(amount):,.6f}".rstrip("0").rstrip(".")
 
 
 def breaches(rows: Sequence[dict[str, Any]], limits: Mapping[str, Decimal | float | None]) -> list[str]:
@@ -47,7 +47,8 @@ def breaches(rows: Sequence[dict[str, Any]], limits: Mapping[str, Decimal | floa
             value = row[field]
             if value is None:
                 if field == "cost_per_success_usd" and row["cost_usd"] > 0:
-                    reasons.append(f"{group}: {words} is unbounded (no success, {format_usd(row['cost_usd'])} spent)")
+                    spent = _show("cost_usd", row["cost_usd"])
+                    reasons.append(f"{group}: {words} is unbounded (no success, {spent} spent)")
                 continue
             limit_d = Decimal(str(limit))
             value_d = Decimal(str(value)) if field == "success_rate" else value
