@@ -22,15 +22,18 @@ def how_to_run_unitcost() -> tuple[str, str | None]:
 
     After `python3 -m venv .venv && .venv/bin/pip install -e .` the command is `.venv/bin/unitcost`
     until the environment is activated: say so instead of printing commands that do not run."""
-    bin_dir = Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin")
-    ours = bin_dir / ("unitcost.exe" if os.name == "nt" else "unitcost")
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name in ("unitcost", "unitcost.exe") and os.sep in argv0:
+        ours = Path(argv0)  # as the user typed it: .venv/bin/unitcost
+    else:
+        ours = Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin") / (
+            "unitcost.exe" if os.name == "nt" else "unitcost"
+        )
     found = shutil.which("unitcost")
-    if found and ours.exists() and Path(found).resolve() == ours.resolve():
+    if not ours.exists() or (found and Path(found).resolve() == ours.resolve()):
         return "unitcost", None
-    if not ours.exists():
-        return "unitcost", None
-    shown = _short(ours)
-    activate = _short(bin_dir / ("activate.bat" if os.name == "nt" else "activate"))
+    shown = argv0 if ours == Path(argv0) else _short(ours)
+    activate = _short(ours.parent / ("activate.bat" if os.name == "nt" else "activate"))
     hint = (
         f"`unitcost` is not on your PATH: run it as {shown}, or first `source {activate}`."
         if os.name != "nt" else f"`unitcost` is not on your PATH: run it as {shown}, or first run {activate}."
