@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -24,14 +25,14 @@ NOT_A_TERMINAL_WIDTH = 100
 WIDE = 10_000  # --wide: as wide as the table is; a pager or the terminal wraps it
 
 
-def terminal_width(stream: object = None) -> int:
+def terminal_width(stream: Any = None) -> int:
     """$COLUMNS when set, else the terminal's width, else 100 when not a terminal."""
     columns = os.environ.get("COLUMNS", "").strip()
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
     stream = sys.stdout if stream is None else stream
     try:
-        if stream.isatty():  # type: ignore[attr-defined]
+        if stream.isatty():
             return shutil.get_terminal_size((NOT_A_TERMINAL_WIDTH, 24)).columns
     except (AttributeError, ValueError, OSError):  # a closed or unusual stream
         pass

@@ -93,8 +93,7 @@ class _Scope:
         # `@unitcost.task` without parentheses hands the function over as the name: the scope is then
         # named after the function, and the decorated function is returned.
         if callable(name) and not isinstance(name, str) and not args and not kwargs:
-            scope = super().__new__(cls)
-            scope.__init__(getattr(name, "__name__", "") or repr(name))
+            scope = cls(getattr(name, "__name__", "") or repr(name))
             return scope(name)
         return super().__new__(cls)
 
