@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run every benchmark, print one table (``benchmarks/run`` sets up the venv).
 
 Options: --quick (fewer rounds and a 100,000-call store: a smoke run, not for the record),
---only SECTION[,SECTION] (calls, decorators, store, scale, memory, import), --json PATH.
+--only SECTION[,SECTION] (import, calls, decorators, store, lag, scale, memory), --json PATH.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ._common import Row, machine, versions
+from ._common import Row, machine, median, versions
 
-SECTIONS = ("import", "calls", "decorators", "store", "scale", "memory")
+SECTIONS = ("import", "calls", "decorators", "store", "lag", "scale", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"{section} ...")
         t = time.perf_counter()
-        section_rows, section_data = _run(section, quick, log)
+        section_rows, section_data = _run(section, quick, log, data)
         rows += section_rows
         data[section] = section_data
         log(f"{section}: {time.perf_counter() - t:.0f} s")
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
-    from . import calls, overhead, store
+def _run(section: str, quick: bool, log: Any, done: dict[str, Any]) -> tuple[list[Row], Any]:
+    from . import calls, lag, overhead, store
 
     if section == "import":
         return overhead.imports(5 if quick else 15, log)
@@ -72,6 +72,9 @@ def _run(section: str, quick: bool, log: Any) -> tuple[list[Row], Any]:
         return overhead.decorators(5 if quick else 30, log)
     if section == "store":
         return store.throughput(2 if quick else 5, 20_000 if quick else 50_000, log)
+    if section == "lag":  # against the `store` section's rate when it ran, else measures its own
+        isolated = done.get("store", {}).get("exporter_spans_per_s")
+        return lag.measure(10 if quick else 30, median(isolated) if isolated else None, log)
     if section == "scale":
         return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
     if section == "memory":

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import sqlite3
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,40 +13,39 @@ from rich.console import Console
 
 from unitcost.common.errors import StoreError, UnitcostError
 from unitcost.common.timewindow import parse_time
-from unitcost.report.engine import ReportError
-from unitcost.store.outcome_import import ImportError_
-from unitcost.store.schema import default_db_path, open_store
+from unitcost.query import ImportError_, open_store, store_location
+from unitcost.report import ReportError
 
 from . import fit
+
+# --db: a file path or a postgresql:// URL (unitcost.query.store_location).
+DB_HELP = "(default: $UNITCOST_DB, else the per-user unitcost.db; or a postgresql:// URL)"
 
 
 def db_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--db, shared by every command that reads the store; opens it and passes `db`."""
 
-    @click.option(
-        "--db",
-        "db_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="The store to read (default: $UNITCOST_DB, else the per-user unitcost.db).",
-    )
+    @click.option("--db", "db_path", default=None, metavar="PATH|URL", help=f"The store to read {DB_HELP}.")
     @functools.wraps(fn)
-    def wrapper(*args: Any, db_path: Path | None, **kwargs: Any) -> Any:
-        path = db_path or default_db_path()
+    def wrapper(*args: Any, db_path: str | None, **kwargs: Any) -> Any:
+        path = store_location(db_path)
         try:
-            db = open_store(path, create=False)
-        except StoreError as exc:
+            db = open_store(path)
+        except (StoreError, UnitcostError) as exc:
             raise click.ClickException(str(exc)) from exc
         try:
             return fn(*args, db=db, **kwargs)
         except (ReportError, ImportError_, UnitcostError, ValueError) as exc:
             raise click.ClickException(str(exc)) from exc
-        except sqlite3.DatabaseError as exc:  # damage past the header, found by a read
+        except Exception as exc:
+            if not db.is_damage(exc):
+                raise
+            # damage past the header, found by a read
             raise click.ClickException(
-                f"the store at {path} is damaged ({exc}); `unitcost doctor --db {path}` says more"
+                f"the store at {db.location} is damaged ({exc}); `unitcost doctor --db {db.location}` says more"
             ) from exc
         finally:
-            db.conn.close()
+            db.close()
 
     return wrapper
 

@@ -15,13 +15,18 @@ from rich.text import Text
 from rich.tree import Tree
 
 from unitcost.common.money import format_usd, usd_for_json
-from unitcost.report.engine import row_for_json
-from unitcost.report.inspect import Node, RunDetail
+from unitcost.report import (
+    Node,
+    RunDetail,
+    dropped_note,
+    estimated_note,
+    group_label,
+    row_for_json,
+    unpriced_calls_note,
+    unpriced_note,
+)
 
 from .fit import Column, fitted_table, left_out_note
-
-NO_TASK = "(no task)"
-
 
 usd = format_usd  # one formatter for the table, the page and the tree
 
@@ -36,11 +41,7 @@ def _per(total: int, tasks: int) -> str:
     return _num(total / tasks) if tasks else _num(total)
 
 
-def _group_label(row: dict[str, Any]) -> list[str]:
-    group = row["group"]
-    if all(v is None for v in group.values()) and row["runs"] == 0:
-        return [NO_TASK] + [""] * (len(group) - 1)
-    return ["(none)" if v is None else str(v) for v in group.values()]
+_group_label = group_label
 
 
 def _print_fitted(
@@ -63,12 +64,9 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     if not rows:
         console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
         return
-    dropped = rows[0].get("dropped_spans") or 0
+    dropped = dropped_note(rows)
     if dropped:
-        console.print(
-            f"! {dropped} span(s) never reached the store (its queue was full, or it refused a write): "
-            "the numbers below are too low. `unitcost doctor` says more."
-        )
+        console.print(dropped)
     groups = _group_columns(rows)
     money_columns = [*groups, *(Column(h, priority=p) for h, p in (
         ("tasks", 0), ("runs", 3), ("ok", 2), ("success", 0), ("total cost", 0), ("cost/task", 0),
@@ -134,19 +132,16 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
         "wasted = cost of failed tasks. ~ re-send: input a call repeats from the previous call of its run, "
         "an estimate at today's prices, and what prompt caching would save on it."
     )
-    unpriced_note(sum(r["unpriced_calls"] for r in rows), console)
-    estimated = sum(r["estimated_calls"] for r in rows)
-    if estimated:
-        console.print(f"~ {estimated} LLM call(s) have estimated token counts (the provider reported none).")
+    for note in (unpriced_note(rows), estimated_note(rows)):
+        if note:
+            console.print(note)
 
 
-def unpriced_note(unpriced: int, console: Console) -> None:
+def _print_unpriced(unpriced: int, console: Console) -> None:
     """The one explanation of `*`, the same under every table that marks it."""
-    if unpriced:
-        console.print(
-            f"* {unpriced} LLM call(s) are unpriced (unknown model or no usage reported): costs marked * "
-            "leave them out. Add their prices to unitcost.toml (docs/prices.md)."
-        )
+    note = unpriced_calls_note(unpriced)
+    if note:
+        console.print(note)
 
 
 def report_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -236,7 +231,7 @@ def side_by_side_table(
     unpriced = max(
         (sum(r[side].get("unpriced_calls") or 0 for r in rows) for side in ("a", "b")), default=0
     )
-    unpriced_note(unpriced, console)
+    _print_unpriced(unpriced, console)
 
 
 def side_by_side_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -269,7 +264,7 @@ def tasks_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             str(r["llm_calls"]), usd(r["cost_usd"], marked=r["unpriced_calls"] > 0), outcome,
         ])
     _print_fitted(console, "Recent runs (newest first)", columns, lines)
-    unpriced_note(sum(r["unpriced_calls"] for r in rows), console)
+    _print_unpriced(sum(r["unpriced_calls"] for r in rows), console)
 
 
 def _node_label(node: Node) -> Text:
@@ -306,6 +301,13 @@ def run_tree(detail: RunDetail, console: Console) -> None:
     tree = Tree(_node_label(detail.tree))
 
     def add(parent: Tree, node: Node) -> None:
+        for part in node.usage_parts:  # already in the call's totals: shown, not added again
+            cost = part.get("cost_pico")
+            price = "unpriced" if cost is None else usd(Decimal(cost) / 10**12)
+            parent.add(Text.assemble(
+                ("part", "dim"), f" {part.get('kind')} {part.get('model') or node.name}  {price}  "
+                f"{part.get('input_tokens', 0):,} in / {part.get('output_tokens', 0):,} out",
+            ))
         for child in node.children:
             add(parent.add(_node_label(child)), child)
 

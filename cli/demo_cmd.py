@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from unitcost.report.engine import report
-from unitcost.store.schema import open_store
+from unitcost.query import open_store
+from unitcost.report import report
 
 from . import _render
 from ._options import console
@@ -77,17 +77,15 @@ def demo_command(db_path: Path) -> None:
         run_demo(db_path)
     except NotADemoStore as exc:
         raise click.ClickException(str(exc)) from exc
-    db = open_store(db_path, create=False)
-    try:
+    with open_store(db_path) as db:
         _render.report_table(report(db), console())
-    finally:
-        db.conn.close()
     prog, hint = how_to_run_unitcost()
     db_arg = f" --db {db_path}"
     lines = [
         "",
-        "Next: the runs with their task ids; one run's tree; cost per model;",
-        "another model's prices; a cost gate for CI (exit 1 on a breach):",
+        "Next: the dashboard (pip install 'unitcost[ui]'); the runs with their task ids;",
+        "one run's tree; cost per model; another model's prices; a cost gate for CI:",
+        f"  {prog} ui{db_arg} --open",
         f"  {prog} tasks{db_arg}",
         f"  {prog} show TASK_ID{db_arg}",
         f"  {prog} report --by model{db_arg}",

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
 from unitcost.common.errors import StoreError
-from unitcost.store.doctor import store_health
-from unitcost.store.schema import default_db_path
+from unitcost.query import store_health
 
-from ._options import console
+from ._options import DB_HELP, console
 
 
 def _bytes(n: int | None) -> str:
@@ -27,13 +25,10 @@ def _bytes(n: int | None) -> str:
 
 
 @click.command(name="doctor")
-@click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="The store to examine (default: $UNITCOST_DB, else the per-user unitcost.db).",
-)
+@click.option("--db", "db_path", default=None, metavar="PATH|URL", help=f"The store to examine {DB_HELP}.")
 @click.option("--quick", is_flag=True, help="SQLite's quick_check instead of the full integrity_check (big stores).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def doctor_command(db_path: Path | None, quick: bool, fmt: str) -> None:
+def doctor_command(db_path: str | None, quick: bool, fmt: str) -> None:
     """The store's health: path, schema version, sizes, row counts, dropped spans, WAL mode, integrity.
 
     Reads only: it never migrates, repairs or rewrites the store. Exits 1 when SQLite finds the store
@@ -44,9 +39,8 @@ def doctor_command(db_path: Path | None, quick: bool, fmt: str) -> None:
       unitcost doctor
       unitcost doctor --db agent.db --format json
     """
-    path = db_path or default_db_path()
     try:
-        health = store_health(path, full_check=not quick)
+        health = store_health(db_path, full_check=not quick)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     if fmt == "json":

@@ -13,6 +13,7 @@ from .report_cmds import check_command, compare_command, report_command, whatif_
 from .serve_cmd import serve_command
 from .store_cmds import prune_command
 from .task_cmds import outcome_command, show_command, tasks_command
+from .ui_cmd import ui_command
 
 
 @click.group()
@@ -29,6 +30,6 @@ def cli() -> None:
 
 for command in (
     report_command, compare_command, whatif_command, check_command, tasks_command, show_command, outcome_command,
-    prune_command, demo_command, export_command, serve_command, doctor_command,
+    prune_command, demo_command, export_command, serve_command, doctor_command, ui_command,
 ):
     cli.add_command(command)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from unitcost.report.engine import report
+from unitcost.report import report
 
 from . import _render
 from ._options import Number, console, db_option, reading, time_option, wide_option
@@ -59,7 +59,7 @@ def report_command(
     with reading():
         rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
     if html_path is not None:
-        from unitcost.report.html import write_html_report
+        from unitcost.report import write_html_report
 
         write_html_report(
             db, html_path, rows=rows, by=by, since_ns=since, until_ns=until, kind=kind, where=where
@@ -108,7 +108,7 @@ def compare_command(
       unitcost compare prompt_version=v1 prompt_version=v2
       unitcost compare 14d..7d 7d.. --kind support_ticket
     """
-    from unitcost.report.compare import compare, parse_side  # the price book (pydantic): only when comparing
+    from unitcost.report import compare, parse_side  # the price book (pydantic): only when comparing
 
     side_a, side_b = parse_side(a), parse_side(b)
     with reading():
@@ -144,7 +144,7 @@ def whatif_command(
       unitcost whatif --cache
       unitcost whatif --prices negotiated.toml
     """
-    from unitcost.report.compare import Repricer, whatif
+    from unitcost.report import Repricer, whatif
 
     repricer = Repricer(model=model, from_model=from_model, price_file=price_file, assume_cache=assume_cache)
     with reading("re-pricing every call"):
@@ -195,7 +195,7 @@ def check_command(
         --max-cost-per-task-p95 1.00
       unitcost check --since 7d --by customer --max-cost 50
     """
-    from unitcost.report.checks import breaches, warnings_for
+    from unitcost.report import breaches, warnings_for
 
     if all(v is None for v in limits.values()):
         raise click.UsageError("give at least one threshold, e.g. --max-cost-per-success 0.40")

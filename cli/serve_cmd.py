@@ -10,13 +10,14 @@ from typing import Any
 import click
 
 from unitcost.common.errors import ConfigurationError, StoreError
-from unitcost.store.schema import default_db_path, open_store
+from unitcost.query import open_store, store_location
+
+from ._options import DB_HELP
 
 
 @click.command(name="serve")
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="The store to write (created if missing; default: $UNITCOST_DB, else the per-user unitcost.db).",
+    "--db", "db_path", default=None, metavar="PATH|URL", help=f"The store to write, created if missing {DB_HELP}."
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535), help="Port (OTLP/HTTP's).")
@@ -35,7 +36,7 @@ from unitcost.store.schema import default_db_path, open_store
 )
 @click.option("--quiet", is_flag=True, help="Do not print a line per request.")
 def serve_command(
-    db_path: Path | None, host: str, port: int, token: str | None, price_file: Path | None, root_wait: float,
+    db_path: str | None, host: str, port: int, token: str | None, price_file: Path | None, root_wait: float,
     quiet: bool,
 ) -> None:
     """Receive OpenTelemetry traces over OTLP/HTTP and store their LLM calls, priced, grouped into tasks.
@@ -53,17 +54,18 @@ def serve_command(
       unitcost report --db agents.db
       unitcost serve --host 0.0.0.0 --token "$(openssl rand -hex 16)"
     """
+    from unitcost.exporters import StoreSpanExporter
     from unitcost.exporters.receiver import OTLPReceiver, check_bind
-    from unitcost.exporters.store import StoreSpanExporter
     from unitcost.pricing.book import PriceBook
 
     try:
         check_bind(host, token)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    path = db_path or default_db_path()
+    path = store_location(db_path)
     try:
-        open_store(path).conn.close()
+        with open_store(path, create=True) as opened:
+            where = opened.location  # a URL's password is not shown
         prices = PriceBook.from_price_file(price_file)
     except (StoreError, ConfigurationError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -81,7 +83,7 @@ def serve_command(
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     click.echo(
-        f"unitcost serve: OTLP/HTTP on http://{bound_host}:{bound_port}/v1/traces, writing to {path}"
+        f"unitcost serve: OTLP/HTTP on http://{bound_host}:{bound_port}/v1/traces, writing to {where}"
         + (" (bearer token required)" if token else ""),
         err=True,
     )

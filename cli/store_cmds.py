@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from unitcost.store.prune import prune
+from unitcost.query import prune
 
 from ._options import db_option, time_option
 

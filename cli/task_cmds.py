@@ -9,9 +9,9 @@ from typing import Any
 import click
 
 from unitcost.common.money import parse_usd
+from unitcost.query import import_outcomes
 from unitcost.record.outcomes import is_success, label_note
-from unitcost.report.inspect import add_outcome, recent_runs, show_run
-from unitcost.store.outcome_import import import_outcomes
+from unitcost.report import add_outcome, recent_runs, show_run
 
 from . import _render
 from ._options import console, db_option, progress_bar, wide_option

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -37,10 +36,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..common import attributes as A
-from ..common.errors import internal_error
+from ..common.errors import StoreError, internal_error
 from ..common.money import from_pico, parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
+from ..store.backend import is_url
+from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, with_attributes
 from .metrics import SpanMetrics
 from .store import CALL_COLUMNS, StoreSpanExporter, span_error_type, span_type
@@ -341,25 +342,28 @@ def store_task_locator(db_path: str | os.PathLike[str]) -> TaskLocator:
     """A `TaskLocator` that finds a task's span in the store (read-only): for outcomes recorded
     in another process, or after this one forgot the task."""
     def locate(task_id: str | None, kind: str | None, key: str | None) -> tuple[int, int, bool] | None:
-        if not os.path.exists(db_path):
+        if not is_url(db_path) and not os.path.exists(db_path):
             return None
-        conn = sqlite3.connect(f"file:{os.fspath(db_path)}?mode=ro", uri=True, timeout=5.0)
+        params: list[Any]
+        if task_id is not None:
+            sql, params = "SELECT trace_id, run_id FROM runs WHERE run_id = ?", [task_id]
+        elif kind is not None:
+            sql = "SELECT trace_id, run_id FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns DESC LIMIT 1"
+            params = [kind, key]
+        else:
+            sql, params = "SELECT trace_id, run_id FROM runs WHERE key = ? ORDER BY started_ns DESC LIMIT 1", [key]
         try:
-            if task_id is not None:
-                row = conn.execute("SELECT trace_id, run_id FROM runs WHERE run_id = ?", (task_id,)).fetchone()
-            elif kind is not None:
-                row = conn.execute(
-                    "SELECT trace_id, run_id FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns DESC LIMIT 1",
-                    (kind, key),
-                ).fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT trace_id, run_id FROM runs WHERE key = ? ORDER BY started_ns DESC LIMIT 1", (key,)
-                ).fetchone()
-        except sqlite3.Error:
+            store = open_backend(db_path, create=False, migrate=False)  # read-only
+        except StoreError:
             return None
+        try:
+            row = store.execute(sql, params).fetchone()
+        except Exception as exc:
+            if store.is_damage(exc):  # no runs table yet, or an unreadable store: not found
+                return None
+            raise
         finally:
-            conn.close()
+            store.close()
         return None if row is None else (int(row[0], 16), int(row[1], 16), True)
 
     return locate

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -27,6 +26,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 
 from ..common import attributes as A
 from ..common.money import from_pico
+from ..store.backend import StoreBackend
 from ..version import __version__
 from .enrich import TOTAL_FIELDS, outcome_event, totals_attributes, usd
 
@@ -54,7 +54,7 @@ def _where(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def count_spans(db: sqlite_utils.Database, since: int | None = None, until: int | None = None,
+def count_spans(db: StoreBackend, since: int | None = None, until: int | None = None,
                 kind: str | None = None) -> int:
     """How many runs (and, without ``kind``, calls and steps outside any task) the window holds: the
     units `stored_spans` advances through, for a progress bar."""
@@ -68,14 +68,14 @@ def count_spans(db: sqlite_utils.Database, since: int | None = None, until: int 
     return int(total)
 
 
-def _rows(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+def _rows(db: StoreBackend, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     cursor = db.execute(sql, list(params))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def stored_spans(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     since: int | None = None,
     until: int | None = None,
     kind: str | None = None,
@@ -99,7 +99,7 @@ def stored_spans(
         yield from _outside_tasks(db, since, until, batch)
 
 
-def _run_spans(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list[ReadableSpan]:
+def _run_spans(db: StoreBackend, runs: list[dict[str, Any]]) -> list[ReadableSpan]:
     ids = [r["run_id"] for r in runs]
     marks = ",".join("?" * len(ids))
     by_id = {r["run_id"]: r for r in runs}
@@ -119,7 +119,7 @@ def _run_spans(db: sqlite_utils.Database, runs: list[dict[str, Any]]) -> list[Re
 
 
 def _outside_tasks(
-    db: sqlite_utils.Database, since: int | None, until: int | None, batch: int
+    db: StoreBackend, since: int | None, until: int | None, batch: int
 ) -> Iterator[tuple[int, list[ReadableSpan]]]:
     where, params = _where(since, until, None)
     joiner = " AND " if where else " WHERE "
@@ -130,7 +130,7 @@ def _outside_tasks(
             yield len(rows), [make(dict(zip(names, row, strict=True)), None) for row in rows]
 
 
-def _subtree_totals(db: sqlite_utils.Database, ids: list[str], marks: str) -> dict[str, list[int]]:
+def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, list[int]]:
     """Per run: the totals of its calls, tools and steps, nested runs included (as live export)."""
     subtree = (
         f"WITH RECURSIVE sub(root, run_id) AS (SELECT run_id, run_id FROM runs WHERE run_id IN ({marks}) "
@@ -157,7 +157,7 @@ def _subtree_totals(db: sqlite_utils.Database, ids: list[str], marks: str) -> di
 
 
 def _late_outcomes(
-    db: sqlite_utils.Database, runs: list[dict[str, Any]], ids: list[str], marks: str
+    db: StoreBackend, runs: list[dict[str, Any]], ids: list[str], marks: str
 ) -> list[ReadableSpan]:
     """Outcomes recorded after their task, each under one run: the run it names, else the latest run
     of its key (as reports join them)."""

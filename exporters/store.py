@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import os
-import sqlite3
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,49 +24,14 @@ from ..common.errors import internal_error
 from ..common.money import parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
-from ..pricing.usage import Buckets, clean_count
-from ..store.bulk import insert_rows
+from ..pricing.usage import Buckets, clean_count, usage_parts
+from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
+from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
-from ..store.run_totals import CALL_FIELDS
-from ..store.run_totals import refresh as refresh_run_totals
-from ..store.schema import open_store
 
 __all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "span_error_type", "span_type"]
 
 logger = logging.getLogger("unitcost")
-
-CALL_COLUMNS = (
-    "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",
-    "model", "response_model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
-    "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
-    "web_search_requests", "web_fetch_requests", "price_modifiers",
-    "retries", "cache_write_30m_tokens", "cache_write_12h_tokens",
-)
-_RUN_COLUMNS = (
-    "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
-    "ended_ns", "error_type", "attributes",
-)
-_STEP_COLUMNS = (
-    "span_id", "trace_id", "parent_span_id", "run_id", "type", "name", "started_ns", "ended_ns",
-    "cost_pico", "error_type",
-)
-_OUTCOME_COLUMNS = ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin")
-_CONTENT_COLUMNS = ("span_id", "input_messages", "output_messages")
-
-
-# A call row's (span_id, started_ns, *unitcost.store.run_totals.CALL_FIELDS), for the per-run totals.
-_call_totals_fields = operator.itemgetter(*(CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS)))
-
-# Where each list of `Rows` goes: (table, columns, verb).
-_TABLES = (
-    ("runs", _RUN_COLUMNS, "INSERT OR REPLACE"),
-    ("calls", CALL_COLUMNS, "INSERT OR REPLACE"),
-    ("steps", _STEP_COLUMNS, "INSERT OR REPLACE"),
-    ("outcomes", _OUTCOME_COLUMNS, "INSERT OR IGNORE"),  # an outcome replayed is not added twice
-    ("call_content", _CONTENT_COLUMNS, "INSERT OR REPLACE"),
-)
-_INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (?, ?, ?, ?)"
 
 # Rows of batches the store refused (locked past the busy timeout, disk full) are kept, up to this
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
@@ -77,7 +39,7 @@ _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service)
 _RETRY_ROWS = 10_000
 _MAX_PICO = 2**63 - 1  # SQLite's largest integer
 
-Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of _TABLES
+Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
 
 
 class DropCounter:
@@ -155,6 +117,17 @@ _DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
 _MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
 
 
+def _parts_json(parts: Any, costs: list[int | None]) -> str:
+    """The `calls.usage_parts` column: each part's kind, model, tokens and cost (None: unpriced)."""
+    return json.dumps([
+        {
+            "kind": kind, "model": model, "input_tokens": b.input_total, "cache_read_tokens": b.cache_read,
+            "cache_write_tokens": b.cache_write + b.cache_write_1h, "output_tokens": b.output_total, "cost_pico": cost,
+        }
+        for (kind, model, b), cost in zip(parts, costs, strict=True)
+    ])
+
+
 def _price_modifiers(attrs: Any) -> dict[str, str]:
     found: dict[str, str] = {}
     for key, attribute in _PRICE_MODIFIERS.items():
@@ -182,10 +155,11 @@ class StoreSpanExporter(SpanExporter):
     """A real OpenTelemetry `SpanExporter` that writes unitcost's spans into the SQLite store."""
 
     def __init__(self, db_path: str | os.PathLike[str], prices: PriceBook | None = None, service: str = ""):
-        self._db_path = Path(db_path)
+        # A path, or a URL (unitcost.store.backend.open_backend): opened at open() or the first batch.
+        self._db_path = db_path if isinstance(db_path, str) and "://" in db_path else Path(db_path)
         self._prices = prices or PriceBook()
         self._service = service
-        self._db: Any = None
+        self._db: StoreBackend | None = None
         self._lock = threading.Lock()
         self.drops = DropCounter()  # also counted into by StoreSpanProcessor when its queue is full
         self._retry: Rows = ([], [], [], [], [])
@@ -197,7 +171,7 @@ class StoreSpanExporter(SpanExporter):
         thread's first batch neither imports nor migrates anything (see unitcost.pipeline.preload)."""
         with self._lock:
             if self._db is None and not self._closed:
-                self._db = open_store(self._db_path)
+                self._db = open_backend(self._db_path)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write one batch in one transaction, with the drops counted since the last one.
@@ -227,7 +201,8 @@ class StoreSpanExporter(SpanExporter):
                 self.drops.put_back(drops)
                 # Only a store that refused the batch (locked, full, unwritable) is worth retrying: rows
                 # it could not take for what they hold would fail again, and block every later batch.
-                retry = isinstance(exc, sqlite3.OperationalError) and sum(map(len, rows)) <= _RETRY_ROWS
+                refused = self._db is not None and self._db.is_refusal(exc)
+                retry = refused and sum(map(len, rows)) <= _RETRY_ROWS
                 if retry:
                     self._retry, self._retry_spans = rows, spans_in_rows
                 else:
@@ -238,24 +213,8 @@ class StoreSpanExporter(SpanExporter):
 
     def _write(self, rows: Rows, drops: dict[str, int]) -> None:
         if self._db is None:
-            self._db = open_store(self._db_path)
-        conn = self._db.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for (table, columns, verb), batch in zip(_TABLES, rows, strict=True):
-                if batch:
-                    insert_rows(conn, table, columns, batch, verb)  # few statements: see unitcost.store.bulk
-            if rows[1]:  # calls: refresh the per-run totals that reports read
-                calls = rows[1]
-                refresh_run_totals(conn, {row[3] for row in calls}, self._prices, map(_call_totals_fields, calls))
-            if drops:
-                now = time.time_ns()
-                conn.executemany(_INSERT_DROPS, [(now, reason, n, self._service) for reason, n in drops.items()])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            self._db = open_backend(self._db_path)
+        self._db.write_batch(Batch(rows, drops, self._service), self._prices)  # one transaction
 
     def _rows(self, spans: Sequence[ReadableSpan]) -> Rows:
         runs: list[tuple[Any, ...]] = []
@@ -310,19 +269,22 @@ class StoreSpanExporter(SpanExporter):
         started = span.start_time or 0
         ended = span.end_time or started
         cost = reasoning = source = None
+        parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
+        part_costs: list[int | None] = [None] * len(parts)
         # A call that ended without an error and without any usage (a raw response whose body was
         # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
         usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
         try:
             # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.cost_pico_at_ns(
-                provider, str(response_model or model), started, ended, buckets, str(tier) if tier else None,
-                context, usage_known=usage_known, also_known_as=model,
+            priced = self._prices.call_cost_pico(
+                provider, str(response_model or model), started, ended, buckets, parts,
+                str(tier) if tier else None, context, usage_known=usage_known, also_known_as=model,
             )
             if priced is not None:
                 if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
                     raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
-                cost, reasoning, source = priced
+                cost, reasoning, source, each = priced
+                part_costs = list(each)
         except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
             internal_error("pricing", exc)
         parent = span.parent
@@ -340,6 +302,7 @@ class StoreSpanExporter(SpanExporter):
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            _parts_json(parts, part_costs) if parts else None,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
@@ -404,12 +367,12 @@ class StoreSpanExporter(SpanExporter):
             # The store refuses to take them: say so rather than lose them without a word.
             logger.warning(
                 "unitcost: %d span(s) could not be written to %s and are lost", self.drops.pending + self._retry_spans,
-                self._db_path,
+                redact_url(str(self._db_path)),
             )
         with self._lock:
             self._closed = True
             if self._db is not None:
-                self._db.conn.close()
+                self._db.close()
                 self._db = None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

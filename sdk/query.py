@@ -20,18 +20,44 @@ from .common.timewindow import parse_time
 from .report.engine import report as _report
 from .report.engine import row_for_json
 from .report.inspect import recent_runs
-from .store.schema import default_db_path, open_store
+from .store.backend import StoreBackend, is_url
+from .store.connect import open_backend
+from .store.outcome_import import ImportError_, import_outcomes
+from .store.prune import prune
+from .store.schema import default_db_path
 
-__all__ = ["report", "tasks"]
+__all__ = [
+    "ImportError_", "import_outcomes", "open_store", "prune", "report", "store_health", "store_location", "tasks",
+]
+
+
+def store_location(db: str | os.PathLike[str] | None = None) -> str | Path:
+    """Where ``db`` points: a PostgreSQL URL as given, else a path ($UNITCOST_DB, else the per-user
+    unitcost.db, when None)."""
+    if db is None:
+        return default_db_path()
+    return str(db) if is_url(db) else Path(db).expanduser()
+
+
+def open_store(
+    db: str | os.PathLike[str] | None = None, *, create: bool = False, migrate: bool = True
+) -> StoreBackend:
+    """The store at ``db`` (a path or a ``postgresql://`` URL; see `store_location`), open; close it
+    (or use it in a ``with``). ``create``: make it when missing; ``migrate=False``: read only, change
+    nothing (what ``unitcost doctor`` does). Raises StoreError when it cannot be opened."""
+    return open_backend(store_location(db), create=create, migrate=migrate)
+
+
+def store_health(db: str | os.PathLike[str] | None = None, *, full_check: bool = True) -> dict[str, Any]:
+    """What ``unitcost doctor`` shows, read without changing the store (see StoreBackend.health)."""
+    with open_store(db, migrate=False) as store:
+        return store.health(full_check=full_check)
 
 
 @contextmanager
 def _open(db: str | os.PathLike[str] | None) -> Iterator[Any]:
-    store = open_store(Path(db) if db is not None else default_db_path(), create=False)
-    try:
+    with open_store(db) as store:
         yield store
-    finally:
-        store.conn.close()
 
 
 def _ns(value: str | int | None) -> int | None:

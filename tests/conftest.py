@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -32,6 +33,10 @@ from genai_prices import Usage, calc_price
 
 import unitcost
 from unitcost.cli.main import cli
+
+# tests/frameworks/ runs in a virtual environment of its own, with the framework packages at fixed
+# versions (.ci/frameworks sets UNITCOST_FRAMEWORKS=1): the main suite does not collect it.
+collect_ignore_glob = [] if os.environ.get("UNITCOST_FRAMEWORKS") else ["frameworks/*"]
 
 GPT4O_MINI = "gpt-4o-mini-2024-07-18"
 O4_MINI = "o4-mini-2025-04-16"

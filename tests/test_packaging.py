@@ -69,6 +69,10 @@ def test_wheel_holds_the_unitcost_package_only(wheel):
             assert f"{package.replace('.', '/')}/{source.name}" in names, source
     for folder in ("common", "record", "pipeline", "pricing", "store", "report"):
         assert f"unitcost/{folder}/__init__.py" in names
+    # The UI's templates and static files are package data: `unitcost ui` runs from a wheel.
+    for folder, pattern in (("templates", "*.html"), ("static", "*.*")):
+        for source in (ROOT / "sdk" / "ui" / folder).glob(pattern):
+            assert f"unitcost/ui/{folder}/{source.name}" in names, source
     top_level = {name.split("/")[0] for name in names}
     assert {"sdk", "cli", "exporters", "tests"}.isdisjoint(top_level)
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"unitcost"}

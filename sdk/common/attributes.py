@@ -8,7 +8,8 @@ kind, key, outcome, cost) lives under ``unitcost.*``.
 __all__ = [
     "AGENT_NAME", "ANTHROPIC_CACHE_WRITE_1H_TOKENS", "ANTHROPIC_SERVICE_TIER", "CACHE_READ_TOKENS",
     "CACHE_WRITE_12H_TOKENS", "CACHE_WRITE_1H_TOKENS", "CACHE_WRITE_30M_TOKENS", "CACHE_WRITE_TOKENS",
-    "CACHE_WRITE_TOKENS_NEXT", "CALL_INCOMPLETE", "CALL_RETRIES", "CONTENT_CAPTURED", "CONVERSATION_ID",
+    "CACHE_WRITE_TOKENS_NEXT", "CALL_INCOMPLETE",
+    "CALL_RECORDED_BY", "CALL_RETRIES", "CONTENT_CAPTURED", "CONVERSATION_ID",
     "COST_REASONING_USD", "COST_UNPRICED", "COST_USD", "ERROR_TYPE", "EVALUATION_EVENT", "EVALUATION_LABEL",
     "EVALUATION_NAME", "EVALUATION_SCORE", "FINISH_REASONS", "INPUT_MESSAGES", "INPUT_TOKENS",
     "LEGACY_COMPLETION_TOKENS", "LEGACY_PROMPT_TOKENS", "LEGACY_SYSTEM", "OPENAI_SERVICE_TIER",
@@ -27,7 +28,9 @@ __all__ = [
     "TIME_TO_FIRST_CHUNK", "TOKEN_TYPE", "TOOL_COST", "TOOL_NAME", "TRACELOOP_ASSOCIATION_PREFIX",
     "TRACELOOP_CACHE_READ_TOKENS", "TRACELOOP_CACHE_WRITE_TOKENS", "TRACELOOP_ENTITY_NAME",
     "TRACELOOP_REASONING_TOKENS", "TRACELOOP_REQUEST_TYPE", "TRACELOOP_SPAN_KIND", "TRACELOOP_WORKFLOW_NAME",
-    "USAGE_ESTIMATED", "USAGE_ESTIMATE_METHOD", "WEB_FETCH_REQUESTS", "WEB_SEARCH_REQUESTS",
+    "USAGE_ESTIMATED", "USAGE_ESTIMATE_METHOD", "USAGE_PART_CACHE_READ_TOKENS", "USAGE_PART_CACHE_WRITE_1H_TOKENS",
+    "USAGE_PART_CACHE_WRITE_TOKENS", "USAGE_PART_INPUT_TOKENS", "USAGE_PART_KINDS", "USAGE_PART_MODELS",
+    "USAGE_PART_OUTPUT_TOKENS", "WEB_FETCH_REQUESTS", "WEB_SEARCH_REQUESTS",
 ]
 
 # --- OpenTelemetry GenAI conventions ---------------------------------------------------------
@@ -95,6 +98,19 @@ USAGE_ESTIMATE_METHOD = "unitcost.usage.estimate_method"
 CACHE_WRITE_30M_TOKENS = "unitcost.usage.cache_write_30m.input_tokens"
 CACHE_WRITE_12H_TOKENS = "unitcost.usage.cache_write_12h.input_tokens"
 CALL_INCOMPLETE = "unitcost.call.incomplete"
+# On another instrumentation's LLM span: the id of unitcost's span that records the same request, so
+# that span is the call (counted once) and this one is not (unitcost.pipeline.coexist).
+CALL_RECORDED_BY = "unitcost.call.recorded_by"
+# Billed usage of one call that is priced by a model of its own, or is a step of its own kind: the
+# iterations of an Anthropic response (compaction, advisor, fallback). Parallel arrays, one entry per
+# part; a part's tokens are also in the call's gen_ai.usage.* totals. An empty model is the call's.
+USAGE_PART_KINDS = "unitcost.usage.part.kinds"
+USAGE_PART_MODELS = "unitcost.usage.part.models"
+USAGE_PART_INPUT_TOKENS = "unitcost.usage.part.input_tokens"  # all input, as gen_ai.usage.input_tokens
+USAGE_PART_CACHE_READ_TOKENS = "unitcost.usage.part.cache_read_tokens"
+USAGE_PART_CACHE_WRITE_TOKENS = "unitcost.usage.part.cache_write_tokens"
+USAGE_PART_CACHE_WRITE_1H_TOKENS = "unitcost.usage.part.cache_write_1h_tokens"
+USAGE_PART_OUTPUT_TOKENS = "unitcost.usage.part.output_tokens"  # all output, reasoning included
 CALL_RETRIES = "unitcost.call.retries"  # retries the provider SDK made before this call's final answer
 # A price modifier the call reports besides the service tier: "batch" for batch processing.
 PRICE_PROCESSING = "unitcost.price.processing"

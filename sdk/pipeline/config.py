@@ -85,17 +85,20 @@ def configure(
     # Here, not at the top: the price book (pydantic), the store (sqlite-utils) and the wiring
     # (OpenTelemetry's SDK) are too slow for `import unitcost` (start-up time).
     from ..pricing.book import PriceBook
-    from ..store.schema import default_db_path, open_store
+    from ..store.backend import is_url
+    from ..store.connect import open_backend
+    from ..store.schema import default_db_path
     from .wiring import build_pipeline
 
     with _lock:
         if redact is not None and not callable(redact):
             raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
         prices = PriceBook.from_price_file(price_file)
-        db_path = Path(db).expanduser() if db is not None else default_db_path()
+        # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
+        db_path: Any = db if is_url(db) else Path(db).expanduser() if db is not None else default_db_path()
         if store:
             try:
-                open_store(db_path).close()
+                open_backend(db_path).close()
             except StoreError as exc:
                 raise ConfigurationError(str(exc)) from exc
         if otlp_protocol or otlp_endpoint or metrics or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (

@@ -33,6 +33,9 @@ WRITER_MODULES = (
     "unitcost.store.bulk",
     "unitcost.store.run_totals",
     "unitcost.store.schema",
+    "unitcost.store.backend",
+    "unitcost.store.sqlite",
+    "unitcost.store.connect",
     "unitcost.exporters.store",
     "unitcost.exporters.enrich",
 )

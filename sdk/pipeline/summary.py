@@ -23,13 +23,10 @@ def print_summary(db_path: Path, since_ns: int) -> None:
     from ..cli.fit import Column, console, fitted_table, left_out_note
     from ..common.money import format_usd
     from ..report.engine import report
-    from ..store.schema import open_store
+    from ..store.connect import open_backend
 
-    db = open_store(db_path, create=False)
-    try:
+    with open_backend(db_path, create=False) as db:
         rows = report(db, since_ns=since_ns)
-    finally:
-        db.conn.close()
     out = console(stderr=True)
     if not rows:
         out.print("unitcost: no tasks or LLM calls recorded by this run.")

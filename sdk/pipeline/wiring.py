@@ -25,6 +25,7 @@ from ..exporters.metrics import SpanMetrics
 from ..exporters.store import StoreSpanProcessor
 from ..pricing.book import PriceBook
 from ..version import __version__
+from .coexist import ensure_coexisting
 from .forgotten import CallCounter
 from .preload import load_for_writers
 from .settings import Settings
@@ -121,6 +122,8 @@ def build_pipeline(settings: Settings, prices: PriceBook) -> Pipeline:
             logger.info("unitcost: a non-SDK TracerProvider is global; unitcost keeps its own")
     else:
         provider = existing  # type: ignore[assignment]
+    # First: it marks other instrumentations' spans as their processors' on_start and on_end follow.
+    ensure_coexisting(provider)
     processors: list[SpanProcessor] = [CallCounter()]
     if settings.db_path is not None:
         processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))

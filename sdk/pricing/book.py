@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -464,6 +464,54 @@ class PriceBook:
             return exact[0], exact[1], rates.source
         priced = rates.cost(buckets, Decimal(ended_ns - started_ns) / _NS_PER_S)
         return to_pico(priced.total), to_pico(priced.reasoning), priced.source
+
+    def call_cost_pico(
+        self,
+        provider: str,
+        model: str,
+        started_ns: int,
+        ended_ns: int,
+        buckets: Buckets,
+        parts: Sequence[tuple[str, str | None, Buckets]] = (),
+        service_tier: str | None = None,
+        context: Mapping[str, str] | None = None,
+        *,
+        usage_known: bool = True,
+        also_known_as: str | None = None,
+    ) -> tuple[int, int, str, list[int]] | None:
+        """A stored call's cost in pico-dollars: (total, reasoning part, source, each part's cost).
+
+        ``buckets`` hold all of the call's tokens; each of ``parts`` (kind, model, buckets: see
+        `unitcost.pricing.usage.usage_parts`) is priced by its own model (the call's when None) and
+        the rest by the call's. One part nobody prices makes the whole call unpriced: never a cost
+        that silently leaves tokens out."""
+        if not parts:
+            priced = self.cost_pico_at_ns(
+                provider, model, started_ns, ended_ns, buckets, service_tier, context,
+                usage_known=usage_known, also_known_as=also_known_as,
+            )
+            return None if priced is None else (*priced, [])
+        rest = buckets
+        each: list[int] = []
+        total = reasoning = 0
+        for _kind, part_model, part in parts:
+            rest = rest.minus(part)
+            priced = self.cost_pico_at_ns(
+                provider, part_model or model, started_ns, ended_ns, part, service_tier, context,
+                also_known_as=None if part_model else also_known_as,
+            )
+            if priced is None:
+                return None
+            each.append(priced[0])
+            total += priced[0]
+            reasoning += priced[1]
+        priced = self.cost_pico_at_ns(
+            provider, model, started_ns, ended_ns, rest, service_tier, context,
+            usage_known=usage_known, also_known_as=also_known_as,
+        )
+        if priced is None:
+            return None
+        return total + priced[0], reasoning + priced[1], priced[2], each
 
     def load(self) -> None:
         """Load genai-prices' data and everything pricing a call imports, on this thread (see

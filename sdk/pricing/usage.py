@@ -13,7 +13,7 @@ from typing import Any
 
 from ..common import attributes as A
 
-__all__ = ["Buckets", "TokenUsage", "clean_count"]
+__all__ = ["Buckets", "TokenUsage", "UsagePart", "clean_count", "usage_parts"]
 
 # Anything above this is not a token count a provider sends; it is a corrupted field.
 _MAX_TOKENS = 10**12
@@ -47,6 +47,21 @@ def clean_count(value: Any) -> int | None:
     return count
 
 
+@dataclass(slots=True, frozen=True)
+class UsagePart:
+    """A part of a call's billed usage that is a step of its own (an Anthropic compaction or advisor
+    iteration) and may be priced by another model (``model`` None: the call's own). Its tokens are
+    also in the call's totals; the call's own model prices the rest."""
+
+    kind: str
+    model: str | None
+    input_tokens: int = 0  # all input, cache reads and writes included
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # all cache writes, the 1-hour part included
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+
+
 @dataclass(slots=True)
 class TokenUsage:
     """Usage of one call, in the OpenTelemetry meaning (totals with their parts)."""
@@ -65,6 +80,10 @@ class TokenUsage:
     # Server-side tool requests, priced per request (Anthropic's server_tool_use).
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+    # True when the provider reported at least one usable count: an all-zero usage is then zero
+    # tokens, priced, rather than a usage block with nothing in it (unpriced; see LLMCall.finish).
+    counts_reported: bool = False
+    parts: tuple[UsagePart, ...] = ()
 
     def span_attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
@@ -88,7 +107,42 @@ class TokenUsage:
             attrs[A.WEB_SEARCH_REQUESTS] = self.web_search_requests
         if self.web_fetch_requests:
             attrs[A.WEB_FETCH_REQUESTS] = self.web_fetch_requests
+        if self.parts:
+            parts = self.parts
+            attrs[A.USAGE_PART_KINDS] = [p.kind for p in parts]
+            attrs[A.USAGE_PART_MODELS] = [p.model or "" for p in parts]
+            attrs[A.USAGE_PART_INPUT_TOKENS] = [p.input_tokens for p in parts]
+            attrs[A.USAGE_PART_CACHE_READ_TOKENS] = [p.cache_read_tokens for p in parts]
+            attrs[A.USAGE_PART_CACHE_WRITE_TOKENS] = [p.cache_write_tokens for p in parts]
+            attrs[A.USAGE_PART_CACHE_WRITE_1H_TOKENS] = [p.cache_write_1h_tokens for p in parts]
+            attrs[A.USAGE_PART_OUTPUT_TOKENS] = [p.output_tokens for p in parts]
         return attrs
+
+
+def usage_parts(attrs: Any) -> list[tuple[str, str | None, Buckets]]:
+    """The parts a call's span carries (`UsagePart`), each as (kind, model or None, buckets); an
+    empty list when it has none. Arrays of unequal length or junk entries are read as far as they go."""
+    kinds = attrs.get(A.USAGE_PART_KINDS)
+    if not kinds:
+        return []
+    models = attrs.get(A.USAGE_PART_MODELS) or ()
+    columns = [
+        attrs.get(name) or ()
+        for name in (
+            A.USAGE_PART_INPUT_TOKENS, A.USAGE_PART_CACHE_READ_TOKENS, A.USAGE_PART_CACHE_WRITE_TOKENS,
+            A.USAGE_PART_CACHE_WRITE_1H_TOKENS, A.USAGE_PART_OUTPUT_TOKENS,
+        )
+    ]
+    parts = []
+    for i, kind in enumerate(kinds):
+        inp, read, write, write_1h, out = ((clean_count(c[i]) or 0) if i < len(c) else 0 for c in columns)
+        write_1h = min(write_1h, write)
+        read = min(read, inp)
+        write = min(write, inp - read)
+        write_1h = min(write_1h, write)
+        model = str(models[i]) if i < len(models) and models[i] else None
+        parts.append((str(kind), model, Buckets(inp - read - write, read, write - write_1h, write_1h, out, 0)))
+    return parts
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and the exporter makes
@@ -114,6 +168,21 @@ class Buckets:
     @property
     def output_total(self) -> int:
         return self.visible_output + self.reasoning
+
+    def minus(self, other: Buckets) -> Buckets:
+        """These buckets without ``other``'s tokens (a part priced apart), never below zero. Output
+        comes off the visible output first, then the reasoning."""
+        visible = self.visible_output - other.output_total
+        return Buckets(
+            max(self.uncached_input - other.uncached_input, 0),
+            max(self.cache_read - other.cache_read, 0),
+            max(self.cache_write - other.cache_write, 0),
+            max(self.cache_write_1h - other.cache_write_1h, 0),
+            max(visible, 0),
+            max(self.reasoning + min(visible, 0), 0),
+            self.web_search_requests,
+            self.web_fetch_requests,
+        )
 
     @classmethod
     def from_span_attributes(cls, attrs: Any) -> Buckets:

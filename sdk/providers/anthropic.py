@@ -41,7 +41,7 @@ from ..common import attributes as A
 from ..common.errors import internal_error
 from ..pipeline.adopt import PendingCall, ensure_installed
 from ..pipeline.config import pipeline
-from ..pricing.usage import TokenUsage, clean_count
+from ..pricing.usage import TokenUsage, UsagePart, clean_count
 from ..record import content as _content
 from ..record.budget import check_before_spending
 from ..record.context import current_run
@@ -68,7 +68,7 @@ SDK_SPAN_NAME = "anthropic.messages.create"  # also the name of stream() and par
 # Usage fields as they arrive; a later (cumulative) value replaces an earlier one.
 _USAGE_FIELDS = (
     "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation", "output_tokens",
-    "output_tokens_details", "server_tool_use", "service_tier", "speed", "inference_geo",
+    "output_tokens_details", "server_tool_use", "service_tier", "speed", "inference_geo", "iterations",
 )
 
 
@@ -80,26 +80,69 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def message_usage(usage: Any) -> TokenUsage | None:
+# Iteration kinds whose tokens the top-level usage already holds: the sampling turns of the answer
+# (a fallback model's turn takes a ``message`` turn's place). Every other kind (``compaction``,
+# ``advisor_message``, and any kind added later) is billed on top of the top-level usage.
+_TOP_LEVEL_ITERATIONS = frozenset({"message", "fallback_message"})
+
+
+def _counts(usage: Any) -> tuple[int, int, int, int, int, bool]:
+    """(uncached input, cache read, cache write, 1-hour cache write, output, any count usable)."""
+    uncached = clean_count(_get(usage, "input_tokens"))
+    cache_read = clean_count(_get(usage, "cache_read_input_tokens"))
+    creation = _get(usage, "cache_creation")
+    write_5m = clean_count(_get(creation, "ephemeral_5m_input_tokens")) or 0
+    write_1h = clean_count(_get(creation, "ephemeral_1h_input_tokens")) or 0
+    cache_write = clean_count(_get(usage, "cache_creation_input_tokens"))
+    output = clean_count(_get(usage, "output_tokens"))
+    reported = not (uncached is None and cache_read is None and cache_write is None and output is None)
+    if cache_write is None:
+        cache_write = write_5m + write_1h
+    return uncached or 0, cache_read or 0, cache_write, min(write_1h, cache_write), output or 0, reported
+
+
+def _iteration_parts(iterations: Any, response_model: Any) -> list[UsagePart]:
+    """``usage.iterations`` -> the parts priced apart: every iteration that is not a plain turn of the
+    response's own model (a compaction, an advisor's turn on its model, a fallback model's turn)."""
+    parts = []
+    for item in iterations if isinstance(iterations, (list, tuple)) else ():
+        kind = _get(item, "type")
+        model = _get(item, "model")
+        model = str(model) if model else None
+        if kind == "message" and (model is None or model == response_model):
+            continue
+        uncached, read, write, write_1h, output, _ = _counts(item)
+        parts.append(UsagePart(str(kind or "iteration"), model, uncached + read + write, read, write, write_1h, output))
+    return parts
+
+
+def message_usage(usage: Any, response_model: Any = None) -> TokenUsage | None:
     """A Messages ``usage`` block -> TokenUsage (OpenTelemetry meaning: totals with their parts).
 
     Anthropic's ``input_tokens`` is the UNCACHED input only: all input is that plus the cache reads
     and the cache writes. Cache writes are split by how long they are kept (5 minutes, 1 hour),
     priced apart. ``output_tokens`` includes the thinking tokens.
+
+    ``usage.iterations`` lists each sampling step of the request. A ``compaction`` or an advisor's
+    step is billed but NOT in the top-level counts (which may then be all zeros): its tokens are
+    added to the call's, and each such step becomes a `UsagePart` priced by its own model (the
+    response's when it names none). A step of another model that the top level holds (a fallback
+    model's turn) is a part too, so its tokens are priced by that model.
     """
     if usage is None:
         return None
-    uncached = clean_count(_get(usage, "input_tokens")) or 0
-    cache_read = clean_count(_get(usage, "cache_read_input_tokens")) or 0
-    creation = _get(usage, "cache_creation")
-    write_5m = clean_count(_get(creation, "ephemeral_5m_input_tokens")) or 0
-    write_1h = clean_count(_get(creation, "ephemeral_1h_input_tokens")) or 0
-    cache_write = clean_count(_get(usage, "cache_creation_input_tokens"))
-    if cache_write is None:
-        cache_write = write_5m + write_1h
-    output = clean_count(_get(usage, "output_tokens")) or 0
+    uncached, cache_read, cache_write, write_1h, output, reported = _counts(usage)
     thinking = clean_count(_get(_get(usage, "output_tokens_details"), "thinking_tokens")) or 0
     tools = _get(usage, "server_tool_use")
+    parts = _iteration_parts(_get(usage, "iterations"), response_model)
+    for part in parts:
+        if part.kind not in _TOP_LEVEL_ITERATIONS:  # billed on top of the top-level counts
+            uncached += part.input_tokens - part.cache_read_tokens - part.cache_write_tokens
+            cache_read += part.cache_read_tokens
+            cache_write += part.cache_write_tokens
+            write_1h += part.cache_write_1h_tokens
+            output += part.output_tokens
+            reported = True
     return TokenUsage(
         input_tokens=uncached + cache_read + cache_write,
         output_tokens=output,
@@ -109,6 +152,8 @@ def message_usage(usage: Any) -> TokenUsage | None:
         reasoning_tokens=min(thinking, output),
         web_search_requests=clean_count(_get(tools, "web_search_requests")) or 0,
         web_fetch_requests=clean_count(_get(tools, "web_fetch_requests")) or 0,
+        counts_reported=reported,
+        parts=tuple(parts),
     )
 
 
@@ -222,8 +267,9 @@ class _Call:
         stop = _get(result, "stop_reason")
         if _content.enabled:
             call.capture_output(lambda: _block_texts(_get(result, "content")), str(stop) if stop else None)
+        model = _get(result, "model")
         call.finish(
-            message_usage(usage),
+            message_usage(usage, model or self.model),
             response_id=_get(result, "id"),
             response_model=_get(result, "model"),
             finish_reasons=[str(stop)] if stop else None,
@@ -293,7 +339,7 @@ class MessageStreamWatcher(StreamWatcher):
         return True
 
     def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
-        usage = message_usage(self.usage) if self.usage else None
+        usage = message_usage(self.usage, self.model or call.model) if self.usage else None
         if usage is not None and not self.delta_seen:
             # message_start's output count is a placeholder; the text seen is a floor for the real one.
             seen = -(-self.output_chars // CHARS_PER_TOKEN)

@@ -74,12 +74,16 @@ def _start(api: API, instance: Any, kwargs: dict[str, Any], stream: bool) -> tup
     return call, api.watcher(kwargs, hide)
 
 
-def _on_result(api: API, watcher: StreamWatcher | None) -> Any:
+def _on_result(api: API, watcher: StreamWatcher | None, *, is_async: bool) -> Any:
+    # The proxy is chosen by the client's kind, not by the object's methods: another instrumentation's
+    # stream wrapper (the official openai-v2's, OpenLLMetry's) defines both __next__ and __anext__,
+    # and an async proxy around a sync stream lets a plain ``for`` bypass it.
+    proxy, step = (AsyncStreamProxy, "__anext__") if is_async else (SyncStreamProxy, "__next__")
+
     def on_result(call: LLMCall, result: Any) -> Any:
         if is_raw_response(result):
             return wrap_raw_response(result, call, on_result, watcher)
-        if watcher is not None and (hasattr(result, "__next__") or hasattr(result, "__anext__")):
-            proxy = AsyncStreamProxy if hasattr(result, "__anext__") else SyncStreamProxy
+        if watcher is not None and hasattr(result, step):
             return proxy(result, call, watcher)
         api.finish(call, result)
         return result
@@ -94,14 +98,16 @@ def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
         async def wrap_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
             return await run_call_async(
-                call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher), api.error_usage
+                call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=True), api.error_usage
             )
 
         return wrap_async
 
     def wrap(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
-        return run_call(call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher), api.error_usage)
+        return run_call(
+            call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=False), api.error_usage
+        )
 
     return wrap
 

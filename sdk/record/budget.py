@@ -16,12 +16,13 @@ What happens when a run goes over its budget:
 from __future__ import annotations
 
 import logging
+import time
 import warnings
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ..common.errors import UnitcostError
+from ..common.money import from_pico
 from ..pipeline.config import pipeline
 
 if TYPE_CHECKING:
@@ -68,10 +69,13 @@ def charge(run: TaskRun, amount: Decimal) -> None:
 
 
 def charge_call(run: TaskRun, provider: str, model: str, usage: TokenUsage, service_tier: str | None) -> None:
-    """Price one finished LLM call against the run's budget (unpriced calls cost nothing here)."""
-    from ..pricing.usage import Buckets  # here: `import unitcost` needs no pricing (start-up time)
+    """Price one finished LLM call against the run's budget (unpriced calls cost nothing here), its
+    parts priced apart (an advisor's iterations by the advisor's model) as the store prices them."""
+    from ..pricing.usage import Buckets, usage_parts  # here: `import unitcost` needs no pricing (start-up time)
 
-    buckets = Buckets.from_span_attributes(usage.span_attributes())
-    cost = pipeline().prices.cost(provider, model, datetime.now(tz=UTC), buckets, service_tier)
+    attrs = usage.span_attributes()
+    buckets = Buckets.from_span_attributes(attrs)
+    now = time.time_ns()
+    cost = pipeline().prices.call_cost_pico(provider, model, now, now, buckets, usage_parts(attrs), service_tier)
     if cost is not None:
-        charge(run, cost.total)
+        charge(run, from_pico(cost[0]) or Decimal(0))

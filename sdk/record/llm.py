@@ -20,7 +20,8 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 import wrapt
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from ..common import attributes as A
 from ..common.errors import internal_error
@@ -186,6 +187,8 @@ class LLMCall:
 
 
 def _reports_nothing(usage: TokenUsage) -> bool:
+    if usage.counts_reported:  # the provider said zero: zero tokens, priced (an all-zero top level)
+        return False
     return not (
         usage.input_tokens or usage.output_tokens or usage.cache_read_tokens or usage.cache_write_tokens
         or usage.reasoning_tokens or usage.web_search_requests or usage.web_fetch_requests
@@ -487,9 +490,13 @@ def run_call(
     try:
         check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
         inside = mark_wrapped()
+        # The call is the current span while the SDK method runs: another instrumentation's span for
+        # the same request starts under it (unitcost.pipeline.coexist), and so does an HTTP span.
+        current = otel_context.attach(set_span_in_context(call.span))
         try:
             result = invoke()
         finally:
+            otel_context.detach(current)
             unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
@@ -520,9 +527,11 @@ async def run_call_async(
     try:
         check_before_spending(call.run)
         inside = mark_wrapped()
+        current = otel_context.attach(set_span_in_context(call.span))
         try:
             result = await invoke()
         finally:
+            otel_context.detach(current)
             unmark_wrapped(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)

@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico, to_pico, usd_for_json
 from ..pricing.usage import Buckets
+from ..store.backend import StoreBackend
+from ..store.connect import open_backend
 from ..store.run_totals import COLUMNS as RUN_TOTALS_COLUMNS
-from ..store.run_totals import ensure_fresh, resend_rates
-from ..store.schema import dropped_spans
+from ..store.run_totals import resend_rates
+from ..store.sqlite import SqliteBackend
 from . import sql
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -90,11 +90,11 @@ Repricer = Any  # callable(provider, model, started_ns, Buckets) -> (cost_pico |
 
 
 def _call_rows(
-    db: sqlite_utils.Database, reprice: Repricer, where: str = "", params: Sequence[Any] = (), by_model: bool = True
+    db: StoreBackend, reprice: Repricer, where: str = "", params: Sequence[Any] = (), by_model: bool = True
 ) -> Iterable[tuple[Any, ...]]:
     """(run_id, provider, model, *sums) rows: from the per-run totals, summed by SQLite from the calls
     (with `where`: the calls outside any task), or per call when re-pricing."""
-    has_retries = "retries" in db["calls"].columns_dict
+    has_retries = "retries" in db.columns("calls")
     if reprice is None:
         if not where:
             if by_model:
@@ -122,11 +122,11 @@ def _call_rows(
 
 
 def _load(
-    db: sqlite_utils.Database, reprice: Repricer = None, by_model: bool = True
+    db: StoreBackend, reprice: Repricer = None, by_model: bool = True
 ) -> tuple[dict[Any, _Facts], dict[tuple[str, str], list[int]]]:
     """Every task's facts, and the sums of calls made outside any task (by provider and model)."""
     if reprice is None:
-        ensure_fresh(db.conn)
+        db.ensure_fresh()
     store = Store(db)
     tasks = store.tasks()
     facts = {ident: _Facts(task) for ident, task in tasks.items()}
@@ -373,7 +373,7 @@ class _ResendPricer:
 
 
 def report(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     *,
     by: str | Sequence[str] = "kind",
     every: str | None = None,
@@ -394,9 +394,10 @@ def report(
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
     request = _Request(names, every, since_ns, until_ns, kind, where)
+    db = open_backend(db)  # an open sqlite_utils.Database is taken too
     grouped = None
     if reprice is None:
-        ensure_fresh(db.conn)
+        db.ensure_fresh()
         grouped = _group_in_store(db, request)
     if grouped is None:
         grouped = _group_in_python(db, request, reprice)
@@ -417,7 +418,7 @@ def report(
         if no_task is not None:
             rows.append(_finish({name: None for name in group_names}, no_task))
     # Spans that never reached the store make every number here too low: each row says how many.
-    dropped = dropped_spans(db, since_ns, until_ns)
+    dropped = db.dropped_spans(since_ns, until_ns)
     for row in rows:
         row["dropped_spans"] = dropped
     return rows
@@ -459,7 +460,7 @@ class _Request:
 _Grouped = tuple[list[tuple[str, str]], "TaskSelector", dict[tuple[Any, ...], "_Acc"], "_Acc | None"]
 
 
-def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repricer) -> _Grouped:
+def _group_in_python(db: StoreBackend, request: _Request, reprice: Repricer) -> _Grouped:
     """The reference engine: every task's facts in Python, grouped here (and the only one that re-prices)."""
     facts, outside = _load(db, reprice, by_model=request.by_model)
     known = (
@@ -523,9 +524,11 @@ def _group_in_python(db: sqlite_utils.Database, request: _Request, reprice: Repr
     return fields, selector, groups, no_task
 
 
-def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | None:
+def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, summed by SQLite (see unitcost.report.sql); None when this store or request
-    is one for the Python engine."""
+    is one for the Python engine (or the store is not SQLite: the SQL is SQLite's)."""
+    if not isinstance(db, SqliteBackend):
+        return None
     conn = db.conn
     with_attributes = request.needs_attributes
     try:
@@ -595,7 +598,7 @@ def _group_in_store(db: sqlite_utils.Database, request: _Request) -> _Grouped | 
 
 
 def _add_tools_outside(
-    db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, acc: _Acc | None
+    db: StoreBackend, since_ns: int | None, until_ns: int | None, acc: _Acc | None
 ) -> _Acc | None:
     """Tool calls and steps made outside any task belong in the (no task) row too."""
     where, params = window_clause(since_ns, until_ns)
@@ -621,7 +624,7 @@ def _field_value(fld: str, values: Mapping[str, Any], task: Task) -> Any:
 
 
 def _outside_in_window(
-    db: sqlite_utils.Database, since_ns: int | None, until_ns: int | None, reprice: Repricer
+    db: StoreBackend, since_ns: int | None, until_ns: int | None, reprice: Repricer
 ) -> _Acc | None:
     where, params = window_clause(since_ns, until_ns)
     acc = _Acc()

@@ -23,9 +23,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico, usd_for_json
+from ..store.backend import StoreBackend
 from . import charts
 from .charts import Bar, Column
 from .engine import ReportError, TaskSelector, parse_where, report, row_for_json, window_clause
@@ -39,7 +38,7 @@ IN_TASK = "(task)"  # calls directly under their task, in no step or tool
 
 
 def write_html_report(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     path: str | os.PathLike[str],
     *,
     rows: Sequence[dict[str, Any]] | None = None,
@@ -58,7 +57,7 @@ def write_html_report(
 
 
 def html_report(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     *,
     rows: Sequence[dict[str, Any]] | None = None,
     by: str | Sequence[str] = "kind",
@@ -121,7 +120,7 @@ class ChartData:
 
 
 def _selection(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     since_ns: int | None,
     until_ns: int | None,
     kind: str | None,
@@ -156,7 +155,7 @@ _TOOLS_BY_STEP = """
 
 
 def chart_data(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     *,
     since_ns: int | None = None,
     until_ns: int | None = None,

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import from_pico, parse_usd, to_pico
 from ..record.outcomes import Outcome
+from ..store.backend import StoreBackend
+from ..store.connect import open_backend
 from .engine import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
 __all__ = ["Node", "RunDetail", "add_outcome", "recent_runs", "show_run"]
 
 
-def recent_runs(db: sqlite_utils.Database, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
+def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
     """The newest runs, each with its cost, LLM calls and the outcome of its task."""
     store = Store(db)
     tasks = store.tasks()
@@ -74,6 +75,9 @@ class Node:
     reasoning_tokens: int = 0
     error: str | None = None
     children: list[Node] = field(default_factory=list)
+    # An LLM call's usage priced apart (Anthropic compaction / advisor iterations), from
+    # `calls.usage_parts`: their tokens and cost are already in the call's own.
+    usage_parts: list[dict[str, Any]] = field(default_factory=list)
 
     def total(self, attr: str) -> int:
         return getattr(self, attr) + sum(child.total(attr) for child in self.children)
@@ -95,7 +99,7 @@ class RunDetail:
     outcome: OutcomeRow | None
 
 
-def _resolve_run_id(db: sqlite_utils.Database, ref: str, kind: str | None = None) -> str:
+def _resolve_run_id(db: StoreBackend, ref: str, kind: str | None = None) -> str:
     """A task id, a unique prefix of one (at least 4 characters), or a key (its task's latest run), as
     `unitcost outcome` takes them."""
     if kind is None and db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
@@ -122,7 +126,7 @@ def _resolve_run_id(db: sqlite_utils.Database, ref: str, kind: str | None = None
     return str(matches[0])
 
 
-def show_run(db: sqlite_utils.Database, ref: str, *, kind: str | None = None) -> RunDetail:
+def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetail:
     """One run's tree, its task's runs and its outcome history. `ref` is a task id (or a unique prefix)
     or a key, whose task's latest run is shown. Reads only what it shows (indexed look-ups), so it
     stays quick on a store of millions of calls."""
@@ -183,14 +187,15 @@ def show_run(db: sqlite_utils.Database, ref: str, *, kind: str | None = None) ->
         "SELECT span_id, parent_span_id, model, started_ns, ended_ns, cost_pico, estimated, error_type, "
         "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens, "
         "output_tokens + reasoning_tokens, cache_read_tokens, cache_write_tokens + cache_write_1h_tokens, "
-        f"reasoning_tokens FROM calls WHERE run_id IN ({marks})",
+        f"reasoning_tokens, usage_parts FROM calls WHERE run_id IN ({marks})",
         run_ids,
     ):
-        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, written, reasoning = row
+        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, written, reasoning, parts = row
         nodes[sid] = Node(
             sid, "llm", model, started_, ended_, self_cost_pico=cost or 0, unpriced=int(cost is None),
             estimated=estimated, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
             cache_write_tokens=written, reasoning_tokens=reasoning, error=error_,
+            usage_parts=json.loads(parts) if parts else [],
         )
         parents[sid] = parent
     for sid, parent in parents.items():
@@ -207,7 +212,7 @@ def _keep_subtree(node: Node) -> None:
 
 
 def add_outcome(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     ref: str,
     label: str,
     *,
@@ -236,9 +241,10 @@ def add_outcome(
         matched = f"{target_kind or 'any kind'} key {ref}"
         if target_kind not in kinds:
             warning = f"no run has key {ref!r}{' in kind ' + repr(kind) if kind else ''} yet; the outcome is kept"
-    db.execute(
-        "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'cli')",
-        [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
-    )
+    with open_backend(db).transaction():  # (an open sqlite_utils.Database is taken too)
+        db.execute(
+            "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'cli')",
+            [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
+        )
     return matched, warning

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
+from ..store.backend import StoreBackend
 
 __all__ = ["OutcomeRow", "Store", "Task", "TaskId", "task_identity"]
 
@@ -65,7 +65,7 @@ def task_identity(kind: str, key: str | None, run_id: str) -> TaskId:
 class Store:
     """Read access to a store, with the task and outcome rules applied."""
 
-    def __init__(self, db: sqlite_utils.Database) -> None:
+    def __init__(self, db: StoreBackend) -> None:
         self.db = db
         self.run_task: dict[str, TaskId] = {}
         self._by_key: dict[str, list[TaskId]] | None = None

@@ -1,10 +1,15 @@
-"""Writing many rows in few SQLite statements.
+"""Writing a batch of rows in one SQLite statement per table.
 
-Python's sqlite3 releases the GIL around every step of a statement, and `executemany` steps once per
-row. On the exporter thread that is one GIL hand-off per row: while the application's thread runs
-Python flat out, each hand-off waits up to the interpreter's switch interval (5 ms) to get the GIL
-back, and the exporter falls so far behind that its queue fills and spans are dropped. One
-``INSERT ... VALUES (...), (...), ...`` of a few hundred rows steps once, so it hands off once.
+Python's sqlite3 releases the GIL around every step of a statement (and around compiling one), and
+`executemany` steps once per row. On the writer thread each release is a hand-off: while the
+application's threads run Python flat out, the writer waits up to the interpreter's switch interval
+(5 ms) per busy thread to get the GIL back, so a writer that releases it per row, or per chunk of
+rows, falls behind a busy program and its queue fills. One ``INSERT ... SELECT * FROM (VALUES (...),
+(...), ...)`` of every row of the batch steps once, so it hands off once.
+
+A statement of a new size must be compiled (tens of ms for a thousand rows), so the rows are padded
+with rows of NULLs up to one of a few sizes (powers of two and the halves between them: at most a third
+is padding), which sqlite3 keeps compiled; the statement's ``WHERE`` skips the padding.
 """
 
 from __future__ import annotations
@@ -14,33 +19,57 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["insert_rows"]
+__all__ = ["insert_rows", "statement_sizes"]
 
 # SQLite's limit on host parameters: 32,766 since 3.32, 999 before.
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-_MAX_ROWS = 256  # rows per statement: past a few hundred, longer statements gain nothing
+_MAX_ROWS = 2048  # rows per statement: a batch of the store processor's size (2,048 spans) at most
+_SMALLEST = 8  # padding a handful of rows up to 8 costs less than one more compiled statement
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
+def statement_sizes(columns: int) -> tuple[int, ...]:
+    """The row counts statements are compiled for, for a table of this many columns: 8, 12, 16, 24,
+    32, 48, ... up to what SQLite's limit on host parameters allows (and at most `_MAX_ROWS`)."""
+    most = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // columns))
+    sizes = []
+    size = _SMALLEST
+    while size <= most:
+        sizes.append(size)
+        if size + size // 2 <= most:
+            sizes.append(size + size // 2)
+        size *= 2
+    return tuple(sizes) or (most,)
+
+
+@lru_cache(maxsize=512)
 def _statement(verb: str, table: str, columns: tuple[str, ...], rows: int) -> str:
     row = f"({', '.join('?' * len(columns))})"
-    return f"{verb} INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+    # Padding rows are all NULL, and no row the writer inserts has a NULL first column (each table's
+    # first column is its key or its time): `insert_rows` checks it.
+    return (
+        f"{verb} INTO {table} ({', '.join(columns)}) "
+        f"SELECT * FROM (VALUES {', '.join([row] * rows)}) WHERE column1 IS NOT NULL"
+    )
 
 
 def insert_rows(
     conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]],
     verb: str = "INSERT OR REPLACE",
 ) -> None:
-    """Insert ``rows`` (each with one value per column) in as few statements as SQLite allows. Rows
-    are inserted in order, so with INSERT OR REPLACE a later row wins over an earlier one, as with
-    `executemany`."""
-    most = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // len(columns)))
-    start = 0
-    while start < len(rows):
-        # Full statements, then the rest in power-of-two sizes: a statement of a new size must be
-        # compiled (a few ms for hundreds of rows), and these few sizes stay in sqlite3's cache.
-        left = len(rows) - start
-        size = most if left >= most else 1 << (left.bit_length() - 1)
-        chunk = rows[start : start + size]
-        conn.execute(_statement(verb, table, columns, size), [value for row in chunk for value in row])
-        start += size
+    """Insert ``rows`` (each with one value per column, the first never None) in one statement, or
+    one per `_MAX_ROWS` rows. Rows are inserted in order, so with INSERT OR REPLACE a later row wins
+    over an earlier one, as with `executemany`."""
+    if not rows:
+        return
+    if any(row[0] is None for row in rows):
+        raise ValueError(f"a row for {table} has no {columns[0]}")
+    sizes = statement_sizes(len(columns))
+    most = sizes[-1]
+    for start in range(0, len(rows), most):
+        chunk = rows[start : start + most]
+        size = next(s for s in sizes if s >= len(chunk))
+        params = [value for row in chunk for value in row]
+        if size > len(chunk):
+            params += [None] * (len(columns) * (size - len(chunk)))
+        conn.execute(_statement(verb, table, columns, size), params)

@@ -57,7 +57,10 @@ _TOKEN_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def foreign_span_type(attrs: Mapping[str, Any]) -> str | None:
-    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool" or None."""
+    """What a span without ``unitcost.span.type`` is to unitcost: "llm", "tool" or None. None for an
+    LLM span whose request unitcost's own span records (`unitcost.pipeline.coexist`)."""
+    if A.CALL_RECORDED_BY in attrs:
+        return None
     operation = attrs.get(A.OPERATION)
     if operation is not None:
         if operation in LLM_OPERATIONS:

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import to_pico
 from ..common.timewindow import parse_time
 from ..record.outcomes import Outcome
+from .backend import StoreBackend
+from .connect import open_backend
 
 __all__ = ["ImportError_", "import_outcomes"]
 
@@ -62,7 +62,7 @@ def _success(value: Any, where: str) -> bool | None:
 
 
 def import_outcomes(
-    db: sqlite_utils.Database, path: str | Path, *, progress: Callable[[int], None] | None = None
+    db: StoreBackend, path: str | Path, *, progress: Callable[[int], None] | None = None
 ) -> int:
     """Add every outcome of the file; returns how many. Raises ImportError_ on a bad row."""
     path = Path(path)
@@ -93,8 +93,9 @@ def import_outcomes(
         )
         if progress is not None:
             progress(1)
-    with db.conn:
-        db.conn.executemany(
+    db = open_backend(db)  # an open sqlite_utils.Database is taken too
+    with db.transaction():
+        db.execute_many(
             "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'import')",
             records,

@@ -10,6 +10,7 @@ it stays exact whatever order calls arrive in, and whether a call is written onc
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -32,7 +33,6 @@ COLUMNS = (
 # The same sums over all of a run's models: what a report not grouped by model reads.
 _RUN_COLUMNS = ("run_id", *COLUMNS[3:])
 _MTOK = 1_000_000
-_CHUNK = 500  # SQLite's limit on host parameters is 999 in old builds
 
 
 def resend_rates(prices: Any, provider: str, model: str, cache: dict[Any, Any]) -> Any:
@@ -75,38 +75,48 @@ def refresh(
     calls arriving late or out of order are still counted in their place.
     """
     ids = sorted({r for r in run_ids if r is not None})
+    if not ids:
+        return
     rate_cache: dict[Any, Any] = {}
     fresh_calls: dict[str, dict[Any, tuple[Any, ...]]] = {}
     if written is not None:
         for span_id, started, *fields in written:
             fresh_calls.setdefault(fields[0], {})[span_id] = (started, *fields)  # a span written twice counts once
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        new: list[str] = []
-        if fresh_calls:
-            known = {r for (r,) in conn.execute(f"SELECT run_id FROM run_sums WHERE run_id IN ({marks})", chunk)}
-            new = [r for r in chunk if r not in known and r in fresh_calls]
-            if new:
-                chunk = [r for r in chunk if r in known or r not in fresh_calls]
-                marks = ", ".join("?" * len(chunk))
-        rows: list[Iterable[tuple[Any, ...]]] = []
-        if chunk:
-            conn.execute(f"DELETE FROM run_totals WHERE run_id IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM run_sums WHERE run_id IN ({marks})", chunk)
-            rows.append(conn.execute(
-                f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN ({marks}) ORDER BY run_id, started_ns",
-                chunk,
-            ))
+    # One statement each, whatever the number of runs: the ids go in as one JSON array, and what is
+    # read back comes as one JSON value (each row read is a GIL hand-off: see unitcost.store.bulk).
+    again = ids
+    new: list[str] = []
+    if fresh_calls:
+        known = set(json.loads(conn.execute(_KNOWN_RUNS, (json.dumps(ids),)).fetchone()[0]))
+        new = [r for r in ids if r not in known and r in fresh_calls]
         if new:
-            rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
-        sums = _add_up(itertools.chain(*rows), prices, rate_cache)
-        insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
-        per_run: dict[str, list[Any]] = {}
-        for (run_id, _, _), acc in sums.items():
-            total = per_run.get(run_id)
-            per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
-        insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
+            again = [r for r in ids if r in known or r not in fresh_calls]
+    rows: list[Iterable[Any]] = []
+    if again:
+        listed = json.dumps(again)
+        conn.execute(_DELETE_TOTALS, (listed,))
+        conn.execute(_DELETE_SUMS, (listed,))
+        rows.append(json.loads(conn.execute(_STORED_CALLS, (listed,)).fetchone()[0]))
+    if new:
+        rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
+    sums = _add_up(itertools.chain(*rows), prices, rate_cache)
+    insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
+    per_run: dict[str, list[Any]] = {}
+    for (run_id, _, _), acc in sums.items():
+        total = per_run.get(run_id)
+        per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
+    insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
+
+
+_IDS = "(SELECT value FROM json_each(?))"
+_KNOWN_RUNS = f"SELECT json_group_array(run_id) FROM run_sums WHERE run_id IN {_IDS}"
+_DELETE_TOTALS = f"DELETE FROM run_totals WHERE run_id IN {_IDS}"
+_DELETE_SUMS = f"DELETE FROM run_sums WHERE run_id IN {_IDS}"
+# A run's calls in start order (json_group_array keeps the order of the rows it is given).
+_STORED_CALLS = (
+    f"SELECT json_group_array(json_array({', '.join(CALL_FIELDS)})) FROM "
+    f"(SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN {_IDS} ORDER BY run_id, started_ns)"
+)
 
 
 def _in_start_order(calls: dict[Any, tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:

@@ -173,6 +173,14 @@ def _m010_run_sums(db: sqlite_utils.Database) -> None:
     backfill(db.conn)
 
 
+@migrations(name="m011_calls_usage_parts")
+def _m011_calls_usage_parts(db: sqlite_utils.Database) -> None:
+    # The parts of a call's usage priced apart (Anthropic's compaction and advisor iterations): JSON,
+    # a list of {"kind", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    # "output_tokens", "cost_pico"}. Their tokens are also in the call's bucket columns.
+    db.execute("ALTER TABLE calls ADD COLUMN usage_parts TEXT")
+
+
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
     """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
     if "dropped_spans" not in db.table_names():
@@ -237,7 +245,8 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
         _check_writable(path)
     conn = None
     try:
-        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
+        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None, cached_statements=512)
         db = sqlite_utils.Database(conn)
         tables = set(db.table_names())
         if tables and not (tables & UNITCOST_TABLES) and "_sqlite_migrations" not in tables:

@@ -17,10 +17,10 @@ def assert_no_call_fails(sdk: str, tmp_path: Path, seconds: float = 3.0) -> None
     env = {k: v for k, v in os.environ.items() if k != "UNITCOST_STRICT"}
     done = subprocess.run(
         [sys.executable, str(APP), sdk, str(tmp_path / "store.db"), str(seconds)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["failed"] == 0, result
-    assert result["made"] > 100, result  # the calls really ran flat out through the first export
+    assert result["made"] >= 200, result  # the calls really ran on through the first export
     assert result["stored"] == result["made"], result

@@ -6,6 +6,9 @@ tests' conftest, which imports it) may be loaded before unitcost loads it.
 
     python first_export_app.py openai|anthropic DB SECONDS
 
+It calls for SECONDS and until at least MIN_CALLS calls were made (a loaded machine is slow), at
+most LIMIT_S seconds in all.
+
 Prints one JSON line: calls made, calls that raised (with the first error), tasks stored.
 """
 
@@ -70,9 +73,14 @@ first_error = None
 lock = threading.Lock()
 
 
+MIN_CALLS = 200
+LIMIT_S = 90.0
+
+
 def worker(until: float) -> None:
     global made, failed, first_error
-    while time.monotonic() < until:
+    limit = time.monotonic() + LIMIT_S
+    while (time.monotonic() < until or made < MIN_CALLS) and time.monotonic() < limit:
         try:
             with unitcost.task("ticket"):
                 call()

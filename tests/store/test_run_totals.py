@@ -95,7 +95,7 @@ def test_a_cost_too_large_to_store_leaves_the_call_unpriced_and_the_store_workin
 
 
 def test_a_batch_refused_for_its_contents_is_counted_not_retried_forever(tmp_path, monkeypatch, as_a_user):
-    from unitcost.exporters import store
+    from unitcost.store import sqlite as store  # where the SQLite backend writes a batch
 
     path = str(tmp_path / "store.db")
     exporter = StoreSpanExporter(path, PriceBook())
@@ -111,7 +111,7 @@ def test_a_batch_refused_for_its_contents_is_counted_not_retried_forever(tmp_pat
 
 
 def test_a_locked_store_keeps_the_batch_for_the_next_export(tmp_path, monkeypatch, as_a_user):
-    from unitcost.exporters import store
+    from unitcost.store import sqlite as store  # where the SQLite backend writes a batch
 
     path = str(tmp_path / "store.db")
     exporter = StoreSpanExporter(path, PriceBook())

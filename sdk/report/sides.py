@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlite_utils
-
 from ..common.money import to_pico
 from ..common.timewindow import parse_time
 from ..pricing.book import PriceBook, utc_from_ns
 from ..pricing.usage import Buckets
+from ..store.backend import StoreBackend
 from .engine import ReportError, parse_where, report
 
 __all__ = ["Repricer", "compare", "parse_side", "whatif"]
@@ -86,7 +85,7 @@ def join_sides(a_rows: Sequence[dict[str, Any]], b_rows: Sequence[dict[str, Any]
 
 
 def compare(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     a: Side,
     b: Side,
     *,
@@ -160,7 +159,7 @@ class Repricer:
 
 
 def whatif(
-    db: sqlite_utils.Database,
+    db: StoreBackend,
     repricer: Repricer,
     *,
     by: str | Sequence[str] = "kind",

@@ -1,0 +1,205 @@
+"""The store seam: everything outside `store/` reaches the database through a `StoreBackend`.
+
+`unitcost.store.connect.open_backend(db)` picks the backend from what ``db`` names: a ``postgresql://`` or ``postgres://``
+URL opens `unitcost.store.postgres.PostgresBackend` (imported only then; it needs the extra
+``unitcost[postgres]``); anything else is the path of an SQLite file (`unitcost.store.sqlite`).
+
+What a backend does, and who calls it:
+
+- **open and migrate** (`open_backend(db, create=True)`, i.e. ``Backend(db, create=, migrate=)``):
+  create the store if missing and apply the named migrations it lacks, in order, each once, safely
+  when several processes open a new store at once (a shipped migration is never edited; SQLite's
+  are in `unitcost.store.schema`). ``create=False`` (the CLI's readers) raises `StoreError` when there
+  is no store. ``migrate=False`` (doctor) only reads: no migration, no setting changed.
+- **write a batch** (`write_batch`, the store writer `unitcost.exporters.store` and `unitcost serve`):
+  the rows of each table in `TABLES` plus dropped-span counts, in ONE transaction, and the per-run
+  sums of the runs whose calls it wrote refreshed in that same transaction
+  (`unitcost.store.run_totals`, whose Python rules any backend reuses). The rows arrive as tuples in
+  the order of each table's columns, ready to bind: the writer builds them once, no per-row work is
+  added here. ``conflict`` says what a row whose primary key (``outcomes``: ``origin``) is already
+  stored does: "replace" it, or be "ignore"d.
+- **read** (`execute`, the report engines, `unitcost.query`, export/replay, `show`): a query in the
+  store's tables, with ``?`` placeholders (the qmark paramstyle); a backend whose driver takes another
+  style translates them. The result iterates as tuples and has ``fetchone``, ``fetchall``, ``fetchmany``,
+  ``description`` and ``rowcount``. SQL that only SQLite speaks stays behind ``dialect == "sqlite"``
+  (`unitcost.report.sql`, the in-database report; the Python engine is the portable reference).
+- **change** (`transaction`, prune, outcome import, `unitcost outcome`): statements through `execute`
+  inside ``with backend.transaction():``, committed together or not at all.
+- **read one task** (`run`): a run's row as a dict, by its id.
+- **doctor** (`health`): a JSON-ready dict of facts, read without changing anything: ``path`` (a file
+  path, or the URL with its password redacted), sizes, ``schema`` (applied / pending / unknown
+  migrations), ``rows``, ``dropped_spans`` and ``dropped_by_reason``, ``problems``, ``warnings``, ``ok``.
+- ``dropped_spans(since, until)``: the spans dropped instead of stored, which every report shows.
+- ``ensure_fresh()``: make the per-run sums agree with the calls when something other than
+  `write_batch` wrote calls (reports call it before reading the sums).
+- `is_refusal` (the writer: retry the batch later?) and `is_damage` (the CLI: say the store is
+  damaged) classify the driver's exceptions, so no caller imports a driver.
+- `close`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+__all__ = [
+    "CALL_COLUMNS", "Batch", "Result", "StoreBackend", "TABLES", "Table", "is_url", "redact_url",
+]
+
+CALL_COLUMNS = (
+    "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",
+    "model", "response_model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_pico", "reasoning_cost_pico",
+    "price_source", "estimated", "streamed", "incomplete", "error_type", "service_tier",
+    "web_search_requests", "web_fetch_requests", "price_modifiers",
+    "retries", "cache_write_30m_tokens", "cache_write_12h_tokens", "usage_parts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table the writer fills: its name, the columns of its rows in order, and what a row whose key
+    is already stored does ("replace" or "ignore")."""
+
+    name: str
+    columns: tuple[str, ...]
+    conflict: str
+
+
+# The tables of a `Batch`, in the order of its row lists.
+TABLES = (
+    Table("runs", (
+        "run_id", "trace_id", "parent_span_id", "parent_run_id", "kind", "key", "service", "started_ns",
+        "ended_ns", "error_type", "attributes",
+    ), "replace"),
+    Table("calls", CALL_COLUMNS, "replace"),
+    Table("steps", (
+        "span_id", "trace_id", "parent_span_id", "run_id", "type", "name", "started_ns", "ended_ns",
+        "cost_pico", "error_type",
+    ), "replace"),
+    # An outcome replayed is not added twice (its `origin`, the span that carried it, is unique).
+    Table("outcomes", ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin"),
+          "ignore"),
+    Table("call_content", ("span_id", "input_messages", "output_messages"), "replace"),
+)
+
+
+@dataclass(slots=True)
+class Batch:
+    """One transaction's worth of rows: ``rows[i]`` holds tuples for ``TABLES[i]``; ``drops`` counts
+    spans that will never be rows, by reason, recorded under ``service``."""
+
+    rows: tuple[list[tuple[Any, ...]], ...]
+    drops: Mapping[str, int] = field(default_factory=dict)
+    service: str = ""
+
+    @property
+    def calls(self) -> list[tuple[Any, ...]]:
+        return self.rows[1]
+
+
+class Result(Protocol):
+    """What `StoreBackend.execute` returns (a DB-API cursor is one)."""
+
+    @property
+    def description(self) -> Any: ...
+    @property
+    def rowcount(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+
+
+class StoreBackend(ABC):
+    """A unitcost store. See the module's docstring for who calls what."""
+
+    dialect: ClassVar[str]  # "sqlite", "postgresql"
+    paramstyle: ClassVar[str] = "qmark"  # what `execute` takes; a backend translates for its driver
+    location: str  # a file path, or a URL with its password redacted: safe to show
+
+    @abstractmethod
+    def write_batch(self, batch: Batch, prices: Any) -> None:
+        """Write the batch and refresh its runs' sums (priced by ``prices``, a PriceBook) in one transaction."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement (``?`` placeholders) and return its result."""
+
+    @abstractmethod
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement (``?`` placeholders) once per row of parameters (writes)."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """A write transaction around `execute` calls: committed on exit, rolled back on an exception."""
+
+    @abstractmethod
+    def tables(self) -> set[str]:
+        """The names of the store's tables."""
+
+    @abstractmethod
+    def columns(self, table: str) -> set[str]:
+        """The names of a table's columns (a store from an older unitcost may lack newer ones)."""
+
+    @abstractmethod
+    def ensure_fresh(self, prices: Any = None) -> None:
+        """Refresh the per-run sums of runs whose calls something other than `write_batch` wrote."""
+
+    @abstractmethod
+    def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
+        """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
+
+    @abstractmethod
+    def health(self, *, full_check: bool = True) -> dict[str, Any]:
+        """`unitcost doctor`'s facts (see the module's docstring)."""
+
+    @abstractmethod
+    def compact(self) -> None:
+        """Give the space of deleted rows back (after a prune)."""
+
+    @abstractmethod
+    def is_refusal(self, exc: BaseException) -> bool:
+        """True when the store refused a write for its state (locked, full), not for what it held."""
+
+    @abstractmethod
+    def is_damage(self, exc: BaseException) -> bool:
+        """True when a read failed because the store is damaged or unreadable."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's row as a dict, or None."""
+        cursor = self.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    def __enter__(self) -> StoreBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def is_url(db: Any) -> bool:
+    """True for a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    return isinstance(db, str) and db.split("://", 1)[0].lower() in ("postgresql", "postgres") and "://" in db
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``: safe for logs and `doctor`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@", 0, rest.find("/") if "/" in rest else len(rest))
+    if at < 0:
+        return url
+    user, colon, _ = rest[:at].partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}{rest[at:]}"

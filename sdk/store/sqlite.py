@@ -1,0 +1,132 @@
+"""The SQLite store: one file, opened by `unitcost.store.schema.open_store`, behind the store seam
+(`unitcost.store.backend`)."""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..common.errors import StoreError
+from .backend import TABLES, Batch, Result, StoreBackend
+from .bulk import insert_rows
+from .run_totals import CALL_FIELDS, ensure_fresh, refresh
+from .schema import dropped_spans, open_store
+
+__all__ = ["SqliteBackend"]
+
+_VERBS = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE"}
+# Where each table's rows go: (table, columns, statement verb), in a Batch's order.
+_WRITES = tuple((t.name, t.columns, _VERBS[t.conflict]) for t in TABLES)
+_INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (?, ?, ?, ?)"
+_CALL_COLUMNS = TABLES[1].columns
+_RUN_ID = _CALL_COLUMNS.index("run_id")
+# A call row's (span_id, started_ns, *CALL_FIELDS), for the per-run totals.
+_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
+
+
+_totals_fields = operator.itemgetter(*_TOTALS_AT)  # in C: no Python call per row
+
+
+class SqliteBackend(StoreBackend):
+    """A store in one SQLite file (WAL mode; one writer at a time, readers never wait)."""
+
+    dialect = "sqlite"
+    paramstyle = "qmark"
+
+    def __init__(self, db: sqlite_utils.Database, location: str, *, owned: bool = True) -> None:
+        self.db = db  # the sqlite_utils view of the connection, for the migrations
+        self.conn: sqlite3.Connection = db.conn
+        self.location = location
+        self._owned = owned
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
+        """``migrate=False``: read-only, and nothing set on the file (doctor)."""
+        if migrate:
+            return cls(open_store(path, create=create), str(path))
+        if not path.exists():
+            raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
+        try:
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
+        return cls(sqlite_utils.Database(conn), str(path))
+
+    @classmethod
+    def wrap(cls, db: sqlite_utils.Database) -> SqliteBackend:
+        """An open database someone else closes."""
+        return cls(db, str(getattr(db.conn, "path", "") or "sqlite"), owned=False)
+
+    def write_batch(self, batch: Batch, prices: Any) -> None:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for (table, columns, verb), rows in zip(_WRITES, batch.rows, strict=True):
+                if rows:
+                    insert_rows(conn, table, columns, rows, verb)  # few statements: see unitcost.store.bulk
+            calls = batch.rows[1]
+            if calls:  # refresh the per-run totals that reports read
+                refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
+            if batch.drops:
+                now = time.time_ns()
+                conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        return self.conn.execute(sql, params)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def tables(self) -> set[str]:
+        return set(self.db.table_names())
+
+    def columns(self, table: str) -> set[str]:
+        return set(self.db[table].columns_dict)
+
+    def ensure_fresh(self, prices: Any = None) -> None:
+        ensure_fresh(self.conn, prices)
+
+    def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
+        return dropped_spans(self.db, since_ns, until_ns)
+
+    def health(self, *, full_check: bool = True) -> dict[str, Any]:
+        from .doctor import store_health  # here: only `unitcost doctor` needs it
+
+        return store_health(Path(self.location), full_check=full_check)  # on a read-only connection of its own
+
+    def compact(self) -> None:
+        self.conn.execute("VACUUM")
+
+    def is_refusal(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError)
+
+    def is_damage(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.DatabaseError)
+
+    def close(self) -> None:
+        if self._owned:
+            self.conn.close()

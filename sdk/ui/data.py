@@ -1,0 +1,192 @@
+"""What the UI's pages show, read through the report package's public functions, the same ones
+`unitcost report`, `compare`, `whatif`, `tasks` and `show` call, so every number on a page is the
+number the CLI prints for the same options.
+
+Reports over a million calls take a second or two; a page must not. Each result is kept with the
+store's version (`store_version`, cheap to read): a page whose store has not changed since is served
+from memory, and the live-update stream computes a changed page's data before telling the browser
+to fetch it (see `app.events`), so the wait falls outside a page request whenever it can.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unitcost.common.timewindow import parse_time
+from unitcost.query import open_store
+from unitcost.report import EVERY, add_outcome, all_tasks, report, show_run, store_version
+from unitcost.store.backend import StoreBackend
+
+__all__ = ["Filters", "Reader", "TREND_METRICS", "trend_series"]
+
+# The overview's trends: (report field, words), each drawn per time bucket with its change.
+TREND_METRICS = (
+    ("cost_per_success_usd", "cost per success"),
+    ("success_rate", "success rate"),
+    ("cost_per_task_p50_usd", "cost per task, p50"),
+    ("cost_per_task_p95_usd", "cost per task, p95"),
+    ("wasted_usd", "wasted spend"),
+    ("reasoning_cost_share", "reasoning share"),
+)
+_CACHE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Filters:
+    """A report's options as a URL carries them: `report --by/--where/--since/--until/--kind/--every`."""
+
+    by: str = "kind"
+    where: tuple[str, ...] = ()
+    since: str = ""
+    until: str = ""
+    kind: str = ""
+    every: str = "day"
+
+    @classmethod
+    def from_query(cls, query: Any) -> Filters:
+        every = query.get("every") or "day"
+        return cls(
+            by=(query.get("by") or "kind").strip() or "kind",
+            where=tuple(w.strip() for w in query.getlist("where") if w.strip()),
+            since=(query.get("since") or "").strip(),
+            until=(query.get("until") or "").strip(),
+            kind=(query.get("kind") or "").strip(),
+            every=every if every in EVERY else "day",
+        )
+
+    def report_options(self) -> dict[str, Any]:
+        """Keyword arguments for `unitcost.report.engine.report` (times parsed as the CLI parses them)."""
+        return {
+            "by": self.by,
+            "where": list(self.where),
+            "since_ns": parse_time(self.since) if self.since else None,
+            "until_ns": parse_time(self.until) if self.until else None,
+            "kind": self.kind or None,
+        }
+
+    def query(self, **changes: Any) -> list[tuple[str, str]]:
+        """These filters (with `changes`) as URL query pairs, defaults left out."""
+        values = {"by": self.by, "where": self.where, "since": self.since, "until": self.until,
+                  "kind": self.kind, "every": self.every, **changes}
+        pairs: list[tuple[str, str]] = []
+        for name, value in values.items():
+            if name == "where":
+                pairs.extend(("where", w) for w in value)
+            elif value and not (name == "by" and value == "kind") and not (name == "every" and value == "day"):
+                pairs.append((name, str(value)))
+        return pairs
+
+
+@dataclass
+class _Entry:
+    version: str
+    value: Any
+    computed_at: float
+
+
+@dataclass
+class Reader:
+    """Reads one store for the UI; results are kept per (what, options) until the store changes."""
+
+    location: str | Path  # an SQLite file or a postgresql:// URL, as `--db` takes them
+    _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def _db(self) -> Iterator[StoreBackend]:
+        with open_store(self.location) as db:
+            yield db
+
+    def version(self) -> str:
+        with self._db() as db:
+            return store_version(db)
+
+    def _kept(self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any]) -> tuple[Any, float]:
+        """(the value, when it was computed): from memory when the store has not changed since."""
+        with self._db() as db:
+            version = store_version(db)
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is not None and entry.version == version:
+                    self._cache.move_to_end(key)
+                    return entry.value, entry.computed_at
+            value = compute(db)
+        computed_at = time.time()
+        with self._lock:
+            self._cache[key] = _Entry(version, value, computed_at)
+            self._cache.move_to_end(key)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return value, computed_at
+
+    def is_current(self, key: tuple[Any, ...]) -> bool:
+        with self._lock:
+            entry = self._cache.get(key)
+        return entry is not None and entry.version == self.version()
+
+    # --- what the pages read ------------------------------------------------------------------
+
+    def overview(self, filters: Filters) -> tuple[dict[str, Any], float]:
+        """The report rows for these filters, and the same report per time bucket (the trends)."""
+        options = filters.report_options()
+
+        def compute(db: StoreBackend) -> dict[str, Any]:
+            rows = report(db, **options)
+            buckets = report(db, every=filters.every, **options)
+            return {"rows": rows, "buckets": buckets}
+
+        return self._kept(("overview", filters), compute)
+
+    def tasks(self) -> tuple[list[Any], float]:
+        return self._kept(("tasks",), all_tasks)
+
+    def task(self, run_id: str) -> tuple[Any, float]:
+        """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
+
+        def compute(db: StoreBackend) -> tuple[Any, list[tuple[str, Any, bool]]]:
+            detail = show_run(db, run_id)
+            runs = [(rid, detail.tree if rid == detail.run_id else show_run(db, rid).tree)
+                    for rid in detail.runs_of_task]
+            return detail, [(rid, tree.cost_usd, tree.total("unpriced") > 0) for rid, tree in runs]
+
+        return self._kept(("task", run_id), compute)
+
+    def compare(self, a: str, b: str, by: str, kind: str | None) -> tuple[list[dict[str, Any]], float]:
+        from unitcost.report import compare, parse_side
+
+        side_a, side_b = parse_side(a), parse_side(b)
+        return self._kept(("compare", a, b, by, kind), lambda db: compare(db, side_a, side_b, by=by, kind=kind))
+
+    def whatif(
+        self, model: str | None, from_model: str | None, assume_cache: bool, filters: Filters
+    ) -> tuple[list[dict[str, Any]], float]:
+        from unitcost.report import Repricer, whatif
+
+        repricer = Repricer(model=model, from_model=from_model, assume_cache=assume_cache)
+        options = filters.report_options()
+        return self._kept(
+            ("whatif", model, from_model, assume_cache, filters),
+            lambda db: whatif(db, repricer, **options),
+        )
+
+    def record_outcome(self, ref: str, label: str, kind: str | None, success: bool | None) -> tuple[str, str | None]:
+        """The one write the UI makes, on an explicit action: `unitcost outcome REF LABEL` (same code)."""
+        with self._db() as db:
+            return add_outcome(db, ref, label, kind=kind, success=success)
+
+
+def trend_series(
+    bucket_rows: Sequence[dict[str, Any]], group: dict[str, Any], every: str
+) -> tuple[list[str], dict[str, list[Any]]]:
+    """For one group of a report, its buckets (oldest first) and each trend metric's value per bucket."""
+    mine = [r for r in bucket_rows if {k: v for k, v in r["group"].items() if k != every} == group]
+    mine.sort(key=lambda r: r["group"][every] or "")
+    buckets = [r["group"][every] for r in mine]
+    return buckets, {name: [r[name] for r in mine] for name, _ in TREND_METRICS}

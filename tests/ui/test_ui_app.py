@@ -1,0 +1,101 @@
+"""The UI app without a browser (Starlette's TestClient): access rules, the one write, errors, escaping,
+the task list's sort, search and pages, and `unitcost ui`'s refusal to listen off loopback unguarded."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from ui_cli import report_json, unitcost_cli
+from ui_fixtures import *  # noqa: F403  (the fixtures; a conftest.py here would shadow tests/conftest.py)
+
+from unitcost.cli.main import cli
+from unitcost.ui import create_app
+from unitcost.ui.server import check_ui_bind
+
+
+def test_a_token_is_required_when_set_then_kept_in_a_cookie(demo_store: Path) -> None:
+    client = TestClient(create_app(demo_store, token="s3cret"))
+    assert client.get("/").status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.get("/static/app.css").status_code == 401
+    assert client.get("/?token=s3cret").status_code == 200
+    assert client.get("/tasks").status_code == 200  # the cookie set above
+    other = TestClient(create_app(demo_store, token="s3cret"))
+    assert other.get("/", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_off_loopback_needs_a_token() -> None:
+    check_ui_bind("127.0.0.1", None)
+    check_ui_bind("::1", None)
+    check_ui_bind("0.0.0.0", "t")
+    with pytest.raises(ValueError, match="--token"):
+        check_ui_bind("0.0.0.0", None)
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["ui", "--host", "0.0.0.0", "--db", "missing.db"], env={"UNITCOST_UI_TOKEN": ""})
+    assert result.exit_code == 2 and "--token" in result.output
+
+
+def test_the_ui_is_read_only_but_for_an_outcome_posted_from_its_own_page(demo_copy: Path) -> None:
+    client = TestClient(create_app(demo_copy))
+    before = demo_copy.read_bytes()
+    for url in ("/", "/?by=model", "/tasks?sort=cost", "/compare?a=1d..&b=2d..1d", "/whatif?cache=1"):
+        assert client.get(url).status_code == 200
+    assert demo_copy.read_bytes() == before  # nothing written by reading
+    run_id = re.search(r"/task/([0-9a-f]+)", client.get("/tasks").text).group(1)  # type: ignore[union-attr]
+    refused = client.post(f"/task/{run_id}/outcome", data={"label": "resolved"},
+                          headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403
+    done = client.post(f"/task/{run_id}/outcome", data={"label": "refunded", "success": "failure"},
+                       follow_redirects=False)
+    assert done.status_code == 303
+    with closing(sqlite3.connect(demo_copy)) as conn:
+        assert conn.execute("SELECT label, success, source FROM outcomes ORDER BY id DESC LIMIT 1").fetchone() == (
+            "refunded", 0, "cli"
+        )
+
+
+def test_bad_options_say_why_in_the_page(demo_store: Path) -> None:
+    client = TestClient(create_app(demo_store))
+    page = client.get("/?by=no_such_attribute")
+    assert page.status_code == 400 and "unknown --by name" in page.text
+    assert client.get("/?since=yesterday-ish").status_code == 400
+    assert client.get("/compare?a=oops&b=7d..").status_code == 400
+    missing = client.get("/task/ffffffffffffffff")
+    assert missing.status_code == 404 and "no run with task id" in missing.text
+
+
+def test_the_user_s_text_is_escaped(tmp_path: Path) -> None:
+    db = tmp_path / "evil.db"
+    unitcost_cli("demo", db=db)
+    with closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("UPDATE runs SET kind = '<script>alert(1)</script>'")
+    text = TestClient(create_app(db)).get("/").text
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_tasks_sort_search_retried_and_pages(demo_store: Path) -> None:
+    client = TestClient(create_app(demo_store))
+    tasks = report_json(demo_store)[0]["tasks"]
+
+    def values(url: str, field: str = "cost_usd") -> list[float]:
+        return [float(v) for v in re.findall(rf'data-field="{field}" data-value="([^"]+)"', client.get(url).text)]
+
+    costs = values("/tasks?sort=cost&dir=desc")
+    assert len(costs) == tasks and costs == sorted(costs, reverse=True)
+    assert values("/tasks?sort=cost&dir=asc") == sorted(costs)
+    retried = client.get("/tasks?retried=1").text
+    assert "1 task(s)" in retried  # the demo retries one ticket
+    found = client.get("/tasks?q=t-1004").text
+    assert "1 task(s)" in found and "T-1004" in found
+    assert "0 task(s)" in client.get("/tasks?q=no-such-key").text
+    assert "page 1 of 1" in client.get("/tasks").text
+
+
+def test_the_demo_names_the_ui_among_the_next_commands(tmp_path: Path) -> None:
+    assert "unitcost ui --db" in unitcost_cli("demo", db=tmp_path / "d.db")
