@@ -67,7 +67,7 @@ def test_the_two_commands_run_as_written(demo_folder: Path) -> None:
     suggested = [line.strip() for line in tail.splitlines() if line.startswith("  .venv/bin/unitcost ")]
     assert len(suggested) >= 4
     for command in suggested:
-        if "TASK_ID" in command:
+        if "TASK_ID" in command or " ui " in command:  # a placeholder; a server that runs until stopped
             continue
         ran = shell(command, demo_folder, on_path=False)
         assert ran.returncode in (0, 1), (command, ran.stderr)  # check may report a breach: that is its job
