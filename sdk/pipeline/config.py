@@ -50,7 +50,9 @@ def configure(
 
     Args:
         service_name: names this program in the store and in exported traces.
-        db: the store's path; default ``$UNITCOST_DB``, else ``click.get_app_dir("unitcost")/unitcost.db``.
+        db: the store's path; default ``$UNITCOST_DB``, else the per-user store:
+            ``~/.config/unitcost/unitcost.db`` on Linux, ``~/Library/Application Support/unitcost/unitcost.db``
+            on macOS, ``%APPDATA%\\unitcost\\unitcost.db`` on Windows (docs/store.md).
         store: ``False`` to record nothing locally (for example, OTLP export only).
         otlp_endpoint: also export traces over OTLP to this base URL (``http://host:4318``, or
             ``http://host:4317`` over gRPC), with each LLM call's cost and each task's totals. Without
