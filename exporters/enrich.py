@@ -3,7 +3,7 @@
 `EnrichingSpanExporter` wraps any OpenTelemetry `SpanExporter` (OTLP, JSONL, console, yours). On the
 batch processor's thread, never the caller's, it:
 
-- prices each LLM call with the same `PriceBook` and the same row builder as the store, and adds
+- prices each LLM call with the same `PriceBook` and the same rule as the store (`unitcost.pricing.call`), and adds
   ``unitcost.cost_usd`` (``unitcost.cost.unpriced`` when the model is unknown: never $0);
 - sums each task's subtree (tokens by bucket, cost, LLM and tool calls, steps) as its spans end
   (children end before their parent) and puts the totals on the task span (``unitcost.task.*``);
@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 from collections import OrderedDict
@@ -38,34 +39,42 @@ from opentelemetry.trace import SpanContext, TraceFlags
 from ..common import attributes as A
 from ..common.errors import StoreError, internal_error
 from ..common.money import from_pico, parse_usd, to_pico
+from ..common.spans import copy_span
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
+from ..pricing.call import call_terms, price_call
 from ..store.backend import is_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, with_attributes
+from ..store.run_totals import SUMS, call_sums
 from .metrics import SpanMetrics
-from .store import CALL_COLUMNS, StoreSpanExporter, span_error_type, span_type
+from .store import span_error_type, span_type
 
 __all__ = [
-    "EnrichingSpanExporter", "ExportSpanProcessor", "TOTAL_FIELDS", "outcome_event", "store_task_locator",
-    "totals_attributes", "usd",
+    "ROLLUP_SUMS", "TOTALS", "TOTAL_FIELDS", "EnrichingSpanExporter", "ExportSpanProcessor", "outcome_event",
+    "store_task_locator", "totals_attributes", "usd",
 ]
 
 # Where a task's span is: (trace id, span id, sampled). Given a task id, or a kind and key.
 TaskLocator = Callable[[str | None, str | None, str | None], tuple[int, int, bool] | None]
 
 _BUCKETS = ("uncached_input", "cache_read", "cache_write", "cache_write_1h", "visible_output", "reasoning")
-_BUCKET_COLUMNS = (
-    "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
-    "reasoning_tokens",
+# A task's roll-up (its subtree's totals): these per-run sums of its calls, by their names in THE list
+# (unitcost.store.run_totals.SUMS; the first six are the token buckets, in _BUCKETS's order), then
+# what its tools and steps add.
+ROLLUP_SUMS = (
+    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible", "reasoning", "cost_pico",
+    "llm_calls", "unpriced_calls",
 )
-_COLUMN = {name: i for i, name in enumerate(CALL_COLUMNS)}
-_BUCKET_INDEX = tuple(_COLUMN[c] for c in _BUCKET_COLUMNS)
-_COST, _REASONING_COST, _SOURCE = _COLUMN["cost_pico"], _COLUMN["reasoning_cost_pico"], _COLUMN["price_source"]
+TOTALS = (*ROLLUP_SUMS, "tool_cost_pico", "tool_calls", "step_blocks")
+_AT = {name: i for i, name in enumerate(TOTALS)}
+_LLM_COST, _TOOL_COST, _LLM_CALLS = _AT["cost_pico"], _AT["tool_cost_pico"], _AT["llm_calls"]
+_TOOL_CALLS, _STEPS, _UNPRICED = _AT["tool_calls"], _AT["step_blocks"], _AT["unpriced_calls"]
+TOTAL_FIELDS = len(TOTALS)
+# Where each of ROLLUP_SUMS is in a call's sums (unitcost.store.run_totals.call_sums).
+_FROM_CALL = operator.itemgetter(*(next(i for i, s in enumerate(SUMS) if s.name == n) for n in ROLLUP_SUMS))
 
 # _Totals slots, after the six token buckets.
-_LLM_COST, _TOOL_COST, _LLM_CALLS, _TOOL_CALLS, _STEPS, _UNPRICED = range(6, 12)
-TOTAL_FIELDS = 12
 
 
 def usd(pico: int) -> float:
@@ -134,7 +143,8 @@ class EnrichingSpanExporter(SpanExporter):
     ) -> None:
         self.exporters = [exporters] if isinstance(exporters, SpanExporter) else list(exporters)
         self.metrics = metrics
-        self._rows = StoreSpanExporter(os.devnull, prices or PriceBook())  # its row builders; it opens no store
+        self._prices = prices or PriceBook()
+        self._rate_cache: dict[Any, Any] = {}
         self._locate_task = locate_task
         self._pending = _Bounded(max_open)  # span id -> totals of its ended descendants
         self._nested = _Bounded(max_open)  # task span id -> the part of its totals from tasks nested in it
@@ -214,24 +224,31 @@ class EnrichingSpanExporter(SpanExporter):
         return (with_attributes(span, {**attrs, **extra}) if extra else span), sampled
 
     def _call(self, read: ReadableSpan, own: list[int]) -> dict[str, Any]:
-        row = self._rows._call_row(read)
-        for i, column in enumerate(_BUCKET_INDEX):
-            own[i] = row[column] or 0
-        own[_LLM_CALLS] = 1
-        cost = row[_COST]
+        attrs = read.attributes or {}
+        error_type = span_error_type(read, attrs)
+        buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
+        started = read.start_time or 0
+        cost, reasoning, source, _ = price_call(
+            self._prices, provider, model, started, read.end_time or started, buckets, parts,
+            response_model=response_model, tier=tier, context=context, usage_known=usage_known,
+        )
+        # The call's part of its task's roll-up: its sums, by the store's rule (no re-send: not exported).
+        call = (
+            None, provider, model, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
+            buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning, 0, 0,
+        )
+        own[: len(ROLLUP_SUMS)] = _FROM_CALL(call_sums(call, 0, self._prices, self._rate_cache))
         extra: dict[str, Any]
         if cost is None:
-            own[_UNPRICED] = 1
             extra = {A.COST_UNPRICED: True}
         else:
-            own[_LLM_COST] = cost
-            extra = {A.COST_USD: usd(cost), A.PRICE_SOURCE: row[_SOURCE]}
-            if row[_REASONING_COST]:
-                extra[A.COST_REASONING_USD] = usd(row[_REASONING_COST])
+            extra = {A.COST_USD: usd(cost), A.PRICE_SOURCE: source}
+            if reasoning:
+                extra[A.COST_REASONING_USD] = usd(reasoning)
         if self.metrics is not None:
             start, end = read.start_time or 0, read.end_time or read.start_time or 0
             self.metrics.record_call(
-                read.attributes or {}, (end - start) / 1e9, None if cost is None else usd(cost), span_error_type(read)
+                attrs, (end - start) / 1e9, None if cost is None else usd(cost), error_type
             )
         return extra
 
@@ -292,19 +309,10 @@ class EnrichingSpanExporter(SpanExporter):
             return with_attributes(span, attrs, events), True
         trace_id, task_span_id, sampled = place
         flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-        moved = ReadableSpan(
-            name=span.name,
-            context=SpanContext(trace_id, span.context.span_id, is_remote=False, trace_flags=flags),
+        moved = copy_span(
+            span, context=SpanContext(trace_id, span.context.span_id, is_remote=False, trace_flags=flags),
             parent=SpanContext(trace_id, task_span_id, is_remote=False, trace_flags=flags),
-            resource=span.resource,
-            attributes={**attrs, A.TASK_ID: format(task_span_id, "016x")},
-            events=events,
-            links=span.links,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
+            attributes={**attrs, A.TASK_ID: format(task_span_id, "016x")}, events=events,
         )
         return moved, sampled
 

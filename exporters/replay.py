@@ -27,8 +27,9 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from ..common import attributes as A
 from ..common.money import from_pico
 from ..store.backend import StoreBackend
+from ..store.run_totals import SUMS
 from ..version import __version__
-from .enrich import TOTAL_FIELDS, outcome_event, totals_attributes, usd
+from .enrich import ROLLUP_SUMS, TOTAL_FIELDS, TOTALS, outcome_event, totals_attributes, usd
 
 __all__ = ["CSV_COLUMNS", "count_spans", "csv_row", "stored_spans"]
 
@@ -130,6 +131,9 @@ def _outside_tasks(
             yield len(rows), [make(dict(zip(names, row, strict=True)), None) for row in rows]
 
 
+_TOOL_COST, _TOOL_CALLS, _STEPS = (TOTALS.index(n) for n in ("tool_cost_pico", "tool_calls", "step_blocks"))
+
+
 def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, list[int]]:
     """Per run: the totals of its calls, tools and steps, nested runs included (as live export)."""
     subtree = (
@@ -137,22 +141,21 @@ def _subtree_totals(db: StoreBackend, ids: list[str], marks: str) -> dict[str, l
         "UNION SELECT sub.root, r.run_id FROM runs r JOIN sub ON r.parent_run_id = sub.run_id) "
     )
     totals: dict[str, list[int]] = {}
+    # The calls' part of the roll-up: the per-run sums (run_sums) of the subtree's runs.
+    columns = {s.name: s.column for s in SUMS}
+    picked = ", ".join(f"SUM(t.{columns[name]})" for name in ROLLUP_SUMS)
+    db.ensure_fresh()
     for row in db.execute(
-        subtree + "SELECT sub.root, SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens), "
-        "SUM(c.cache_write_1h_tokens), SUM(c.output_tokens), SUM(c.reasoning_tokens), SUM(COALESCE(c.cost_pico, 0)), "
-        "COUNT(*), SUM(c.cost_pico IS NULL) FROM sub JOIN calls c ON c.run_id = sub.run_id GROUP BY sub.root",
-        ids,
+        subtree + f"SELECT sub.root, {picked} FROM sub JOIN run_sums t ON t.run_id = sub.run_id GROUP BY sub.root", ids
     ):
-        t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
-        t[0:6] = [v or 0 for v in row[1:7]]
-        t[6], t[8], t[11] = row[7] or 0, row[8] or 0, row[9] or 0
+        totals.setdefault(row[0], [0] * TOTAL_FIELDS)[: len(ROLLUP_SUMS)] = [v or 0 for v in row[1:]]
     for row in db.execute(
         subtree + "SELECT sub.root, SUM(COALESCE(s.cost_pico, 0)), SUM(s.type = 'tool'), SUM(s.type = 'step') "
         "FROM sub JOIN steps s ON s.run_id = sub.run_id GROUP BY sub.root",
         ids,
     ):
         t = totals.setdefault(row[0], [0] * TOTAL_FIELDS)
-        t[7], t[9], t[10] = row[1] or 0, row[2] or 0, row[3] or 0
+        t[_TOOL_COST], t[_TOOL_CALLS], t[_STEPS] = row[1] or 0, row[2] or 0, row[3] or 0
     return totals
 
 

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,16 @@ from opentelemetry.trace import StatusCode
 
 from ..common import attributes as A
 from ..common.errors import internal_error
+from ..common.forks import after_fork_in_child, around_fork, in_child_process
 from ..common.money import parse_usd, to_pico
 from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
-from ..pricing.usage import Buckets, clean_count, usage_parts
-from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
+from ..pricing.call import call_terms, price_call
+from ..pricing.usage import clean_count
+from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, is_url, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
+from ..store.losses import loss_file_for
 
 __all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "span_error_type", "span_type"]
 
@@ -37,7 +42,19 @@ logger = logging.getLogger("unitcost")
 # many, and written with the next batch (every insert is idempotent); beyond it they are dropped and
 # counted.
 _RETRY_ROWS = 10_000
-_MAX_PICO = 2**63 - 1  # SQLite's largest integer
+
+# How long the writer waits for a locked store: per batch while the program runs (several processes
+# may share one store), and in all at exit, so that a store another process keeps locked delays the
+# exit by these few seconds at most; what is not written by then is counted in the store's side
+# file (unitcost.store.losses), never only printed.
+BUSY_WAIT_SECONDS = 10.0
+EXIT_WAIT_SECONDS = 3.0
+# In a forked or multiprocessing child, each top-level task (or call outside a task) is written
+# before it returns, waiting at most this long: such children often end without running `atexit`.
+CHILD_FLUSH_SECONDS = 5.0
+# How long a fork waits for the writer's batch in progress (see StoreSpanExporter._before_fork).
+FORK_WAIT_SECONDS = 2.0
+_inherited: list[Any] = []  # connections copied by fork: never used, never closed, in the child
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
 
@@ -49,6 +66,12 @@ class DropCounter:
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}
         self.total = 0  # dropped since this counter was made, saved or not
+        after_fork_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent saves what it counted; the child starts afresh (its lock may have been held).
+        self._lock = threading.Lock()
+        self._pending = {}
 
     def add(self, reason: str, count: int = 1) -> None:
         if count <= 0:
@@ -107,17 +130,7 @@ def span_type(span: ReadableSpan) -> str | None:
     return foreign_span_type(attrs)  # another instrumentation's span (unitcost.store.foreign_spans)
 
 
-# Price modifiers a call reports besides its service tier, by the price-context key genai-prices
-# uses for them. Those in _PRICE_CONTEXT_KEYS are priced; the others are recorded only.
-_PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
-_PRICE_CONTEXT_KEYS = {"processing", "speed"}
-_DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
-
-
-_MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
-
-
-def _parts_json(parts: Any, costs: list[int | None]) -> str:
+def _parts_json(parts: Any, costs: Sequence[int | None]) -> str:
     """The `calls.usage_parts` column: each part's kind, model, tokens and cost (None: unpriced)."""
     return json.dumps([
         {
@@ -126,15 +139,6 @@ def _parts_json(parts: Any, costs: list[int | None]) -> str:
         }
         for (kind, model, b), cost in zip(parts, costs, strict=True)
     ])
-
-
-def _price_modifiers(attrs: Any) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for key, attribute in _PRICE_MODIFIERS.items():
-        value = attrs.get(attribute)
-        if isinstance(value, str) and value and value != _DEFAULT_MODIFIERS.get(key):
-            found[key] = value
-    return found
 
 
 def _hex_span(span_id: int | None) -> str | None:
@@ -165,13 +169,67 @@ class StoreSpanExporter(SpanExporter):
         self._retry: Rows = ([], [], [], [], [])
         self._retry_spans = 0
         self._closed = False
+        self._losses = loss_file_for(self._db_path)
+        self._merge_losses = True  # the side file's counts are moved into the store by the first batch
+        self._inode: int | None = None  # the store file this connection writes, to notice it replaced
+        self._deadline: float | None = None  # time.monotonic(): no wait on a locked store past it
+        self._forking = False  # this thread holds the lock across a fork (see _before_fork)
+        self._unsafe_in_child = False  # forked mid-batch: SQLite must not be used in this child
+        around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
+
+    def _before_fork(self) -> None:
+        """SQLite must not be used in a child through a connection (or SQLite state) copied by fork:
+        wait for the batch in progress (bounded) and close the connection, so the child starts clean.
+        The parent opens it again at its next batch."""
+        self._forking = self._lock.acquire(timeout=FORK_WAIT_SECONDS)
+        if self._forking and self._db is not None:
+            try:
+                self._db.close()
+            except Exception as exc:  # noqa: BLE001 - the parent opens a new one at its next batch
+                internal_error("store close before fork", exc)
+            self._db = None
+
+    def _after_fork_in_parent(self) -> None:
+        if self._forking:
+            self._forking = False
+            self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a new lock, a connection of its own, and none of the parent's pending
+        rows or counts, which the parent writes: nothing is written twice."""
+        self._unsafe_in_child = not self._forking and self._db is not None
+        if self._db is not None:
+            _inherited.append(self._db)  # copied mid-batch: never used, never closed here
+        self._forking = False
+        self._lock = threading.Lock()
+        self._db = None
+        self._retry, self._retry_spans = ([], [], [], [], []), 0
+        self._deadline = None
 
     def open(self) -> None:
         """Open (and migrate) the store now, on the thread that configures unitcost, so the writer
         thread's first batch neither imports nor migrates anything (see unitcost.pipeline.preload)."""
         with self._lock:
             if self._db is None and not self._closed:
-                self._db = open_backend(self._db_path)
+                self._connect()
+
+    def _connect(self) -> None:
+        self._db = open_backend(self._db_path)
+        self._inode = None if is_url(self._db_path) else _inode(self._db_path)
+        self._merge_losses = True
+
+    @contextmanager
+    def waits_until(self, deadline: float) -> Iterator[None]:
+        """Within this block, no write waits for a locked store past ``deadline`` (time.monotonic())."""
+        before, self._deadline = self._deadline, deadline
+        try:
+            yield
+        finally:
+            self._deadline = before
+
+    def wait_at_most_until(self, deadline: float) -> None:
+        """From now on (the program is ending), no write waits for a locked store past ``deadline``."""
+        self._deadline = deadline
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write one batch in one transaction, with the drops counted since the last one.
@@ -180,9 +238,16 @@ class StoreSpanExporter(SpanExporter):
         batch the store refuses (locked, full) is kept for the next export (up to `_RETRY_ROWS` rows),
         then counted; a batch refused for what it holds is counted at once.
         """
+        if self._unsafe_in_child:
+            # Forked while the writer was mid-batch (for longer than FORK_WAIT_SECONDS): SQLite's state
+            # in this child is a copy of a half-done call, so this child counts its spans, writes none.
+            self.count_lost({"forked_mid_batch": len(spans) + self._retry_spans}, quiet=True)
+            return SpanExportResult.FAILURE
         rows = self._rows(spans)
         with self._lock:
             if self._closed:
+                # A batch still in the writer's hands after shutdown: counted, never silently lost.
+                self.count_lost({"exit_timeout": len(spans)})
                 return SpanExportResult.FAILURE
             pending = self._retry
             if any(pending):
@@ -190,7 +255,7 @@ class StoreSpanExporter(SpanExporter):
             spans_in_rows = self._retry_spans + len(spans)
             self._retry, self._retry_spans = ([], [], [], [], []), 0
             drops = self.drops.take()
-            if not any(rows) and not drops:
+            if not any(rows) and not drops and not (self._merge_losses and self._losses.exists()):
                 return SpanExportResult.SUCCESS
             try:
                 try:
@@ -212,9 +277,24 @@ class StoreSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
     def _write(self, rows: Rows, drops: dict[str, int]) -> None:
+        if self._db is not None and self._inode is not None and _inode(self._db_path) != self._inode:
+            # Deleted (or replaced) under us: SQLite would go on writing the unlinked file, and every
+            # row after this would be lost without a word. Start a new store there instead.
+            logger.warning(
+                "unitcost: the store %s was deleted or replaced while in use; writing a new one", self._db_path
+            )
+            _inherited.append(self._db)  # closing it would checkpoint into a file no one can read
+            self._db = None
         if self._db is None:
-            self._db = open_backend(self._db_path)
-        self._db.write_batch(Batch(rows, drops, self._service), self._prices)  # one transaction
+            self._connect()
+        busy = BUSY_WAIT_SECONDS
+        if self._deadline is not None:
+            busy = max(0.0, min(busy, self._deadline - time.monotonic()))
+        self._db.limit_waits(busy)
+        losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
+        self._db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
+        self._losses.done(loss_files)
+        self._merge_losses = False
 
     def _rows(self, spans: Sequence[ReadableSpan]) -> Rows:
         runs: list[tuple[Any, ...]] = []
@@ -258,51 +338,31 @@ class StoreSpanExporter(SpanExporter):
         if attrs is None:
             attrs = attributes_of(span)
         get = attrs.get
-        buckets = Buckets.from_span_attributes(attrs)
-        provider = str(get(A.PROVIDER) or get("gen_ai.system") or "unknown")
-        response_model = get(A.RESPONSE_MODEL)
-        model = str(get(A.REQUEST_MODEL) or response_model or "unknown")
-        tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
-        modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
-        context = {k: v for k, v in modifiers.items() if k in _PRICE_CONTEXT_KEYS} if modifiers else None
         error_type = span_error_type(span, attrs)
+        buckets, provider, model, response_model, tier, modifiers, context, usage_known, parts = call_terms(
+            attrs, error_type
+        )
         started = span.start_time or 0
         ended = span.end_time or started
-        cost = reasoning = source = None
-        parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
-        part_costs: list[int | None] = [None] * len(parts)
-        # A call that ended without an error and without any usage (a raw response whose body was
-        # never read) is unpriced, not free; a failed call with no usage is priced at zero tokens.
-        usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
-        try:
-            # Price by the model the provider says answered (a dated snapshot) when it is known.
-            priced = self._prices.call_cost_pico(
-                provider, str(response_model or model), started, ended, buckets, parts,
-                str(tier) if tier else None, context, usage_known=usage_known, also_known_as=model,
-            )
-            if priced is not None:
-                if priced[0] > _MAX_PICO:  # absurd token counts: unpriced rather than an unstorable cost
-                    raise OverflowError(f"a cost of {priced[0]} pico-dollars cannot be stored")
-                cost, reasoning, source, each = priced
-                part_costs = list(each)
-        except Exception as exc:  # noqa: BLE001 - a pricing failure still keeps the token counts
-            internal_error("pricing", exc)
+        cost, reasoning, source, part_costs = price_call(
+            self._prices, provider, model, started, ended, buckets, parts, response_model=response_model, tier=tier,
+            context=context, usage_known=usage_known,
+        )
         parent = span.parent
         return (
             format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
             None if parent is None else format(parent.span_id, "016x"), get(A.TASK_ID),
-            started, ended, provider, str(get(A.OPERATION) or "chat"), model,
-            None if response_model is None else str(response_model),
+            started, ended, provider, str(get(A.OPERATION) or "chat"), model, response_model,
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
             int(bool(get(A.USAGE_ESTIMATED))), int(bool(get(A.REQUEST_STREAM))),
-            int(bool(get(A.CALL_INCOMPLETE))), error_type, None if tier is None else str(tier),
+            int(bool(get(A.CALL_INCOMPLETE))), error_type, tier,
             buckets.web_search_requests, buckets.web_fetch_requests,
             json.dumps(modifiers, sort_keys=True) if modifiers else None,
             clean_count(get(A.CALL_RETRIES)) or 0,
             clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
             clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
-            _parts_json(parts, part_costs) if parts else None,
+            _parts_json(parts, part_costs or [None] * len(parts)) if parts else None,
         )
 
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
@@ -353,9 +413,26 @@ class StoreSpanExporter(SpanExporter):
 
     def save_pending(self) -> bool:
         """Write the drops counted and the rows kept since the last batch, if any. True when none are left."""
-        if self.drops.pending or self._retry_spans:
+        if self.drops.pending or self._retry_spans or (self._merge_losses and self._losses.exists()):
             self.export(())
         return not (self.drops.pending or self._retry_spans)
+
+    def count_lost(self, counts: dict[str, int], quiet: bool = False) -> None:
+        """Count spans that will never be written in the store's side file, where the next writer,
+        `unitcost doctor` and reports find them (the store itself refuses them)."""
+        counts = {reason: n for reason, n in counts.items() if n > 0}
+        if not counts:
+            return
+        total = sum(counts.values())
+        try:
+            self._losses.add(counts, self._service)
+        except OSError as exc:
+            logger.warning("unitcost: %d span(s) could not be written to %s, nor counted in %s (%s)",
+                           total, redact_url(str(self._db_path)), self._losses.path, exc)
+            return
+        if not quiet:
+            logger.warning("unitcost: %d span(s) could not be written to %s; counted in %s (`unitcost doctor` and "
+                           "reports show them)", total, redact_url(str(self._db_path)), self._losses.path)
 
     def shutdown(self) -> None:
         try:
@@ -363,13 +440,13 @@ class StoreSpanExporter(SpanExporter):
         except Exception as exc:  # noqa: BLE001
             internal_error("store exporter shutdown", exc)
             saved = False
-        if not saved:
-            # The store refuses to take them: say so rather than lose them without a word.
-            logger.warning(
-                "unitcost: %d span(s) could not be written to %s and are lost", self.drops.pending + self._retry_spans,
-                redact_url(str(self._db_path)),
-            )
         with self._lock:
+            if not saved:
+                # The store refuses to take them: count them where the next writer and doctor look.
+                lost = self.drops.take()
+                lost["export_failed"] = lost.get("export_failed", 0) + self._retry_spans
+                self._retry, self._retry_spans = ([], [], [], [], []), 0
+                self.count_lost(lost)
             self._closed = True
             if self._db is not None:
                 self._db.close()
@@ -411,6 +488,14 @@ class StoreSpanProcessor(BatchSpanProcessor):
         self._emit_lock = threading.Lock()
         # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
         self._queue: Any = getattr(self._batch_processor, "_queue", None)
+        self._each_task = in_child_process()  # write each finished task before it returns (see _emit)
+        # Registered after the batch processor's own hook, which restarts its worker in the child.
+        after_fork_in_child(self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._emit_lock = threading.Lock()
+        self._queue = getattr(self._batch_processor, "_queue", None)
+        self._each_task = True
 
     def _emit(self, span: ReadableSpan) -> None:
         """Queue a span for the store without ever waiting for the exporter. The queue is bounded: when
@@ -428,6 +513,13 @@ class StoreSpanProcessor(BatchSpanProcessor):
                 self.drops.add("queue_full")
                 return
             self._batch_processor.emit(span)
+        # Asked at each span, not once: multiprocessing says a process is its child only after it has
+        # unpickled the work (a spawn worker's import of the module that configures unitcost).
+        if (self._each_task or in_child_process()) and _top_level(span):
+            # A forked or multiprocessing child may end by os._exit or SIGTERM (multiprocessing's
+            # workers, `with Pool()`), without `atexit`: the task is written before it returns, so
+            # before its result reaches the parent. Bounded; no signal handler is needed.
+            self.force_flush(int(CHILD_FLUSH_SECONDS * 1000))
 
     def on_end(self, span: ReadableSpan) -> None:
         if span_type(span) is None:
@@ -438,5 +530,50 @@ class StoreSpanProcessor(BatchSpanProcessor):
             self._emit(ready)
 
     def force_flush(self, timeout_millis: int | None = None) -> bool:
-        flushed = super().force_flush(timeout_millis)
-        return self._exporter.save_pending() and flushed
+        """Write what is queued, on this thread, returning by ``timeout_millis`` (default 30 s) even when
+        the store is locked: what is left stays queued, or kept for the next batch. True when all of it
+        went. (The SDK's own force_flush ignores its timeout and waits for the writer's lock.)"""
+        deadline = time.monotonic() + (30.0 if timeout_millis is None else timeout_millis / 1000)
+        processor: Any = self._batch_processor
+        lock = getattr(processor, "_export_lock", None)
+        queue = self._queue
+        if getattr(processor, "_shutdown", False):
+            return False
+        if lock is None or queue is None:  # another SDK version: its own flush, then ours
+            return bool(super().force_flush(timeout_millis)) and self._exporter.save_pending()
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False  # the writer is in a batch that waits for the store: it is bounded too
+        try:
+            with self._exporter.waits_until(deadline):
+                while queue and time.monotonic() < deadline:
+                    count = min(self.export_batch_size, len(queue))
+                    self._exporter.export([queue.pop() for _ in range(count)])  # oldest at the right
+                return not queue and self._exporter.save_pending()
+        finally:
+            lock.release()
+
+    def shutdown(self) -> None:
+        """Write what is left and stop. Waits at most `EXIT_WAIT_SECONDS` in all for a locked store;
+        whatever could not be written is counted in the store's side file."""
+        self._exporter.wait_at_most_until(time.monotonic() + EXIT_WAIT_SECONDS)
+        processor: Any = self._batch_processor
+        processor.shutdown(timeout_millis=30_000)  # a store that takes the rows is given time to
+        left = len(self._queue) if self._queue is not None else 0
+        if left:  # never exported: the writer stopped at its time limit
+            self._exporter.count_lost({"exit_timeout": left})
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _top_level(span: ReadableSpan) -> bool:
+    """A task with no task above it, or anything outside any task: what a child writes at once."""
+    attrs = attributes_of(span)
+    kind = attrs.get(A.SPAN_TYPE)
+    if kind == "task":
+        return A.TASK_PARENT_ID not in attrs
+    return kind == "outcome" or A.TASK_ID not in attrs

@@ -206,3 +206,23 @@ def test_import_unitcost_loads_no_heavy_dependency(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     loaded = [m for m in ast.literal_eval(done.stdout) if any(m == h or m.startswith(h + ".") for h in HEAVY)]
     assert loaded == []
+
+
+# What a CLI command may call: the public reports API, `unitcost.query` (which opens the store through
+# the store seam), the exporters it replays to, the price book `serve` loads, the demo, the UI, and `common/`.
+CLI_MAY_IMPORT = ("query", "report", "exporters", "pricing", "demo", "ui", "common", "version", "cli")
+
+
+def test_the_cli_is_a_thin_shell_over_the_public_api():
+    # Each command parses, calls unitcost.query or the report package's public names, and renders:
+    # it never reaches into the store (unitcost.store.*) or a report engine's module.
+    reaching = [
+        f"{i.importer}:{i.line} imports {i.target}{'.' + i.name if i.name else ''}"
+        for i in IMPORTS
+        if in_folder(i.importer, "cli") and i.target != "unitcost" and (
+            not in_folder(i.target, *CLI_MAY_IMPORT)
+            or (in_folder(i.target, "report") and i.target != "unitcost.report")
+        )
+    ]
+    assert reaching == []
+    assert any(i.importer.startswith("unitcost.cli.") and i.target == "unitcost.report" for i in IMPORTS)

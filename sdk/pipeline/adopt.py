@@ -35,6 +35,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from ..common import attributes as A
 from ..common.errors import internal_error
+from ..common.forks import after_fork_in_child
+from ..common.spans import copy_span
 
 __all__ = ["PendingCall", "ensure_installed", "merge_or_hold"]
 
@@ -45,6 +47,15 @@ _by_span_id: weakref.WeakValueDictionary[int, PendingCall] = weakref.WeakValueDi
 # The live SDK span keeps its PendingCall alive until the span has ended and been handed on.
 _by_live_span: weakref.WeakKeyDictionary[Any, PendingCall] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child of fork gets this lock as it was: possibly held by a thread the child does not have.
+    global _registry_lock
+    _registry_lock = threading.Lock()
+
+
+after_fork_in_child(_new_lock_after_fork)
 
 # Attributes that say how a call ended: the adapter's reading replaces the SDK's, so a call is
 # recorded the same way whether the SDK traced it or not.
@@ -118,20 +129,7 @@ class PendingCall:
         if status is None:
             sdk_status = span.status
             status = sdk_status if sdk_status.status_code is StatusCode.OK else Status(StatusCode.UNSET)
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes,
-            events=span.events,
-            links=span.links,
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return copy_span(span, attributes=attributes, status=status)
 
     def __del__(self) -> None:
         # Never finished (it cannot happen on purpose): store what the SDK recorded rather than nothing.

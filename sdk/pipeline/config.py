@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import ConfigurationError, StoreError, internal_error, logger
+from ..common.forks import after_fork_in_child
 from . import summary as _summary
 from .settings import Settings
 
@@ -25,6 +26,15 @@ __all__ = ["configure", "flush", "pipeline", "shutdown"]
 
 
 _lock = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child of fork gets this lock as it was: possibly held by a thread the child does not have.
+    global _lock
+    _lock = threading.RLock()
+
+
+after_fork_in_child(_new_lock_after_fork)
 _pipeline: Pipeline | None = None
 _atexit_registered = False
 

@@ -16,17 +16,16 @@ What happens when a run goes over its budget:
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..common import attributes as A
 from ..common.errors import UnitcostError
 from ..common.money import from_pico
 from ..pipeline.config import pipeline
 
 if TYPE_CHECKING:
-    from ..pricing.usage import TokenUsage
     from .context import TaskRun
 
 __all__ = ["BudgetExceeded", "BudgetWarning", "charge", "charge_call", "check_before_spending"]
@@ -68,14 +67,24 @@ def charge(run: TaskRun, amount: Decimal) -> None:
         warnings.warn(message, BudgetWarning, stacklevel=4)
 
 
-def charge_call(run: TaskRun, provider: str, model: str, usage: TokenUsage, service_tier: str | None) -> None:
-    """Price one finished LLM call against the run's budget (unpriced calls cost nothing here), its
-    parts priced apart (an advisor's iterations by the advisor's model) as the store prices them."""
-    from ..pricing.usage import Buckets, usage_parts  # here: `import unitcost` needs no pricing (start-up time)
+def charge_call(run: TaskRun, span: Any) -> None:
+    """Charge the run for one finished LLM call: its ended span, priced by `unitcost.pricing.call`
+    exactly as the store writer prices it (the same attributes, times, tier and price modifiers, so
+    a Batch API call at its batch price and a model priced by the hour for its duration). An unpriced
+    call costs nothing here, as it costs nothing in the store's sums."""
+    # Here: `import unitcost` needs no pricing (start-up time).
+    from ..pricing.call import call_terms, price_call
 
-    attrs = usage.span_attributes()
-    buckets = Buckets.from_span_attributes(attrs)
-    now = time.time_ns()
-    cost = pipeline().prices.call_cost_pico(provider, model, now, now, buckets, usage_parts(attrs), service_tier)
-    if cost is not None:
-        charge(run, from_pico(cost[0]) or Decimal(0))
+    attrs = getattr(span, "attributes", None)
+    if not attrs:  # a span that records nothing: nothing to price
+        return
+    error_type = attrs.get(A.ERROR_TYPE)
+    buckets, provider, model, response_model, tier, _, context, usage_known, parts = call_terms(attrs, error_type)
+    started = span.start_time or 0
+    cost, _, _, _ = price_call(
+        pipeline().prices, provider, model, started, span.end_time or started, buckets, parts,
+        response_model=response_model, tier=tier, context=context, usage_known=usage_known,
+    )
+    spent = from_pico(cost)
+    if spent is not None:
+        charge(run, spent)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import internal_error
+from ..common.forks import after_fork_in_child
 from ..pricing.usage import TokenUsage
 
 __all__ = [
@@ -143,6 +144,15 @@ _KNOWN: dict[str, tuple[str, str, str, dict[str, int]]] = {
 }
 
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child of fork gets this lock as it was: possibly held by a thread the child does not have.
+    global _lock
+    _lock = threading.Lock()
+
+
+after_fork_in_child(_new_lock_after_fork)
 _loaded: dict[str, Any] = {}
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..common.errors import internal_error, logger
+from ..common.forks import after_fork_in_child
 
 __all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
 
@@ -35,6 +36,15 @@ __all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument
 _ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
 
 _lock = threading.RLock()
+
+
+def _new_lock_after_fork() -> None:
+    # A child of fork gets this lock as it was: possibly held by a thread the child does not have.
+    global _lock
+    _lock = threading.RLock()
+
+
+after_fork_in_child(_new_lock_after_fork)
 _wanted = False  # the global switch
 _clients: weakref.WeakSet[Any] = weakref.WeakSet()  # clients instrumented one by one
 _hooks_registered: set[str] = set()

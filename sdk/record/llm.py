@@ -169,7 +169,7 @@ class LLMCall:
             span.end(end_time=end_time_ns)
             run = self.run
             if run is not None and run.budget is not None and usage is not None:
-                charge_call(run, self.provider, response_model or self.model, usage, service_tier)
+                charge_call(run, span)  # priced as the store prices it
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call finish", exc)
 

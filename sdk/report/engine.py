@@ -11,6 +11,7 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..common.money import from_pico, to_pico, usd_for_json
+from ..common.money import from_pico, usd_for_json
+from ..pricing.call import PRICE_CONTEXT_KEYS
 from ..pricing.usage import Buckets
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
-from ..store.run_totals import COLUMNS as RUN_TOTALS_COLUMNS
-from ..store.run_totals import resend_rates
+from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.sqlite import SqliteBackend
 from . import sql
 from .sql import nearest_rank as _rank
@@ -37,14 +38,10 @@ GROUP_FIELDS = ("kind", "model", "provider", "outcome")
 EVERY = ("day", "week", "month")
 PERCENTILES = (50, 90, 95, 99)
 
-# Per (run, provider, model) sums, in this order.
-_SUMS = (
-    "llm_calls", "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output_visible",
-    "reasoning", "cost_pico", "reasoning_cost_pico", "unpriced_calls", "estimated_calls", "resent",
-    "resent_uncached", "sdk_retries", "resend_cost_pico", "resend_savings_pico",
-)
-# The same sums, as `run_totals` (kept by the exporter, see unitcost.store.run_totals) names them.
-_RUN_TOTALS_SUMS = ", ".join(RUN_TOTALS_COLUMNS[3:])
+# Per (run, provider, model) sums, in the order of unitcost.store.run_totals.SUMS (the one list).
+_SUMS = tuple(s.name for s in SUMS)
+# The same sums, as `run_totals` (kept by the exporter) names them.
+_RUN_TOTALS_SUMS = ", ".join(s.column for s in SUMS)
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
 _ZERO = (0,) * _N
@@ -55,24 +52,46 @@ class ReportError(ValueError):
 
 
 def _calls_sql(has_retries: bool) -> str:
-    # Context re-send (an estimate, no message content needed): the part of a call's input that the
-    # previous call of the same run already had as input or produced as output.
-    total_in = "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens"
-    retries = "retries" if has_retries else "0"
+    """SUMS per (run, provider, model) of the calls outside any run, summed by the database: a call
+    outside any run re-sends nothing (unitcost.store.run_totals.resent_tokens)."""
+    retries = "" if has_retries else ", 0 AS retries"
     return f"""
         WITH c AS (
-            SELECT *, {total_in} AS all_in, {retries} AS sdk_retries,
-                CASE WHEN run_id IS NULL THEN 0 ELSE MIN({total_in}, COALESCE(LAG(
-                    {total_in} + output_tokens + reasoning_tokens
-                ) OVER (PARTITION BY run_id ORDER BY started_ns), 0)) END AS resent
+            SELECT *, 0 AS resent, 0 AS resent_uncached, 0 AS resend_cost_pico, 0 AS resend_savings_pico{retries}
             FROM calls
         )
-        SELECT run_id, provider, model, COUNT(*), SUM(input_tokens), SUM(cache_read_tokens),
-            SUM(cache_write_tokens), SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens),
-            SUM(cost_pico), SUM(reasoning_cost_pico), SUM(cost_pico IS NULL), SUM(estimated), SUM(resent),
-            SUM(MAX(resent - cache_read_tokens, 0)), SUM(sdk_retries), 0, 0
+        SELECT run_id, provider, model, {', '.join(f'SUM({s.sql})' for s in SUMS)}
         FROM c {{where}} GROUP BY run_id, provider, model
     """
+
+
+def _repriced_rows(db: StoreBackend, reprice: Repricer, where: str, params: Sequence[Any]) -> Iterable[tuple[Any, ...]]:
+    """(run_id, provider, model, *SUMS) of each call, priced anew by ``reprice``; the re-send estimated
+    by the writer's rule (unitcost.store.run_totals), each run's calls in start order."""
+    retries = "retries" if "retries" in db.columns("calls") else "0"
+    rate_cache: dict[Any, Any] = {}
+    previous: dict[str, int] = {}  # run -> input + output of its previous call
+    for (
+        run_id, provider, model, started, ended, inp, cr, cw, cw1h, out, reasoning, searches, fetches, estimated,
+        sdk_retries, tier, modifiers,
+    ) in db.execute(
+        "SELECT run_id, provider, model, started_ns, ended_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
+        "cache_write_1h_tokens, output_tokens, reasoning_tokens, web_search_requests, web_fetch_requests, estimated, "
+        f"{retries}, service_tier, price_modifiers FROM calls {where} ORDER BY run_id, started_ns",
+        params,
+    ):
+        all_in = inp + cr + cw + cw1h
+        resent = resent_tokens(previous.get(run_id, 0), all_in) if run_id is not None else 0
+        previous[run_id] = all_in + out + reasoning
+        context = None
+        if modifiers:
+            context = {k: v for k, v in json.loads(modifiers).items() if k in PRICE_CONTEXT_KEYS} or None
+        buckets = Buckets(inp, cr, cw, cw1h, out, reasoning, searches, fetches)
+        cost, reasoning_cost, buckets = reprice(provider, model, started, ended, buckets, resent, tier, context)
+        call = (run_id, provider, model, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
+                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost, estimated,
+                sdk_retries)
+        yield (run_id, provider, model, *call_sums(call, resent, reprice.prices, rate_cache))
 
 
 @dataclass(slots=True)
@@ -86,7 +105,9 @@ class _Facts:
     tool_cost_pico: int = 0
 
 
-Repricer = Any  # callable(provider, model, started_ns, Buckets) -> (cost_pico | None, reasoning_pico)
+# unitcost.report.sides.Repricer: (provider, model, started_ns, ended_ns, Buckets, resent, tier, context)
+# -> (cost_pico | None, reasoning_pico, Buckets); its `prices` price the re-send estimate.
+Repricer = Any
 
 
 def _call_rows(
@@ -104,21 +125,7 @@ def _call_rows(
             return
         yield from db.execute(_calls_sql(has_retries).format(where=where), params)
         return
-    resend = _ResendPricer(reprice.prices)
-    sql = _calls_sql(has_retries).split("SELECT run_id, provider, model, COUNT(*)")[0] + (
-        "SELECT run_id, provider, model, started_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
-        "cache_write_1h_tokens, output_tokens, reasoning_tokens, estimated, resent, sdk_retries FROM c " + where
-    )
-    for run_id, provider, model, started, inp, cr, cw, cw1h, out, reasoning, est, resent, retries in db.execute(
-        sql, params
-    ):
-        buckets = Buckets(inp, cr, cw, cw1h, out, reasoning)
-        cost, reasoning_cost, buckets = reprice(provider, model, started, buckets, resent)
-        uncached_resent = max(resent - buckets.cache_read, 0)
-        resend_cost, resend_savings = resend.cost_and_savings(provider, model, resent, uncached_resent)
-        yield (run_id, provider, model, 1, buckets.uncached_input, buckets.cache_read, buckets.cache_write,
-               buckets.cache_write_1h, buckets.visible_output, buckets.reasoning, cost, reasoning_cost,
-               int(cost is None), est, resent, uncached_resent, retries, resend_cost, resend_savings)
+    yield from _repriced_rows(db, reprice, where, params)
 
 
 def _load(
@@ -352,24 +359,6 @@ def row_for_json(row: dict[str, Any]) -> dict[str, Any]:
     for name in MONEY_FIELDS:
         out[name] = usd_for_json(row[name])
     return out
-
-
-class _ResendPricer:
-    """Prices the estimated context re-send of re-priced calls (``whatif``) at today's rates."""
-
-    def __init__(self, prices: Any) -> None:
-        self._prices = prices
-        self._cache: dict[Any, Any] = {}
-
-    def cost_and_savings(self, provider: str, model: str, resent: int, uncached: int) -> tuple[int, int]:
-        if not resent:
-            return 0, 0
-        rates = resend_rates(self._prices, provider, model, self._cache)
-        if rates is None:
-            return 0, 0
-        input_rate, cached_rate = rates
-        cost = (uncached * input_rate + (resent - uncached) * cached_rate) / 1_000_000
-        return to_pico(cost), to_pico(uncached * (input_rate - cached_rate) / 1_000_000)
 
 
 def report(

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..common.money import to_pico
 from ..common.timewindow import parse_time
-from ..pricing.book import PriceBook, utc_from_ns
+from ..pricing.book import PriceBook
+from ..pricing.call import price_call
 from ..pricing.usage import Buckets
 from ..store.backend import StoreBackend
 from .engine import ReportError, parse_where, report
@@ -130,22 +130,24 @@ class Repricer:
             raise ReportError(f"no price known for model {model!r} (add it to unitcost.toml)")
 
     def __call__(
-        self, provider: str, model: str, started_ns: int, buckets: Buckets, resent: int
+        self, provider: str, model: str, started_ns: int, ended_ns: int, buckets: Buckets, resent: int,
+        tier: str | None = None, context: dict[str, str] | None = None,
     ) -> tuple[int | None, int, Buckets]:
+        """(cost, reasoning part, buckets) of one stored call re-priced, by `unitcost.pricing.call`
+        as the store writer prices a call (its tier, price modifiers and duration kept)."""
         if self.assume_cache and resent:
             # The repeated part of the input, read from the cache instead of sent uncached.
             moved = min(max(resent - buckets.cache_read, 0), buckets.uncached_input)
-            buckets = Buckets(
-                buckets.uncached_input - moved, buckets.cache_read + moved, buckets.cache_write,
-                buckets.cache_write_1h, buckets.visible_output, buckets.reasoning,
+            buckets = replace(
+                buckets, uncached_input=buckets.uncached_input - moved, cache_read=buckets.cache_read + moved
             )
         self.models_seen.add(model)
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
-        cost = self.prices.cost(provider, model, utc_from_ns(started_ns), buckets)
-        if cost is None:
-            return None, 0, buckets
-        return to_pico(cost.total), to_pico(cost.reasoning), buckets
+        cost, reasoning, _, _ = price_call(
+            self.prices, provider, model, started_ns, ended_ns, buckets, tier=tier, context=context
+        )
+        return cost, reasoning or 0, buckets
 
     def notes(self) -> list[str]:
         """What the person must know about the re-pricing just done: an option that matched nothing."""

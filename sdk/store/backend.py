@@ -95,6 +95,9 @@ class Batch:
     rows: tuple[list[tuple[Any, ...]], ...]
     drops: Mapping[str, int] = field(default_factory=dict)
     service: str = ""
+    # Counts an earlier writer could not store (unitcost.store.losses), moved into the store with this
+    # batch: (recorded_ns, reason, count, service) each.
+    earlier_drops: Sequence[tuple[int, str, int, str]] = ()
 
     @property
     def calls(self) -> list[tuple[Any, ...]]:
@@ -172,6 +175,10 @@ class StoreBackend(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def limit_waits(self, seconds: float) -> None:  # noqa: B027 - optional: a backend that cannot, ignores it
+        """Let the next `write_batch` wait at most ``seconds`` for a store another writer holds (the
+        store writer bounds flush() and the exit with it)."""
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row as a dict, or None."""

@@ -20,6 +20,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ..common import attributes as A
+from ..common.spans import copy_span
 
 __all__ = ["as_unitcost_span", "foreign_span_type", "task_attributes", "task_key", "task_kind", "with_attributes"]
 
@@ -140,20 +141,7 @@ def as_unitcost_span(span: ReadableSpan, kind: str, extra: Mapping[str, Any] | N
 
 def with_attributes(span: ReadableSpan, attributes: Mapping[str, Any], events: Any = None) -> ReadableSpan:
     """A copy of a finished span with other attributes (and events)."""
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
-        events=span.events if events is None else events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
+    return copy_span(span, attributes=attributes, events=span.events if events is None else events)
 
 
 def task_kind(span: ReadableSpan) -> str:

@@ -20,6 +20,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from ..common.errors import StoreError
+from .losses import loss_file_for
 from .run_totals import backfill, create_run_sums, create_table
 
 __all__ = ["UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations", "open_store"]
@@ -183,8 +184,12 @@ def _m011_calls_usage_parts(db: sqlite_utils.Database) -> None:
 
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
     """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
+    pending = 0  # counted by writers that could not reach the store, not yet moved into it
+    for _, name, file in db.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            pending = loss_file_for(file).total(since_ns, until_ns)
     if "dropped_spans" not in db.table_names():
-        return 0
+        return pending
     clauses, params = ["1"], []
     if since_ns is not None:
         clauses.append("recorded_ns >= ?")
@@ -193,7 +198,7 @@ def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_
         clauses.append("recorded_ns < ?")
         params.append(until_ns)
     row = db.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
-    return int(row[0] or 0)
+    return int(row[0] or 0) + pending
 
 
 def default_db_path() -> Path:

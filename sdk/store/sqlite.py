@@ -45,6 +45,7 @@ class SqliteBackend(StoreBackend):
         self.conn: sqlite3.Connection = db.conn
         self.location = location
         self._owned = owned
+        self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
@@ -77,6 +78,8 @@ class SqliteBackend(StoreBackend):
             if batch.drops:
                 now = time.time_ns()
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
+            if batch.earlier_drops:
+                conn.executemany(_INSERT_DROPS, batch.earlier_drops)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -126,6 +129,12 @@ class SqliteBackend(StoreBackend):
 
     def is_damage(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.DatabaseError)
+
+    def limit_waits(self, seconds: float) -> None:
+        ms = int(seconds * 1000)
+        if ms != self._busy_ms:  # one PRAGMA when the limit changes, not one per batch
+            self.conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_ms = ms
 
     def close(self) -> None:
         if self._owned:

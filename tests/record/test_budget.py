@@ -120,3 +120,47 @@ def test_report_json_is_unaffected_by_budgets(configured):
 def test_bad_budgets_and_tool_costs_are_refused_where_they_are_written(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def _stored_cost(db) -> Decimal:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (pico,) = conn.execute("SELECT SUM(cost_pico) FROM calls WHERE cost_pico IS NOT NULL").fetchone()
+    return Decimal(pico) / 10**12
+
+
+def test_a_batch_api_call_is_charged_what_the_store_records(configured):
+    # A Batch API call costs half price; a budget that charged the full price would stop a task early.
+    with unitcost.task("t", budget_usd=100) as run:
+        unitcost.record_usage("anthropic", "claude-sonnet-4-6", input_tokens=10_000, output_tokens=2_000, batch=True)
+        unitcost.record_usage("anthropic", "claude-sonnet-4-6", input_tokens=10_000, output_tokens=2_000)
+    unitcost.flush()
+    stored = _stored_cost(configured)
+    assert stored > 0 and run.spent == stored
+    # ... and the batch call is the cheaper one: half the price of the same call made at once.
+    import sqlite3
+
+    with sqlite3.connect(configured) as conn:
+        costs = [c for (c,) in conn.execute("SELECT cost_pico FROM calls ORDER BY price_modifiers IS NULL")]
+    assert costs[0] * 2 == costs[1]
+
+
+def test_a_model_priced_by_the_hour_is_charged_what_the_store_records(tmp_path, monkeypatch):
+    # A self-hosted model (hourly_usd) costs its time: a budget that priced it at $0 would never stop it.
+    monkeypatch.setenv("UNITCOST_STRICT", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "unitcost.toml").write_text('[[price]]\nmodel = "qwen*"\nhourly_usd = 2.40\nconcurrency = 4\n')
+    unitcost.configure(service_name="budget-test", db=tmp_path / "h.db")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with unitcost.task("t", budget_usd="0.0004") as run:
+                for _ in range(2):  # $0.00025 each: over after the second
+                    unitcost.record_usage("vllm", "qwen2.5-7b-instruct", input_tokens=900, output_tokens=100,
+                                          duration_s=1.5)
+        unitcost.flush()
+        assert run.spent == _stored_cost(tmp_path / "h.db") == Decimal("0.0005")
+        assert [w for w in caught if issubclass(w.category, unitcost.BudgetWarning)]
+    finally:
+        unitcost.shutdown()
