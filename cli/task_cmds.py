@@ -10,8 +10,7 @@ import click
 
 from unitcost.common.money import parse_usd
 from unitcost.query import import_outcomes
-from unitcost.record.outcomes import is_success, label_note
-from unitcost.report import add_outcome, recent_runs, show_run
+from unitcost.report import add_outcome, outcome_words, recent_runs, show_run
 
 from . import _render
 from ._options import console, db_option, progress_bar, wide_option
@@ -104,7 +103,7 @@ def outcome_command(
     matched, warning = add_outcome(db, ref, label, kind=kind, success=success, value=value)
     if warning:
         say(f"warning: {warning}", err=True)
-    click.echo(f"recorded {label!r} ({'success' if is_success(label, success) else 'failure'}) for {matched}")
-    note = label_note(label, success)
+    counted_as_success, note = outcome_words(label, success)
+    click.echo(f"recorded {label!r} ({'success' if counted_as_success else 'failure'}) for {matched}")
     if note:
         say(note, err=True)

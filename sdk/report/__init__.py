@@ -15,15 +15,15 @@ from typing import Any
 __all__ = [
     "EVERY", "GROUP_FIELDS", "NO_TASK", "Node", "ReportError", "Repricer", "RunDetail", "TASK_SORTS", "TaskSummary",
     "add_outcome", "all_tasks", "breaches", "compare", "dropped_note", "estimated_note", "group_label", "html_report",
-    "page_of_tasks", "parse_side", "recent_runs", "report", "row_for_json", "show_run", "store_version",
-    "unpriced_calls_note", "unpriced_note", "warnings_for", "whatif", "write_html_report",
+    "outcome_words", "page_of_tasks", "parse_side", "recent_runs", "report", "row_for_json", "show_run",
+    "store_version", "unpriced_calls_note", "unpriced_note", "warnings_for", "whatif", "write_html_report",
 ]
 
 _WHERE = {
     "EVERY": "engine", "GROUP_FIELDS": "engine", "ReportError": "engine", "report": "engine", "row_for_json": "engine",
     "Repricer": "sides", "compare": "sides", "parse_side": "sides", "whatif": "sides",
     "Node": "inspect", "RunDetail": "inspect", "add_outcome": "inspect", "recent_runs": "inspect",
-    "show_run": "inspect",
+    "show_run": "inspect", "outcome_words": "inspect",
     "breaches": "checks", "warnings_for": "checks", "html_report": "html", "write_html_report": "html",
     "TASK_SORTS": "browse", "TaskSummary": "browse", "all_tasks": "browse", "page_of_tasks": "browse",
     "store_version": "browse",

@@ -9,13 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 from ..common.money import from_pico, parse_usd, to_pico
-from ..record.outcomes import Outcome
+from ..record.outcomes import Outcome, is_success, label_note
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
 from .engine import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
-__all__ = ["Node", "RunDetail", "add_outcome", "recent_runs", "show_run"]
+__all__ = ["Node", "RunDetail", "add_outcome", "outcome_words", "recent_runs", "show_run"]
 
 
 def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
@@ -248,3 +248,9 @@ def add_outcome(
             [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
         )
     return matched, warning
+
+
+def outcome_words(label: str, success: bool | None) -> tuple[bool, str | None]:
+    """Whether `label` counts as a success (an explicit `success` wins), and the one-line note the CLI
+    prints when it counts as a failure only because it is not a success word."""
+    return is_success(label, success), label_note(label, success)
