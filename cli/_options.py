@@ -16,6 +16,8 @@ from unitcost.common.timewindow import parse_time
 from unitcost.query import ImportError_, open_store, store_location
 from unitcost.report import ReportError
 
+from . import fit
+
 # --db: a file path or a postgresql:// URL (unitcost.query.store_location).
 DB_HELP = "(default: $UNITCOST_DB, else the per-user unitcost.db; or a postgresql:// URL)"
 
@@ -73,10 +75,14 @@ def time_option(name: str, help: str) -> Callable[..., Any]:
     return click.option(name, callback=convert, help=help)
 
 
-def console() -> Console:
-    # No markup: kinds, keys, names and attribute values are the user's text and may hold [brackets].
-    return Console(soft_wrap=False, width=max(Console().width, 160), markup=False, highlight=False)
+def console(*, wide: bool = False) -> Console:
+    """The console tables are printed on: as wide as the terminal (see `unitcost.cli.fit`)."""
+    return fit.console(wide=wide)
 
+
+def wide_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--wide: every column, however wide the table gets (below 100 columns some are left out)."""
+    return click.option("--wide", is_flag=True, help="Show every column, however wide the table gets.")(fn)
 
 
 

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -24,56 +23,72 @@ from unitcost.report import (
     format_energy,
     group_label,
     row_for_json,
+    unpriced_calls_note,
     unpriced_note,
 )
+
+from .fit import Column, fitted_table, left_out_note
 
 usd = format_usd  # one formatter for the table, the page and the tree
 
 
+def _num(value: float) -> str:
+    """One number format for every token and call count: 1,234 or 1,234.5."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 def _per(total: int, tasks: int) -> str:
-    return "-" if not tasks else f"{total / tasks:,.1f}"
+    """Per task in a task row; the total in the (no task) row, which has no tasks to divide by."""
+    return _num(total / tasks) if tasks else _num(total)
 
 
 _group_label = group_label
 
 
-def _table(title: str, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in rows[0]["group"]:
-        table.add_column(name)
-    for column in columns:
-        table.add_column(column, justify="right")
-    return table
+def _print_fitted(
+    console: Console, title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]],
+    sections: Sequence[bool] = (),
+) -> None:
+    table, left_out = fitted_table(title, columns, rows, console.width, sections=sections)
+    console.print(table)
+    note = left_out_note(left_out, console.width)
+    if note:
+        console.print(note)
+
+
+def _group_columns(rows: Sequence[dict[str, Any]]) -> list[Column]:
+    return [Column(name, "left") for name in rows[0]["group"]]
 
 
 def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
-    """Two tables: what tasks cost and achieved, then the tokens behind it, per task."""
+    """Three tables: what tasks cost and achieved, the tokens behind it, and where the money went."""
     if not rows:
         console.print("No tasks in this window. Run an instrumented program, or widen --since/--until.")
         return
     dropped = dropped_note(rows)
     if dropped:
         console.print(dropped)
-    money = _table(
-        "Cost per task and per successful task", rows,
-        ("tasks", "runs", "ok", "success", "total cost", "cost/task", "cost/success",
-         "LLM/task", "tools/task", "steps/task", "reasoning"),
-    )
-    tokens = _table(
-        "Tokens per task", rows, ("input", "cache read", "cache write", "output", "reasoning", "LLM calls")
-    )
-    spend = _table(
-        "Where the money went", rows,
-        ("wasted", "p50/task", "p95/task", "reasoning", "tools", "runtime", "re-send~", "cache would save~",
-         "margin/task", "energy"),
-    )
+    groups = _group_columns(rows)
+    money_columns = [*groups, *(Column(h, priority=p) for h, p in (
+        ("tasks", 0), ("runs", 3), ("ok", 2), ("success", 0), ("total cost", 0), ("cost/task", 0),
+        ("cost/success", 0), ("LLM/task", 4), ("tools/task", 5), ("steps/task", 6), ("reasoning", 4),
+    ))]
+    token_columns = [*groups, *(Column(h, priority=p) for h, p in (
+        ("input", 0), ("cache read", 1), ("cache write", 2), ("output", 0), ("reasoning", 2), ("LLM calls", 1),
+    ))]
+    spend_columns = [*groups, *(Column(h, priority=p) for h, p in (
+        ("wasted", 0), ("p50/task", 2), ("p95/task", 1), ("reasoning", 3), ("tools", 3), ("runtime", 5),
+        ("re-send~", 4), ("cache would save~", 4), ("margin/task", 2), ("energy", 6),
+    ))]
+    money, tokens, spend = [], [], []
     for row in rows:
         marked = row["unpriced_calls"] > 0
         tasks = row["tasks"]
         label = _group_label(row)
-        spend.add_row(
+        # Wasted spend is the cost of failed tasks: with none failed it is exactly $0, unpriced calls or not.
+        spend.append([
             *label,
-            usd(row["wasted_usd"], marked=marked),
+            usd(row["wasted_usd"], marked=marked and bool(row["failed"])),
             usd(row["cost_per_task_p50_usd"], marked=marked),
             usd(row["cost_per_task_p95_usd"], marked=marked),
             usd(row["reasoning_cost_usd"], marked=marked),
@@ -83,10 +98,10 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             usd(row["resend_cache_savings_usd_estimated"]),
             usd(row["margin_per_task_usd"], marked=marked),
             format_energy(row),
-        )
+        ])
         rate = "-" if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         share = "-" if row["reasoning_cost_share"] is None else f"{row['reasoning_cost_share']:.0%}"
-        money.add_row(
+        money.append([
             *label,
             str(tasks) if row["runs"] else "-",
             str(row["runs"]) if row["runs"] else "-",
@@ -95,23 +110,24 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
             usd(row["cost_usd"], marked=marked) + ("~" if row["estimated_calls"] else ""),
             usd(row["cost_per_task_usd"], marked=marked),
             usd(row["cost_per_success_usd"], marked=marked),
-            _per(row["llm_calls"], tasks) if tasks else str(row["llm_calls"]),
+            _per(row["llm_calls"], tasks),
             _per(row["tool_calls"], tasks),
             _per(row["steps"], tasks),
             share,
-        )
-        tokens.add_row(
+        ])
+        tokens.append([
             *label,
-            _per(row["input_tokens"], tasks) if tasks else f"{row['input_tokens']:,}",
-            _per(row["cache_read_tokens"], tasks) if tasks else f"{row['cache_read_tokens']:,}",
-            _per(row["cache_write_tokens"], tasks) if tasks else f"{row['cache_write_tokens']:,}",
-            _per(row["output_tokens"], tasks) if tasks else f"{row['output_tokens']:,}",
-            _per(row["reasoning_tokens"], tasks) if tasks else f"{row['reasoning_tokens']:,}",
-            str(row["llm_calls"]),
-        )
-    console.print(money)
-    console.print(tokens)
-    console.print(spend)
+            *(_per(row[f], tasks) for f in (
+                "input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens",
+                "llm_calls",
+            )),
+        ])
+    _print_fitted(console, "Cost per task and per successful task", money_columns, money)
+    outside = any(not r["runs"] for r in rows)
+    _print_fitted(
+        console, "Tokens per task" + (" ((no task): totals)" if outside else ""), token_columns, tokens
+    )
+    _print_fitted(console, "Where the money went", spend_columns, spend)
     console.print(
         "ok = tasks whose latest outcome is a success; success = ok / (ok + failed), tasks without an "
         "outcome left out; cost/success = all cost in the group / ok. Input counts cached tokens too; "
@@ -124,6 +140,13 @@ def report_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     for note in (unpriced_note(rows), estimated_note(rows)):
         if note:
             console.print(note)
+
+
+def _print_unpriced(unpriced: int, console: Console) -> None:
+    """The one explanation of `*`, the same under every table that marks it."""
+    note = unpriced_calls_note(unpriced)
+    if note:
+        console.print(note)
 
 
 def report_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -178,7 +201,7 @@ def _side_change(field: str, change: Any, relative: float | None) -> str:
         return "-"
     if field == "success_rate":
         return f"{change * 100:+.1f} pts"
-    text = f"{change:+d}" if field == "tasks" else ("+" if change >= 0 else "-") + usd(abs(change))
+    text = f"{change:+d}" if field == "tasks" else ("+" if change >= 0 else "") + usd(change)
     return text + (f" ({relative:+.1%})" if relative is not None else "")
 
 
@@ -188,23 +211,32 @@ def side_by_side_table(
     if not rows:
         console.print("No tasks on either side.")
         return
-    table = Table(title=title, title_justify="left")
-    for name in rows[0]["group"]:
-        table.add_column(name)
-    table.add_column("metric")
-    table.add_column(a_label, justify="right")
-    table.add_column(b_label, justify="right")
-    table.add_column("change", justify="right")
+    columns = [
+        *_group_columns(rows), Column("metric", "left"), Column(a_label), Column(b_label), Column("change"),
+    ]
+    lines, sections = [], []
     for row in rows:
         label = ["(none)" if v is None else str(v) for v in row["group"].values()]
+        marks = {side: bool(row[side].get("unpriced_calls")) for side in ("a", "b")}
         for i, (field, words) in enumerate(_SIDE_FIELDS):
-            table.add_row(
+            money = field.endswith("_usd")
+
+            def star(value: Any, marked: bool, field: str = field, money: bool = money) -> str:
+                return "*" if money and marked and value is not None else ""
+
+            a, b, change = row["a"][field], row["b"][field], row["change"][field]
+            lines.append([
                 *(label if i == 0 else [""] * len(label)), words,
-                _side_value(field, row["a"][field]), _side_value(field, row["b"][field]),
-                _side_change(field, row["change"][field], row["relative_change"][field]),
-                end_section=i == len(_SIDE_FIELDS) - 1,
-            )
-    console.print(table)
+                _side_value(field, a) + star(a, marks["a"]),
+                _side_value(field, b) + star(b, marks["b"]),
+                _side_change(field, change, row["relative_change"][field]) + star(change, marks["a"] or marks["b"]),
+            ])
+            sections.append(i == len(_SIDE_FIELDS) - 1)
+    _print_fitted(console, title, columns, lines, sections)
+    unpriced = max(
+        (sum(r[side].get("unpriced_calls") or 0 for r in rows) for side in ("a", "b")), default=0
+    )
+    _print_unpriced(unpriced, console)
 
 
 def side_by_side_json(rows: Sequence[dict[str, Any]]) -> str:
@@ -224,17 +256,20 @@ def tasks_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
     if not rows:
         console.print("No runs recorded yet.")
         return
-    table = Table(title="Recent runs (newest first)", title_justify="left")
-    for title, justify in (("task id", "left"), ("kind", "left"), ("key", "left"), ("started (UTC)", "left"),
-                           ("duration", "right"), ("LLM calls", "right"), ("cost", "right"), ("outcome", "left")):
-        table.add_column(title, justify=justify)  # type: ignore[arg-type]
+    columns = [
+        Column("task id", "left"), Column("kind", "left"), Column("key", "left", priority=1),
+        Column("started (UTC)", "left", priority=3), Column("duration", priority=2), Column("LLM calls", priority=1),
+        Column("cost"), Column("outcome", "left"),
+    ]
+    lines = []
     for r in rows:
         outcome = r["outcome"] or ("error" if r["error"] else "-")
-        table.add_row(
+        lines.append([
             r["task_id"], r["kind"], r["key"] or "", when(r["started_ns"]), f"{r['duration_s']:.2f}s",
             str(r["llm_calls"]), usd(r["cost_usd"], marked=r["unpriced_calls"] > 0), outcome,
-        )
-    console.print(table)
+        ])
+    _print_fitted(console, "Recent runs (newest first)", columns, lines)
+    _print_unpriced(sum(r["unpriced_calls"] for r in rows), console)
 
 
 def _node_label(node: Node) -> Text:
@@ -244,8 +279,12 @@ def _node_label(node: Node) -> Text:
     inp, out = node.total("input_tokens"), node.total("output_tokens")
     if inp or out:
         tokens = f"{inp:,} in / {out:,} out"
-        cached, reasoning = node.total("cache_read_tokens"), node.total("reasoning_tokens")
-        extras = [f"{cached:,} cached" if cached else "", f"{reasoning:,} reasoning" if reasoning else ""]
+        cached, written = node.total("cache_read_tokens"), node.total("cache_write_tokens")
+        reasoning = node.total("reasoning_tokens")
+        extras = [
+            f"{cached:,} cached" if cached else "", f"{written:,} written to cache" if written else "",
+            f"{reasoning:,} reasoning" if reasoning else "",
+        ]
         extras = [e for e in extras if e]
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
     if node.total("estimated"):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -11,12 +14,50 @@ from unitcost.report import report
 
 from . import _render
 from ._options import console
+from .fit import say
+
+
+def how_to_run_unitcost() -> tuple[str, str | None]:
+    """The word that runs this `unitcost` from the user's shell, and a hint when it is not on PATH.
+
+    After `python3 -m venv .venv && .venv/bin/pip install -e .` the command is `.venv/bin/unitcost`
+    until the environment is activated: say so instead of printing commands that do not run."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if Path(argv0).name in ("unitcost", "unitcost.exe") and os.sep in argv0:
+        ours = Path(argv0)  # as the user typed it: .venv/bin/unitcost
+    else:
+        ours = Path(sys.prefix) / ("Scripts" if os.name == "nt" else "bin") / (
+            "unitcost.exe" if os.name == "nt" else "unitcost"
+        )
+    found = shutil.which("unitcost")
+    if not ours.exists() or (found and Path(found).resolve() == ours.resolve()):
+        return "unitcost", None
+    shown = argv0 if ours == Path(argv0) else _short(ours)
+    activate = _short(ours.parent / ("activate.bat" if os.name == "nt" else "activate"))
+    hint = (
+        f"`unitcost` is not on your PATH: run it as {shown}, or first `source {activate}`."
+        if os.name != "nt" else f"`unitcost` is not on your PATH: run it as {shown}, or first run {activate}."
+    )
+    return shown, hint
+
+
+def _short(path: Path) -> str:
+    """`path` relative to here when it is below here (.venv/bin/unitcost), else in full."""
+    try:
+        shown = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    if shown.startswith(".."):
+        return str(path)
+    return shown if os.sep in shown else f".{os.sep}{shown}"
 
 
 @click.command(name="demo")
 @click.option(
     "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("unitcost-demo.db"),
-    show_default=True, help="Where to write the demo's store (replaced on each run; never your own store).",
+    show_default=True,
+    help="Where to write the demo's store: a new file, or an earlier demo store (replaced). Any other file "
+    "is left alone and the demo stops.",
 )
 def demo_command(db_path: Path) -> None:
     """Run a support-ticket agent against a local fake OpenAI server and report its costs.
@@ -29,20 +70,32 @@ def demo_command(db_path: Path) -> None:
       unitcost demo --db /tmp/demo.db
     """
     try:
-        from unitcost.demo import run_demo
+        from unitcost.demo import NotADemoStore, run_demo
     except ImportError as exc:
         raise click.ClickException(f"the demo needs openai: pip install 'unitcost[openai]' ({exc})") from exc
-    run_demo(db_path)
+    try:
+        run_demo(db_path)
+    except NotADemoStore as exc:
+        raise click.ClickException(str(exc)) from exc
     with open_store(db_path) as db:
         _render.report_table(report(db), console())
-    click.echo(
-        "\nExplore further:\n"
-        f"  unitcost ui --db {db_path} --open   (the dashboard; pip install 'unitcost[ui]')\n"
-        f"  unitcost tasks --db {db_path}\n"
-        f"  unitcost show TASK_ID --db {db_path}\n"
-        f"  unitcost report --db {db_path} --by model\n"
-        f"  unitcost report --db {db_path} --by kind,customer --format json\n"
-        f"  unitcost report --db {db_path} --users\n"
-        f"  unitcost whatif --db {db_path} --route 'step=classify:gpt-4.1-nano' --batch support_ticket\n"
-        f"(prices of the agent's runtime: {db_path.with_suffix('.toml')})"
-    )
+    prog, hint = how_to_run_unitcost()
+    db_arg = f" --db {db_path}"
+    lines = [
+        "",
+        "Next: the dashboard (pip install 'unitcost[ui]'); the runs with their task ids;",
+        "one run's tree; cost per model; cost per customer; another model's prices;",
+        "the classify step on a cheaper model; a cost gate for CI:",
+        f"  {prog} ui{db_arg} --open",
+        f"  {prog} tasks{db_arg}",
+        f"  {prog} show TASK_ID{db_arg}",
+        f"  {prog} report --by model{db_arg}",
+        f"  {prog} report --users{db_arg}",
+        f"  {prog} whatif --model gpt-4o-mini --from-model o4-mini{db_arg}",
+        f"  {prog} whatif --route 'step=classify:gpt-4.1-nano'{db_arg}",
+        f"  {prog} check --max-cost-per-success 0.01{db_arg}",
+        f"(the prices of the agent's runtime: {db_path.with_suffix('.toml')})",
+    ]
+    click.echo("\n".join(lines))
+    if hint:
+        say(hint)

@@ -74,9 +74,11 @@ def export_command(
     \b
     Examples:
       unitcost export --since 7d -o spans.jsonl
-      unitcost export --since 2026-11-01 --until 2026-12-01 --format csv -o november.csv
+      unitcost export --since 2026-11-01 --until 2026-12-01 \\
+        --format csv -o november.csv
       unitcost export --format otlp --endpoint http://collector:4318 --since 24h
-      unitcost export --format otlp --protocol grpc --endpoint http://collector:4317 --header "x-api-key=..."
+      unitcost export --format otlp --protocol grpc \\
+        --endpoint http://collector:4317 --header "x-api-key=..."
     """
     from unitcost.exporters.replay import CSV_COLUMNS, count_spans, csv_row, stored_spans
 

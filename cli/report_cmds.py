@@ -10,7 +10,8 @@ import click
 from unitcost.report import report
 
 from . import _render
-from ._options import Number, console, db_option, reading, time_option
+from ._options import Number, console, db_option, reading, time_option, wide_option
+from .fit import say
 
 
 @click.command(name="report")
@@ -41,6 +42,7 @@ from ._options import Number, console, db_option, reading, time_option
     help="The task attribute naming the user (default: configure(user_attribute=...), kept in the store).",
 )
 @click.option("--heaviest", type=click.IntRange(0, 1000), default=5, show_default=True, help="With --users.")
+@wide_option
 def report_command(
     db: Any,
     since: int | None,
@@ -54,6 +56,7 @@ def report_command(
     per_user: bool,
     user_attr: str | None,
     heaviest: int,
+    wide: bool,
 ) -> None:
     """Cost per task and per successful task, grouped.
 
@@ -67,7 +70,7 @@ def report_command(
       unitcost report --users --user-attr customer --since 30d
     """
     if per_user:
-        _users_report(db, by, user_attr, heaviest, since, until, kind, where, fmt)
+        _users_report(db, by, user_attr, heaviest, since, until, kind, where, fmt, wide)
         return
     with reading():
         rows = report(db, by=by, every=every, since_ns=since, until_ns=until, kind=kind, where=where)
@@ -85,14 +88,14 @@ def report_command(
     elif fmt == "markdown":
         click.echo(_render.report_markdown(rows), nl=False)
     else:
-        _render.report_table(rows, console())
+        _render.report_table(rows, console(wide=wide))
 
 
 
 
 def _users_report(
     db: Any, by: str, user_attr: str | None, heaviest: int, since: int | None, until: int | None,
-    kind: str | None, where: tuple[str, ...], fmt: str,
+    kind: str | None, where: tuple[str, ...], fmt: str, wide: bool,
 ) -> None:
     from unitcost.report import users_report
 
@@ -107,14 +110,16 @@ def _users_report(
     if fmt == "json":
         click.echo(_render_users.users_json(rows))
     else:
-        _render_users.users_table(rows, console())
+        _render_users.users_table(rows, console(wide=wide))
 
 
-def _side_by_side(rows: list[dict[str, Any]], a_label: str, b_label: str, title: str, fmt: str) -> None:
+def _side_by_side(
+    rows: list[dict[str, Any]], a_label: str, b_label: str, title: str, fmt: str, wide: bool
+) -> None:
     if fmt == "json":
         click.echo(_render.side_by_side_json(rows))
     else:
-        _render.side_by_side_table(rows, a_label, b_label, title, console())
+        _render.side_by_side_table(rows, a_label, b_label, title, console(wide=wide))
 
 
 @click.command(name="compare")
@@ -126,8 +131,9 @@ def _side_by_side(rows: list[dict[str, Any]], a_label: str, b_label: str, title:
 @time_option("--since", "Window for both sides when comparing attribute values.")
 @time_option("--until", "Window for both sides when comparing attribute values.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@wide_option
 def compare_command(
-    db: Any, a: str, b: str, by: str, kind: str | None, since: int | None, until: int | None, fmt: str
+    db: Any, a: str, b: str, by: str, kind: str | None, since: int | None, until: int | None, fmt: str, wide: bool
 ) -> None:
     """Two attribute values or two time windows side by side, with the change in cost per success.
 
@@ -143,7 +149,7 @@ def compare_command(
     side_a, side_b = parse_side(a), parse_side(b)
     with reading():
         rows = compare(db, side_a, side_b, by=by, kind=kind, since_ns=since, until_ns=until)
-    _side_by_side(rows, a, b, f"{a} (A) vs {b} (B)", fmt)
+    _side_by_side(rows, a, b, f"{a} (A) vs {b} (B)", fmt, wide)
 
 
 @click.command(name="whatif")
@@ -173,11 +179,11 @@ def compare_command(
 @time_option("--since", "Only tasks that started at or after this.")
 @time_option("--until", "Only tasks that started before this.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@wide_option
 def whatif_command(
     db: Any, model: str | None, from_model: str | None, price_file: str | None, assume_cache: bool,
     routes: tuple[str, ...], batch_kinds: tuple[str, ...], cap: str | None, user_attr: str | None, by: str,
-    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None,
-    fmt: str,
+    kind: str | None, where: tuple[str, ...], since: int | None, until: int | None, fmt: str, wide: bool,
 ) -> None:
     """Re-price the stored workload: another model, another price table, or prompt caching assumed.
 
@@ -211,7 +217,7 @@ def whatif_command(
         if fmt == "json":
             click.echo(_render_users.cap_json(capped))
         else:
-            _render_users.cap_table(capped, console())
+            _render_users.cap_table(capped, console(wide=wide))
         return
 
     repricer = Repricer(
@@ -230,17 +236,22 @@ def whatif_command(
             f"Batch API for {', '.join(batch_kinds)}" if batch_kinds else "",
         ) if p
     )
+    notes = repricer.notes()
+    for note in notes:
+        say(note, err=True)
     if fmt == "json":
         click.echo(_render.side_by_side_json([
             {**r, "assumes": assumes, "routed_calls": repricer.routed_calls, "batched_calls": repricer.batched_calls}
             for r in rows
         ]))
         return
-    _side_by_side(rows, "now", "what if", f"What if: {what}", fmt)
+    if notes and not (price_file or assume_cache or routes or batch_kinds):
+        return  # a table of +0% would read as "no change" when nothing was re-priced
+    _side_by_side(rows, "now", "what if", f"What if: {what}", fmt, wide)
     if routes or batch_kinds:
-        click.echo(f"{repricer.routed_calls} call(s) routed, {repricer.batched_calls} call(s) at Batch API prices.")
-    click.echo("Assumed: " + "; ".join(a for a in assumes if a != "success rates unchanged") + ".")
-    click.echo("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
+        say(f"{repricer.routed_calls} call(s) routed, {repricer.batched_calls} call(s) at Batch API prices.")
+    say("Assumed: " + "; ".join(a for a in assumes if a != "success rates unchanged") + ".")
+    say("Success rates are assumed unchanged: a cheaper model may resolve fewer tasks.")
 
 
 @click.command(name="check")
@@ -264,23 +275,27 @@ def check_command(
 ) -> None:
     """Exit 1, with one line per breach, when a group breaks a threshold (for CI and cron).
 
+    Exit 2 when nothing was checked (no task matched): a gate that judged nothing did not pass.
+
     \b
     Examples:
-      unitcost check --since 24h --max-cost-per-success 0.40 --max-cost-per-task-p95 1.00
+      unitcost check --since 24h --max-cost-per-success 0.40 \\
+        --max-cost-per-task-p95 1.00
       unitcost check --since 7d --by customer --max-cost 50
     """
-    from unitcost.report import breaches
+    from unitcost.report import breaches, warnings_for
 
     if all(v is None for v in limits.values()):
         raise click.UsageError("give at least one threshold, e.g. --max-cost-per-success 0.40")
     rows = report(db, by=by, kind=kind, where=where, since_ns=since, until_ns=until)
     reasons = breaches(rows, limits)
-    dropped = rows[0].get("dropped_spans") if rows else 0
-    if dropped:  # the numbers checked are too low: say so, whether or not a threshold broke
-        click.echo(f"warning: {dropped} span(s) never reached the store; see `unitcost doctor`", err=True)
+    checked, notes = warnings_for(rows)
+    for note in notes:
+        say(note, err=True)
     for reason in reasons:
-        click.echo(reason)
+        say(reason)
     if reasons:
         raise SystemExit(1)
-    checked = sum(1 for r in rows if r["runs"])
+    if not checked:
+        raise SystemExit(2)
     click.echo(f"ok: {checked} group(s) within the thresholds")

@@ -1,4 +1,4 @@
-"""README's coverage table, generated from the tests' ``@pytest.mark.covers`` marks.
+"""The coverage table of docs/coverage.md (linked from the README), from the tests' ``covers`` marks.
 
 A test that drives a provider SDK method says so::
 
@@ -7,10 +7,10 @@ A test that drives a provider SDK method says so::
 (provider, method as the caller writes it after ``client.``, ``sync`` or ``async``, ``plain`` or
 ``stream``). This script collects the marks through pytest's own collection and renders one table
 row per (provider, method) between ``<!-- coverage:start -->`` and ``<!-- coverage:end -->`` in
-README.md. tests/providers/test_openai_coverage_table.py fails when README and the marks disagree.
+docs/coverage.md. tests/providers/test_openai_coverage_table.py fails when that page and the marks disagree.
 
-    python -m tests.coverage_table           # rewrite README.md
-    python -m tests.coverage_table --check   # exit 1 when README.md is out of date
+    python -m tests.coverage_table           # rewrite docs/coverage.md
+    python -m tests.coverage_table --check   # exit 1 when docs/coverage.md is out of date
     python -m tests.coverage_table --print   # print the table
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "coverage.md"
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
 MODES = ("sync", "async")
 KINDS = ("plain", "stream")
@@ -98,7 +98,7 @@ def render(coverage: Coverage) -> str:
 def replace_table(readme: str, table: str) -> str:
     start, end = readme.find(START), readme.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"README.md has no {START} ... {END} section")
+        raise SystemExit(f"docs/coverage.md has no {START} ... {END} section")
     return readme[:start] + table + readme[end + len(END):]
 
 
@@ -107,14 +107,14 @@ def main(argv: list[str]) -> int:
     if "--print" in argv:
         print(table)
         return 0
-    current = README.read_text(encoding="utf-8")
+    current = PAGE.read_text(encoding="utf-8")
     updated = replace_table(current, table)
     if "--check" in argv:
         if updated != current:
-            print("README.md's coverage table is out of date: run python -m tests.coverage_table", file=sys.stderr)
+            print("docs/coverage.md is out of date: run python -m tests.coverage_table", file=sys.stderr)
             return 1
         return 0
-    README.write_text(updated, encoding="utf-8")
+    PAGE.write_text(updated, encoding="utf-8")
     return 0
 
 

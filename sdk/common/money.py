@@ -51,14 +51,15 @@ def parse_usd(value: object) -> Decimal:
 
 
 def format_usd(value: Decimal | None, *, marked: bool = False) -> str:
-    """Money as tables and pages print it: $0, $0.000123 below a cent, else $1,234.5678; `*` marks a
-    sum that leaves unpriced calls out."""
+    """Money as every table, page and message prints it: $0, $0.000123 below a cent, else $1,234.5678,
+    the sign before the dollar (-$0.0092); `*` marks a sum that leaves unpriced calls out."""
     if value is None:
         return "-"
-    if value == 0:
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size == 0:
         text = "$0"
-    elif abs(value) < Decimal("0.01"):
-        text = f"${value:.6f}"
+    elif size < Decimal("0.01"):
+        text = f"{sign}${size:.6f}"
     else:
-        text = f"${value:,.4f}"
+        text = f"{sign}${size:,.4f}"
     return text + ("*" if marked else "")

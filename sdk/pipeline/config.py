@@ -63,7 +63,9 @@ def configure(
 
     Args:
         service_name: names this program in the store and in exported traces.
-        db: the store's path; default ``$UNITCOST_DB``, else ``click.get_app_dir("unitcost")/unitcost.db``.
+        db: the store's path; default ``$UNITCOST_DB``, else the per-user store:
+            ``~/.config/unitcost/unitcost.db`` on Linux, ``~/Library/Application Support/unitcost/unitcost.db``
+            on macOS, ``%APPDATA%\\unitcost\\unitcost.db`` on Windows (docs/store.md).
         store: ``False`` to record nothing locally (for example, OTLP export only).
         otlp_endpoint: also export traces over OTLP to this base URL (``http://host:4318``, or
             ``http://host:4317`` over gRPC), with each LLM call's cost and each task's totals. Without
@@ -234,6 +236,15 @@ _configured_ns = time.time_ns()
 def _at_exit() -> None:
     settings = _pipeline.settings if _pipeline is not None else None
     shutdown()
+    if settings is not None:
+        try:
+            from .forgotten import forgotten_instrument_warning  # loaded with the pipeline: no import cost here
+
+            warning = forgotten_instrument_warning()
+            if warning:
+                logger.warning(warning)
+        except Exception as exc:  # noqa: BLE001
+            internal_error("exit warning", exc)
     if settings is not None and settings.db_path is not None and _summary.wanted():
         try:
             _summary.print_summary(settings.db_path, _configured_ns)

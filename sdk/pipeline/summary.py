@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 __all__ = ["print_summary", "wanted"]
@@ -19,28 +18,38 @@ def print_summary(db_path: Path, since_ns: int) -> None:
     Other processes writing the same store in the same period are included: the store does not
     tell processes apart.
     """
-    # Here: rich, the report engine and the store are needed only when a summary is printed (start-up time).
-    from rich.console import Console
-    from rich.table import Table
-
+    # Here: the report engine, the store and the CLI's table fitting (rich) are needed only when a summary
+    # is printed (start-up time).
+    from ..cli.fit import Column, console, fitted_table, left_out_note
+    from ..common.money import format_usd
     from ..report.engine import report
     from ..store.connect import open_backend
 
     with open_backend(db_path, create=False) as db:
         rows = report(db, since_ns=since_ns)
-    console = Console(file=sys.stderr)
+    out = console(stderr=True)
     if not rows:
-        console.print("unitcost: no tasks or LLM calls recorded by this run.")
+        out.print("unitcost: no tasks or LLM calls recorded by this run.")
         return
-    table = Table(title=f"unitcost summary ({db_path})", title_justify="left")
-    for title in ("kind", "tasks", "ok", "failed", "cost", "cost/success", "LLM calls", "tool calls", "unpriced"):
-        table.add_column(title, justify="left" if title == "kind" else "right")
+    columns = [
+        Column("kind", "left"), Column("tasks"), Column("ok"), Column("failed", priority=2), Column("cost"),
+        Column("cost/success"), Column("LLM calls", priority=1), Column("tool calls", priority=3),
+        Column("unpriced", priority=1),
+    ]
+    lines = []
     for r in rows:
-        per_success = r["cost_per_success_usd"]
-        table.add_row(
+        marked = r["unpriced_calls"] > 0
+        lines.append([
             "(no task)" if not r["runs"] else str(r["group"]["kind"]), str(r["tasks"]), str(r["succeeded"]),
-            str(r["failed"]), f"${r['cost_usd']:.6f}", "-" if per_success is None else f"${per_success:.6f}",
-            str(r["llm_calls"]), str(r["tool_calls"]), str(r["unpriced_calls"]),
-        )
-    console.print(table)
-    console.print(f"Explore: unitcost tasks --db {db_path}")
+            str(r["failed"]), format_usd(r["cost_usd"], marked=marked),
+            format_usd(r["cost_per_success_usd"], marked=marked), str(r["llm_calls"]), str(r["tool_calls"]),
+            str(r["unpriced_calls"]),
+        ])
+    table, left_out = fitted_table(f"unitcost summary ({db_path})", columns, lines, out.width)
+    out.print(table)
+    note = left_out_note(left_out, out.width)
+    if note:
+        out.print(note.replace("; --wide shows all", "; `unitcost report` shows all"))
+    if any(r["unpriced_calls"] for r in rows):
+        out.print("* leaves out unpriced LLM calls (unknown model or no usage reported).")
+    out.print(f"Explore: unitcost tasks --db {db_path}")

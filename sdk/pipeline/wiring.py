@@ -26,6 +26,7 @@ from ..exporters.store import StoreSpanProcessor
 from ..pricing.book import PriceBook
 from ..version import __version__
 from .coexist import ensure_coexisting
+from .forgotten import CallCounter
 from .preload import load_for_writers
 from .settings import Settings
 
@@ -124,7 +125,7 @@ def build_pipeline(settings: Settings, prices: PriceBook, export: bool = True) -
         provider = existing  # type: ignore[assignment]
     # First: it marks other instrumentations' spans as their processors' on_start and on_end follow.
     ensure_coexisting(provider)
-    processors: list[SpanProcessor] = []
+    processors: list[SpanProcessor] = [CallCounter()]
     if settings.db_path is not None:
         processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
     export_processor, meter_provider = (

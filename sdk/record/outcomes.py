@@ -14,7 +14,7 @@ from ..common.errors import internal_error, logger, strict
 from ..common.money import parse_usd
 from ..pipeline.config import pipeline
 
-__all__ = ["ERROR_LABEL", "Outcome", "record_outcome", "usd_or_none"]
+__all__ = ["ERROR_LABEL", "SUCCESS_LABELS", "Outcome", "is_success", "label_note", "record_outcome", "usd_or_none"]
 
 SUCCESS_LABELS = frozenset({"resolved", "success", "succeeded", "completed", "passed"})
 ERROR_LABEL = "error"
@@ -25,6 +25,17 @@ def is_success(label: str, success: bool | None) -> bool:
     if success is not None:
         return bool(success)
     return label.strip().lower() in SUCCESS_LABELS
+
+
+def label_note(label: str, success: bool | None) -> str | None:
+    """A one-line note when a label counts as a failure only because it is not a success word."""
+    if success is not None or label.strip().lower() in SUCCESS_LABELS:
+        return None
+    words = ", ".join(sorted(SUCCESS_LABELS))
+    return (
+        f"note: {label!r} is not a success word ({words}), so it counts as a failure; "
+        "pass --success to count it as a success"
+    )
 
 
 @dataclass(frozen=True, slots=True)

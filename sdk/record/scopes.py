@@ -90,6 +90,14 @@ class _Scope:
     _type = ""
     _cost: Decimal | None = None  # a tool's fixed cost per call
 
+    def __new__(cls, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # `@unitcost.task` without parentheses hands the function over as the name: the scope is then
+        # named after the function, and the decorated function is returned.
+        if callable(name) and not isinstance(name, str) and not args and not kwargs:
+            scope = cls(getattr(name, "__name__", "") or repr(name))
+            return scope(name)
+        return super().__new__(cls)
+
     def __init__(self, name: str) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"unitcost.{self._type}() needs a non-empty name")

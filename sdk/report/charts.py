@@ -110,8 +110,12 @@ def columns(
     label: str,
     integer: bool = False,
     height: int = 180,
+    edges: Sequence[str] | None = None,
 ) -> str:
-    """Vertical bars over a shared y axis from 0, labelled under each bar (thinned when crowded)."""
+    """Vertical bars over a shared y axis from 0, labelled under each bar (thinned when crowded).
+
+    With `edges` (one more than the bars: a histogram's bin boundaries, the last one its maximum) the
+    labels go on the boundaries between bars instead, and the first and last are always shown."""
     top, bottom, left, right = 10, 30, 84, 12
     plot_w = WIDTH - left - right
     vmax = max((sum(c.parts, Decimal(0)) for c in cols), default=Decimal(0))
@@ -147,10 +151,17 @@ def columns(
                         f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{h:.1f}" fill="{color}"/>'
                     )
         body.append(f"<g><title>{_e(col.tooltip)}</title>{''.join(shapes)}</g>")
-        if i % every == 0:
+        if edges is None and i % every == 0:
             body.append(
                 f'<text x="{center:.1f}" y="{base + 18}" text-anchor="middle" fill="{_INK}">{_e(col.label)}</text>'
             )
+    if edges is not None:
+        for j, text in enumerate(edges):
+            if j != len(edges) - 1 and (j % every or len(edges) - 1 - j < every):
+                continue  # thinned, and never crowding the last label (the maximum)
+            anchor = "start" if j == 0 else ("end" if j == len(edges) - 1 else "middle")
+            x = left + j * slot
+            body.append(f'<text x="{x:.1f}" y="{base + 18}" text-anchor="{anchor}" fill="{_INK}">{_e(text)}</text>')
     body.append(f'<line x1="{left}" x2="{WIDTH - right}" y1="{base}" y2="{base}" stroke="{_INK}"/>')
     return _svg(WIDTH, top + height + bottom, label, body)
 

@@ -1,6 +1,6 @@
 """Reports over the store: what tasks cost, what one success costs, and where the money went.
 
-Words (as in the README): a *run* is one execution of a task; runs of one kind with the same *key*
+Words (as in docs/instrument.md): a *run* is one execution of a task; runs of one kind with the same *key*
 are one *task*; the latest *outcome* of a task wins; *cost per success* is the cost of all tasks in a
 group divided by its successes; *success rate* is succeeded / (succeeded + failed).
 

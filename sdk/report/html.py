@@ -370,16 +370,20 @@ def _distribution_chart(kind: str, tasks: Sequence[TaskCost]) -> str:
     counts = [{"succeeded": 0, "failed": 0, "no_outcome": 0} for _ in range(bins)]
     for t in tasks:
         counts[min(bins - 1, t.cost_pico // width)][t.status] += 1
+    # Bin i holds [i*width, (i+1)*width); the last bin ends at the costliest task, which it holds.
+    edges = [_usd(i * width) for i in range(bins)] + [_usd(max(costs))]
     cols = []
     for i, c in enumerate(counts):
-        low, high = _usd(i * width), _usd((i + 1) * width)
-        tip = (f"{charts.usd(low)} to {charts.usd(high)}: {sum(c.values())} task(s): {c['succeeded']} succeeded, "
-               f"{c['failed']} failed, {c['no_outcome']} without outcome")
-        cols.append(Column(charts.usd(low), (Decimal(c["succeeded"]), Decimal(c["failed"]), Decimal(c["no_outcome"])),
-                           tip))
+        low, high = edges[i], edges[i + 1]
+        closing = "]" if i == bins - 1 else ")"
+        tip = (f"[{charts.usd(low)}, {charts.usd(high)}{closing}: {sum(c.values())} task(s): {c['succeeded']} "
+               f"succeeded, {c['failed']} failed, {c['no_outcome']} without outcome")
+        cols.append(Column(f"{charts.usd(low)}-{charts.usd(high)}",
+                           (Decimal(c["succeeded"]), Decimal(c["failed"]), Decimal(c["no_outcome"])), tip))
     return charts.columns(
         cols, [charts.SUCCEEDED, charts.FAILED, charts.NO_OUTCOME], fmt=charts.count_tick, integer=True,
-        label=f"distribution of task costs of {kind}",
+        label=f"distribution of task costs of {kind} (bins labelled at their edges; the last edge is the maximum)",
+        edges=[charts.usd(e) for e in edges],
     )
 
 

@@ -9,13 +9,13 @@ from decimal import Decimal
 from typing import Any
 
 from ..common.money import from_pico, parse_usd, to_pico
-from ..record.outcomes import Outcome
+from ..record.outcomes import Outcome, is_success, label_note
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
 from .engine import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
-__all__ = ["Node", "RunDetail", "add_outcome", "recent_runs", "show_run"]
+__all__ = ["Node", "RunDetail", "add_outcome", "outcome_words", "recent_runs", "show_run"]
 
 
 def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -> list[dict[str, Any]]:
@@ -72,6 +72,7 @@ class Node:
     input_tokens: int = 0  # all input, as in OpenTelemetry
     output_tokens: int = 0  # all output, reasoning included
     cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # both cache lifetimes (5 minutes and 1 hour)
     reasoning_tokens: int = 0
     error: str | None = None
     children: list[Node] = field(default_factory=list)
@@ -99,10 +100,22 @@ class RunDetail:
     outcome: OutcomeRow | None
 
 
-def _resolve_run_id(db: StoreBackend, ref: str) -> str:
-    """A task id, or a unique prefix of one (at least 4 characters)."""
-    if db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
+def _resolve_run_id(db: StoreBackend, ref: str, kind: str | None = None) -> str:
+    """A task id, a unique prefix of one (at least 4 characters), or a key (its task's latest run), as
+    `unitcost outcome` takes them."""
+    if kind is None and db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
         return ref
+    by_key = db.execute(
+        "SELECT kind, run_id FROM runs WHERE key = ? AND (? IS NULL OR kind = ?) ORDER BY started_ns DESC",
+        [ref, kind, kind],
+    ).fetchall()
+    kinds = sorted({k for k, _ in by_key})
+    if len(kinds) > 1:
+        raise ReportError(f"key {ref!r} exists in several kinds ({', '.join(kinds)}): pass --kind")
+    if by_key:
+        return str(by_key[0][1])
+    if kind is not None:
+        raise ReportError(f"no run of kind {kind!r} has key {ref!r} (see `unitcost tasks`)")
     matches = (
         [r[0] for r in db.execute(
             "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2", [ref, ref + "\uffff"]
@@ -110,14 +123,15 @@ def _resolve_run_id(db: StoreBackend, ref: str) -> str:
         if len(ref) >= 4 else []
     )
     if len(matches) != 1:
-        raise ReportError(f"no run with task id {ref!r} (see `unitcost tasks`)")
+        raise ReportError(f"no run with task id or key {ref!r} (see `unitcost tasks`)")
     return str(matches[0])
 
 
-def show_run(db: StoreBackend, run_id: str) -> RunDetail:
-    """One run's tree, its task's runs and its outcome history. Reads only what it shows (indexed
-    look-ups), so it stays quick on a store of millions of calls."""
-    run_id = _resolve_run_id(db, run_id)
+def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetail:
+    """One run's tree, its task's runs and its outcome history. `ref` is a task id (or a unique prefix)
+    or a key, whose task's latest run is shown. Reads only what it shows (indexed look-ups), so it
+    stays quick on a store of millions of calls."""
+    run_id = _resolve_run_id(db, ref, kind)
     kind, key, started, ended, error = db.execute(
         "SELECT kind, key, started_ns, ended_ns, error_type FROM runs WHERE run_id = ?", [run_id]
     ).fetchone()
@@ -175,15 +189,16 @@ def show_run(db: StoreBackend, run_id: str) -> RunDetail:
     for row in db.execute(
         "SELECT span_id, parent_span_id, model, started_ns, ended_ns, cost_pico, estimated, error_type, "
         "input_tokens + cache_read_tokens + cache_write_tokens + cache_write_1h_tokens, "
-        "output_tokens + reasoning_tokens, cache_read_tokens, reasoning_tokens, usage_parts "
-        f"FROM calls WHERE run_id IN ({marks})",
+        "output_tokens + reasoning_tokens, cache_read_tokens, cache_write_tokens + cache_write_1h_tokens, "
+        f"reasoning_tokens, usage_parts FROM calls WHERE run_id IN ({marks})",
         run_ids,
     ):
-        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, reasoning, parts = row
+        sid, parent, model, started_, ended_, cost, estimated, error_, inp, out, cached, written, reasoning, parts = row
         nodes[sid] = Node(
             sid, "llm", model, started_, ended_, self_cost_pico=cost or 0, unpriced=int(cost is None),
             estimated=estimated, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
-            reasoning_tokens=reasoning, error=error_, usage_parts=json.loads(parts) if parts else [],
+            cache_write_tokens=written, reasoning_tokens=reasoning, error=error_,
+            usage_parts=json.loads(parts) if parts else [],
         )
         parents[sid] = parent
     for sid, parent in parents.items():
@@ -236,3 +251,9 @@ def add_outcome(
             [time.time_ns(), run_id, target_kind, key, made.label, int(made.success), value_pico],
         )
     return matched, warning
+
+
+def outcome_words(label: str, success: bool | None) -> tuple[bool, str | None]:
+    """Whether `label` counts as a success (an explicit `success` wins), and the one-line note the CLI
+    prints when it counts as a failure only because it is not a success word."""
+    return is_success(label, success), label_note(label, success)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["NO_TASK", "dropped_note", "estimated_note", "group_label", "unpriced_note"]
+__all__ = ["NO_TASK", "dropped_note", "estimated_note", "group_label", "unpriced_calls_note", "unpriced_note"]
 
 NO_TASK = "(no task)"
 
@@ -31,12 +31,16 @@ def dropped_note(rows: Sequence[dict[str, Any]]) -> str | None:
 
 
 def unpriced_note(rows: Sequence[dict[str, Any]]) -> str | None:
-    unpriced = sum(r["unpriced_calls"] for r in rows)
+    return unpriced_calls_note(sum(r["unpriced_calls"] for r in rows))
+
+
+def unpriced_calls_note(unpriced: int) -> str | None:
+    """The one explanation of `*`, the same under every table (report, tasks, compare, whatif) that marks it."""
     if not unpriced:
         return None
     return (
         f"* {unpriced} LLM call(s) are unpriced (unknown model or no usage reported): costs marked * "
-        "leave them out. Add their prices to unitcost.toml (see README)."
+        "leave them out. Add their prices to unitcost.toml (docs/prices.md)."
     )
 
 

@@ -75,8 +75,9 @@ def join_sides(a_rows: Sequence[dict[str, Any]], b_rows: Sequence[dict[str, Any]
         joined.append(
             {
                 "group": dict(k),
-                "a": {n: a[n] if a else None for n in COMPARED},
-                "b": {n: b[n] if b else None for n in COMPARED},
+                # unpriced_calls: the costs of a side leave these calls out (shown with `*`, as in report).
+                "a": {**{n: a[n] if a else None for n in COMPARED}, "unpriced_calls": a["unpriced_calls"] if a else 0},
+                "b": {**{n: b[n] if b else None for n in COMPARED}, "unpriced_calls": b["unpriced_calls"] if b else 0},
                 "change": {n: _change(a[n] if a else None, b[n] if b else None) for n in COMPARED},
                 "relative_change": {n: _relative(a[n] if a else None, b[n] if b else None) for n in COMPARED},
             }
@@ -128,6 +129,7 @@ class Repricer:
         self.from_model = from_model
         self.assume_cache = assume_cache
         self.batch_kinds = frozenset(batch_kinds)
+        self.models_seen: set[str] = set()  # to say when --from-model matched no call
         self.prices = PriceBook.from_price_file(price_file) if price_file is not None else PriceBook.from_price_file()
         try:
             self.routes: tuple[Route, ...] = tuple(parse_route(r) for r in routes)
@@ -187,6 +189,7 @@ class Repricer:
             buckets = replace(
                 buckets, uncached_input=buckets.uncached_input - moved, cache_read=buckets.cache_read + moved
             )
+        self.models_seen.add(model)
         if self.model is not None and (self.from_model is None or model == self.from_model):
             provider, model = "", self.model
         price_context = dict(context or {})
@@ -203,6 +206,16 @@ class Repricer:
             self.prices, provider, model, started_ns, ended_ns, buckets, tier=tier, context=price_context or None
         )
         return cost, reasoning or 0, buckets
+
+    def notes(self) -> list[str]:
+        """What the person must know about the re-pricing just done: an option that matched nothing."""
+        if self.from_model is not None and self.from_model not in self.models_seen:
+            seen = ", ".join(sorted(self.models_seen)) or "none"
+            return [
+                f"note: no stored call was made by model {self.from_model!r}, so nothing was re-priced "
+                f"(models in the store: {seen})"
+            ]
+        return []
 
 
 def whatif(

@@ -78,8 +78,9 @@ def import_outcomes(
             raise ImportError_(f"{where}: no label")
         if task_id is None and key is None:
             raise ImportError_(f"{where}: needs a key (with kind) or a task_id")
+        success = _success(row.get("success"), where)  # its own message names the place: not wrapped again
         try:
-            made = Outcome.make(str(label), _success(row.get("success"), where), row.get("value") or None)
+            made = Outcome.make(str(label), success, row.get("value") or None)
         except (ValueError, ArithmeticError) as exc:
             raise ImportError_(f"{where}: {exc}") from None
         recorded = row.get("recorded_at")

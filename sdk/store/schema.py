@@ -288,6 +288,11 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
             os.close(fd)
         except OSError as exc:
             raise StoreError(f"cannot create the store at {path}: {exc.strerror or exc}") from exc
+    elif not create and path.is_file() and path.stat().st_size == 0:
+        # An empty file is not a store: a report must not turn it into one (reading writes nothing).
+        raise StoreError(
+            f"{path} is an empty file, not a unitcost store (run an instrumented program first, or pass --db)"
+        )
     if create:
         _check_writable(path)
     conn = None

@@ -1,15 +1,16 @@
-"""README's coverage table (method x sync/async x plain/stream) is generated from the tests' covers
-marks (tests/coverage_table.py); this fails when the README and the tests disagree."""
+"""The coverage table (method x sync/async x plain/stream) of docs/coverage.md, linked from the README, is
+generated from the tests' covers marks (tests/coverage_table.py); this fails when the page and the tests
+disagree."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from coverage_table import COLUMNS, END, README, ROOT, START, render, replace_table
+from coverage_table import COLUMNS, END, PAGE, ROOT, START, render, replace_table
 
 
-def test_readme_coverage_table_matches_the_tests():
+def test_the_coverage_page_matches_the_tests():
     # A fresh interpreter: collecting the suite inside this pytest run would import it twice.
     done = subprocess.run(
         [sys.executable, "-m", "tests.coverage_table", "--print"], cwd=ROOT, capture_output=True, text=True,
@@ -17,9 +18,9 @@ def test_readme_coverage_table_matches_the_tests():
     )
     assert done.returncode == 0, done.stderr
     generated = done.stdout.strip()
-    readme = README.read_text(encoding="utf-8")
-    current = readme[readme.index(START): readme.index(END) + len(END)]
-    assert current == generated, "README's coverage table is out of date: run python -m tests.coverage_table"
+    page = PAGE.read_text(encoding="utf-8")
+    current = page[page.index(START): page.index(END) + len(END)]
+    assert current == generated, "docs/coverage.md is out of date: run python -m tests.coverage_table"
 
 
 def test_render_marks_each_cell_and_keeps_rows_sorted():

@@ -211,7 +211,7 @@ def test_cli_outcome_by_task_id(store_db, mini):
     unitcost.flush()
 
     result = run_cli("outcome", run.id, "resolved", "--value", "12", "--db", str(store_db))
-    assert result.stdout.strip() == f"recorded 'resolved' for run {run.id}"
+    assert result.stdout.strip() == f"recorded 'resolved' (success) for run {run.id}"
     (row,) = report_json(store_db)
     assert (row["succeeded"], row["value_usd"]) == (1, 12.0)
 
@@ -441,7 +441,7 @@ def test_show_prints_the_tree_with_costs_and_the_outcome_history(store_db, mini)
     # A unique prefix of the id is enough; an unknown id is a clear error.
     assert run_cli("show", run.id[:6], "--db", str(store_db)).stdout == out
     result = run_cli("show", "ffffffffffffffff", "--db", str(store_db), expect=1)
-    assert "no run with task id 'ffffffffffffffff'" in result.output
+    assert "no run with task id or key 'ffffffffffffffff'" in result.output
 
 
 def test_show_a_retried_task_says_which_run_it_is(store_db, mini):

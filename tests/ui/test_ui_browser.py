@@ -1,7 +1,7 @@
 """`unitcost ui` in a real browser (Debian's Chromium, driven by Playwright) over the demo's store:
 click from the overview to a kind, to its costliest task, to its span tree; filter; compare two
 windows; and check every number shown against `unitcost report --format json` on the same store.
-The run writes the README's screenshots (docs/images/ui-overview.png, docs/images/ui-task.png)."""
+The run writes the screenshots of docs/ui.md (docs/images/ui-overview.png, docs/images/ui-task.png)."""
 
 from __future__ import annotations
 
