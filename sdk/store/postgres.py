@@ -32,7 +32,7 @@ from .postgres_schema import (
     server_gone,
 )
 from .postgres_writer import PostgresWriter, refresh_totals
-from .run_totals import CALL_FIELDS
+from .run_totals import CALL_FIELDS, STALE_RUNS_SQL
 
 __all__ = ["PostgresBackend", "StoreUnavailable"]
 
@@ -204,16 +204,7 @@ class PostgresBackend(StoreBackend):
         in_totals = self.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
         if in_calls == in_totals:
             return
-        stale = [r[0] for r in self.execute(
-            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
-            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
-            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
-            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
-            "UNION SELECT run_id FROM run_totals "
-            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
-            "UNION SELECT run_id FROM run_sums "
-            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
-        )]
+        stale = [r[0] for r in self.execute(STALE_RUNS_SQL)]
         if prices is None:
             from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals
 

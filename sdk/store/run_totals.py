@@ -22,6 +22,7 @@ from ..common.money import to_pico
 from .bulk import insert_rows
 
 __all__ = [
+    "STALE_RUNS_SQL",
     "CALL_FIELDS", "COLUMNS", "SUMS", "Sum", "add_up", "backfill", "call_sums", "create_run_sums", "create_table",
     "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens",
 ]
@@ -266,6 +267,20 @@ def backfill(conn: Any) -> None:
     refresh(conn, run_ids, PriceBook())
 
 
+# The runs whose per-run sums disagree with their calls (or whose calls are gone): one text for every
+# backend (it is plain SQL both SQLite and PostgreSQL run).
+STALE_RUNS_SQL = (
+    "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
+    "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
+    "LEFT JOIN run_sums s ON s.run_id = c.run_id "
+    "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
+    "UNION SELECT run_id FROM run_totals "
+    "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
+    "UNION SELECT run_id FROM run_sums "
+    "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
+)
+
+
 def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     """Refresh the runs whose calls were written by something other than the exporter (a test, an
     import, an older unitcost), so the totals always agree with the calls. Cheap when they agree:
@@ -278,18 +293,7 @@ def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
     if in_calls == in_totals:
         return
-    stale = [
-        r[0] for r in conn.execute(
-            "SELECT c.run_id FROM (SELECT run_id, COUNT(*) AS n FROM calls WHERE run_id IS NOT NULL GROUP BY run_id) c "
-            "LEFT JOIN (SELECT run_id, SUM(calls) AS n FROM run_totals GROUP BY run_id) t ON t.run_id = c.run_id "
-            "LEFT JOIN run_sums s ON s.run_id = c.run_id "
-            "WHERE t.n IS NULL OR t.n != c.n OR s.calls IS NULL OR s.calls != c.n "
-            "UNION SELECT run_id FROM run_totals "
-            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL) "
-            "UNION SELECT run_id FROM run_sums "
-            "WHERE run_id NOT IN (SELECT run_id FROM calls WHERE run_id IS NOT NULL)"
-        )
-    ]
+    stale = [r[0] for r in conn.execute(STALE_RUNS_SQL)]
     if prices is None:
         from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
 
