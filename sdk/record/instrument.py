@@ -33,7 +33,12 @@ from ..common.forks import after_fork_in_child
 __all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
-_ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
+_ADAPTERS = {
+    "openai": "unitcost.providers.openai",
+    "anthropic": "unitcost.providers.anthropic",
+    "google.genai": "unitcost.providers.google_genai",
+    "botocore": "unitcost.providers.bedrock",
+}
 
 _lock = threading.RLock()
 
