@@ -59,7 +59,9 @@ class LocalServer:
         self._http.daemon_threads = True
         self.port = self._http.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._http.serve_forever, name="local-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, args=(0.05,), name="local-test-server", daemon=True
+        )
 
     def __enter__(self) -> LocalServer:
         self._thread.start()

@@ -67,7 +67,8 @@ def body(usage: dict[str, Any] | None = USAGE, *, parts: list[dict[str, Any]] | 
 
 
 def sse(chunks: list[dict[str, Any]]) -> tuple[int, dict[str, str], list[bytes]]:
-    return 200, {"Content-Type": "text/event-stream"}, [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
+    events = [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in chunks]
+    return 200, {"Content-Type": "text/event-stream"}, events
 
 
 def stream_chunks(first_usage: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -100,7 +101,8 @@ class GeminiServer:
                 call = {"functionCall": {"name": declaration["name"], "args": {"order_id": "1042"}}}
                 return 200, {"Content-Type": "application/json"}, body(small, parts=[call], response_id="afc-1")
             return 200, {"Content-Type": "application/json"}, body()
-        return 404, {"Content-Type": "application/json"}, {"error": {"code": 404, "message": path, "status": "NOT_FOUND"}}
+        missing = {"error": {"code": 404, "message": path, "status": "NOT_FOUND"}}
+        return 404, {"Content-Type": "application/json"}, missing
 
 
 def error_server(method: str, path: str, request: Any) -> tuple[int, dict[str, str], Any]:
