@@ -385,3 +385,16 @@ def test_invoke_model_body_reads_as_before_in_pieces(store_db, bedrock):
     rest = b"".join(body.iter_chunks(chunk_size=7))
     assert json.loads(first + rest)["usage"]["inputTokens"] == 800
     assert body.read() == b""
+
+
+def test_instrument_one_client_records_that_client_only(store_db, bedrock):
+    unitcost.uninstrument()  # the fixture turned the global switch on
+    watched, other = bedrock(), bedrock()
+    unitcost.instrument(watched)
+    try:
+        watched.converse(modelId=SONNET, messages=MESSAGES)
+        other.converse(modelId=SONNET, messages=MESSAGES)
+    finally:
+        unitcost.uninstrument()
+    (row,) = rows(store_db)
+    assert_sonnet_usage(row)

@@ -289,6 +289,8 @@ def test_automatic_function_calling_records_every_request(store_db, gemini):
         looked_up.append(order_id)
         return "ships today"
 
+    order_status.__annotations__ = {"order_id": str, "return": str}  # not strings: older SDKs read types only
+
     client = gemini()
     config = types.GenerateContentConfig(tools=[order_status])
     with unitcost.task("support_ticket") as run:
