@@ -136,9 +136,26 @@ def _start(client: Any, params: dict[str, Any], stream: bool) -> LLMCall | None:
         stream=stream,
     )
     if call is not None and _content.enabled:
-        body = params.get("body")
-        call.capture_input(params.get("messages") if "messages" in params else body, params.get("system"))
+        if "messages" in params:  # Converse
+            call.capture_input(params.get("messages"), params.get("system"))
+        else:
+            call.capture_input(*_invoke_request(params.get("body")))
     return call
+
+
+def _invoke_request(body: Any) -> tuple[Any, Any]:
+    """(messages, system) of an ``invoke_model`` request body, for content capture: Anthropic's and
+    Nova's ``messages``, Llama's ``prompt``, Titan's ``inputText``."""
+    try:
+        request = json.loads(body) if isinstance(body, str | bytes | bytearray) else None
+    except ValueError:
+        return None, None
+    if not isinstance(request, dict):
+        return None, None
+    messages = request.get("messages")
+    if messages is None:
+        messages = request.get("prompt", request.get("inputText"))
+    return messages, request.get("system")
 
 
 def _texts(message: Any) -> list[Any]:
@@ -285,6 +302,17 @@ def _read_body(result: Any, read: list[bytes]) -> Any:
     return result
 
 
+def _invoke_texts(body: dict[str, Any]) -> list[Any]:
+    """The answer's text in an ``invoke_model`` body (content capture only)."""
+    if isinstance(body.get("content"), list):  # Anthropic
+        return [b.get("text") for b in body["content"] if isinstance(b, dict) and b.get("type") == "text"]
+    if isinstance(body.get("output"), dict):  # Nova
+        return _texts(body["output"].get("message"))
+    if "generation" in body:  # Llama
+        return [body.get("generation")]
+    return [r.get("outputText") for r in body.get("results") or () if isinstance(r, dict)]  # Titan
+
+
 def _finish_invoke(params: dict[str, Any], read: list[bytes]) -> Any:
     def finish(call: LLMCall, result: Any) -> Any:
         try:
@@ -294,6 +322,8 @@ def _finish_invoke(params: dict[str, Any], read: list[bytes]) -> Any:
         read.clear()
         headers = _metadata(result).get("HTTPHeaders")
         stop = (body.get("stop_reason") or body.get("stopReason")) if isinstance(body, dict) else None
+        if _content.enabled and isinstance(body, dict):
+            call.capture_output(lambda: _invoke_texts(body), str(stop) if stop else None)
         call.finish(
             invoke_usage(body, headers, str(params.get("modelId") or "")),
             response_id=_metadata(result).get("RequestId"),

@@ -28,7 +28,7 @@ from ..record import content as _content
 from ..record.estimate import CHARS_PER_TOKEN, METHOD_CHARS, estimate, texts_of
 from ..record.llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, run_call, run_call_async
 
-__all__ = ["PATCHES", "usage_of"]
+__all__ = ["PATCHES", "request_messages", "usage_of"]
 
 
 def usage_of(metadata: Any) -> TokenUsage | None:
@@ -110,9 +110,39 @@ def _start(instance: Any, kwargs: dict[str, Any], stream: bool) -> LLMCall | Non
     )
     if call is not None and _content.enabled:
         config = kwargs.get("config")
-        system = getattr(config, "system_instruction", None) if config is not None else None
-        call.capture_input(kwargs.get("contents"), system)
+        system = config.get("system_instruction") if isinstance(config, dict) else getattr(
+            config, "system_instruction", None
+        )
+        call.capture_input(request_messages(kwargs.get("contents")), _part_texts(system))
     return call
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _part_texts(value: Any) -> list[str]:
+    """The text of a ``Content``, a ``Part``, a string, or a list of them (content capture only)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for item in value for t in _part_texts(item)]
+    parts = _field(value, "parts")
+    if parts is not None:
+        return _part_texts(list(parts))
+    text = _field(value, "text")
+    return [text] if isinstance(text, str) and not _field(value, "thought") else []
+
+
+def request_messages(contents: Any) -> list[dict[str, Any]]:
+    """``contents`` (a string, ``Content``s, ``Part``s, their dicts) as chat messages with a role and
+    their text, for content capture; Gemini's ``model`` role is the assistant."""
+    items = contents if isinstance(contents, list | tuple) else [contents]
+    messages = []
+    for item in items:
+        role = _field(item, "role") if not isinstance(item, str) else None
+        messages.append({"role": "assistant" if role == "model" else str(role or "user"), "content": _part_texts(item)})
+    return messages
 
 
 def _finish(call: LLMCall, response: Any) -> Any:

@@ -398,3 +398,21 @@ def test_instrument_one_client_records_that_client_only(store_db, bedrock):
         unitcost.uninstrument()
     (row,) = rows(store_db)
     assert_sonnet_usage(row)
+
+
+def test_content_is_captured_only_when_asked(make_store, bedrock):
+    db = make_store(capture_content=True)
+    client = bedrock()
+    client.converse(modelId=SONNET, messages=MESSAGES, system=[{"text": "You are Acme's support assistant."}])
+    invoke(client, SONNET)
+    captured = store_rows(db, "SELECT k.input_messages, k.output_messages FROM calls c JOIN call_content k "
+                              "USING (span_id) ORDER BY c.started_ns")
+    assert len(captured) == 2
+    converse, invoked = ([json.loads(r["input_messages"]), json.loads(r["output_messages"])] for r in captured)
+    question = {"role": "user", "parts": [{"type": "text", "content": MESSAGES[0]["content"][0]["text"]}]}
+    assert converse[0] == [
+        {"role": "system", "parts": [{"type": "text", "content": "You are Acme's support assistant."}]}, question,
+    ]
+    assert invoked[0] == [question]
+    for _, output in (converse, invoked):
+        assert output[0]["parts"] == [{"type": "text", "content": ANSWER}]

@@ -336,3 +336,22 @@ def test_not_instrumented_records_nothing(store_db, gemini):
     unitcost.uninstrument()
     gemini().models.generate_content(model=MODEL, contents=QUESTION)
     assert rows(store_db) == []
+
+
+def test_content_is_captured_only_when_asked(make_store, gemini):
+    db = make_store(capture_content=True)
+    chat = gemini().chats.create(
+        model=MODEL, config=types.GenerateContentConfig(system_instruction="You are Acme's support assistant.")
+    )
+    chat.send_message(QUESTION)
+    chat.send_message("And the tracking number?")
+    captured = store_rows(db, "SELECT k.input_messages, k.output_messages FROM calls c JOIN call_content k "
+                              "USING (span_id) ORDER BY c.started_ns")
+    second_in = json.loads(captured[1]["input_messages"])
+    assert [m["role"] for m in second_in] == ["system", "user", "assistant", "user"]
+    assert second_in[1]["parts"] == [{"type": "text", "content": QUESTION}]
+    # The answer without the thought summary, in the history and in the output.
+    assert second_in[2]["parts"] == [{"type": "text", "content": "Your order ships today."}]
+    output = json.loads(captured[0]["output_messages"])
+    assert output == [{"role": "assistant", "parts": [{"type": "text", "content": "Your order ships today."}],
+                       "finish_reason": "STOP"}]
