@@ -251,7 +251,10 @@ class ResponseStreamWatcher(StreamWatcher):
         raw = ((event or {}).get("chunk") or {}).get("bytes") if isinstance(event, dict) else None
         if not raw:
             return True
-        payload = json.loads(raw)
+        try:
+            payload = json.loads(raw)
+        except ValueError:  # not JSON (an image model's bytes): nothing to read in it
+            return True
         if not isinstance(payload, dict):
             return True
         if isinstance(payload.get("type"), str):  # an Anthropic Messages event
