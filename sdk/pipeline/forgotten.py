@@ -37,7 +37,7 @@ class CallCounter(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._stopped:  # a replaced pipeline's counter: the new one counts
+        if self._stopped or CallCounter.llm_calls:  # replaced; or a call was seen: no warning to give
             return
         attrs = span.attributes or {}
         kind = attrs.get(A.SPAN_TYPE)
