@@ -168,3 +168,66 @@ def test_record_usage_with_a_bad_field_keeps_an_unpriced_call(store_db, field, b
     # A bad count: unpriced, never $0. A bad duration only: priced by its good counts, no duration.
     assert (calls[0]["cost_pico"] is None) == (field != "duration_s")
     assert field in caplog.text
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this object")
+
+
+def _raises(*args, **kwargs):
+    raise LookupError("ticket has no id")
+
+
+@pytest.mark.parametrize("form", ["decorator", "with"])
+@pytest.mark.parametrize(
+    "key, attributes, kept_key, kept_attributes, warned",
+    [
+        (_raises, {"customer": "acme"}, None, {"customer": "acme"}, "key: its function raised LookupError"),
+        ("T-1", _raises, "T-1", {}, "attributes: its function raised LookupError"),
+        ("T-1", lambda *a: ["customer", "acme"], "T-1", {}, "attributes: they are a list, not a dict"),
+        ("T-1", "customer=acme", "T-1", {}, "attributes: they are a str, not a dict"),
+        (_Unprintable(), {"customer": "acme"}, None, {"customer": "acme"}, "key: it cannot be made text"),
+        ("T-1", {"customer": "acme", "plan": _Unprintable()}, "T-1", {"customer": "acme"}, "attribute(s) 'plan'"),
+    ],
+    ids=["key-raises", "attributes-raise", "attributes-list", "attributes-str", "key-unprintable",
+         "attribute-unprintable"],
+)
+def test_a_bad_key_or_attributes_still_records_the_task(
+    store_db, caplog, form, key, attributes, kept_key, kept_attributes, warned
+):
+    # The user's bad value, not unitcost's error: a warning even under UNITCOST_STRICT (set here), as
+    # for a bad outcome value; the task is recorded without it, and its calls are in it. (In the
+    # `with` form a callable is called without arguments.)
+    with caplog.at_level(logging.WARNING, logger="unitcost"):
+        if form == "decorator":
+            @unitcost.task("ticket", key=key, attributes=attributes)
+            def handle(ticket_id: int) -> int:
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=10, output_tokens=1)
+                return ticket_id
+
+            assert handle(1042) == 1042
+        else:
+            with unitcost.task("ticket", key=key, attributes=attributes) as run:
+                assert run is not None
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=10, output_tokens=1)
+    (run_row,) = store_rows(store_db, "runs")
+    (call,) = store_rows(store_db, "calls")
+    assert call["run_id"] == run_row["run_id"]  # in its task, not in "(no task)"
+    assert run_row["key"] == kept_key
+    assert json.loads(run_row["attributes"] or "{}") == kept_attributes
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warned in warnings[0], warnings
+    assert "ticket has no id" in warnings[0] or "raised" not in warned
+
+
+def test_record_outcome_finds_a_task_by_the_same_key_object(store_db, caplog):
+    # Bytes key: the task and the late outcome name it the same way. An unprintable key names no
+    # task: logged (raised only under UNITCOST_STRICT), never a crash of its own.
+    with unitcost.task("ticket", key=b"T-\xc3\xa9"):
+        pass
+    unitcost.record_outcome("resolved", kind="ticket", key=b"T-\xc3\xa9")
+    (outcome,) = store_rows(store_db, "outcomes")
+    assert outcome["key"] == "T-é" == store_rows(store_db, "runs")[0]["key"]
+    with pytest.raises(ValueError, match="key cannot be made text"):
+        unitcost.record_outcome("resolved", key=_Unprintable())
