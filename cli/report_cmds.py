@@ -25,7 +25,10 @@ from .fit import say
     "(attr.NAME for an attribute called like one of those).",
 )
 @click.option("--every", type=click.Choice(["day", "week", "month"]), help="Also group by UTC time bucket.")
-@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@click.option(
+    "--where", multiple=True, metavar="NAME=VALUE",
+    help="Only tasks whose attribute has this value; key=KEY: the task with this key.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table", show_default=True
 )
@@ -175,7 +178,10 @@ def compare_command(
 @click.option("--user-attr", metavar="NAME", help="With --cap-per-user: the task attribute naming the user.")
 @click.option("--by", default="kind", show_default=True, help="Group by, as in `unitcost report`.")
 @click.option("--kind", help="Only tasks of this kind.")
-@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@click.option(
+    "--where", multiple=True, metavar="NAME=VALUE",
+    help="Only tasks whose attribute has this value; key=KEY: the task with this key.",
+)
 @time_option("--since", "Only tasks that started at or after this.")
 @time_option("--until", "Only tasks that started before this.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -260,7 +266,10 @@ def whatif_command(
 @time_option("--until", "Only tasks that started before this.")
 @click.option("--kind", help="Only tasks of this kind.")
 @click.option("--by", default="kind", show_default=True, help="Check each group of this grouping.")
-@click.option("--where", multiple=True, metavar="NAME=VALUE", help="Only tasks whose attribute has this value.")
+@click.option(
+    "--where", multiple=True, metavar="NAME=VALUE",
+    help="Only tasks whose attribute has this value; key=KEY: the task with this key.",
+)
 @click.option("--max-cost", type=Number(min=0), help="Total cost of a group, USD.")
 @click.option("--max-cost-per-task", type=Number(min=0), help="USD.")
 @click.option("--max-cost-per-success", type=Number(min=0), help="USD.")

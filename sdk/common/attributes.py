@@ -200,6 +200,8 @@ def task_key(value: object) -> str:
     """A task key as stored: the text itself, or, past `MAX_KEY_LEN` characters, a readable prefix and
     a digest of the whole (``<prefix>…#sha256:<32 hex>``), so that two long keys stay two tasks and an
     outcome recorded by the same long key finds its task."""
+    if isinstance(value, bytes | bytearray):  # as a task's key and an outcome's key alike
+        value = bytes(value).decode("utf-8", "replace")
     text = value if isinstance(value, str) else str(value)
     if len(text) <= MAX_KEY_LEN:
         return text

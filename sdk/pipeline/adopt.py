@@ -25,6 +25,7 @@ stream object kept alive forever) is stored as the SDK made it when its `Pending
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
@@ -166,6 +167,17 @@ class Recorder:
     def end(self, end_time: int | None = None) -> None:
         # The SDK's span keeps its own end time: it ends when the SDK is done with the response.
         self._call._finish(self.attributes, self.status)
+
+    def provider_span_at_shutdown(self) -> ReadableSpan | None:
+        """The SDK's own span, as if it ended now, while the SDK has not ended it: unitcost is
+        shutting down with the call's stream still open, and the SDK ends its span only when the
+        stream is read or closed, after unitcost's processors have stopped. The caller hands the copy
+        to unitcost's own processors; the SDK's live span is left alone (the program may still read
+        the stream, and the SDK end its span then, for the application's own exporters)."""
+        span = self._call.span
+        if span is None or not span.is_recording():
+            return None
+        return copy_span(span, end_time=time.time_ns())
 
 
 class AdoptingProcessor(SpanProcessor):

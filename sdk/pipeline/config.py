@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common.errors import ConfigurationError, StoreError, internal_error, logger
 from ..common.forks import after_fork_in_child
+from ..record.open_streams import end_open_streams
 from . import summary as _summary
 from .settings import Settings
 
@@ -256,8 +257,18 @@ def _at_exit() -> None:
 
 
 def shutdown() -> None:
-    """Flush and stop unitcost's exporters. Called at interpreter exit too."""
+    """Flush and stop unitcost's exporters. Called at interpreter exit too.
+
+    A stream the program still holds open is recorded first (as incomplete, its missing tokens
+    estimated: `unitcost.record.open_streams`), while the pipeline it reports to is still in force.
+    """
     global _pipeline
+    current = _pipeline
+    if current is not None:
+        try:
+            current.take_ended(end_open_streams())
+        except Exception as exc:  # noqa: BLE001
+            internal_error("ending open streams", exc)
     with _lock:
         current, _pipeline = _pipeline, None
     if current is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from ..exporters import otlp
@@ -95,6 +95,13 @@ class Pipeline:
         if self.meter_provider is not None:
             flushed = self.meter_provider.force_flush(timeout_millis) and flushed
         return flushed
+
+    def take_ended(self, spans: list[ReadableSpan]) -> None:
+        """Give unitcost's processors spans that ended outside the TracerProvider: the provider SDK's
+        own spans of calls whose streams were still open at shutdown (`unitcost.record.open_streams`)."""
+        for span in spans:
+            for processor in self.processors:
+                processor.on_end(span)
 
     def shutdown(self) -> None:
         for processor in self.processors:

@@ -342,12 +342,13 @@ class MessageStreamWatcher(StreamWatcher):
         usage = message_usage(self.usage, self.model or call.model) if self.usage else None
         if usage is not None and not self.delta_seen:
             # message_start's output count is a placeholder; the text seen is a floor for the real one.
+            # Either way the output was never reported: the count is an estimate, and says so.
             seen = -(-self.output_chars // CHARS_PER_TOKEN)
             if seen > usage.output_tokens:
                 usage.output_tokens = seen
                 usage.reasoning_tokens = min(-(-self.thinking_chars // CHARS_PER_TOKEN), seen)
-                usage.estimated = True
-                usage.estimate_method = METHOD_CHARS
+            usage.estimated = True
+            usage.estimate_method = METHOD_CHARS
         call.span.set_attributes(price_attributes(self.usage))
         texts = self.texts
         if texts is not None:

@@ -4,7 +4,8 @@ Provider adapters (``unitcost.providers.*``) only map their SDK's objects onto t
 before the request, then `finish` with the response's usage or `fail` with the error. Streams are
 wrapped in a proxy that passes everything through, watches chunks go by, and ends the call exactly
 once: when the stream is exhausted, closed (the stream itself, or the HTTP response a helper such as
-``chat.completions.stream()`` closes), left through ``with``, garbage-collected, or fails.
+``chat.completions.stream()`` closes), left through ``with``, garbage-collected, or fails, or, for a
+stream still open then, when unitcost shuts down (`unitcost.record.open_streams`).
 
 While an SDK request is in flight, the call is the context's `active_call`: the provider SDK's own
 retries are counted on it (`note_retries`), and a wrapped SDK method that calls another wrapped
@@ -31,11 +32,13 @@ from ..pricing.usage import TokenUsage
 from . import content as _content
 from .budget import charge_call, check_before_spending
 from .context import TaskRun, current_run
+from .open_streams import forget, track
 from .span_attributes import set_own_attributes
 
 __all__ = [
     "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "in_wrapped_call",
-    "json_field", "mark_wrapped", "note_retries", "run_call", "run_call_async", "unmark_wrapped",
+    "json_field", "mark_wrapped", "note_retries", "provider_span_at_shutdown", "run_call", "run_call_async",
+    "unmark_wrapped",
 ]
 
 
@@ -278,7 +281,8 @@ class _Watch:
     ``for`` / ``async for`` over the proxy iterate this object: its per-chunk work reads plain
     slots, where each attribute read on a wrapt proxy costs ~0.2 us. It ends the call once: at the
     stream's end or error, on close, or when it is garbage-collected, i.e. when the proxy and every
-    loop over it are gone (a stream the caller abandoned still records what it saw).
+    loop over it are gone (a stream the caller abandoned still records what it saw), or when unitcost
+    shuts down while the stream is still open (`unitcost.record.open_streams` lists it until then).
     """
 
     __slots__ = ("stream", "call", "watcher", "on_chunk", "done", "__weakref__")
@@ -289,6 +293,7 @@ class _Watch:
         self.watcher = watcher
         self.on_chunk: Callable[[Any], bool] | None = None  # the watcher's, from the first chunk on
         self.done = False
+        track(self)
 
     def first_chunk(self) -> Callable[[Any], bool]:
         """At the first chunk: the time to the first token. The watcher sees it and every later one."""
@@ -312,10 +317,24 @@ class _Watch:
         if self.done:
             return
         self.done = True
+        forget(self)
         try:
             self.watcher.finish(self.call, incomplete=incomplete, error=error)
         except Exception as exc:  # noqa: BLE001
             internal_error("stream finish", exc)
+
+    def end_at_shutdown(self) -> Any:
+        """unitcost is shutting down and the stream is still open: record what was seen, now.
+
+        Returns the provider SDK's own span of the call, as if ended now, when the SDK made one
+        (anthropic 2.x, see `unitcost.pipeline.adopt`) and has not ended it: the call is stored when
+        that span reaches unitcost's processors, which `unitcost.shutdown()` hands it to."""
+        self.end(incomplete=True)
+        return provider_span_at_shutdown(self.call)
+
+    def disown(self) -> None:
+        """A forked child's copy of its parent's open stream: the parent records the call, not us."""
+        self.done = True
 
     def __del__(self) -> None:
         if not self.done:
@@ -466,6 +485,13 @@ class AsyncStreamProxy(_StreamProxyBase):
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
             self._self_end(incomplete=True)
+
+
+def provider_span_at_shutdown(call: LLMCall) -> Any:
+    """For a call recorded on a stand-in for the provider SDK's own span (`unitcost.pipeline.adopt`'s
+    recorder): the SDK's span as if it ended now, while the SDK has not ended it; else None."""
+    snapshot = getattr(call.span, "provider_span_at_shutdown", None)
+    return snapshot() if snapshot is not None and call.ended else None
 
 
 ErrorUsage = Callable[[BaseException], "TokenUsage | None"]

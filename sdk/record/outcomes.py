@@ -108,7 +108,10 @@ def record_outcome(
         if kind is not None:
             attrs[A.OUTCOME_KIND] = str(kind)
         if key is not None:
-            attrs[A.OUTCOME_KEY] = A.task_key(key)
+            try:
+                attrs[A.OUTCOME_KEY] = A.task_key(key)
+            except Exception as exc:  # noqa: BLE001 - a key whose str() raises names no task
+                raise ValueError(f"its key cannot be made text ({type(exc).__name__})") from None
         # A root span of its own: the outcome belongs to the task it names, not to the code around it.
         span = pipeline().tracer.start_span(
             "unitcost.outcome", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs  # type: ignore[arg-type]

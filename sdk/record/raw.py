@@ -8,21 +8,23 @@ by: the parsed result, the JSON body, or the server-sent events of a stream. Not
 the caller did not read, so the caller's stream is never consumed behind its back.
 
 The call ends when its usage is seen, when the body has been read to its end, or when the response
-is closed or garbage-collected (then with what was seen; a body never read leaves the call without
-usage, so it is unpriced rather than $0).
+is closed or garbage-collected, or unitcost shuts down while it is still open (then with what was
+seen; a body never read leaves the call without usage, so it is unpriced rather than $0).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import wrapt
 
 from ..common.errors import internal_error
-from .llm import LLMCall, StreamWatcher
+from .llm import LLMCall, StreamWatcher, provider_span_at_shutdown
+from .open_streams import track
 
 __all__ = ["is_raw_response", "wrap_raw_response"]
 
@@ -99,6 +101,9 @@ class _RawResponseProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_parsed: Any = None
         self._self_decoder = _SSEDecoder()
         self._self_buffer: list[str] = []  # a JSON body read piece by piece, until it ends
+        # Listed until collected (unitcost.record.open_streams): the proxy itself hashes as the response.
+        self._self_open = _OpenResponse(self)
+        track(self._self_open)
 
     # -- what was seen ---------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class _RawResponseProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def _self_end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
         call = self._self_call
-        if call.ended or self._self_parsed is not None:
+        if call.ended or self._self_parsed is not None or self._self_open.disowned:
             return
         try:
             if self._self_sse:
@@ -193,6 +198,26 @@ class _RawResponseProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     def __del__(self) -> None:
         if not self._self_call.ended:
             self._self_end(incomplete=True)
+
+
+class _OpenResponse:
+    """A raw response as `unitcost.record.open_streams` lists it, until the response is collected."""
+
+    __slots__ = ("proxy", "disowned", "__weakref__")
+
+    def __init__(self, proxy: _RawResponseProxyBase) -> None:
+        self.proxy = weakref.ref(proxy)  # the proxy keeps this object, not the other way round
+        self.disowned = False
+
+    def end_at_shutdown(self) -> Any:
+        proxy = self.proxy()
+        if proxy is None or proxy._self_call.ended:
+            return None
+        proxy._self_end(incomplete=True)  # (a parsed stream is listed itself, and ends its call)
+        return provider_span_at_shutdown(proxy._self_call)  # see unitcost.record.llm
+
+    def disown(self) -> None:
+        self.disowned = True
 
 
 class LegacyRawResponseProxy(_RawResponseProxyBase):

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from ..common import attributes as A
-from ..common.errors import internal_error
+from ..common.errors import internal_error, logger
 from ..common.money import parse_usd
 from ..common.secrets import scrub
 from ..pipeline.config import pipeline
@@ -45,6 +45,12 @@ def _text(value: Any) -> str:
     if not text.isascii():
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+def _why(exc: BaseException) -> str:
+    """An exception of the user's, for a warning: its type and the start of its message, scrubbed
+    of anything shaped like a credential."""
+    return f"{type(exc).__name__}: {scrub(str(exc)[:200])}"
 
 
 def _attr_value(value: Any) -> Any:
@@ -353,16 +359,56 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
             A.AGENT_NAME: self.name,
             A.TASK_KIND: self.name,
         }
-        key = self.key(*args, **kwargs) if callable(self.key) else self.key
+        # The key and the attributes are the user's values: one that cannot be used (a callable that
+        # raises, attributes that are not a dict) is left out with a warning, as a bad outcome value
+        # is, and the task is recorded without it; never the task lost, its calls in "(no task)".
+        key = self._given("key", self.key, args, kwargs)
         if key is not None:
-            if isinstance(key, bytes | bytearray):
-                key = bytes(key).decode("utf-8", "replace")
-            attrs[A.TASK_KEY] = _text(A.task_key(key))  # a long key: prefix and digest, never cut
-        extra = self.attributes(*args, **kwargs) if callable(self.attributes) else self.attributes
-        for name, value in (extra or {}).items():
-            if value is not None:
-                attrs[A.TASK_ATTR_PREFIX + str(name)] = _attr_value(value)
+            try:
+                attrs[A.TASK_KEY] = _text(A.task_key(key))  # a long key: prefix and digest, never cut
+            except Exception as exc:  # noqa: BLE001 - e.g. a key whose str() raises
+                self._left_out("key", f"it cannot be made text ({_why(exc)})")
+        attrs.update(self._attribute_values(self._given("attributes", self.attributes, args, kwargs)))
         return attrs
+
+    def _given(self, what: str, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        """``value``, or what it returns for the decorated function's arguments when it is a callable;
+        None (with a warning) when that callable raises."""
+        if not callable(value):
+            return value
+        try:
+            return value(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user's function: its error is reported, not raised
+            self._left_out(what, f"its function raised {_why(exc)}")
+            return None
+
+    def _attribute_values(self, extra: Any) -> dict[str, Any]:
+        """Task attributes as span attributes; what is not a dict, or a value that cannot be made
+        text, is left out with a warning."""
+        if extra is None:
+            return {}
+        if not isinstance(extra, Mapping):
+            self._left_out("attributes", f"they are a {type(extra).__name__}, not a dict")
+            return {}
+        values: dict[str, Any] = {}
+        bad: list[str] = []
+        try:
+            items = list(extra.items())
+        except Exception as exc:  # noqa: BLE001 - a mapping of the user's that cannot be read
+            self._left_out("attributes", f"they cannot be read ({_why(exc)})")
+            return {}
+        for name, value in items:
+            try:
+                if value is not None:
+                    values[A.TASK_ATTR_PREFIX + str(name)] = _attr_value(value)
+            except Exception:  # noqa: BLE001 - a value (or name) whose str() raises
+                bad.append(repr(name))
+        if bad:
+            self._left_out(f"attribute(s) {', '.join(bad)}", "they cannot be made text")
+        return values
+
+    def _left_out(self, what: str, why: str) -> None:
+        logger.warning("unitcost: task %r recorded without its %s: %s", self.name, what, why)
 
     def _uses_arguments(self) -> bool:
         return callable(self.key) or callable(self.attributes)

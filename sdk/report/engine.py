@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ..common.attributes import task_key
 from ..common.money import from_pico, usd_for_json
 from ..pricing.call import PRICE_CONTEXT_KEYS
 from ..pricing.usage import Buckets
@@ -207,7 +208,7 @@ def _resolve_names(names: Iterable[str], known: set[str], option: str) -> list[t
             continue
         attribute = name[5:] if name.startswith("attr.") else name
         if attribute not in known:
-            choices = ", ".join(list(GROUP_FIELDS) + sorted(known)) or "none"
+            choices = ", ".join(list(GROUP_FIELDS) + (["key"] if option == "--where" else []) + sorted(known))
             raise ReportError(f"unknown {option} name {name!r}: no task has that attribute (known: {choices})")
         fields.append((name, "attr:" + attribute))
     return fields
@@ -241,6 +242,8 @@ class TaskSelector:
         where: Mapping[str, str] | Sequence[str] | None = None,
     ) -> None:
         wanted = parse_where(where)
+        # --where key=KEY: the task with this key, as the SDK stored it (a long key: prefix and digest).
+        key = wanted.pop("key", None)
         fields = _resolve_names(wanted, known_attributes, "--where")
         for name, fld in fields:
             if fld in ("model", "provider"):
@@ -250,6 +253,8 @@ class TaskSelector:
                     f"(or name a task attribute attr.{fld})"
                 )
         self.filters = [(f, value) for (_, f), value in zip(fields, wanted.values(), strict=True)]
+        if key is not None:
+            self.filters.append(("key", task_key(key)))
         self.since_ns, self.until_ns, self.kind = since_ns, until_ns, kind
 
     def keeps(self, task: Task) -> bool:
@@ -260,7 +265,7 @@ class TaskSelector:
         if self.until_ns is not None and task.started_ns >= self.until_ns:
             return False
         if self.filters:
-            values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None}
+            values = {"kind": task.kind, "outcome": task.outcome.label if task.outcome else None, "key": task.key}
             return all(_field_value(fld, values, task) == value for fld, value in self.filters)
         return True
 
@@ -665,8 +670,8 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
             for fld, value in selector.filters:
                 if fld.startswith("attr:"):
                     attribute_filters.append((fld[5:], value))
-                elif fld in ("kind", "outcome"):
-                    conditions.append("t.kind = ?" if fld == "kind" else "o.label = ?")
+                elif fld in ("kind", "outcome", "key"):
+                    conditions.append({"kind": "t.kind = ?", "outcome": "o.label = ?", "key": "t.key = ?"}[fld])
                     params.append(value)
                 else:  # --where model=...: the Python engine says what that does
                     raise sql.Unfit(f"--where {fld}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..common.attributes import task_key
 from ..common.money import from_pico, parse_usd, to_pico
 from ..record.outcomes import Outcome, is_success, label_note
 from ..store.backend import StoreBackend
@@ -105,17 +106,18 @@ def _resolve_run_id(db: StoreBackend, ref: str, kind: str | None = None) -> str:
     `unitcost outcome` takes them."""
     if kind is None and db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
         return ref
+    key = task_key(ref)  # as the SDK stored it: a key past 4096 characters is a prefix and a digest
     by_key = db.execute(
         "SELECT kind, run_id FROM runs WHERE key = ? AND (? IS NULL OR kind = ?) ORDER BY started_ns DESC",
-        [ref, kind, kind],
+        [key, kind, kind],
     ).fetchall()
     kinds = sorted({k for k, _ in by_key})
     if len(kinds) > 1:
-        raise ReportError(f"key {ref!r} exists in several kinds ({', '.join(kinds)}): pass --kind")
+        raise ReportError(f"key {_shown(key)!r} exists in several kinds ({', '.join(kinds)}): pass --kind")
     if by_key:
         return str(by_key[0][1])
     if kind is not None:
-        raise ReportError(f"no run of kind {kind!r} has key {ref!r} (see `unitcost tasks`)")
+        raise ReportError(f"no run of kind {kind!r} has key {_shown(key)!r} (see `unitcost tasks`)")
     matches = (
         [r[0] for r in db.execute(
             "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 2", [ref, ref + "\uffff"]
@@ -123,8 +125,16 @@ def _resolve_run_id(db: StoreBackend, ref: str, kind: str | None = None) -> str:
         if len(ref) >= 4 else []
     )
     if len(matches) != 1:
-        raise ReportError(f"no run with task id or key {ref!r} (see `unitcost tasks`)")
+        raise ReportError(f"no run with task id or key {_shown(key)!r} (see `unitcost tasks`)")
     return str(matches[0])
+
+
+def _shown(key: str) -> str:
+    """A key in a message: a long one by its start and its digest, not thousands of characters."""
+    if len(key) <= 120:
+        return key
+    digest_at = key.rfind("…#sha256:")
+    return key[:60] + key[digest_at:] if digest_at >= 0 else key[:100] + "…"
 
 
 def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetail:
@@ -236,14 +246,16 @@ def add_outcome(
         run_id, target_kind, key = run[0], None, None
         matched = f"run {ref}"
     else:
-        kinds = [r[0] for r in db.execute("SELECT DISTINCT kind FROM runs WHERE key = ?", [ref])]
+        key = task_key(ref)  # as the SDK stored it: a key past 4096 characters is a prefix and a digest
+        kinds = [r[0] for r in db.execute("SELECT DISTINCT kind FROM runs WHERE key = ?", [key])]
         if kind is None and len(kinds) > 1:
-            raise ReportError(f"key {ref!r} exists in several kinds ({', '.join(sorted(kinds))}): pass --kind")
+            raise ReportError(f"key {_shown(key)!r} exists in several kinds ({', '.join(sorted(kinds))}): pass --kind")
         target_kind = kind if kind is not None else (kinds[0] if kinds else None)
-        run_id, key = None, ref
-        matched = f"{target_kind or 'any kind'} key {ref}"
+        run_id = None
+        matched = f"{target_kind or 'any kind'} key {_shown(key)}"
         if target_kind not in kinds:
-            warning = f"no run has key {ref!r}{' in kind ' + repr(kind) if kind else ''} yet; the outcome is kept"
+            in_kind = f" in kind {kind!r}" if kind else ""
+            warning = f"no run has key {_shown(key)!r}{in_kind} yet; the outcome is kept"
     with open_backend(db).transaction():  # (an open sqlite_utils.Database is taken too)
         db.execute(
             "INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "

@@ -15,6 +15,7 @@ import pytest
 from conftest import run_cli, store_rows
 
 import unitcost
+from unitcost.common.attributes import task_key
 from unitcost.common.secrets import scrub
 from unitcost.exporters import JsonlSpanExporter
 from unitcost.pipeline import config
@@ -86,6 +87,43 @@ def test_two_long_keys_stay_two_tasks_and_outcomes_find_them(store_db):
     assert all(k.startswith("x" * 100) and len(k) <= 4096 for k in keys)  # a readable prefix
     rows = json.loads(run_cli("report", "--db", str(store_db), "--format", "json").stdout)
     assert rows[0]["tasks"] == 2 and rows[0]["succeeded"] == 1
+
+
+def test_the_cli_finds_a_long_key_as_the_sdk_stored_it(store_db, tmp_path):
+    # Two keys of 5,000 characters that share their first 4,096: each is its own task, and every
+    # command that takes a key (outcome, outcome --import, show, report --where key=) finds the right one.
+    common = "".join(chr(ord("a") + i % 26) for i in range(4096))
+    first, second = common + "1" * 904, common + "2" * 904
+    for key, tokens in ((first, 100), (second, 300)):
+        with unitcost.task("ticket", key=key):
+            unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=tokens, output_tokens=1)
+    assert unitcost.flush()
+    db = str(store_db)
+    out = run_cli("outcome", first, "resolved", "--db", db).stdout
+    assert "key abcdefghij" in out and "#sha256:" in out and len(out) < 300  # said shortly
+    run_cli("outcome", second, "escalated", "--db", db)
+    joined = store_rows(store_db, "SELECT r.key, o.label FROM runs r JOIN outcomes o ON o.key = r.key")
+    assert sorted((r["key"], r["label"]) for r in joined) == sorted(
+        [(task_key(first), "resolved"), (task_key(second), "escalated")]
+    )
+    # Each outcome is on its own task: the report counts one success and one failure.
+    rows = json.loads(run_cli("report", "--db", db, "--format", "json").stdout)
+    assert (rows[0]["tasks"], rows[0]["succeeded"], rows[0]["failed"]) == (2, 1, 1)
+    for key, tokens, label in ((first, 100, "resolved"), (second, 300, "escalated")):
+        (only,) = json.loads(run_cli("report", "--db", db, "--where", f"key={key}", "--format", "json").stdout)
+        assert (only["tasks"], only["input_tokens"]) == (1, tokens)
+        shown = run_cli("show", key, "--db", db).stdout
+        assert f"{tokens} in / 1 out" in shown
+        assert f"  {label} (" in shown.split("outcomes (latest wins):")[1]
+    # --import with the full keys: the latest outcome of each task wins.
+    path = tmp_path / "outcomes.csv"
+    path.write_text(f"kind,key,label\nticket,{first},escalated\nticket,{second},resolved\n")
+    run_cli("outcome", "--import", str(path), "--db", db)
+    rows = json.loads(run_cli("report", "--db", db, "--by", "outcome", "--format", "json").stdout)
+    assert sorted((r["group"]["outcome"], r["input_tokens"]) for r in rows) == [("escalated", 100), ("resolved", 300)]
+    # A key that is neither: no task, said briefly.
+    unknown = run_cli("show", common + "3" * 904, "--db", db, expect=1).output
+    assert "no run with task id or key" in unknown and len(unknown) < 300
 
 
 @pytest.mark.parametrize(
@@ -168,3 +206,66 @@ def test_record_usage_with_a_bad_field_keeps_an_unpriced_call(store_db, field, b
     # A bad count: unpriced, never $0. A bad duration only: priced by its good counts, no duration.
     assert (calls[0]["cost_pico"] is None) == (field != "duration_s")
     assert field in caplog.text
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this object")
+
+
+def _raises(*args, **kwargs):
+    raise LookupError("ticket has no id")
+
+
+@pytest.mark.parametrize("form", ["decorator", "with"])
+@pytest.mark.parametrize(
+    "key, attributes, kept_key, kept_attributes, warned",
+    [
+        (_raises, {"customer": "acme"}, None, {"customer": "acme"}, "key: its function raised LookupError"),
+        ("T-1", _raises, "T-1", {}, "attributes: its function raised LookupError"),
+        ("T-1", lambda *a: ["customer", "acme"], "T-1", {}, "attributes: they are a list, not a dict"),
+        ("T-1", "customer=acme", "T-1", {}, "attributes: they are a str, not a dict"),
+        (_Unprintable(), {"customer": "acme"}, None, {"customer": "acme"}, "key: it cannot be made text"),
+        ("T-1", {"customer": "acme", "plan": _Unprintable()}, "T-1", {"customer": "acme"}, "attribute(s) 'plan'"),
+    ],
+    ids=["key-raises", "attributes-raise", "attributes-list", "attributes-str", "key-unprintable",
+         "attribute-unprintable"],
+)
+def test_a_bad_key_or_attributes_still_records_the_task(
+    store_db, caplog, form, key, attributes, kept_key, kept_attributes, warned
+):
+    # The user's bad value, not unitcost's error: a warning even under UNITCOST_STRICT (set here), as
+    # for a bad outcome value; the task is recorded without it, and its calls are in it. (In the
+    # `with` form a callable is called without arguments.)
+    with caplog.at_level(logging.WARNING, logger="unitcost"):
+        if form == "decorator":
+            @unitcost.task("ticket", key=key, attributes=attributes)
+            def handle(ticket_id: int) -> int:
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=10, output_tokens=1)
+                return ticket_id
+
+            assert handle(1042) == 1042
+        else:
+            with unitcost.task("ticket", key=key, attributes=attributes) as run:
+                assert run is not None
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=10, output_tokens=1)
+    (run_row,) = store_rows(store_db, "runs")
+    (call,) = store_rows(store_db, "calls")
+    assert call["run_id"] == run_row["run_id"]  # in its task, not in "(no task)"
+    assert run_row["key"] == kept_key
+    assert json.loads(run_row["attributes"] or "{}") == kept_attributes
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warned in warnings[0], warnings
+    assert "ticket has no id" in warnings[0] or "raised" not in warned
+
+
+def test_record_outcome_finds_a_task_by_the_same_key_object(store_db, caplog):
+    # Bytes key: the task and the late outcome name it the same way. An unprintable key names no
+    # task: logged (raised only under UNITCOST_STRICT), never a crash of its own.
+    with unitcost.task("ticket", key=b"T-\xc3\xa9"):
+        pass
+    unitcost.record_outcome("resolved", kind="ticket", key=b"T-\xc3\xa9")
+    (outcome,) = store_rows(store_db, "outcomes")
+    assert outcome["key"] == "T-é" == store_rows(store_db, "runs")[0]["key"]
+    with pytest.raises(ValueError, match="key cannot be made text"):
+        unitcost.record_outcome("resolved", key=_Unprintable())

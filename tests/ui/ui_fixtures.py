@@ -97,10 +97,23 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is required under CI (.ci/run installs Debian's chromium package)")
         pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
+    # Each test module star-imports these fixtures, so pytest makes one `browser` per module; a
+    # second sync_playwright() while the first runs fails ("Sync API inside the asyncio loop"):
+    # the modules share the first one.
+    if _browsers:
+        yield _browsers[0]
+        return
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+        _browsers.append(launched)
+        try:
+            yield launched
+        finally:
+            _browsers.remove(launched)
+            launched.close()
+
+
+_browsers: list[Any] = []  # the one browser of this test session, while it is open
 
 
 @pytest.fixture
