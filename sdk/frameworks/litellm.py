@@ -93,8 +93,8 @@ def usage_of(response: Any, call_type: str) -> TokenUsage | None:
     usage = get(response, "usage")
     if usage is None:
         return None
-    if "responses" in call_type:
-        return responses_usage(usage)
+    if get(usage, "prompt_tokens") is None and get(usage, "input_tokens") is not None:
+        return responses_usage(usage)  # a Responses usage as the API sent it (LiteLLM mostly converts it)
     if "embedding" in call_type:
         return TokenUsage(input_tokens=clean_count(get(usage, "prompt_tokens")) or 0)
     found = chat_usage(usage)
