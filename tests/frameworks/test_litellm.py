@@ -1,8 +1,8 @@
 """LiteLLM against a local fake OpenAI server: ``completion``/``acompletion`` (plain and streamed),
-``responses`` and ``embedding`` each stored once, in the task, with the provider and model LiteLLM
+``responses``, ``text_completion`` and ``embedding`` each stored once, in the task, with the provider and model LiteLLM
 resolved and exact tokens priced by the underlying provider, with no code change but
 ``unitcost.instrument()``; once only when LiteLLM goes through an openai client method unitcost
-patches (its embeddings do); nothing with ``litellm=False``."""
+patches (its text_completion does); nothing with ``litellm=False``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ RESPONSES_MODEL = "gpt-5-mini"
 CHAT_USAGE = usage_block(150, 20, cached=64, reasoning=5)
 RESPONSES_USAGE = responses_usage(300, 40, cached=128, reasoning=16)
 EMBEDDING_TOKENS = 8
+INSTRUCT = "gpt-3.5-turbo-instruct"
+INSTRUCT_USAGE = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+
+
+def completion_body(request: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "cmpl-9Xk2Lm4Np6Qr8St0", "object": "text_completion", "created": 1756300000, "model": request["model"],
+            "choices": [{"text": "Sunny", "index": 0, "logprobs": None, "finish_reason": "stop"}], "usage": usage}
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
@@ -42,6 +49,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             self._send(json.dumps(chat_body(model=MODEL, content="Sunny in Paris.", usage=CHAT_USAGE)).encode())
         elif self.path.endswith("/responses"):
             self._send(json.dumps(response_body(model=RESPONSES_MODEL, text="Sunny.", usage=RESPONSES_USAGE)).encode())
+        elif self.path.endswith("/completions"):  # legacy Completions (text_completion)
+            self._send(json.dumps(completion_body(body, INSTRUCT_USAGE)).encode())
         elif self.path.endswith("/embeddings"):
             self._send(json.dumps(embedding_body(body, EMBEDDING_TOKENS)).encode())
         else:
@@ -162,8 +171,24 @@ def test_responses(make_store, api_base):
     assert call["cost_pico"] == int(expected * 10**12)
 
 
-@pytest.mark.covers("LiteLLM", "embedding (via the patched openai client)", "sync", "plain")
-def test_embedding_through_a_patched_openai_method_is_one_call(make_store, api_base):
+@pytest.mark.covers("LiteLLM", "text_completion (via the patched openai client)", "sync", "plain")
+def test_text_completion_through_a_patched_openai_method_is_one_call(make_store, api_base):
+    # LiteLLM's text_completion calls openai's Completions.create, which unitcost patches: one record.
+    store_db = make_store()
+    litellm = litellm_module()
+    with unitcost.task("complete") as run:
+        litellm.text_completion(model=f"openai/{INSTRUCT}", api_base=api_base, api_key="sk-test", prompt="Weather?")
+    for _ in range(100):
+        if calls_of(store_db):
+            break
+        threading.Event().wait(0.05)
+    threading.Event().wait(0.3)  # a second record, if there were one, would have come by now
+    calls = calls_of(store_db)
+    assert [(c["run_id"], c["model"], c["input_tokens"], c["output_tokens"]) for c in calls] == [(run.id, INSTRUCT, 7, 2)]
+
+
+@pytest.mark.covers("LiteLLM", "embedding", "sync", "plain")
+def test_embedding(make_store, api_base):
     store_db = make_store()
     litellm = litellm_module()
     with unitcost.task("index") as run:
