@@ -49,14 +49,16 @@ def make_agent(decorate_tool: bool) -> Any:
                      http_async_client=mock_http_client("openai", handler, is_async=True))
     with warnings.catch_warnings():  # create_react_agent's successor is in `langchain`, not installed here
         warnings.simplefilter("ignore")
-        return create_react_agent(llm, [tool(unitcost.tool("get_weather")(get_weather) if decorate_tool else get_weather)])
+        function = unitcost.tool("get_weather")(get_weather) if decorate_tool else get_weather
+        return create_react_agent(llm, [tool(function)])
 
 
 def assert_recorded(store_db: Any, run: Any) -> None:
     unitcost.flush()
     calls = store_rows(store_db, "SELECT * FROM calls ORDER BY started_ns")
     assert [c["run_id"] for c in calls] == [run.id, run.id]  # each call once, in the task
-    assert [(c["input_tokens"] + c["cache_read_tokens"], c["cache_read_tokens"]) for c in calls] == [(120, 64), (200, 128)]
+    inputs = [(c["input_tokens"] + c["cache_read_tokens"], c["cache_read_tokens"]) for c in calls]
+    assert inputs == [(120, 64), (200, 128)]
     assert [(c["output_tokens"] + c["reasoning_tokens"], c["reasoning_tokens"]) for c in calls] == [(30, 10), (12, 0)]
     expected = genai_cost(MODEL, prompt=120, completion=30, cached=64, reasoning=10) + genai_cost(
         MODEL, prompt=200, completion=12, cached=128)

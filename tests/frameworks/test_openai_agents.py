@@ -29,7 +29,8 @@ USAGE = {"handoff": (90, 0, 14, 0), "tool": (120, 64, 30, 10), "answer": (200, 1
 
 def tool_call_reply(call: dict[str, Any], usage: tuple[int, int, int, int]) -> dict[str, Any]:
     prompt, cached, completion, reasoning = usage
-    reply = chat_body(model=MODEL, content="", usage=usage_block(prompt, completion, cached=cached, reasoning=reasoning))
+    usage = usage_block(prompt, completion, cached=cached, reasoning=reasoning)
+    reply = chat_body(model=MODEL, content="", usage=usage)
     reply["choices"][0]["message"].update(content=None, tool_calls=[call])
     reply["choices"][0]["finish_reason"] = "tool_calls"
     return reply
