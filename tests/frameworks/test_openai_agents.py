@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import chat_body, genai_cost, mock_http_client, openai_http, store_rows, usage_block
+from conftest import chat_body, genai_cost, mock_http_client, openai_http, sse_response, store_rows, usage_block
 from frameworks.real_parts import require
 from frameworks.trace_sink import TraceSink
 
@@ -36,19 +36,43 @@ def tool_call_reply(call: dict[str, Any], usage: tuple[int, int, int, int]) -> d
     return reply
 
 
-def handler(request: Any) -> Any:
+def reply_for(body: dict[str, Any]) -> dict[str, Any]:
     """The triage agent (no get_weather tool) hands off; the weather agent calls get_weather, then,
     with the tool's result in the conversation, answers."""
-    body = json.loads(request.content)
     tools = {t["function"]["name"] for t in body.get("tools", [])}
     answered = {m.get("tool_call_id") for m in body["messages"] if m.get("role") == "tool"}
     if "get_weather" not in tools:
-        return openai_http.Response(200, json=tool_call_reply(HANDOFF_CALL, USAGE["handoff"]))
+        return tool_call_reply(HANDOFF_CALL, USAGE["handoff"])
     if WEATHER_CALL["id"] not in answered:
-        return openai_http.Response(200, json=tool_call_reply(WEATHER_CALL, USAGE["tool"]))
+        return tool_call_reply(WEATHER_CALL, USAGE["tool"])
     prompt, cached, completion, _ = USAGE["answer"]
-    return openai_http.Response(200, json=chat_body(
-        model=MODEL, content="Sunny in Paris.", usage=usage_block(prompt, completion, cached=cached)))
+    return chat_body(model=MODEL, content="Sunny in Paris.", usage=usage_block(prompt, completion, cached=cached))
+
+
+def as_chunks(reply: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A reply as the API streams it: the message in one delta, the finish reason, then (when the
+    request asked for it) a last chunk with the usage and no choices."""
+    message = reply["choices"][0]["message"]
+    delta: dict[str, Any] = {"role": "assistant", "content": message["content"]}
+    if message.get("tool_calls"):
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+    base = {k: reply[k] for k in ("id", "created", "model", "system_fingerprint")} | {"object": "chat.completion.chunk"}
+    chunks = [
+        base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+        base | {"choices": [{"index": 0, "delta": {}, "finish_reason": reply["choices"][0]["finish_reason"]}]},
+    ]
+    if include_usage:
+        chunks.append(base | {"choices": [], "usage": reply["usage"]})
+    return chunks
+
+
+def handler(request: Any) -> Any:
+    body = json.loads(request.content)
+    reply = reply_for(body)
+    if not body.get("stream"):
+        return openai_http.Response(200, json=reply)
+    chunks = as_chunks(reply, bool((body.get("stream_options") or {}).get("include_usage")))
+    return sse_response(chunks)
 
 
 def expected_cost() -> int:
@@ -56,9 +80,11 @@ def expected_cost() -> int:
     return int(total * 10**12)
 
 
-def make_agents(decorate_tool: bool) -> Any:
+def make_agents(decorate_tool: bool, include_usage: bool = False) -> Any:
     require("agents")
-    from agents import Agent, OpenAIChatCompletionsModel, function_tool
+    from agents import (
+        Agent, GuardrailFunctionOutput, ModelSettings, OpenAIChatCompletionsModel, function_tool, input_guardrail,
+    )
 
     # A fresh client per event loop (one reused across asyncio.run() calls fails: "Event loop is closed").
     client = openai.AsyncOpenAI(api_key="sk-test", http_client=mock_http_client("openai", handler, is_async=True))
@@ -68,9 +94,16 @@ def make_agents(decorate_tool: bool) -> Any:
         """The weather in a city."""
         return f"Sunny in {city}"
 
+    @input_guardrail(run_in_parallel=False)  # before the first model call: a fixed order of steps
+    def on_topic(context: Any, agent: Any, question: Any) -> Any:
+        return GuardrailFunctionOutput(output_info=None, tripwire_triggered=False)
+
+    settings = ModelSettings(include_usage=True) if include_usage else ModelSettings()
     tool = function_tool(unitcost.tool("get_weather")(get_weather) if decorate_tool else get_weather)
-    weather = Agent(name="weather_agent", instructions="Answer with the weather.", tools=[tool], model=model)
-    return Agent(name="triage", instructions="Hand weather questions over.", handoffs=[weather], model=model)
+    weather = Agent(name="weather_agent", instructions="Answer with the weather.", tools=[tool], model=model,
+                    model_settings=settings)
+    return Agent(name="triage", instructions="Hand weather questions over.", handoffs=[weather], model=model,
+                 input_guardrails=[on_topic], model_settings=settings)
 
 
 @pytest.fixture
@@ -78,6 +111,7 @@ def trace_sink() -> Any:
     """The SDK's own upload, as the user left it (on, to its default exporter), pointed at a local sink."""
     require("agents")
     from agents import set_tracing_export_api_key
+    from agents.tracing import flush_traces
     from agents.tracing.processors import default_exporter
 
     exporter = default_exporter()
@@ -88,6 +122,7 @@ def trace_sink() -> Any:
         try:
             yield sink
         finally:
+            flush_traces()  # everything queued goes to the sink, none to OpenAI once the endpoint is back
             exporter.endpoint = endpoint
 
 
@@ -119,6 +154,7 @@ def test_agent_run_with_a_handoff_and_a_tool(make_store, trace_sink, decorate_to
     steps = store_rows(store_db, "SELECT * FROM steps ORDER BY started_ns")
     assert [(s["type"], s["name"], s["run_id"]) for s in steps] == [
         ("step", "triage", run.id),
+        ("step", "on_topic", run.id),
         ("step", "handoff triage -> weather_agent", run.id),
         ("step", "weather_agent", run.id),
         ("tool", "get_weather", run.id),
@@ -148,3 +184,32 @@ def test_switched_off_the_calls_are_still_recorded_without_steps(make_store, tra
     assert [c["run_id"] for c in calls] == [run.id] * 3
     assert sum(c["cost_pico"] for c in calls) == expected_cost()
     assert store_rows(store_db, "SELECT * FROM steps") == []
+
+
+@pytest.mark.covers("OpenAI Agents SDK", "Runner.run_streamed: handoff + function tool", "async", "stream")
+@pytest.mark.parametrize("include_usage", [True, False], ids=["sdk-asks-usage", "unitcost-asks-usage"])
+def test_streamed_run(make_store, trace_sink, include_usage):
+    # The SDK asks for the stream's usage only with include_usage; otherwise unitcost asks for it
+    # (and hides the usage chunk from the SDK): exact tokens either way.
+    store_db = make_store()
+    triage = make_agents(decorate_tool=False, include_usage=include_usage)
+    from agents import Runner
+
+    async def main() -> Any:
+        with unitcost.task("weather_question") as run:
+            result = Runner.run_streamed(triage, "What is the weather in Paris?")
+            async for _event in result.stream_events():
+                pass
+        return run, result
+
+    run, result = asyncio.run(main())
+    assert result.final_output == "Sunny in Paris."
+    unitcost.flush()
+    calls = store_rows(store_db, "SELECT * FROM calls ORDER BY started_ns")
+    assert [(c["run_id"], c["streamed"], c["estimated"]) for c in calls] == [(run.id, 1, 0)] * 3
+    assert sum(c["cost_pico"] for c in calls) == expected_cost()
+    steps = store_rows(store_db, "SELECT type, name FROM steps ORDER BY started_ns")
+    assert [(s["type"], s["name"]) for s in steps] == [
+        ("step", "triage"), ("step", "on_topic"), ("step", "handoff triage -> weather_agent"),
+        ("step", "weather_agent"), ("tool", "get_weather"),
+    ]
