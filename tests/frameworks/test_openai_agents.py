@@ -83,7 +83,12 @@ def expected_cost() -> int:
 def make_agents(decorate_tool: bool, include_usage: bool = False) -> Any:
     require("agents")
     from agents import (
-        Agent, GuardrailFunctionOutput, ModelSettings, OpenAIChatCompletionsModel, function_tool, input_guardrail,
+        Agent,
+        GuardrailFunctionOutput,
+        ModelSettings,
+        OpenAIChatCompletionsModel,
+        function_tool,
+        input_guardrail,
     )
 
     # A fresh client per event loop (one reused across asyncio.run() calls fails: "Event loop is closed").
