@@ -11,7 +11,8 @@ import warnings
 from typing import Any
 
 import pytest
-from conftest import chat_body, genai_cost, mock_http_client, openai_http, store_rows, usage_block
+from conftest import chat_body, genai_cost, mock_http_client, openai_http, sse_response, store_rows, usage_block
+from frameworks.chat_stream import as_chunks
 from frameworks.real_parts import require
 
 import unitcost
@@ -23,18 +24,21 @@ TOOL_CALL = {"id": "call_Wq3Xb2", "type": "function",
 
 def handler(request: Any) -> Any:
     """The first request gets a tool call (120 in, 64 of them cached / 30 out, 10 of them reasoning);
-    once the tool's result is in the conversation, the answer (200 in, 128 cached / 12 out)."""
+    once the tool's result is in the conversation, the answer (200 in, 128 cached / 12 out). A
+    streamed request gets the same reply as chunks."""
     body = json.loads(request.content)
     if any(m.get("role") == "tool" for m in body["messages"]):
-        return openai_http.Response(200, json=chat_body(model=MODEL, content="Sunny in Paris.",
-                                                        usage=usage_block(200, 12, cached=128)))
-    reply = chat_body(model=MODEL, content="", usage=usage_block(120, 30, cached=64, reasoning=10))
-    reply["choices"][0]["message"].update(content=None, tool_calls=[TOOL_CALL])
-    reply["choices"][0]["finish_reason"] = "tool_calls"
+        reply = chat_body(model=MODEL, content="Sunny in Paris.", usage=usage_block(200, 12, cached=128))
+    else:
+        reply = chat_body(model=MODEL, content="", usage=usage_block(120, 30, cached=64, reasoning=10))
+        reply["choices"][0]["message"].update(content=None, tool_calls=[TOOL_CALL])
+        reply["choices"][0]["finish_reason"] = "tool_calls"
+    if body.get("stream"):
+        return sse_response(as_chunks(reply, bool((body.get("stream_options") or {}).get("include_usage"))))
     return openai_http.Response(200, json=reply)
 
 
-def make_agent(decorate_tool: bool) -> Any:
+def make_agent(decorate_tool: bool, streaming: bool = False) -> Any:
     require("langgraph")
     require("langchain_openai")
     from langchain_core.tools import tool
@@ -46,7 +50,7 @@ def make_agent(decorate_tool: bool) -> Any:
         return f"Sunny in {city}"
 
     llm = ChatOpenAI(model=MODEL, api_key="sk-test", http_client=mock_http_client("openai", handler),
-                     http_async_client=mock_http_client("openai", handler, is_async=True))
+                     http_async_client=mock_http_client("openai", handler, is_async=True), streaming=streaming)
     with warnings.catch_warnings():  # create_react_agent's successor is in `langchain`, not installed here
         warnings.simplefilter("ignore")
         function = unitcost.tool("get_weather")(get_weather) if decorate_tool else get_weather
@@ -76,7 +80,7 @@ def assert_recorded(store_db: Any, run: Any) -> None:
     assert [by_span[c["parent_span_id"]]["name"] for c in calls] == ["agent", "agent"]  # each call in its node
 
 
-@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent invoke with a tool", "sync", "plain")
+@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent with a tool", "sync", "plain")
 @pytest.mark.parametrize("decorate_tool", [False, True], ids=["plain-tool", "unitcost-tool"])
 def test_react_agent_with_a_tool(make_store, decorate_tool):
     store_db = make_store()
@@ -87,10 +91,12 @@ def test_react_agent_with_a_tool(make_store, decorate_tool):
     assert_recorded(store_db, run)
 
 
-@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent ainvoke with a tool", "async", "plain")
-def test_react_agent_async(make_store):
+@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent with a tool", "async", "plain")
+@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent with a tool", "async", "stream")
+@pytest.mark.parametrize("streaming", [False, True], ids=["plain", "streaming-model"])
+def test_react_agent_async(make_store, streaming):
     store_db = make_store()
-    agent = make_agent(decorate_tool=False)
+    agent = make_agent(decorate_tool=False, streaming=streaming)  # streaming: unitcost asks for the usage
 
     async def main() -> Any:
         with unitcost.task("weather_question") as run:
@@ -100,9 +106,19 @@ def test_react_agent_async(make_store):
     run, out = asyncio.run(main())
     assert out["messages"][-1].content == "Sunny in Paris."
     assert_recorded(store_db, run)
+    assert [c["streamed"] for c in store_rows(store_db, "SELECT streamed FROM calls")] == [int(streaming)] * 2
 
 
-@pytest.mark.covers("LangGraph (langchain-openai)", "invoke, langchain=False", "sync", "plain")
+@pytest.mark.covers("LangGraph (langchain-openai)", "create_react_agent with a tool", "sync", "stream")
+def test_react_agent_streaming_model_sync(make_store):
+    store_db = make_store()
+    agent = make_agent(decorate_tool=False, streaming=True)
+    with unitcost.task("weather_question") as run:
+        out = agent.invoke({"messages": [("user", "What is the weather in Paris?")]})
+    assert out["messages"][-1].content == "Sunny in Paris."
+    assert_recorded(store_db, run)
+
+
 def test_switched_off_the_calls_are_still_recorded_without_steps(make_store):
     store_db = make_store()
     unitcost.instrument(langchain=False)

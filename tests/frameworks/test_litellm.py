@@ -203,7 +203,6 @@ def test_embedding(make_store, api_base):
     assert [(c["run_id"], c["input_tokens"]) for c in calls] == [(run.id, EMBEDDING_TOKENS)]
 
 
-@pytest.mark.covers("LiteLLM", "completion, litellm=False", "sync", "plain")
 def test_switched_off(make_store, api_base):
     store_db = make_store()
     unitcost.instrument(litellm=False)

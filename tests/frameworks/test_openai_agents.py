@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import chat_body, genai_cost, mock_http_client, openai_http, sse_response, store_rows, usage_block
+from frameworks.chat_stream import as_chunks
 from frameworks.real_parts import require
 from frameworks.trace_sink import TraceSink
 
@@ -47,23 +48,6 @@ def reply_for(body: dict[str, Any]) -> dict[str, Any]:
         return tool_call_reply(WEATHER_CALL, USAGE["tool"])
     prompt, cached, completion, _ = USAGE["answer"]
     return chat_body(model=MODEL, content="Sunny in Paris.", usage=usage_block(prompt, completion, cached=cached))
-
-
-def as_chunks(reply: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """A reply as the API streams it: the message in one delta, the finish reason, then (when the
-    request asked for it) a last chunk with the usage and no choices."""
-    message = reply["choices"][0]["message"]
-    delta: dict[str, Any] = {"role": "assistant", "content": message["content"]}
-    if message.get("tool_calls"):
-        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
-    base = {k: reply[k] for k in ("id", "created", "model", "system_fingerprint")} | {"object": "chat.completion.chunk"}
-    chunks = [
-        base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-        base | {"choices": [{"index": 0, "delta": {}, "finish_reason": reply["choices"][0]["finish_reason"]}]},
-    ]
-    if include_usage:
-        chunks.append(base | {"choices": [], "usage": reply["usage"]})
-    return chunks
 
 
 def handler(request: Any) -> Any:
@@ -131,7 +115,7 @@ def trace_sink() -> Any:
             exporter.endpoint = endpoint
 
 
-@pytest.mark.covers("OpenAI Agents SDK", "Runner.run: handoff + function tool", "async", "plain")
+@pytest.mark.covers("OpenAI Agents SDK", "Runner.run / run_streamed: handoff + tool", "async", "plain")
 @pytest.mark.parametrize("decorate_tool", [False, True], ids=["plain-tool", "unitcost-tool"])
 def test_agent_run_with_a_handoff_and_a_tool(make_store, trace_sink, decorate_tool):
     store_db = make_store()
@@ -174,7 +158,6 @@ def test_agent_run_with_a_handoff_and_a_tool(make_store, trace_sink, decorate_to
     assert uploaded.count("generation") == 3 and uploaded.count("function") == 1 and "handoff" in uploaded
 
 
-@pytest.mark.covers("OpenAI Agents SDK", "Runner.run_sync, agents=False", "sync", "plain")
 def test_switched_off_the_calls_are_still_recorded_without_steps(make_store, trace_sink):
     store_db = make_store()
     unitcost.instrument(agents=False)
@@ -191,7 +174,7 @@ def test_switched_off_the_calls_are_still_recorded_without_steps(make_store, tra
     assert store_rows(store_db, "SELECT * FROM steps") == []
 
 
-@pytest.mark.covers("OpenAI Agents SDK", "Runner.run_streamed: handoff + function tool", "async", "stream")
+@pytest.mark.covers("OpenAI Agents SDK", "Runner.run / run_streamed: handoff + tool", "async", "stream")
 @pytest.mark.parametrize("include_usage", [True, False], ids=["sdk-asks-usage", "unitcost-asks-usage"])
 def test_streamed_run(make_store, trace_sink, include_usage):
     # The SDK asks for the stream's usage only with include_usage; otherwise unitcost asks for it
