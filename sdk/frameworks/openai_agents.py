@@ -26,7 +26,7 @@ from typing import Any
 from ..common.errors import internal_error
 from .spans import FrameworkSpan
 
-__all__ = ["MODULE", "install", "uninstall", "UnitcostProcessor"]
+__all__ = ["MODULE", "UnitcostProcessor", "install", "uninstall"]
 
 MODULE = "agents"
 _NAME = "openai-agents"

@@ -26,6 +26,7 @@ RESPONSES_MODEL = "gpt-5-mini"
 CHAT_USAGE = usage_block(150, 20, cached=64, reasoning=5)
 RESPONSES_USAGE = responses_usage(300, 40, cached=128, reasoning=16)
 EMBEDDING_TOKENS = 8
+BAD_MODEL = "gpt-4o-mini-nonexistent"
 INSTRUCT = "gpt-3.5-turbo-instruct"
 INSTRUCT_USAGE = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
 
@@ -41,7 +42,11 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-        if self.path.endswith("/chat/completions") and body.get("stream"):
+        if body.get("model") == BAD_MODEL:
+            error = {"error": {"message": f"The model `{BAD_MODEL}` does not exist", "type": "invalid_request_error",
+                               "param": "model", "code": "model_not_found"}}
+            self._send(json.dumps(error).encode(), status=404)
+        elif self.path.endswith("/chat/completions") and body.get("stream"):
             usage = CHAT_USAGE if (body.get("stream_options") or {}).get("include_usage") else None
             chunks = stream_chunks(["Sunny ", "in Paris."], model=MODEL, usage=usage)
             data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
@@ -57,8 +62,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
 
-    def _send(self, data: bytes, content_type: str = "application/json") -> None:
-        self.send_response(200)
+    def _send(self, data: bytes, content_type: str = "application/json", status: int = 200) -> None:
+        self.send_response(status)
         self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -154,11 +159,24 @@ def test_acompletion_plain_and_streamed(make_store, api_base):
 
 
 @pytest.mark.covers("LiteLLM", "responses", "sync", "plain")
-def test_responses(make_store, api_base):
+@pytest.mark.covers("LiteLLM", "responses", "async", "plain")
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_responses(make_store, api_base, mode):
     store_db = make_store()
     litellm = litellm_module()
-    with unitcost.task("weather_question") as run:
-        litellm.responses(model=f"openai/{RESPONSES_MODEL}", api_base=api_base, api_key="sk-test", input="Weather?")
+    arguments = {"model": f"openai/{RESPONSES_MODEL}", "api_base": api_base, "api_key": "sk-test", "input": "Weather?"}
+
+    async def main() -> Any:
+        with unitcost.task("weather_question") as run:
+            await litellm.aresponses(**arguments)
+            await asyncio.sleep(0.2)  # LiteLLM's async success hook is a task of its own
+        return run
+
+    if mode == "async":
+        run = asyncio.run(main())
+    else:
+        with unitcost.task("weather_question") as run:
+            litellm.responses(**arguments)
     for _ in range(100):
         if calls_of(store_db):
             break
@@ -201,6 +219,22 @@ def test_embedding(make_store, api_base):
     threading.Event().wait(0.3)  # a second record, if there were one, would have come by now
     calls = calls_of(store_db)
     assert [(c["run_id"], c["input_tokens"]) for c in calls] == [(run.id, EMBEDDING_TOKENS)]
+
+
+def test_a_failed_call_is_recorded_and_its_error_passes_through(make_store, api_base):
+    store_db = make_store()
+    litellm = litellm_module()
+    with pytest.raises(litellm.NotFoundError) as raised, unitcost.task("weather_question") as run:
+        litellm.completion(model=f"openai/{BAD_MODEL}", api_base=api_base, api_key="sk-test", num_retries=0,
+                           messages=[{"role": "user", "content": "Weather in Paris?"}])
+    assert BAD_MODEL in str(raised.value)
+    for _ in range(100):
+        if calls_of(store_db):
+            break
+        threading.Event().wait(0.05)
+    [call] = calls_of(store_db)
+    assert (call["run_id"], call["model"], call["error_type"], call["cost_pico"]) == (
+        run.id, BAD_MODEL, "NotFoundError", None)
 
 
 def test_switched_off(make_store, api_base):
