@@ -100,10 +100,14 @@ def usage_of(response: Any, call_type: str) -> TokenUsage | None:
     found = chat_usage(usage)
     if found is None:
         return None
-    # LiteLLM reports Anthropic's (and Bedrock's) cache writes apart, already counted in prompt_tokens.
+    # LiteLLM reports Anthropic's (and Bedrock's) cache writes apart, already counted in prompt_tokens,
+    # with the 1-hour writes (priced apart) in the prompt details.
     written = clean_count(get(usage, "cache_creation_input_tokens")) or 0
     if written > found.cache_write_tokens:
         found.cache_write_tokens = written
+    details = get(get(usage, "prompt_tokens_details"), "cache_creation_token_details")
+    found.cache_write_1h_tokens = min(clean_count(get(details, "ephemeral_1h_input_tokens")) or 0,
+                                      found.cache_write_tokens)
     return found
 
 

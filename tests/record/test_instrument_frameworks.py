@@ -115,3 +115,31 @@ def test_a_step_closed_in_another_context_leaves_that_context_alone(make_store):
     [call] = store_rows(store_db, "SELECT parent_span_id FROM calls")
     assert call["parent_span_id"] == run.id
     assert [s["name"] for s in store_rows(store_db, "SELECT name FROM steps")] == ["node"]
+
+
+def test_litellm_usage_in_unitcost_buckets():
+    from unitcost.frameworks.litellm import usage_of
+
+    # Anthropic through LiteLLM: prompt_tokens already holds the cache reads and writes (LiteLLM adds
+    # them), the writes are reported apart, the 1-hour ones in the prompt details.
+    anthropic = {"usage": {
+        "prompt_tokens": 2_100, "completion_tokens": 300, "total_tokens": 2_400, "cache_creation_input_tokens": 1_500,
+        "cache_read_input_tokens": 400,
+        "prompt_tokens_details": {"cached_tokens": 400, "cache_creation_tokens": 1_500,
+                                  "cache_creation_token_details": {"ephemeral_5m_input_tokens": 1_000,
+                                                                   "ephemeral_1h_input_tokens": 500}},
+        "completion_tokens_details": {"reasoning_tokens": 120},
+    }}
+    usage = usage_of(anthropic, "completion")
+    assert usage is not None
+    assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.cache_write_1h_tokens) == (
+        2_100, 400, 1_500, 500)
+    assert (usage.output_tokens, usage.reasoning_tokens) == (300, 120)
+    # A Responses usage left as the API sent it.
+    responses = {"usage": {"input_tokens": 300, "output_tokens": 40, "input_tokens_details": {"cached_tokens": 128},
+                           "output_tokens_details": {"reasoning_tokens": 16}}}
+    usage = usage_of(responses, "responses")
+    assert usage is not None
+    found = (usage.input_tokens, usage.cache_read_tokens, usage.output_tokens, usage.reasoning_tokens)
+    assert found == (300, 128, 40, 16)
+    assert usage_of({"usage": None}, "completion") is None
