@@ -34,7 +34,15 @@ from ..common.forks import after_fork_in_child
 __all__ = ["OFF_ENV", "instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
-_ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
+_ADAPTERS = {
+    "openai": "unitcost.providers.openai",
+    "anthropic": "unitcost.providers.anthropic",
+    "google.genai": "unitcost.providers.google_genai",
+    "botocore": "unitcost.providers.bedrock",
+}
+# The SDKs whose calls can be recorded client by client: the object each wrapper sees is the client
+# or keeps it in ``_client`` (botocore's ``_make_api_call`` runs on the client itself).
+_PER_CLIENT = ("openai", "anthropic", "botocore")
 # instrument()'s switch -> (the framework's module, unitcost's hook module with install/uninstall).
 _FRAMEWORKS = {
     "agents": ("agents", "unitcost.frameworks.openai_agents"),
@@ -76,16 +84,18 @@ def ungated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument(client: Any = None, *, agents: bool = True, langchain: bool = True, litellm: bool = True) -> None:
-    """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic), and the
-    steps and calls of the agent frameworks it knows.
+    """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic,
+    google-genai, and Amazon Bedrock through boto3), and the steps and calls of the agent
+    frameworks it knows.
 
     Without an argument, every call of every client, plus: the OpenAI Agents SDK's agent runs,
     tools, handoffs and guardrails as steps and tools (``agents``), LangChain/LangGraph's chains,
     graph nodes and tools (``langchain``), and LiteLLM's calls (``litellm``); each is hooked when
     the application imports it, and each switch turns its framework off (so does
     ``UNITCOST_INSTRUMENT_OFF=agents,langchain,litellm``). With a client
-    (``unitcost.instrument(client)``), only the calls made through that client object (not through
-    copies made by ``with_options``), and no framework.
+    (``unitcost.instrument(client)``: an openai, anthropic or boto3 ``bedrock-runtime`` client),
+    only the calls made through that client object (not through copies made by ``with_options``),
+    and no framework.
 
     Example::
 
@@ -112,8 +122,11 @@ def instrument(client: Any = None, *, agents: bool = True, langchain: bool = Tru
             _switch_frameworks({"agents": agents, "langchain": langchain, "litellm": litellm})
             return
         module_name = type(client).__module__.split(".")[0]
-        if module_name not in _ADAPTERS:
-            internal_error("instrument(client)", TypeError(f"unitcost has no adapter for {type(client).__name__}"))
+        if module_name not in _PER_CLIENT:
+            internal_error("instrument(client)", TypeError(
+                f"unitcost.instrument(client) takes an openai, anthropic or boto3 client, not {type(client).__name__};"
+                " unitcost.instrument() records every SDK unitcost knows"
+            ))
             return
         _clients.add(client)
         _patch(module_name)
