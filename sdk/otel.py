@@ -42,8 +42,9 @@ class UnitcostInstrumentor:
 
     def instrument(self, **kwargs: Any) -> None:
         """Turn unitcost's recording on (``tracer_provider`` and other options are not used: unitcost
-        adds its processors to the global provider itself)."""
-        instrument()
+        adds its processors to the global provider itself). The framework switches of
+        `unitcost.instrument` (``agents``, ``langchain``, ``litellm``) are passed on."""
+        instrument(**{name: bool(kwargs[name]) for name in ("agents", "langchain", "litellm") if name in kwargs})
 
     def uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

@@ -21,6 +21,7 @@ patches it when the application imports it.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import threading
 import weakref
@@ -30,7 +31,7 @@ from typing import Any
 from ..common.errors import internal_error, logger
 from ..common.forks import after_fork_in_child
 
-__all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
+__all__ = ["OFF_ENV", "instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
 _ADAPTERS = {
@@ -42,6 +43,15 @@ _ADAPTERS = {
 # The SDKs whose calls can be recorded client by client: the object each wrapper sees is the client
 # or keeps it in ``_client`` (botocore's ``_make_api_call`` runs on the client itself).
 _PER_CLIENT = ("openai", "anthropic", "botocore")
+# instrument()'s switch -> (the framework's module, unitcost's hook module with install/uninstall).
+_FRAMEWORKS = {
+    "agents": ("agents", "unitcost.frameworks.openai_agents"),
+    "langchain": ("langchain_core", "unitcost.frameworks.langchain"),
+    "litellm": ("litellm", "unitcost.frameworks.litellm"),
+}
+# Switches turned off for the process: UNITCOST_INSTRUMENT_OFF="agents,litellm" (for programs started
+# by `opentelemetry-instrument`, whose instrument() call takes no arguments).
+OFF_ENV = "UNITCOST_INSTRUMENT_OFF"
 
 _lock = threading.RLock()
 
@@ -57,6 +67,7 @@ _wanted = False  # the global switch
 _clients: weakref.WeakSet[Any] = weakref.WeakSet()  # clients instrumented one by one
 _hooks_registered: set[str] = set()
 _originals: dict[tuple[Any, str], Any] = {}  # (class, attribute) -> original function
+_frameworks_on: set[str] = set()  # instrument()'s framework switches that are on
 
 
 def observer(wrapper: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,15 +83,23 @@ def ungated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def instrument(client: Any = None) -> None:
+def instrument(client: Any = None, *, agents: bool = True, langchain: bool = True, litellm: bool = True) -> None:
     """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic,
-    google-genai, and Amazon Bedrock through boto3).
+    google-genai, and Amazon Bedrock through boto3), and the steps and calls of the agent
+    frameworks it knows.
 
-    Without an argument, every call of every client. With a client (``unitcost.instrument(client)``:
-    an openai, anthropic or boto3 ``bedrock-runtime`` client), only the calls made through that
-    client object (not through copies made by ``with_options``).
+    Without an argument, every call of every client, plus: the OpenAI Agents SDK's agent runs,
+    tools, handoffs and guardrails as steps and tools (``agents``), LangChain/LangGraph's chains,
+    graph nodes and tools (``langchain``), and LiteLLM's calls (``litellm``); each is hooked when
+    the application imports it, and each switch turns its framework off (so does
+    ``UNITCOST_INSTRUMENT_OFF=agents,langchain,litellm``). With a client
+    (``unitcost.instrument(client)``: an openai, anthropic or boto3 ``bedrock-runtime`` client),
+    only the calls made through that client object (not through copies made by ``with_options``),
+    and no framework.
 
     Example::
+
+        unitcost.instrument(litellm=False)   # everything but LiteLLM
 
         client = OpenAI()
         unitcost.instrument(client)
@@ -100,6 +119,7 @@ def instrument(client: Any = None) -> None:
 
                     _hooks_registered.add(module_name)
                     wrapt.register_post_import_hook(_on_import, module_name)
+            _switch_frameworks({"agents": agents, "langchain": langchain, "litellm": litellm})
             return
         module_name = type(client).__module__.split(".")[0]
         if module_name not in _PER_CLIENT:
@@ -123,6 +143,7 @@ def uninstrument(client: Any = None) -> None:
                 return
         _wanted = False
         _clients.clear()
+        _switch_frameworks(dict.fromkeys(_FRAMEWORKS, False))
         if "unitcost.record.threads" in sys.modules:
             sys.modules["unitcost.record.threads"].unpatch()
         for (owner, attribute), original in list(_originals.items()):
@@ -172,6 +193,39 @@ def _on_import(module: Any) -> None:
     with _lock:
         if _wanted:
             _patch(module.__name__)
+
+
+def _switch_frameworks(wanted: dict[str, bool]) -> None:
+    """Hook each framework switched on (now if imported, else when it is), unhook each switched off."""
+    off = {word.strip() for word in os.environ.get(OFF_ENV, "").split(",")}
+    for switch, on in wanted.items():
+        module_name, hook_module = _FRAMEWORKS[switch]
+        if on and switch not in off:
+            _frameworks_on.add(switch)
+            if module_name in sys.modules:
+                _hook_framework(switch, "install")
+            elif module_name not in _hooks_registered:
+                import wrapt  # start-up time, as above
+
+                _hooks_registered.add(module_name)
+                wrapt.register_post_import_hook(_on_framework_import, module_name)
+        elif switch in _frameworks_on:
+            _frameworks_on.discard(switch)
+            _hook_framework(switch, "uninstall")
+
+
+def _on_framework_import(module: Any) -> None:
+    with _lock:
+        for switch, (module_name, _hook) in _FRAMEWORKS.items():
+            if module_name == module.__name__ and switch in _frameworks_on:
+                _hook_framework(switch, "install")
+
+
+def _hook_framework(switch: str, action: str) -> None:
+    try:
+        getattr(importlib.import_module(_FRAMEWORKS[switch][1]), action)()
+    except Exception as exc:  # noqa: BLE001 - a framework we cannot hook must not break the program
+        internal_error(f"{action} {switch}", exc)
 
 
 def _patch(module_name: str) -> None:
