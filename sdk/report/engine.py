@@ -709,19 +709,13 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
 
 
 def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
-    """The same groups, read from the per-task rollups the store keeps (unitcost.report.rollup_sql),
-    on either backend; None for what they cannot answer (the callers then join the rows)."""
+    """The same groups, read from the per-task and per-day rollups the store keeps
+    (unitcost.report.rollup_sql), on either backend; None for what they cannot answer (the callers
+    then join the rows)."""
     fields, selector, per_model = request.resolve(set())
-    conditions: list[str] = []
-    params: list[Any] = []
-    for condition, value in (("t.kind = ?", selector.kind), ("t.started_ns >= ?", selector.since_ns),
-                             ("t.started_ns < ?", selector.until_ns)):
-        if value is not None:
-            conditions.append(condition)
-            params.append(value)
-    for fld, value in selector.filters:  # (kind or outcome: task attributes never come here)
-        conditions.append("t.kind = ?" if fld == "kind" else "o.label = ?")
-        params.append(value)
+    wanted = dict(selector.filters)  # (kind or outcome: task attributes never come here)
+    if "kind" in wanted and selector.kind is not None and wanted["kind"] != selector.kind:
+        return None  # (two kinds asked for: the Python engine keeps no task)
     every = request.every
     whole = request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None
     try:
@@ -730,8 +724,9 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
                 key: _Acc(**fields_)
                 for key, fields_ in rollup_sql.group_rows(
                     db.execute, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
-                    per_model=per_model, where=conditions, params=params, percentiles=PERCENTILES,
-                    bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+                    per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
+                    outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
+                    percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
                 )
             }
             outside = None

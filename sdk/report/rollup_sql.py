@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..store.rollups import SUM_COLUMNS, is_dirty
-from .sql import PART, Unfit
+from .sql import PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums"]
 
@@ -42,98 +42,189 @@ def group_rows(
     *,
     keys: Sequence[str],
     per_model: str | None,
-    where: Sequence[str],
-    params: Sequence[Any],
+    kind: str | None,
+    outcome: str | None,
+    since_ns: int | None,
+    until_ns: int | None,
     percentiles: Sequence[int],
     bucket: Callable[[int], str] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """(group key, its counts, sums and ranked costs) for each group of kept tasks, as `sql.group_rows`.
 
     ``execute``: the store's (``?`` placeholders), inside one consistent read. ``keys``: "kind",
-    "outcome" or `PART`, in the report's order; ``bucket`` (ns -> label) puts the task's time bucket
-    first. ``where``: conditions over the task `t` and its outcome `o`, with ``?`` parameters."""
+    "outcome" or `PART` (the model or provider: ``per_model``), in the report's order; ``bucket``
+    (ns -> label) puts the task's time bucket first. The tasks kept: of ``kind``, with the outcome
+    ``outcome``, started in [``since_ns``, ``until_ns``).
+
+    The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
+    cuts through days (then from the task rows); the percentiles from the task costs, ranked here."""
     _check_fits(execute, bucket is not None)
-    columns = {"kind": "t.kind", "outcome": "o.label"}
-    task_keys = [columns[k] for k in keys if k != PART]
-    days_cte, day_params = "", []
+    with_cte, cte_params = "", []
     if bucket is not None:
         days = [d for (d,) in execute("SELECT DISTINCT start_day FROM task_rollup")]
         if not days:
             return
         # Each distinct day named once in Python (time_bucket), joined as a small table.
-        days_cte = "WITH b (day, label) AS (VALUES " + ", ".join("(?, ?)" for _ in days) + ") "
-        day_params = [v for d in days for v in (d, bucket(d * 86_400 * 10**9))]
-        task_keys.insert(0, "b.label")
-    state = "CASE WHEN o.id IS NULL THEN 0 WHEN o.success <> 0 THEN 1 ELSE 2 END"  # none, succeeded, failed
-    g = [f"g{i}" for i in range(len(task_keys))]
-    picked = "".join(f"{k} AS {name}, " for k, name in zip(task_keys, g, strict=True))
-    source = (
-        "FROM task_rollup t LEFT JOIN outcomes o ON o.id = t.outcome_id"
-        + (" JOIN b ON b.day = t.start_day" if bucket is not None else "")
-    )
-    condition = " AND ".join(where) or "true"
-    if per_model is None:
-        entries = (
-            f"SELECT {picked}t.runs AS runs, {state} AS state, COALESCE(o.value_pico, 0) AS value, "
-            "t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico AS cost, t.tool_calls AS tools, "
-            "t.step_blocks AS blocks, t.tool_cost_pico AS tcost, t.runtime_cost_pico AS rcost"
-            + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS) + f" {source} WHERE {condition}"
-        )
-        entry_params = list(params)
+        with_cte = "WITH b (day, label) AS (VALUES " + ", ".join("(?, ?)" for _ in days) + ") "
+        cte_params = [v for d in days for v in (d, bucket(d * 86_400 * 10**9))]
+    order = (["bucket"] if bucket is not None else []) + [k for k in keys]
+    if since_ns is None and until_ns is None:
+        counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
     else:
-        # A task counts in each of its models' (or providers') rows with only those calls and no tools;
-        # a task without calls once, in the (none) row.
-        parts = (
-            f"SELECT task_kind, task_key, {per_model} AS part"
-            + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-            + f" FROM task_model_rollup GROUP BY task_kind, task_key, {per_model}"
-        )
-        common = f"t.runs AS runs, {state} AS state, COALESCE(o.value_pico, 0) AS value"
-        entries = (
-            f"SELECT {picked}p.part AS part, p.cost_pico AS cost, {common}"
-            + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
-            + f" {source} JOIN ({parts}) p ON p.task_kind = t.task_kind AND p.task_key = t.task_key"
-            f" WHERE {condition} UNION ALL SELECT {picked}NULL AS part, 0 AS cost, {common}"
-            + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
-            + f" {source} WHERE t.runs_with_calls = 0 AND {condition}"
-        )
-        entry_params = [*params, *params]
-    # the group columns, in the report's key order (the bucket first)
-    order = (["g0"] if bucket is not None else []) + [
-        "part" if k == PART else f"g{[kk for kk in keys if kk != PART].index(k) + (bucket is not None)}"
-        for k in keys
-    ]
-    tools = "SUM(tools), SUM(blocks), SUM(tcost), SUM(rcost)" if per_model is None else "0, 0, 0, 0"
-    group_by = ", ".join(order)
-    lead = f"{group_by}, " if order else ""
-    counted = execute(
-        f"{days_cte}SELECT {lead}COUNT(*), SUM(runs), SUM(CASE WHEN state = 1 THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), SUM(value), SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), "
-        f"{tools}" + "".join(f", SUM({c})" for c in SUM_COLUMNS)
-        + f" FROM ({entries}) e" + (f" GROUP BY {group_by}" if order else ""),
-        [*day_params, *entry_params],
-    ).fetchall()
-    partition = f"PARTITION BY {group_by} " if order else ""
-    # (the nearest rank, `sql.nearest_rank`: n >= 1 and p >= 1, so it is never below 1)
-    ranks = " OR ".join(f"rn = ({p} * n + 99) / 100" for p in sorted(set(percentiles)))
-    ranked: dict[tuple[Any, ...], dict[int, int]] = {}
-    for row in execute(
-        f"{days_cte}SELECT {lead}rn, cost FROM (SELECT {lead}cost, row_number() OVER ({partition}ORDER BY cost) AS rn, "
-        f"COUNT(*) OVER ({partition.strip()}) AS n FROM ({entries}) e) r WHERE {ranks}",
-        [*day_params, *entry_params],
-    ):
-        ranked.setdefault(tuple(row[: len(order)]), {})[row[len(order)]] = row[len(order) + 1]
+        counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
+                                      cte_params)
+    costs = _entry_costs(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params)
+    width = len(order)
     for row in counted:
-        key = tuple(row[: len(order)])
-        n, runs, succeeded, failed, value, wasted, tools_, blocks, tcost, rcost, *sums = row[len(order):]
+        key = tuple(row[:width])
+        n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
         if not n:
             continue
+        ordered = sorted(costs.get(key, ()))
         yield key, {
             "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed,
-            "no_outcome": n - succeeded - failed, "value_pico": value, "wasted_pico": wasted, "tool_calls": tools_,
+            "no_outcome": n - succeeded - failed, "value_pico": value, "wasted_pico": wasted, "tool_calls": tools,
             "step_blocks": blocks, "tool_cost_pico": tcost, "runtime_cost_pico": rcost,
-            "ranked": ranked.get(key, {}), "sums": [v or 0 for v in sums],
+            "ranked": {r: ordered[r - 1] for r in {nearest_rank(len(ordered), p) for p in percentiles}} if ordered
+            else {},
+            "sums": [v or 0 for v in sums],
         }
+
+
+def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
+                 ) -> tuple[str, list[Any]]:
+    """Conditions over a task_rollup row `t`, and their parameters."""
+    conditions, params = [], []
+    for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome), ("t.started_ns >= ?", since_ns),
+                             ("t.started_ns < ?", until_ns)):
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return " AND ".join(conditions) or "true", params
+
+
+def _counted_from_days(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, with_cte: str, cte_params: list[Any],
+) -> list[Any]:
+    columns = {"bucket": "b.label", "kind": "d.kind", "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
+               PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
+    g = [columns[k] for k in order]
+    conditions, params = ["d.part_kind = ?"], [per_model or ""]
+    if kind is not None:
+        conditions.append("d.kind = ?")
+        params.append(kind)
+    if outcome is not None:
+        conditions.append("d.state <> 0 AND d.outcome_label = ?")
+        params.append(outcome)
+    return execute(  # type: ignore[no-any-return]
+        f"{with_cte}SELECT {''.join(f'{c}, ' for c in g)}SUM(d.tasks), SUM(d.runs), "
+        "SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), "
+        "SUM(d.value_pico), SUM(CASE WHEN d.state = 2 THEN d.entry_cost_pico ELSE 0 END), "
+        "SUM(d.tool_calls), SUM(d.step_blocks), SUM(d.tool_cost_pico), SUM(d.runtime_cost_pico)"
+        + "".join(f", SUM(d.{c})" for c in SUM_COLUMNS)
+        + " FROM rollup_days d" + (" JOIN b ON b.day = d.start_day" if with_cte else "")
+        + f" WHERE {' AND '.join(conditions)}" + (f" GROUP BY {', '.join(g)}" if g else ""),
+        [*cte_params, *params],
+    ).fetchall()
+
+
+_STATE = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
+
+
+def _task_groups(order: Sequence[str]) -> list[str]:
+    columns = {"bucket": "b.label", "kind": "t.kind", "outcome": "t.outcome_label", PART: "p.part"}
+    return [columns[k] for k in order]
+
+
+def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
+    """One row a (task, part): task_model_rollup's rows as they are when each (task, model) is one
+    row, else summed by task and part."""
+    if not split and per_model == "model":
+        return "task_model_rollup"
+    sums = "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS) if wide else ", SUM(cost_pico) AS cost_pico"
+    return (f"(SELECT task_kind, task_key, {per_model} AS {per_model}{sums} FROM task_model_rollup "
+            f"GROUP BY task_kind, task_key, {per_model})")
+
+
+def _counted_from_tasks(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+) -> list[Any]:
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    g = _task_groups(order)
+    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    task = f"t.runs AS runs, {_STATE} AS state, COALESCE(t.outcome_value_pico, 0) AS value"
+    picked = "".join(f"{c} AS g{i}, " for i, c in enumerate(g))
+    if per_model is None:
+        entries = (
+            f"SELECT {picked}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico AS cost, {task}, "
+            "t.tool_calls AS tools, t.step_blocks AS blocks, t.tool_cost_pico AS tcost, t.runtime_cost_pico AS rcost"
+            + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS) + f" FROM task_rollup t{bucket_join} WHERE {condition}"
+        )
+        entry_params = params
+        tools = "SUM(tools), SUM(blocks), SUM(tcost), SUM(rcost)"
+    else:
+        none = picked.replace("p.part", "NULL")
+        entries = (
+            f"SELECT {picked}p.cost_pico AS cost, {task}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
+            + f" FROM (SELECT task_kind, task_key, {per_model} AS part" + "".join(f", {c}" for c in SUM_COLUMNS)
+            + f" FROM {_parts_sql(per_model, True, True)} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
+            f"AND t.task_key = p.task_key{bucket_join} WHERE {condition}"
+            f" UNION ALL SELECT {none}0 AS cost, {task}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
+            + f" FROM task_rollup t{bucket_join} WHERE t.runs_with_calls = 0 AND {condition}"
+        )
+        entry_params = [*params, *params]
+        tools = "0, 0, 0, 0"
+    group_by = ", ".join(f"g{i}" for i in range(len(g)))
+    return execute(  # type: ignore[no-any-return]
+        f"{with_cte}SELECT {group_by}{', ' if g else ''}COUNT(*), SUM(runs), "
+        "SUM(CASE WHEN state = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), SUM(value), "
+        f"SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), {tools}" + "".join(f", SUM({c})" for c in SUM_COLUMNS)
+        + f" FROM ({entries}) e" + (f" GROUP BY {group_by}" if g else ""),
+        [*cte_params, *entry_params],
+    ).fetchall()
+
+
+def _entry_costs(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+) -> dict[tuple[Any, ...], list[int]]:
+    """Each group's entry costs (a task's whole cost; by model or provider, each (task, part)'s LLM cost),
+    read narrow and ranked in Python: a sort of 100k integers there costs less than SQL's window functions."""
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    g = _task_groups(order)
+    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    lead = "".join(f"{c}, " for c in g)
+    if per_model is None:
+        statements = [(f"SELECT {lead}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico "
+                       f"FROM task_rollup t{bucket_join} WHERE {condition}", params)]
+    else:
+        split = bool(execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0])
+        parts = _parts_sql(per_model, False, split)
+        needs_task = with_cte or condition != "true" or any(k != PART for k in order)
+        if needs_task:
+            read = (f"SELECT {lead}p.cost_pico FROM (SELECT task_kind, task_key, {per_model} AS part, cost_pico "
+                    f"FROM {parts} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind AND t.task_key = p.task_key"
+                    f"{bucket_join} WHERE {condition}")
+        else:  # (by model or provider alone: the per-model rows are all it needs)
+            read = f"SELECT {per_model}, cost_pico FROM {parts} AS m"
+        statements = [
+            (read, params),
+            (f"SELECT {lead.replace('p.part', 'NULL')}0 FROM task_rollup t{bucket_join} "
+             f"WHERE t.runs_with_calls = 0 AND {condition}", params),
+        ]
+    costs: dict[tuple[Any, ...], list[int]] = {}
+    width = len(g)
+    for sql_text, statement_params in statements:
+        for row in execute(f"{with_cte}{sql_text}", [*cte_params, *statement_params]):
+            key = row[:width]
+            found = costs.get(key)
+            if found is None:
+                costs[key] = [row[width]]
+            else:
+                found.append(row[width])
+    return costs
 
 
 def outside_sums(execute: Callable[..., Any]) -> tuple[int, list[int]]:

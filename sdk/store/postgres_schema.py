@@ -240,7 +240,7 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
     # tasks already stored. (A tuple of statements: the trigger functions' bodies hold semicolons.)
     (
         "m015_task_rollups",
-        (*create_tables_sql("BIGINT"), *postgres_triggers(), mark_all_sql(), *refresh_statements("postgresql")),
+        (*create_tables_sql("postgresql"), *postgres_triggers(), mark_all_sql(), *refresh_statements("postgresql")),
     ),
 )
 

@@ -8,8 +8,9 @@ Tables (the same on SQLite and PostgreSQL):
   or ('', run_id) for a run without a key, as `unitcost.report.tasks.task_identity`. It holds the
   task's kind, key, first start (and its UTC day, as `unitcost.report.engine.time_bucket` reads
   nanoseconds), runs, runs with calls, every per-run sum (`run_totals.SUMS`) added over its runs,
-  tools, step blocks, tool and [[runtime]] costs, and the id of its winning outcome (the latest, by
-  recorded time then id, naming one of its runs, else its kind and key, else its key alone).
+  tools, step blocks, tool and [[runtime]] costs, and its winning outcome (the latest, by recorded
+  time then id, naming one of its runs, else its kind and key, else its key alone): id, label,
+  success and value.
 - ``task_model_rollup``: the same sums per task, provider and model (what ``--by model`` reads).
 - ``rollup_dirty``: the identities of tasks whose rows are to be made again.
 
@@ -40,7 +41,14 @@ __all__ = [
 
 SUM_COLUMNS = COLUMNS[3:]
 ROLLUP_LOCK = 0x756E6974726F6C6C  # "unitroll": the PostgreSQL advisory lock of `refresh`
-ROLLUP_TABLES = ("task_rollup", "task_model_rollup", "rollup_dirty")
+ROLLUP_TABLES = ("task_rollup", "task_model_rollup", "rollup_days", "rollup_dirty")
+# rollup_days' counts before the sums: tasks, their runs, outcome values, entry costs (LLM, tools and
+# runtime for a whole task; that part's LLM cost for a model or provider), tools, step blocks, tool
+# and runtime costs, and the tasks with one model under two providers (a report by model then reads
+# the per-model rows task by task).
+DAY_COUNTS = ("tasks", "runs", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks", "tool_cost_pico",
+              "runtime_cost_pico", "split_tasks")
+_DAY_KEY = ("kind", "start_day", "outcome_label", "state", "part_kind", "part", "has_part")
 # task_rollup's columns after the identity, in the order `refresh` writes them.
 TASK_COLUMNS = (
     "kind", "key", "started_ns", "start_day", "runs", "runs_with_calls", *SUM_COLUMNS,
@@ -48,20 +56,33 @@ TASK_COLUMNS = (
 )
 
 
-def create_tables_sql(integer: str) -> list[str]:
-    """The tables and indexes (``integer``: the dialect's 64-bit integer type)."""
+def create_tables_sql(dialect: str) -> list[str]:
+    """The tables and indexes."""
+    integer = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    # (SQLite: the narrow per-model rows are stored in key order, without a rowid, so a report by model
+    # reads them grouped with no sort)
+    without_rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
     sums = ", ".join(f"{c} {integer} NOT NULL DEFAULT 0" for c in SUM_COLUMNS)
     return [
         f"CREATE TABLE task_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, kind TEXT NOT NULL, key TEXT, "
         f"started_ns {integer} NOT NULL, start_day {integer} NOT NULL, runs {integer} NOT NULL, "
         f"runs_with_calls {integer} NOT NULL, {sums}, tool_calls {integer} NOT NULL DEFAULT 0, "
         f"step_blocks {integer} NOT NULL DEFAULT 0, tool_cost_pico {integer} NOT NULL DEFAULT 0, "
-        f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, outcome_id {integer}, PRIMARY KEY (task_kind, task_key))",
+        f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, split_models {integer} NOT NULL DEFAULT 0, "
+        f"outcome_id {integer}, outcome_label TEXT, "
+        f"outcome_success {integer}, outcome_value_pico {integer}, PRIMARY KEY (task_kind, task_key))",
         # (an outcome by key alone finds its tasks by key)
         "CREATE INDEX task_rollup_key ON task_rollup(task_key)",
         f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
-        f"model TEXT NOT NULL, {sums}, PRIMARY KEY (task_kind, task_key, provider, model))",
-        "CREATE TABLE rollup_dirty (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, PRIMARY KEY (task_kind, task_key))",
+        f"model TEXT NOT NULL, {sums}, PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
+        # Per kind, start day, outcome and part (the whole task, or one model or provider of it): the
+        # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
+        f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
+        f"state {integer} NOT NULL, part_kind TEXT NOT NULL, part TEXT NOT NULL, has_part {integer} NOT NULL, "
+        + ", ".join(f"{c} {integer} NOT NULL DEFAULT 0" for c in DAY_COUNTS)
+        + f", {sums}, PRIMARY KEY (kind, start_day, outcome_label, state, part_kind, part, has_part))",
+        "CREATE TABLE rollup_dirty (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, PRIMARY KEY (task_kind, task_key))"
+        + without_rowid,
     ]
 
 
@@ -121,7 +142,7 @@ def _model_rows_sql() -> str:
         + "".join(f", {c}" for c in SUM_COLUMNS) + f") SELECT dr.task_kind, dr.task_key, t.provider, t.model{sums} "
         "FROM dr JOIN run_totals t ON t.run_id = dr.run_id WHERE true "
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
-        f"ON CONFLICT (task_kind, task_key, provider, model) DO UPDATE SET {updates}"
+        f"ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET {updates}"
     )
 
 
@@ -138,6 +159,44 @@ _WINNERS = (
     "  WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
     f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1) WHERE {_IN_DIRTY}"
 )
+
+
+def _day_rows_sql(sign: str) -> str:
+    """Add (sign "+") or take away ("-") the dirty tasks' part of rollup_days."""
+    state = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
+    head = f"t.kind, t.start_day, COALESCE(t.outcome_label, ''), {state}"
+    task = "COUNT(*), SUM(t.runs), SUM(COALESCE(t.outcome_value_pico, 0))"
+    dirty = "(t.task_kind, t.task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
+    sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
+    branches = [
+        f"SELECT {head}, '', '', 1, {task}, SUM(t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico), "
+        f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
+        f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
+    ]
+    for part in ("model", "provider"):
+        parts = (f"SELECT task_kind, task_key, {part} AS part" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
+                 + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, {part}")
+        branches.append(
+            f"SELECT {head}, '{part}', p.part, 1, {task}, SUM(p.cost_pico), 0, 0, 0, 0, 0"
+            + "".join(f", SUM(p.{c})" for c in SUM_COLUMNS)
+            + f" FROM ({parts}) p JOIN task_rollup t ON t.task_kind = p.task_kind AND t.task_key = p.task_key "
+            "GROUP BY 1, 2, 3, 4, 6"
+        )
+        # (a task without calls counts once, in the (none) part)
+        branches.append(
+            f"SELECT {head}, '{part}', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+            + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4"
+        )
+    values = ("tasks", *DAY_COUNTS[1:], *SUM_COLUMNS)
+    columns = ", ".join((*_DAY_KEY, *values))
+    named = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"v{i}" for i in range(len(values)))))
+    signed = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"{sign}v{i}" for i in range(len(values)))))
+    return (
+        f"WITH c ({named}) AS (" + " UNION ALL ".join(branches) + ") "
+        f"INSERT INTO rollup_days ({columns}) SELECT {signed} FROM c WHERE true "
+        f"ON CONFLICT ({', '.join(_DAY_KEY)}) DO UPDATE SET "
+        + ", ".join(f"{c} = rollup_days.{c} + excluded.{c}" for c in values)
+    )
 
 
 def refresh(execute: Callable[..., Any], dialect: str) -> bool:
@@ -158,6 +217,8 @@ def refresh(execute: Callable[..., Any], dialect: str) -> bool:
 def refresh_statements(dialect: str) -> list[str]:
     """What `refresh` runs when some task is dirty, in order."""
     return [
+        # The dirty tasks' part of the per-day rows goes, then comes back as they are now.
+        _day_rows_sql("-"),
         # A task with no run left (pruned, or its runs now belong to another task) loses its rows; the
         # others are written again whole.
         f"DELETE FROM task_rollup WHERE {_IN_DIRTY}",
@@ -165,6 +226,17 @@ def refresh_statements(dialect: str) -> list[str]:
         _task_rows_sql(dialect),
         _model_rows_sql(),
         _WINNERS,
+        # the models a task calls under two providers (a report by model then sums them task by task)
+        "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
+        "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
+        f"HAVING COUNT(*) > 1) AS x) WHERE {_IN_DIRTY}",
+        # the winner's label, success and value beside it: a report reads no outcome row
+        "UPDATE task_rollup SET outcome_label = (SELECT o.label FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
+        "outcome_success = (SELECT o.success FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
+        "outcome_value_pico = (SELECT o.value_pico FROM outcomes o WHERE o.id = task_rollup.outcome_id) "
+        f"WHERE {_IN_DIRTY} AND outcome_id IS NOT NULL",
+        _day_rows_sql(""),
+        "DELETE FROM rollup_days WHERE tasks = 0",  # (its sums are all 0 then: integers, added and taken away)
         "DELETE FROM rollup_dirty",
     ]
 

@@ -228,7 +228,7 @@ def _m014_call_energy(db: sqlite_utils.Database) -> None:
 def _m015_task_rollups(db: sqlite_utils.Database) -> None:
     # One row a task (and a task and model) with what the reports read, kept current by triggers and
     # the store writer (unitcost.store.rollups), then made for the tasks already stored.
-    for statement in (*create_tables_sql("INTEGER"), *sqlite_triggers()):
+    for statement in (*create_tables_sql("sqlite"), *sqlite_triggers()):
         db.execute(statement)
     db.execute(mark_all_sql())
     refresh_rollups(db.conn.execute, "sqlite")
