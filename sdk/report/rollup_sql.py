@@ -60,6 +60,7 @@ def group_rows(
     cuts through days (then from the task rows); the percentiles from the task costs, ranked here."""
     _check_fits(execute, bucket is not None)
     with_cte, cte_params = "", []
+    days_of: dict[str, list[int]] = {}
     if bucket is not None:
         days = [d for (d,) in execute("SELECT DISTINCT start_day FROM task_rollup")]
         if not days:
@@ -67,28 +68,67 @@ def group_rows(
         # Each distinct day named once in Python (time_bucket), joined as a small table.
         with_cte = "WITH b (day, label) AS (VALUES " + ", ".join("(?, ?)" for _ in days) + ") "
         cte_params = [v for d in days for v in (d, bucket(d * 86_400 * 10**9))]
+        for day, label in zip(cte_params[::2], cte_params[1::2], strict=True):
+            days_of.setdefault(label, []).append(day)
     order = (["bucket"] if bucket is not None else []) + [k for k in keys]
     if since_ns is None and until_ns is None:
         counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
     else:
         counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
                                       cte_params)
-    costs = _entry_costs(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params)
     width = len(order)
+    # A group's ranked costs: read at their rank from an index where one holds the group's costs in
+    # order (a kind's tasks, a kind's on some days, a model's), else all read and sorted here.
+    plain = outcome is None and since_ns is None and until_ns is None
+    split = per_model is not None and bool(
+        execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
+    )
+    by_index = plain and (
+        (per_model is None and (kind is not None or "kind" in order))
+        or (per_model == "model" and not split and kind is None and list(order) == [PART])
+    )
+    costs = {} if by_index else _entry_costs(
+        execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
+    )
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
         if not n:
             continue
-        ordered = sorted(costs.get(key, ()))
+        ranks = {nearest_rank(n, p) for p in percentiles}
+        if by_index:
+            ranked = _ranked_from_index(execute, order, key, ranks, kind, days_of)
+        else:
+            ordered = sorted(costs.get(key, ()))
+            ranked = {r: ordered[r - 1] for r in ranks} if ordered else {}
         yield key, {
             "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed,
             "no_outcome": n - succeeded - failed, "value_pico": value, "wasted_pico": wasted, "tool_calls": tools,
             "step_blocks": blocks, "tool_cost_pico": tcost, "runtime_cost_pico": rcost,
-            "ranked": {r: ordered[r - 1] for r in {nearest_rank(len(ordered), p) for p in percentiles}} if ordered
-            else {},
+            "ranked": ranked,
             "sums": [v or 0 for v in sums],
         }
+
+
+def _ranked_from_index(
+    execute: Callable[..., Any], order: Sequence[str], key: tuple[Any, ...], ranks: set[int], kind: str | None,
+    days_of: dict[str, list[int]],
+) -> dict[int, int]:
+    """{rank: cost} of one group, each read at its place in an index (task_rollup_cost,
+    task_rollup_day_cost, task_model_rollup_cost): no sort, and only the entries before it are walked."""
+    values = dict(zip(order, key, strict=True))
+    if PART in values:
+        if values[PART] is None:  # the tasks without calls: each costs 0 here
+            return dict.fromkeys(ranks, 0)
+        sql_text, params = "SELECT cost_pico FROM task_model_rollup WHERE model = ? ORDER BY cost_pico", [values[PART]]
+    else:
+        conditions, params = ["kind = ?"], [values.get("kind", kind)]
+        if "bucket" in values:
+            days = days_of[values["bucket"]]
+            conditions.append(f"start_day IN ({', '.join('?' * len(days))})")
+            params.extend(days)
+        sql_text = f"SELECT task_cost_pico FROM task_rollup WHERE {' AND '.join(conditions)} ORDER BY task_cost_pico"
+    return {r: execute(f"{sql_text} LIMIT 1 OFFSET ?", [*params, r - 1]).fetchone()[0] for r in ranks}
 
 
 def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
@@ -189,6 +229,7 @@ def _counted_from_tasks(
 def _entry_costs(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+    split: bool,
 ) -> dict[tuple[Any, ...], list[int]]:
     """Each group's entry costs (a task's whole cost; by model or provider, each (task, part)'s LLM cost),
     read narrow and ranked in Python: a sort of 100k integers there costs less than SQL's window functions."""
@@ -200,7 +241,6 @@ def _entry_costs(
         statements = [(f"SELECT {lead}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico "
                        f"FROM task_rollup t{bucket_join} WHERE {condition}", params)]
     else:
-        split = bool(execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0])
         parts = _parts_sql(per_model, False, split)
         needs_task = with_cte or condition != "true" or any(k != PART for k in order)
         if needs_task:
@@ -230,7 +270,7 @@ def _entry_costs(
 def outside_sums(execute: Callable[..., Any]) -> tuple[int, list[int]]:
     """How many runs with calls belong to no stored run (their task span never arrived), and their
     sums: none when every run_sums row is a stored run's (the rollups count those)."""
-    stored = execute("SELECT COALESCE(SUM(runs_with_calls), 0) FROM task_rollup").fetchone()[0]
+    stored = execute("SELECT COALESCE(SUM(runs_with_calls), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     if execute("SELECT COUNT(*) FROM run_sums").fetchone()[0] == stored:
         return 0, [0] * len(SUM_COLUMNS)
     row = execute(

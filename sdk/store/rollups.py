@@ -42,11 +42,11 @@ __all__ = [
 SUM_COLUMNS = COLUMNS[3:]
 ROLLUP_LOCK = 0x756E6974726F6C6C  # "unitroll": the PostgreSQL advisory lock of `refresh`
 ROLLUP_TABLES = ("task_rollup", "task_model_rollup", "rollup_days", "rollup_dirty")
-# rollup_days' counts before the sums: tasks, their runs, outcome values, entry costs (LLM, tools and
+# rollup_days' counts before the sums: tasks, their runs and runs with calls, outcome values, entry costs (LLM, tools and
 # runtime for a whole task; that part's LLM cost for a model or provider), tools, step blocks, tool
 # and runtime costs, and the tasks with one model under two providers (a report by model then reads
 # the per-model rows task by task).
-DAY_COUNTS = ("tasks", "runs", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks", "tool_cost_pico",
+DAY_COUNTS = ("tasks", "runs", "runs_with_calls", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks", "tool_cost_pico",
               "runtime_cost_pico", "split_tasks")
 _DAY_KEY = ("kind", "start_day", "outcome_label", "state", "part_kind", "part", "has_part")
 # task_rollup's columns after the identity, in the order `refresh` writes them.
@@ -68,13 +68,19 @@ def create_tables_sql(dialect: str) -> list[str]:
         f"started_ns {integer} NOT NULL, start_day {integer} NOT NULL, runs {integer} NOT NULL, "
         f"runs_with_calls {integer} NOT NULL, {sums}, tool_calls {integer} NOT NULL DEFAULT 0, "
         f"step_blocks {integer} NOT NULL DEFAULT 0, tool_cost_pico {integer} NOT NULL DEFAULT 0, "
-        f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, split_models {integer} NOT NULL DEFAULT 0, "
+        f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, task_cost_pico {integer} NOT NULL DEFAULT 0, "
+        f"split_models {integer} NOT NULL DEFAULT 0, "
         f"outcome_id {integer}, outcome_label TEXT, "
         f"outcome_success {integer}, outcome_value_pico {integer}, PRIMARY KEY (task_kind, task_key))",
         # (an outcome by key alone finds its tasks by key)
         "CREATE INDEX task_rollup_key ON task_rollup(task_key)",
+        # A group's k-th cost is read from these in order, without a sort: a kind's, a kind's on a
+        # day, a model's (see unitcost.report.rollup_sql).
+        "CREATE INDEX task_rollup_cost ON task_rollup(kind, task_cost_pico)",
+        "CREATE INDEX task_rollup_day_cost ON task_rollup(kind, start_day, task_cost_pico)",
         f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
         f"model TEXT NOT NULL, {sums}, PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
+        "CREATE INDEX task_model_rollup_cost ON task_model_rollup(model, cost_pico)",
         # Per kind, start day, outcome and part (the whole task, or one model or provider of it): the
         # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
         f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
@@ -165,7 +171,7 @@ def _day_rows_sql(sign: str) -> str:
     """Add (sign "+") or take away ("-") the dirty tasks' part of rollup_days."""
     state = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
     head = f"t.kind, t.start_day, COALESCE(t.outcome_label, ''), {state}"
-    task = "COUNT(*), SUM(t.runs), SUM(COALESCE(t.outcome_value_pico, 0))"
+    task = "COUNT(*), SUM(t.runs), SUM(t.runs_with_calls), SUM(COALESCE(t.outcome_value_pico, 0))"
     dirty = "(t.task_kind, t.task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
     sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
     branches = [
@@ -226,6 +232,7 @@ def refresh_statements(dialect: str) -> list[str]:
         _task_rows_sql(dialect),
         _model_rows_sql(),
         _WINNERS,
+        "UPDATE task_rollup SET task_cost_pico = cost_pico + tool_cost_pico + runtime_cost_pico WHERE " + _IN_DIRTY,
         # the models a task calls under two providers (a report by model then sums them task by task)
         "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
         "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
