@@ -33,7 +33,7 @@ def _check_fits(execute: Callable[..., Any], bucketed: bool) -> None:
     ).fetchone()[0]
     if odd:
         raise Unfit("task identities of kind ''")
-    if bucketed and execute("SELECT MIN(started_ns) < 0 FROM task_rollup").fetchone()[0]:
+    if bucketed and execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:  # (a task starts with its first run)
         raise Unfit("a task started before 1970")
 
 
@@ -62,7 +62,7 @@ def group_rows(
     with_cte, cte_params = "", []
     days_of: dict[str, list[int]] = {}
     if bucket is not None:
-        days = [d for (d,) in execute("SELECT DISTINCT start_day FROM task_rollup")]
+        days = [d for (d,) in execute("SELECT DISTINCT start_day FROM rollup_days")]
         if not days:
             return
         # Each distinct day named once in Python (time_bucket), joined as a small table.
@@ -97,7 +97,7 @@ def group_rows(
             continue
         ranks = {nearest_rank(n, p) for p in percentiles}
         if by_index:
-            ranked = _ranked_from_index(execute, order, key, ranks, kind, days_of)
+            ranked = _ranked_from_index(execute, order, key, n, ranks, kind, days_of)
         else:
             ordered = sorted(costs.get(key, ()))
             ranked = {r: ordered[r - 1] for r in ranks} if ordered else {}
@@ -111,8 +111,8 @@ def group_rows(
 
 
 def _ranked_from_index(
-    execute: Callable[..., Any], order: Sequence[str], key: tuple[Any, ...], ranks: set[int], kind: str | None,
-    days_of: dict[str, list[int]],
+    execute: Callable[..., Any], order: Sequence[str], key: tuple[Any, ...], n: int, ranks: set[int],
+    kind: str | None, days_of: dict[str, list[int]],
 ) -> dict[int, int]:
     """{rank: cost} of one group, each read at its place in an index (task_rollup_cost,
     task_rollup_day_cost, task_model_rollup_cost): no sort, and only the entries before it are walked."""
@@ -128,7 +128,12 @@ def _ranked_from_index(
             conditions.append(f"start_day IN ({', '.join('?' * len(days))})")
             params.extend(days)
         sql_text = f"SELECT task_cost_pico FROM task_rollup WHERE {' AND '.join(conditions)} ORDER BY task_cost_pico"
-    return {r: execute(f"{sql_text} LIMIT 1 OFFSET ?", [*params, r - 1]).fetchone()[0] for r in ranks}
+    # (a rank past the middle is read from the other end: fewer entries walked)
+    return {
+        r: execute(f"{sql_text} LIMIT 1 OFFSET ?", [*params, r - 1]).fetchone()[0] if r <= n - r else
+        execute(f"{sql_text} DESC LIMIT 1 OFFSET ?", [*params, n - r]).fetchone()[0]
+        for r in ranks
+    }
 
 
 def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
