@@ -57,7 +57,8 @@ def group_rows(
     ``outcome``, started in [``since_ns``, ``until_ns``).
 
     The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
-    cuts through days (then from the task rows); the percentiles from the task costs, ranked here."""
+    cuts through days or they are by provider (then from the task rows); the percentiles from an index
+    or from the task costs, ranked here."""
     _check_fits(execute, bucket is not None)
     with_cte, cte_params = "", []
     days_of: dict[str, list[int]] = {}
@@ -71,7 +72,7 @@ def group_rows(
         for day, label in zip(cte_params[::2], cte_params[1::2], strict=True):
             days_of.setdefault(label, []).append(day)
     order = (["bucket"] if bucket is not None else []) + [k for k in keys]
-    if since_ns is None and until_ns is None:
+    if since_ns is None and until_ns is None and per_model != "provider":
         counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
     else:
         counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
@@ -83,8 +84,10 @@ def group_rows(
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )
+    # (a bucket of several days, a week or a month, would make the index walk the kind's every task)
+    one_day = all(len(days) == 1 for days in days_of.values())
     by_index = plain and (
-        (per_model is None and (kind is not None or "kind" in order))
+        (per_model is None and (kind is not None or "kind" in order) and one_day)
         or (per_model == "model" and not split and kind is None and list(order) == [PART])
     )
     costs = {} if by_index else _entry_costs(

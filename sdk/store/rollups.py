@@ -81,7 +81,7 @@ def create_tables_sql(dialect: str) -> list[str]:
         f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
         f"model TEXT NOT NULL, {sums}, PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
         "CREATE INDEX task_model_rollup_cost ON task_model_rollup(model, cost_pico)",
-        # Per kind, start day, outcome and part (the whole task, or one model or provider of it): the
+        # Per kind, start day, outcome and part (the whole task, or one model of it): the
         # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
         f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
         f"state {integer} NOT NULL, part_kind TEXT NOT NULL, part TEXT NOT NULL, has_part {integer} NOT NULL, "
@@ -110,10 +110,12 @@ _IDENT = "CASE WHEN {x}.key IS NULL THEN '' ELSE {x}.kind END, COALESCE({x}.key,
 _IN_DIRTY = "(task_kind, task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
 # The runs of the dirty tasks, with their identity (two joins: each can use an index).
 _DIRTY_RUNS = (
-    "dr AS (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
-    "FROM rollup_dirty d JOIN runs x ON x.kind = d.task_kind AND x.key = d.task_key "
+    "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
+    # (CROSS JOIN: SQLite then reads the few dirty tasks first and finds their rows by index, whatever
+    # its statistics say of an often empty table; PostgreSQL plans as it likes)
+    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.kind = d.task_kind AND x.key = d.task_key "
     "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
-    "FROM rollup_dirty d JOIN runs x ON x.run_id = d.task_key AND x.key IS NULL WHERE d.task_kind = '')"
+    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.run_id = d.task_key AND x.key IS NULL AND d.task_kind = '')"
 )
 
 
@@ -128,7 +130,7 @@ def _task_rows_sql(dialect: str) -> str:
         "SUM(CASE WHEN s.type = 'step' THEN 1 ELSE 0 END) AS blocks, "
         "SUM(CASE WHEN s.type = 'session' THEN 0 ELSE COALESCE(s.cost_pico, 0) END) AS tcost, "
         "SUM(CASE WHEN s.type = 'session' THEN COALESCE(s.cost_pico, 0) ELSE 0 END) AS rcost "
-        "FROM steps s JOIN dr ON dr.run_id = s.run_id GROUP BY s.run_id) "
+        "FROM dr CROSS JOIN steps s WHERE s.run_id = dr.run_id GROUP BY s.run_id) "
         f"INSERT INTO task_rollup ({columns}) "
         "SELECT dr.task_kind, dr.task_key, MIN(dr.kind), MIN(dr.key), MIN(dr.started_ns), "
         f"{day_sql(dialect, 'MIN(dr.started_ns)')}, COUNT(*), COUNT(s.run_id){sums}, "
@@ -179,20 +181,26 @@ def _day_rows_sql(sign: str) -> str:
         f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
         f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
     ]
-    for part in ("model", "provider"):
-        parts = (f"SELECT task_kind, task_key, {part} AS part" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-                 + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, {part}")
-        branches.append(
-            f"SELECT {head}, '{part}', p.part, 1, {task}, SUM(p.cost_pico), 0, 0, 0, 0, 0"
-            + "".join(f", SUM(p.{c})" for c in SUM_COLUMNS)
-            + f" FROM ({parts}) p JOIN task_rollup t ON t.task_kind = p.task_kind AND t.task_key = p.task_key "
-            "GROUP BY 1, 2, 3, 4, 6"
-        )
+    # By model: a task's per-model rows are its entries as they are, but for a task with one model under
+    # two providers (summed by model first). (By provider, reports read the task rows: a part of the
+    # writer's work saved for a rarer report.)
+    model_sums = "".join(f", SUM(m.{c})" for c in SUM_COLUMNS)
+    split_parts = (
+        "SELECT task_kind, task_key, model" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
+        + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, model"
+    )
+    branches += [
+        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+        "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
+        "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
+        "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
+        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+        f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
+        "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
         # (a task without calls counts once, in the (none) part)
-        branches.append(
-            f"SELECT {head}, '{part}', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
-            + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4"
-        )
+        f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+        + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
+    ]
     values = ("tasks", *DAY_COUNTS[1:], *SUM_COLUMNS)
     columns = ", ".join((*_DAY_KEY, *values))
     named = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"v{i}" for i in range(len(values)))))
