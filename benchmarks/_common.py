@@ -87,12 +87,18 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+# unitcost as `pip install unitcost` gives it: without ecologits, so without energy estimates (the dev
+# extra these benchmarks run in has it; an estimate costs the writer ~1 ms of Python a distinct call).
+ENERGY = os.environ.get("UNITCOST_BENCH_ENERGY", "0")
+
+
 def bench_env(**extra: str) -> dict[str, str]:
     """The environment of child processes: unitcost's own errors raised, no user store or prices."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UNITCOST_", "OTEL_", "ANTHROPIC_"))}
     # Installed packages run from cached bytecode; an editable checkout gets it on first import.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = str(REPO)
+    env["UNITCOST_ENERGY"] = ENERGY
     env.update(extra)
     return env
 

@@ -14,6 +14,7 @@ Configurations:
     bare      the workload alone
     unitcost  unitcost configured with its default store, and instrumented
     unitcost-nostore  the same without a store: the caller's thread's share (unitcost - this = the writer's)
+    unitcost-postgres  unitcost with a PostgreSQL store ($UNITCOST_BENCH_PG_URL, a schema of its own)
     peer      the official OpenTelemetry OpenAI instrumentation (opentelemetry-instrumentation-openai-v2)
     floor     a minimal one-span wrapper: a span around the SDK method with the usage's token counts
 Peer and floor export through a BatchSpanProcessor to an in-memory exporter that counts spans.
@@ -30,7 +31,7 @@ from typing import Any
 
 from ._fake import Workloads
 
-CONFIGS = ("bare", "unitcost", "unitcost-nostore", "peer", "floor")
+CONFIGS = ("bare", "unitcost", "unitcost-nostore", "unitcost-postgres", "peer", "floor")
 CALL_WORKLOADS = ("openai_chat", "openai_stream", "openai_responses", "anthropic_messages", "anthropic_stream")
 SCOPE_WORKLOADS = ("task", "step")
 WORKLOADS = CALL_WORKLOADS + SCOPE_WORKLOADS + ("store",)
@@ -188,8 +189,13 @@ def main() -> None:
     if config.startswith("unitcost"):
         import unitcost
 
-        unitcost.configure(service_name="bench", db=os.path.join(tempfile.mkdtemp(), "unitcost.db"),
-                           store=config == "unitcost")
+        db = os.path.join(tempfile.mkdtemp(), "unitcost.db")
+        if config == "unitcost-postgres":
+            from .postgres import _new_schema, _with_schema
+
+            url = os.environ["UNITCOST_BENCH_PG_URL"]
+            db = _with_schema(url, _new_schema(url, "bench_callers"))
+        unitcost.configure(service_name="bench", db=db, store=config != "unitcost-nostore")
         unitcost.instrument()
         flush = unitcost.flush
     elif config in ("peer", "floor"):

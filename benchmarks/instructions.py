@@ -46,18 +46,20 @@ def available() -> str | None:
     return None
 
 
-def count(config: str, workload: str, n: int, keep: str | None = None) -> int:
-    """Instructions callgrind counted in the measured section of one run."""
+def count(config: str, workload: str, n: int, keep: str | None = None, *, main_thread: bool = False) -> int:
+    """Instructions callgrind counted in the measured section of one run (``main_thread``: those of the
+    thread that makes the calls only, not the store writer's)."""
     directory = keep or tempfile.mkdtemp(prefix="unitcost-callgrind-")
-    out = os.path.join(directory, f"callgrind.{workload}.{config}.out")
+    out = os.path.join(directory, f"callgrind.{workload}.{config}{'.main' if main_thread else ''}.out")
     command = [
         "valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+        *(["--separate-threads=yes"] if main_thread else []),
         sys.executable, "-m", "benchmarks._counted", config, workload, str(n),
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"{config} {workload}: exit {done.returncode}\n{done.stderr[-2000:]}")
-    with open(out) as f:
+    with open(out + "-01" if main_thread else out) as f:  # thread 1: the main thread, which calls
         found = _TOTALS.search(f.read())
     if keep is None:
         shutil.rmtree(directory, ignore_errors=True)
@@ -118,7 +120,31 @@ def measure(n: int, log: Any, keep: str | None = None, only: tuple[str, ...] = (
             note += f", {ours / peer:.2f}x peer"
         rows.append(Row("instructions", workload, baseline, f"+{_k(ours)} per call", target, all(verdicts), note,
                         data=data[workload]))
+        if workload == "openai_chat":
+            rows.append(_postgres_callers(n, keep, log, data))
     return rows, data
+
+
+PG_SAME = 0.02  # "the same": the caller's thread within 2% with either store
+
+
+def _postgres_callers(n: int, keep: str | None, log: Any, data: dict[str, Any]) -> Row:
+    """The caller's thread with a PostgreSQL store against the SQLite store (issue 12): its database
+    work is the writer thread's, so what the calling thread executes should not change."""
+    name = "openai_chat, caller's thread: PostgreSQL store vs SQLite store"
+    if not os.environ.get("UNITCOST_BENCH_PG_URL"):
+        return Row("instructions", name, "-", "not measured", ok=None,
+                   note="no server: set UNITCOST_BENCH_PG_URL (benchmarks/run starts one as root)")
+    counted = {}
+    for config in ("bare", "unitcost", "unitcost-postgres"):
+        counted[config] = count(config, "openai_chat", n, keep, main_thread=True)
+        log(f"  openai_chat {config} (main thread): {counted[config]:,} instructions")
+    sqlite = (counted["unitcost"] - counted["bare"]) / n
+    postgres = (counted["unitcost-postgres"] - counted["bare"]) / n
+    data["openai_chat_callers"] = {"sqlite_added": sqlite, "postgres_added": postgres}
+    return Row("instructions", name, f"SQLite store: caller's thread +{_k(sqlite)}", f"+{_k(postgres)} per call",
+               f"within {PG_SAME:.0%}", abs(postgres - sqlite) <= PG_SAME * sqlite,
+               f"{postgres / sqlite - 1:+.1%}", data=data["openai_chat_callers"])
 
 
 def main(argv: list[str] | None = None) -> int:

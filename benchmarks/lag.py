@@ -16,7 +16,9 @@ drops saved. Against the child's own list of when each task ended, that gives:
   included), against the isolated `store` benchmark's rate in the same run.
 
 A third variant (8 threads on the hollow client: the SDK's request building, HTTP and parsing
-stubbed) offers more spans than the writer can store, to show where drops begin.
+stubbed) offers as many spans as eight threads can end, so the writer's batches are full: its rate
+per second of export time there is the issue's "sustained rate" beside eight busy threads (the 70%
+target), and drops, if the queue fills, show where they begin.
 """
 
 from __future__ import annotations
@@ -195,13 +197,20 @@ def measure(seconds: float, isolated_spans_per_s: float | None, log: Any) -> tup
                   and f["loss_window_max_s"] is not None and f["loss_window_max_s"] <= LAG_P99_TARGET_S)
             target = "first row <= 1 s; no drops; lag p99 <= 1 s; loss window <= 1 s"
         elif key == "8-real":
+            # Real calls leave the writer idle most of the time: its batches are small, and the GIL
+            # waits of a batch's few statements dominate its export time, so its rate per second of
+            # export time says little. What counts here is that it keeps up.
+            ok = (f["first_row_s"] is not None and f["first_row_s"] <= FIRST_ROW_TARGET_S and f["dropped"] == 0)
+            target = "first row <= 1 s; no drops"
+        else:
+            # Eight threads on the hollow client offer more than the writer has ever kept up with: its
+            # batches are full, and its rate per second of export time (GIL waits included) is its
+            # sustained rate beside eight busy threads.
             share = f["writer_spans_per_s"] / isolated_spans_per_s
             f["share_of_isolated"] = share
-            ok = share >= SHARE_OF_ISOLATED_TARGET and f["first_row_s"] is not None and f["first_row_s"] <= 1
-            target = ">= 70% of the isolated store rate; first row <= 1 s"
+            ok = share >= SHARE_OF_ISOLATED_TARGET
+            target = ">= 70% of the isolated store rate; drops only beyond the bounded queue, counted"
             writer += f" = {share:.0%} of the isolated {isolated_spans_per_s:,.0f} spans/s"
-        else:
-            target, ok = "drops only beyond the bounded queue, counted", None
             if f["dropped"]:
                 writer += f"; drops began at {f['first_drop_s']:.1f} s, the queue (16,384 spans) full"
         rows.append(Row("lag", name, f"isolated store {isolated_spans_per_s:,.0f} spans/s", stored, target, ok,

@@ -54,6 +54,21 @@ EXIT_WAIT_SECONDS = 3.0
 CHILD_FLUSH_SECONDS = 5.0
 # How long a fork waits for the writer's batch in progress (see StoreSpanExporter._before_fork).
 FORK_WAIT_SECONDS = 2.0
+# Sharing the GIL with a program that never waits. CPython gives the GIL to a waiting thread only
+# after 5 ms (the switch interval) in which no other thread took it; a program calling flat out with
+# no real I/O (an in-memory transport, a cache, a local model) still drops and retakes it for a
+# microsecond at each call (openai's client reads os.urandom for every request), and each drop wakes
+# the waiting writer too late to take it and restarts its 5 ms. Measured on a quiet 2-core machine:
+# each of the writer's statements, and its wake-up, waited 100-290 ms for the GIL, a batch 1.2-1.5 s,
+# and the store fell seconds behind. So when the writer is late (a batch in its hands for longer than
+# WRITER_LATE_SECONDS, or spans queued that long past its schedule), a thread that ends a span sleeps
+# YIELD_SECONDS (long enough for the writer to wake and take the GIL), at most once every
+# YIELD_EVERY_SECONDS across threads: at most a 10% pause, only while the writer is late, and none at
+# all in a program that does real I/O (the writer runs while it waits).
+WRITER_LATE_SECONDS = 0.05
+YIELD_EVERY_SECONDS = 0.005
+YIELD_SECONDS = 0.0005
+SCHEDULE_SECONDS = 0.5  # the processor exports at least this often
 _inherited: list[Any] = []  # connections copied by fork: never used, never closed, in the child
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
@@ -175,6 +190,8 @@ class StoreSpanExporter(SpanExporter):
         self._deadline: float | None = None  # time.monotonic(): no wait on a locked store past it
         self._forking = False  # this thread holds the lock across a fork (see _before_fork)
         self._unsafe_in_child = False  # forked mid-batch: SQLite must not be used in this child
+        self.busy_since: float | None = None  # time.monotonic() when the batch in hand began, or None
+        self.idle_since = time.monotonic()  # when the last batch ended (see StoreSpanProcessor._make_way)
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _before_fork(self) -> None:
@@ -243,6 +260,14 @@ class StoreSpanExporter(SpanExporter):
             # in this child is a copy of a half-done call, so this child counts its spans, writes none.
             self.count_lost({"forked_mid_batch": len(spans) + self._retry_spans}, quiet=True)
             return SpanExportResult.FAILURE
+        self.busy_since = time.monotonic()
+        try:
+            return self._export(spans)
+        finally:
+            self.busy_since = None
+            self.idle_since = time.monotonic()
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         rows = self._rows(spans)
         with self._lock:
             if self._closed:
@@ -509,7 +534,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
         super().__init__(
             exporter,
             max_queue_size=self.max_queue_size,
-            schedule_delay_millis=500,
+            schedule_delay_millis=int(SCHEDULE_SECONDS * 1000),
             max_export_batch_size=min(self.export_batch_size, self.max_queue_size),
         )
         self._exporter = exporter
@@ -522,6 +547,8 @@ class StoreSpanProcessor(BatchSpanProcessor):
         # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
         self._queue: Any = getattr(self._batch_processor, "_queue", None)
         self._each_task = in_child_process()  # write each finished task before it returns (see _emit)
+        self._last_yield = 0.0  # time.monotonic() of the last pause for the writer (see _make_way)
+        self._queued_since = 0.0  # when a span last entered an empty queue
         # Registered after the batch processor's own hook, which restarts its worker in the child.
         after_fork_in_child(self._after_fork_in_child)
 
@@ -545,7 +572,9 @@ class StoreSpanProcessor(BatchSpanProcessor):
                     )
                 self.drops.add("queue_full")
                 return
+            was_empty = queue is not None and not queue
             self._batch_processor.emit(span)
+        self._make_way(was_empty)
         # Asked at each span, not once: multiprocessing says a process is its child only after it has
         # unpickled the work (a spawn worker's import of the module that configures unitcost).
         if (self._each_task or in_child_process()) and _top_level(span):
@@ -553,6 +582,25 @@ class StoreSpanProcessor(BatchSpanProcessor):
             # workers, `with Pool()`), without `atexit`: the task is written before it returns, so
             # before its result reaches the parent. Bounded; no signal handler is needed.
             self.force_flush(int(CHILD_FLUSH_SECONDS * 1000))
+
+    def _make_way(self, was_empty: bool) -> None:
+        """Pause this thread briefly when the writer is late for want of the GIL (see YIELD_SECONDS)."""
+        now = time.monotonic()
+        if was_empty:
+            self._queued_since = now
+            return
+        exporter = self._exporter
+        busy = exporter.busy_since
+        if busy is not None:
+            late = now - busy > WRITER_LATE_SECONDS
+        else:  # queued, and the writer has not woken on schedule
+            late = now - max(self._queued_since, exporter.idle_since) > SCHEDULE_SECONDS + WRITER_LATE_SECONDS
+        if not late or now - self._last_yield < YIELD_EVERY_SECONDS:
+            return
+        if threading.current_thread() is getattr(self._batch_processor, "_worker_thread", None):
+            return  # the writer itself
+        self._last_yield = now
+        time.sleep(YIELD_SECONDS)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span_type(span) is None:

@@ -81,6 +81,9 @@ openai_http = http_library("openai")
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("UNITCOST_STRICT", "1")
     monkeypatch.setenv("UNITCOST_DB", str(tmp_path / "user-default.db"))
+    # Energy estimates (on by default with ecologits installed, as the dev extra has it) cost each
+    # process that configures unitcost ecologits' import; the tests that check them turn them on.
+    monkeypatch.setenv("UNITCOST_ENERGY", "0")
     for name in (
         "UNITCOST_PRICES",
         "OTEL_SERVICE_NAME",

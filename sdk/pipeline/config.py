@@ -57,7 +57,7 @@ def configure(
     redact: Callable[[str], str] | None = None,
     flush_on_signals: bool = False,
     user_attribute: str | None = None,
-    energy: bool = False,
+    energy: bool | None = None,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -92,10 +92,11 @@ def configure(
             handler otherwise). Only from the main thread.
         user_attribute: the task attribute that names the user or customer (``"customer"``), kept in
             the store for ``unitcost report --users`` and ``unitcost whatif --cap-per-user``.
-        energy: estimate each call's energy and emissions on the store writer (with the ``energy``
-            extra installed). Off by default: an estimate costs the writer thread about a
-            millisecond of Python per distinct call, time the caller's threads then wait for the
-            GIL; off, every call is counted as unestimated.
+        energy: estimate each call's energy and emissions on the store writer. ``None`` (default):
+            ``$UNITCOST_ENERGY`` (``0`` turns it off), else on whenever the ``energy`` extra
+            (ecologits) is installed. An estimate costs the writer about a millisecond of Python
+            per distinct call, off the caller's thread; ``False`` saves it, and every call is
+            then counted as unestimated.
 
     Example::
 
@@ -123,7 +124,7 @@ def _configure(
     otlp_headers: Mapping[str, str] | None, otlp_timeout: float | None, exporters: Sequence[Any],
     metrics: bool | Sequence[Any] | None, price_file: Any, openai_include_usage: bool,
     capture_content: bool | None, redact: Callable[[str], str] | None, flush_on_signals: bool,
-    user_attribute: str | None, energy: bool,
+    user_attribute: str | None, energy: bool | None,
 ) -> None:
     global _pipeline, _atexit_registered
     # Here, not at the top: the price book (pydantic), the store (sqlite-utils) and the wiring
@@ -138,6 +139,8 @@ def _configure(
     if redact is not None and not callable(redact):
         raise ConfigurationError("redact must be a function that takes a text and returns the text to keep")
     prices = PriceBook.from_price_file(price_file)
+    if energy is None:
+        energy = os.environ.get("UNITCOST_ENERGY", "1").strip().lower() not in ("0", "false", "no", "off")
     if energy:
         prices.energy.turn_on()  # loaded with the price data, before any writer starts
     if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):

@@ -87,9 +87,8 @@ class EnergyBook:
         self._estimate = lru_cache(maxsize=65_536)(self._compute)
 
     def turn_on(self) -> None:
-        """Estimate (`configure(energy=True)`); `load` then imports ecologits. Off by default: an
-        estimate costs the writer about a millisecond of Python a call, which the caller's threads
-        wait for as the GIL's share, and a writer must import nothing it was not given at configure."""
+        """Estimate (what `configure()` does unless told not to); `load` then imports ecologits, when
+        installed, on the configuring thread: a writer must import nothing it was not given."""
         self._wanted = True
 
     def load(self) -> None:

@@ -74,12 +74,6 @@ _BUSY = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    reason="open (issue 19): on a quiet 2-core machine one caller makes ~1,000 tasks/s and the store writer "
-    "falls behind (1,281 of ~4,000 tasks ended > 3 s before the kill were stored, 2026-12-03); it passed only "
-    "on a loaded machine, where the caller was slower. Kept running so the day it holds shows as XPASS.",
-    strict=False,
-)
 def test_sigkill_of_a_program_calling_flat_out_keeps_every_task_ended_3s_before(tmp_path: Path) -> None:
     db = tmp_path / "busy.db"
     proc = subprocess.Popen(

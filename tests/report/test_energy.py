@@ -132,20 +132,32 @@ def test_a_bad_energy_entry_is_refused(tmp_path):
         PriceBook.from_price_file(path)
 
 
-@pytest.mark.parametrize("energy", [False, True])
-def test_configure_energy_is_opt_in(tmp_path, monkeypatch, energy):
+@pytest.mark.parametrize(
+    ("setting", "env", "estimated"),
+    [
+        ({}, None, True),  # the default: on, since ecologits is installed
+        ({}, "0", False),  # UNITCOST_ENERGY=0 turns the default off
+        ({"energy": False}, None, False),
+        ({"energy": True}, "0", True),  # an explicit argument wins over the environment
+    ],
+)
+def test_configure_estimates_energy_when_ecologits_is_installed(tmp_path, monkeypatch, setting, env, estimated):
     import unitcost
 
     monkeypatch.setenv("UNITCOST_STRICT", "1")
+    if env is None:
+        monkeypatch.delenv("UNITCOST_ENERGY", raising=False)
+    else:
+        monkeypatch.setenv("UNITCOST_ENERGY", env)
     db = tmp_path / "energy.db"
-    unitcost.configure(service_name="energy", db=db, **({"energy": True} if energy else {}))
+    unitcost.configure(service_name="energy", db=db, **setting)
     try:
         unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100, output_tokens=500, duration_s=2.0)
         unitcost.flush()
     finally:
         unitcost.shutdown()
     (row,) = json.loads(CliRunner().invoke(cli, ["report", "--db", str(db), "--format", "json"]).output)
-    if not energy:
+    if not estimated:
         assert row["unestimated_energy_calls"] == 1 and row["energy_kwh"] == 0
     else:
         expected = llm_impacts("openai", "gpt-4o-mini", 500, 2.0).energy.value
