@@ -68,8 +68,9 @@ def group_rows(
             return
         # Each distinct day named once in Python (time_bucket), joined as a small table.
         with_cte = "WITH b (day, label) AS (VALUES " + ", ".join("(?, ?)" for _ in days) + ") "
-        cte_params = [v for d in days for v in (d, bucket(d * 86_400 * 10**9))]
-        for day, label in zip(cte_params[::2], cte_params[1::2], strict=True):
+        labels = [bucket(d * 86_400 * 10**9) for d in days]
+        cte_params = [v for pair in zip(days, labels, strict=True) for v in pair]
+        for day, label in zip(days, labels, strict=True):
             days_of.setdefault(label, []).append(day)
     order = (["bucket"] if bucket is not None else []) + [k for k in keys]
     if since_ns is None and until_ns is None and per_model != "provider":
@@ -155,7 +156,8 @@ def _counted_from_days(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, with_cte: str, cte_params: list[Any],
 ) -> list[Any]:
-    columns = {"bucket": "b.label", "kind": "d.kind", "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
+    columns = {"bucket": "b.label", "kind": "d.kind",
+               "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
                PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
     g = [columns[k] for k in order]
     conditions, params = ["d.part_kind = ?"], [per_model or ""]

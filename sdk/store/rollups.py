@@ -42,12 +42,12 @@ __all__ = [
 SUM_COLUMNS = COLUMNS[3:]
 ROLLUP_LOCK = 0x756E6974726F6C6C  # "unitroll": the PostgreSQL advisory lock of `refresh`
 ROLLUP_TABLES = ("task_rollup", "task_model_rollup", "rollup_days", "rollup_dirty")
-# rollup_days' counts before the sums: tasks, their runs and runs with calls, outcome values, entry costs (LLM, tools and
-# runtime for a whole task; that part's LLM cost for a model or provider), tools, step blocks, tool
-# and runtime costs, and the tasks with one model under two providers (a report by model then reads
-# the per-model rows task by task).
-DAY_COUNTS = ("tasks", "runs", "runs_with_calls", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks", "tool_cost_pico",
-              "runtime_cost_pico", "split_tasks")
+# rollup_days' counts before the sums: tasks, their runs and runs with calls, outcome values, entry
+# costs (LLM, tools and runtime for a whole task; that model's LLM cost for a model), tools, step
+# blocks, tool and runtime costs, and the tasks with one model under two providers (a report by model
+# then reads the per-model rows task by task).
+DAY_COUNTS = ("tasks", "runs", "runs_with_calls", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks",
+              "tool_cost_pico", "runtime_cost_pico", "split_tasks")
 _DAY_KEY = ("kind", "start_day", "outcome_label", "state", "part_kind", "part", "has_part")
 # task_rollup's columns after the identity, in the order `refresh` writes them.
 TASK_COLUMNS = (
@@ -160,7 +160,8 @@ _WINNERS = (
     f"UPDATE task_rollup SET outcome_id = (SELECT w.id FROM ("
     " SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
     "  WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
-    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    "  WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
     "  WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
@@ -299,7 +300,9 @@ def sqlite_triggers() -> list[str]:
                         ("outcomes", _sqlite_mark_outcome)):
         out.append(f"CREATE TRIGGER {table}_rollup_insert AFTER INSERT ON {table} BEGIN {mark('NEW')} END")
         out.append(f"CREATE TRIGGER {table}_rollup_delete AFTER DELETE ON {table} BEGIN {mark('OLD')} END")
-        out.append(f"CREATE TRIGGER {table}_rollup_update AFTER UPDATE ON {table} BEGIN {mark('OLD')} {mark('NEW')} END")
+        out.append(
+            f"CREATE TRIGGER {table}_rollup_update AFTER UPDATE ON {table} BEGIN {mark('OLD')} {mark('NEW')} END"
+        )
     out.append(f"CREATE TRIGGER runs_rollup_replace BEFORE INSERT ON runs BEGIN {_sqlite_mark_run('NEW')} END")
     return out
 

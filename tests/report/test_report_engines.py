@@ -205,7 +205,8 @@ def _both(db: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any
 
 
 def _names_no_attribute(options: dict[str, Any]) -> bool:
-    names = [n for n in (options.get("by") or "").split(",") if n] + [w.split("=")[0] for w in options.get("where") or []]
+    names = [n for n in (options.get("by") or "").split(",") if n]
+    names += [w.split("=")[0] for w in options.get("where") or []]
     return all(n in ("kind", "model", "provider", "outcome") for n in names)
 
 

@@ -10,7 +10,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_report_engines import (
-    MIDNIGHT, MODELS, NO_CALL, PLAIN, _both, _names_no_attribute, _write, outcomes, requests, runs, stray,
+    MIDNIGHT,
+    MODELS,
+    NO_CALL,
+    PLAIN,
+    _both,
+    _names_no_attribute,
+    _write,
+    outcomes,
+    requests,
+    runs,
+    stray,
 )
 
 from unitcost.report import engine as _reports

@@ -93,7 +93,8 @@ def _apply(db: Any, operations_: list[Any]) -> None:
             prune(db, T0 + op[1] * DAY)
         elif op[0] == "foreign call":
             with db.transaction():
-                db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' * len(CALL_COLUMNS))}) "
+                marks = ", ".join("?" * len(CALL_COLUMNS))
+                db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({marks}) "
                            "ON CONFLICT (span_id) DO NOTHING", _call(*op[1]))
         else:
             with db.transaction():
@@ -172,6 +173,6 @@ def test_a_report_reads_the_rollups_the_writer_kept(tmp_path):
         _apply(db, [("batch", [(0, "ticket", "K1", 0, None), (1, "ticket", "K1", 1, 5)],
                      [(1, 0, MODELS[0], 7), (2, 1, MODELS[1], None)], [(1, 0, "tool", 3)],
                      [("kind and key", 0, "ticket", "K1", 3, True)])])
-        row = db.execute("SELECT runs, calls, cost_pico, unpriced_calls, tool_calls, tool_cost_pico, runtime_cost_pico, "
-                         "outcome_label FROM task_rollup").fetchall()
+        row = db.execute("SELECT runs, calls, cost_pico, unpriced_calls, tool_calls, tool_cost_pico, "
+                         "runtime_cost_pico, outcome_label FROM task_rollup").fetchall()
         assert row == [(2, 2, 7, 1, 1, 3, 5, "resolved")]
