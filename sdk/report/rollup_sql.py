@@ -89,7 +89,8 @@ def group_rows(
     one_day = all(len(days) == 1 for days in days_of.values())
     by_index = plain and (
         (per_model is None and (kind is not None or "kind" in order) and one_day)
-        or (per_model == "model" and not split and kind is None and list(order) == [PART])
+        or (per_model == "model" and not split and kind is None and one_day
+            and [k for k in order if k != "bucket"] == [PART])
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -119,12 +120,17 @@ def _ranked_from_index(
     kind: str | None, days_of: dict[str, list[int]],
 ) -> dict[int, int]:
     """{rank: cost} of one group, each read at its place in an index (task_rollup_cost,
-    task_rollup_day_cost, task_model_rollup_cost): no sort, and only the entries before it are walked."""
+    task_rollup_day_cost, task_model_rollup_cost, task_model_rollup_day_cost): no sort, and only the entries
+    before it are walked."""
     values = dict(zip(order, key, strict=True))
     if PART in values:
         if values[PART] is None:  # the tasks without calls: each costs 0 here
             return dict.fromkeys(ranks, 0)
-        sql_text, params = "SELECT cost_pico FROM task_model_rollup WHERE model = ? ORDER BY cost_pico", [values[PART]]
+        conditions, params = ["model = ?"], [values[PART]]
+        if "bucket" in values:
+            conditions.append("start_day = ?")
+            params.extend(days_of[values["bucket"]])
+        sql_text = f"SELECT cost_pico FROM task_model_rollup WHERE {' AND '.join(conditions)} ORDER BY cost_pico"
     else:
         conditions, params = ["kind = ?"], [values.get("kind", kind)]
         if "bucket" in values:

@@ -79,8 +79,10 @@ def create_tables_sql(dialect: str) -> list[str]:
         "CREATE INDEX task_rollup_cost ON task_rollup(kind, task_cost_pico)",
         "CREATE INDEX task_rollup_day_cost ON task_rollup(kind, start_day, task_cost_pico)",
         f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
-        f"model TEXT NOT NULL, {sums}, PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
+        f"model TEXT NOT NULL, start_day {integer} NOT NULL, {sums}, "
+        f"PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
         "CREATE INDEX task_model_rollup_cost ON task_model_rollup(model, cost_pico)",
+        "CREATE INDEX task_model_rollup_day_cost ON task_model_rollup(model, start_day, cost_pico)",
         # Per kind, start day, outcome and part (the whole task, or one model of it): the
         # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
         f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
@@ -146,11 +148,13 @@ def _model_rows_sql() -> str:
     sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS)
     return (
-        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model"
-        + "".join(f", {c}" for c in SUM_COLUMNS) + f") SELECT dr.task_kind, dr.task_key, t.provider, t.model{sums} "
-        "FROM dr JOIN run_totals t ON t.run_id = dr.run_id WHERE true "
+        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day"
+        + "".join(f", {c}" for c in SUM_COLUMNS) + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
+        f"MIN(r.start_day){sums} FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
+        # (the task's first day, made just before: what a report by model and day ranks by)
+        "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
-        f"ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET {updates}"
+        f"ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, {updates}"
     )
 
 
@@ -205,10 +209,13 @@ def _day_rows_sql(sign: str) -> str:
     values = ("tasks", *DAY_COUNTS[1:], *SUM_COLUMNS)
     columns = ", ".join((*_DAY_KEY, *values))
     named = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"v{i}" for i in range(len(values)))))
-    signed = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"{sign}v{i}" for i in range(len(values)))))
+    keys = ", ".join(f"k{i}" for i in range(len(_DAY_KEY)))
+    signed = ", ".join((keys, *(f"{sign}SUM(v{i})" for i in range(len(values)))))
     return (
+        # (summed by key first: a model's split and unsplit tasks of one day come from two branches, and
+        # PostgreSQL's upsert takes one row a key)
         f"WITH c ({named}) AS (" + " UNION ALL ".join(branches) + ") "
-        f"INSERT INTO rollup_days ({columns}) SELECT {signed} FROM c WHERE true "
+        f"INSERT INTO rollup_days ({columns}) SELECT {signed} FROM c WHERE true GROUP BY {keys} "
         f"ON CONFLICT ({', '.join(_DAY_KEY)}) DO UPDATE SET "
         + ", ".join(f"{c} = rollup_days.{c} + excluded.{c}" for c in values)
     )
