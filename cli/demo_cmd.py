@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
 
 import click
 
-from unitcost.query import open_store
+from unitcost import StoreError
+from unitcost.query import open_store, redact_url, store_location
 from unitcost.report import report
 
 from . import _render
@@ -54,12 +56,11 @@ def _short(path: Path) -> str:
 
 @click.command(name="demo")
 @click.option(
-    "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("unitcost-demo.db"),
-    show_default=True,
+    "--db", "db_path", default="unitcost-demo.db", show_default=True, metavar="PATH|URL",
     help="Where to write the demo's store: a new file, or an earlier demo store (replaced). Any other file "
-    "is left alone and the demo stops.",
+    "is left alone and the demo stops. A postgresql:// URL: an empty store there (nothing is deleted).",
 )
-def demo_command(db_path: Path) -> None:
+def demo_command(db_path: str) -> None:
     """Run a support-ticket agent against a local fake OpenAI server and report its costs.
 
     No network and no API key: the agent uses the real openai client against a server on
@@ -70,17 +71,19 @@ def demo_command(db_path: Path) -> None:
       unitcost demo --db /tmp/demo.db
     """
     try:
-        from unitcost.demo import NotADemoStore, run_demo
+        from unitcost.demo import NotADemoStore, demo_price_file, run_demo
     except ImportError as exc:
         raise click.ClickException(f"the demo needs openai: pip install 'unitcost[openai]' ({exc})") from exc
+    location = store_location(db_path)
     try:
-        run_demo(db_path)
-    except NotADemoStore as exc:
+        run_demo(location)
+    except (NotADemoStore, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
-    with open_store(db_path) as db:
+    with open_store(location) as db:
         _render.report_table(report(db), console())
     prog, hint = how_to_run_unitcost()
-    db_arg = f" --db {db_path}"
+    # (a server's URL without its password: type it in again)
+    db_arg = f" --db {shlex.quote(redact_url(db_path))}"
     lines = [
         "",
         "Next: the dashboard (pip install 'unitcost[ui]'); the runs with their task ids;",
@@ -94,7 +97,7 @@ def demo_command(db_path: Path) -> None:
         f"  {prog} whatif --model gpt-4o-mini --from-model o4-mini{db_arg}",
         f"  {prog} whatif --route 'step=classify:gpt-4.1-nano'{db_arg}",
         f"  {prog} check --max-cost-per-success 0.01{db_arg}",
-        f"(the prices of the agent's runtime: {db_path.with_suffix('.toml')})",
+        f"(the prices of the agent's runtime: {demo_price_file(location)})",
     ]
     click.echo("\n".join(lines))
     if hint:

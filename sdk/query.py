@@ -20,14 +20,15 @@ from .common.timewindow import parse_time
 from .report.engine import report as _report
 from .report.engine import row_for_json
 from .report.inspect import recent_runs
-from .store.backend import StoreBackend, is_url
+from .store.backend import StoreBackend, is_url, redact_url
 from .store.connect import open_backend
 from .store.outcome_import import ImportError_, import_outcomes
 from .store.prune import prune
 from .store.schema import default_db_path
 
 __all__ = [
-    "ImportError_", "import_outcomes", "open_store", "prune", "report", "store_health", "store_location", "tasks",
+    "ImportError_", "import_outcomes", "open_store", "prune", "redact_url", "report", "store_health",
+    "store_location", "tasks",
 ]
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import unitcost
 
 from ..record.instrument import is_instrumented
+from ..store.backend import is_url, redact_url
 from .server import FakeOpenAIServer
 
-__all__ = ["DEMO_PRICES", "DEMO_SERVICE", "NotADemoStore", "is_replaceable", "run_demo"]
+__all__ = ["DEMO_PRICES", "DEMO_SERVICE", "NotADemoStore", "demo_price_file", "is_replaceable", "run_demo"]
 
 DEMO_SERVICE = "unitcost-demo"
 
@@ -59,6 +60,25 @@ def is_replaceable(db_path: Path) -> bool:
         conn.close()
 
 
+def _server_store_is_empty(url: str) -> bool:
+    """Whether a PostgreSQL store holds no run and no call (or is not made yet): the demo never
+    deletes anything on a server, so it writes only into an empty store there."""
+    from ..store.connect import open_backend
+
+    backend = open_backend(url)  # made (and migrated) when new, as the demo's writer would
+    try:
+        runs = backend.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        calls = backend.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+        return not runs and not calls
+    finally:
+        backend.close()
+
+
+def demo_price_file(db: str | Path) -> Path:
+    """Where the demo writes its price file: beside its SQLite store, or here for a server store."""
+    return Path("unitcost-demo.toml") if is_url(db) else Path(db).with_suffix(".toml")
+
+
 def _prices_replaceable(prices: Path) -> bool:
     """Whether the demo may write its price file at `prices`: nothing there, or an earlier demo's."""
     if not prices.exists():
@@ -71,17 +91,26 @@ def _prices_replaceable(prices: Path) -> bool:
         return False
 
 
-def run_demo(db_path: Path) -> dict[str, str]:
-    """Write a fresh store at `db_path` from one run of the demo agent; returns each ticket's result.
+def run_demo(db_path: str | Path) -> dict[str, str]:
+    """Write a fresh store at `db_path` (a path, or a ``postgresql://`` URL of an empty store) from one
+    run of the demo agent; returns each ticket's result.
 
-    Raises NotADemoStore, changing nothing, when `db_path` holds anything but an earlier demo store.
+    Raises NotADemoStore, changing nothing, when `db_path` holds anything but an earlier demo store
+    (on a server: anything at all).
     """
-    if not is_replaceable(db_path):
+    on_server = is_url(db_path)
+    if on_server:
+        if not _server_store_is_empty(str(db_path)):
+            raise NotADemoStore(
+                f"{redact_url(str(db_path))} already holds runs; on a server the demo writes only into an empty "
+                "store (a new database or schema), and never deletes anything."
+            )
+    elif not is_replaceable(Path(db_path)):
         raise NotADemoStore(
             f"{db_path} exists and is not a unitcost demo store; the demo replaces only its own store. "
             "Pass another --db, or move that file away."
         )
-    prices = db_path.with_suffix(".toml")
+    prices = demo_price_file(db_path)
     if not _prices_replaceable(prices):
         raise NotADemoStore(
             f"{prices} exists and is not the demo's price file; the demo replaces only its own files. "
@@ -92,7 +121,7 @@ def run_demo(db_path: Path) -> dict[str, str]:
 
     from .agent import run_tickets
 
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm") if not on_server else ():
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     was_instrumented = is_instrumented()
     prices.write_text(DEMO_PRICES, encoding="utf-8")
