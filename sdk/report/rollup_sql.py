@@ -95,6 +95,11 @@ def group_rows(
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
     )
+    if by_index:
+        from_index = _ranked_from_index(execute, order, [
+            (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
+            for row in counted if row[width]
+        ], kind, days_of)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -102,7 +107,7 @@ def group_rows(
             continue
         ranks = {nearest_rank(n, p) for p in percentiles}
         if by_index:
-            ranked = _ranked_from_index(execute, order, key, n, ranks, kind, days_of)
+            ranked = from_index[key]
         else:
             ordered = sorted(costs.get(key, ()))
             ranked = {r: ordered[r - 1] for r in ranks} if ordered else {}
@@ -116,34 +121,42 @@ def group_rows(
 
 
 def _ranked_from_index(
-    execute: Callable[..., Any], order: Sequence[str], key: tuple[Any, ...], n: int, ranks: set[int],
+    execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
     kind: str | None, days_of: dict[str, list[int]],
-) -> dict[int, int]:
-    """{rank: cost} of one group, each read at its place in an index (task_rollup_cost,
-    task_rollup_day_cost, task_model_rollup_cost, task_model_rollup_day_cost): no sort, and only the entries
-    before it are walked."""
-    values = dict(zip(order, key, strict=True))
-    if PART in values:
-        if values[PART] is None:  # the tasks without calls: each costs 0 here
-            return dict.fromkeys(ranks, 0)
-        conditions, params = ["model = ?"], [values[PART]]
-        if "bucket" in values:
+) -> dict[tuple[Any, ...], dict[int, int]]:
+    """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost,
+    task_rollup_day_cost, task_model_rollup_cost, task_model_rollup_day_cost): no sort, only the entries
+    before it walked, and a few hundred of them a statement (one round trip to a server)."""
+    found: dict[tuple[Any, ...], dict[int, int]] = {}
+    lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
+    for key, n, ranks in groups:
+        values = dict(zip(order, key, strict=True))
+        if PART in values:
+            if values[PART] is None:  # the tasks without calls: each costs 0 here
+                found[key] = dict.fromkeys(ranks, 0)
+                continue
+            conditions, params = ["model = ?"], [values[PART]]
+            column, table = "cost_pico", "task_model_rollup"
+        else:
+            conditions, params = ["kind = ?"], [values.get("kind", kind)]
+            column, table = "task_cost_pico", "task_rollup"
+        if "bucket" in values:  # (one day a bucket: see by_index)
             conditions.append("start_day = ?")
             params.extend(days_of[values["bucket"]])
-        sql_text = f"SELECT cost_pico FROM task_model_rollup WHERE {' AND '.join(conditions)} ORDER BY cost_pico"
-    else:
-        conditions, params = ["kind = ?"], [values.get("kind", kind)]
-        if "bucket" in values:
-            days = days_of[values["bucket"]]
-            conditions.append(f"start_day IN ({', '.join('?' * len(days))})")
-            params.extend(days)
-        sql_text = f"SELECT task_cost_pico FROM task_rollup WHERE {' AND '.join(conditions)} ORDER BY task_cost_pico"
-    # (a rank past the middle is read from the other end: fewer entries walked)
-    return {
-        r: execute(f"{sql_text} LIMIT 1 OFFSET ?", [*params, r - 1]).fetchone()[0] if r <= n - r else
-        execute(f"{sql_text} DESC LIMIT 1 OFFSET ?", [*params, n - r]).fetchone()[0]
-        for r in ranks
-    }
+        found[key] = {}
+        read = f"SELECT {column} AS c FROM {table} WHERE {' AND '.join(conditions)} ORDER BY {column}"
+        for r in ranks:
+            # (a rank past the middle is read from the other end: fewer entries walked)
+            lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
+                            [*params, r - 1 if r <= n - r else n - r]))
+    for chunk in range(0, len(lookups), 200):  # (SQLite takes up to 500 SELECTs in one compound)
+        some = lookups[chunk : chunk + 200]
+        statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
+                                       for i, (_, _, text, _) in enumerate(some))
+        for i, cost in execute(statement, [p for *_, params in some for p in params]):
+            key, r, _, _ = some[i]
+            found[key][r] = cost
+    return found
 
 
 def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
