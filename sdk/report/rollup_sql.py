@@ -7,7 +7,7 @@ and their task costs ranked straight from those rows (~100k for a million calls)
 runs, per-run sums, steps and outcomes first (`unitcost.report.sql`, `unitcost.report.pg_sql`, still
 used for task attributes in --by/--where, and by the tests as the rollups' reference).
 
-Requests and stores it does not take raise `Unfit`: task attributes, a task identity of kind ''
+Requests and stores it does not take raise `Unfit`: by provider, task attributes, a task identity of kind ''
 that meets a run id, a task started before 1970 in a bucketed report, and rollups still marked
 dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
 """
@@ -59,6 +59,10 @@ def group_rows(
     The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
     cuts through days or they are by provider (then from the task rows); the percentiles from an index
     or from the task costs, ranked here."""
+    if per_model == "provider":
+        # (the per-day rows hold no provider part: summing the per-model rows task by task costs more
+        # than the full SQL's join)
+        raise Unfit("by provider")
     _check_fits(execute, bucket is not None)
     with_cte, cte_params = "", []
     days_of: dict[str, list[int]] = {}
