@@ -1,5 +1,5 @@
 """The one warning for the commonest silent $0: a program that records tasks but forgot
-`unitcost.instrument()`, so its openai / anthropic calls never reach unitcost.
+`unitcost.instrument()`, so its openai / anthropic / google-genai calls never reach unitcost.
 
 A span processor counts, as spans end, the tasks and the LLM calls recorded by any route (a patched
 client, `record_usage`, the anthropic SDK's own spans, another instrumentation's GenAI spans). At
@@ -57,7 +57,8 @@ def forgotten_instrument_warning() -> str | None:
     """The warning's text when this process looks like it forgot `unitcost.instrument()`, else None."""
     if not CallCounter.tasks or CallCounter.llm_calls:
         return None
-    imported = [name for name in ("openai", "anthropic") if name in sys.modules]
+    # boto3 is left out: importing it says nothing of Bedrock (S3, DynamoDB...).
+    imported = [name for name in ("openai", "anthropic", "google.genai") if name in sys.modules]
     if not imported:
         return None
     instrument = sys.modules.get("unitcost.record.instrument")  # not imported: then surely not instrumented

@@ -60,7 +60,7 @@ from ..record.llm import (
 from ..record.raw import is_raw_response, wrap_raw_response
 from .server import server_of
 
-__all__ = ["message_usage"]
+__all__ = ["MessageStreamWatcher", "message_usage"]
 
 SDK_SCOPE = "com.anthropic.sdk.python"  # platform clients add a suffix: ".bedrock", ".vertex"...
 SDK_SPAN_NAME = "anthropic.messages.create"  # also the name of stream() and parse() calls

@@ -33,7 +33,15 @@ from ..common.forks import after_fork_in_child
 __all__ = ["instrument", "is_instrumented", "observer", "ungated", "uninstrument"]
 
 # provider module name -> adapter module (imported lazily, so `import unitcost` stays light).
-_ADAPTERS = {"openai": "unitcost.providers.openai", "anthropic": "unitcost.providers.anthropic"}
+_ADAPTERS = {
+    "openai": "unitcost.providers.openai",
+    "anthropic": "unitcost.providers.anthropic",
+    "google.genai": "unitcost.providers.google_genai",
+    "botocore": "unitcost.providers.bedrock",
+}
+# The SDKs whose calls can be recorded client by client: the object each wrapper sees is the client
+# or keeps it in ``_client`` (botocore's ``_make_api_call`` runs on the client itself).
+_PER_CLIENT = ("openai", "anthropic", "botocore")
 
 _lock = threading.RLock()
 
@@ -65,10 +73,12 @@ def ungated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def instrument(client: Any = None) -> None:
-    """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic).
+    """Record LLM calls made through the provider SDKs unitcost knows (openai, anthropic,
+    google-genai, and Amazon Bedrock through boto3).
 
-    Without an argument, every call of every client. With a client (``unitcost.instrument(client)``),
-    only the calls made through that client object (not through copies made by ``with_options``).
+    Without an argument, every call of every client. With a client (``unitcost.instrument(client)``:
+    an openai, anthropic or boto3 ``bedrock-runtime`` client), only the calls made through that
+    client object (not through copies made by ``with_options``).
 
     Example::
 
@@ -92,8 +102,11 @@ def instrument(client: Any = None) -> None:
                     wrapt.register_post_import_hook(_on_import, module_name)
             return
         module_name = type(client).__module__.split(".")[0]
-        if module_name not in _ADAPTERS:
-            internal_error("instrument(client)", TypeError(f"unitcost has no adapter for {type(client).__name__}"))
+        if module_name not in _PER_CLIENT:
+            internal_error("instrument(client)", TypeError(
+                f"unitcost.instrument(client) takes an openai, anthropic or boto3 client, not {type(client).__name__};"
+                " unitcost.instrument() records every SDK unitcost knows"
+            ))
             return
         _clients.add(client)
         _patch(module_name)

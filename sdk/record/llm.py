@@ -365,9 +365,11 @@ class _AsyncWatch(_Watch):
 class _StreamProxyBase(wrapt.ObjectProxy):  # type: ignore[misc]
     _watch_type: type[_Watch] = _Watch
 
-    def __init__(self, wrapped: Any, call: LLMCall, watcher: StreamWatcher) -> None:
+    def __init__(self, wrapped: Any, call: LLMCall, watcher: StreamWatcher, chunks: Any = None) -> None:
+        """``chunks``: the iterator to read when the stream object is iterable but not itself an
+        iterator (botocore's ``EventStream``: ``iter(stream)``); by default the stream itself."""
         super().__init__(wrapped)
-        self._self_watch = self._watch_type(wrapped, call, watcher)
+        self._self_watch = self._watch_type(wrapped if chunks is None else chunks, call, watcher)
         self._self_response: Any = None
 
     def _self_end(self, *, incomplete: bool, error: BaseException | None = None) -> None:
