@@ -13,7 +13,8 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,7 +29,7 @@ from ..store.connect import open_backend
 from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
-from . import pg_sql, sql
+from . import pg_sql, rollup_sql, sql
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -503,6 +504,13 @@ class _Request:
         # Task attributes are parsed only when a --by or --where name may be one.
         return any(n not in GROUP_FIELDS for n in self.names) or bool(parse_where(self.where))
 
+    @property
+    def names_no_attribute(self) -> bool:
+        # --by and --where name only kind, outcome, model or provider (what the rollups can answer).
+        return all(n in GROUP_FIELDS for n in self.names) and all(
+            name in ("kind", "outcome") for name in parse_where(self.where)
+        )
+
     def resolve(self, known: set[str]) -> tuple[list[tuple[str, str]], TaskSelector, str | None]:
         """(name, field) pairs to group by, the task selector, and "model"/"provider" or None."""
         fields = _resolve_names(self.names, known, "--by")
@@ -629,6 +637,10 @@ def costed_tasks(
 def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, summed by SQLite (see unitcost.report.sql); None when this store or request
     is one for the Python engine (or the store is not SQLite: the SQL is SQLite's)."""
+    if request.names_no_attribute and isinstance(db, StoreBackend) and "task_rollup" in db.tables():
+        grouped = _group_in_rollups(db, request)
+        if grouped is not None:
+            return grouped
     if getattr(db, "dialect", None) == "postgresql":  # (a test may hand over a bare sqlite_utils.Database)
         return _group_in_postgres(db, request)
     if not isinstance(db, SqliteBackend):
@@ -699,6 +711,55 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
             raise
         return None
     return fields, selector, groups, outside
+
+
+def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
+    """The same groups, read from the per-task and per-day rollups the store keeps
+    (unitcost.report.rollup_sql), on either backend; None for what they cannot answer (the callers
+    then join the rows)."""
+    fields, selector, per_model = request.resolve(set())
+    wanted = dict(selector.filters)  # (kind or outcome: task attributes never come here)
+    if "kind" in wanted and selector.kind is not None and wanted["kind"] != selector.kind:
+        return None  # (two kinds asked for: the Python engine keeps no task)
+    every = request.every
+    whole = request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None
+    try:
+        with _one_read(db):
+            groups = {
+                key: _Acc(**fields_)
+                for key, fields_ in rollup_sql.group_rows(
+                    db.execute, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
+                    per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
+                    outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
+                    percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+                )
+            }
+            outside = None
+            if whole:
+                found, sums = rollup_sql.outside_sums(db.execute)
+                for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+                    found += 1
+                    sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+                outside = _Acc(sums=sums) if found else None
+    except sql.Unfit:
+        return None
+    except sqlite3.OperationalError as exc:
+        if "overflow" not in str(exc):  # sums past 2**63 pico-dollars: Python's integers have no limit
+            raise
+        return None
+    return fields, selector, groups, outside
+
+
+@contextmanager
+def _one_read(db: StoreBackend) -> Iterator[None]:
+    """One consistent read of the store: SQLite's savepoint (`sql.reading`), PostgreSQL's snapshot."""
+    if isinstance(db, SqliteBackend):
+        with sql.reading(db.conn):
+            yield
+        return
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def _group_in_postgres(db: StoreBackend, request: _Request) -> _Grouped | None:

@@ -32,6 +32,8 @@ from .postgres_schema import (
     server_gone,
 )
 from .postgres_writer import PostgresWriter, refresh_totals
+from .rollups import is_dirty
+from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, STALE_RUNS_SQL
 
 __all__ = ["PostgresBackend", "StoreUnavailable"]
@@ -200,6 +202,13 @@ class PostgresBackend(StoreBackend):
 
     def ensure_fresh(self, prices: Any = None) -> None:
         """As `unitcost.store.run_totals.ensure_fresh`: cheap when the sums agree with the calls."""
+        self._ensure_sums(prices)
+        conn = self._connection()
+        if is_dirty(self.execute):  # rows written by something else
+            with conn.transaction():
+                refresh_rollups(conn.execute, "postgresql")
+
+    def _ensure_sums(self, prices: Any) -> None:
         in_calls = self.execute("SELECT COUNT(*) FROM calls WHERE run_id IS NOT NULL").fetchone()[0]
         in_totals = self.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
         if in_calls == in_totals:

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
+from .rollups import create_tables_sql, mark_all_sql, postgres_triggers, refresh_statements
 
 __all__ = [
     "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
@@ -182,7 +183,7 @@ CREATE INDEX outcomes_run ON outcomes(run_id);
 CREATE INDEX outcomes_key ON outcomes(key);
 """
 
-MIGRATIONS: tuple[tuple[str, str], ...] = (
+MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
     ("m001_initial", _M001),
     ("m002_calls_retries", "ALTER TABLE calls ADD COLUMN retries BIGINT NOT NULL DEFAULT 0"),
     (
@@ -234,6 +235,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             f"UPDATE {table} SET unestimated_energy_calls = calls"
             for table in ("run_totals", "run_sums")
         ),
+    ),
+    # Per-task rollups kept current by triggers and the writer (unitcost.store.rollups), made for the
+    # tasks already stored. (A tuple of statements: the trigger functions' bodies hold semicolons.)
+    (
+        "m015_task_rollups",
+        (*create_tables_sql("postgresql"), *postgres_triggers(), mark_all_sql(), *refresh_statements("postgresql")),
     ),
 )
 
@@ -294,7 +301,8 @@ def _migrate_once(conn: Any) -> list[str]:
         for name, ddl in MIGRATIONS:
             if name in applied:
                 continue
-            for statement in (s for s in ddl.split(";") if s.strip()):
+            statements = ddl if isinstance(ddl, tuple) else [s for s in ddl.split(";") if s.strip()]
+            for statement in statements:
                 conn.execute(statement)
             conn.execute(f"INSERT INTO {_MIGRATIONS_TABLE} (migration_set, name) VALUES ('unitcost', %s)", (name,))
             done.append(name)

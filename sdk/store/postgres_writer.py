@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, COLUMNS, add_up
 
 __all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "refresh_totals"]
@@ -84,6 +85,7 @@ class PostgresWriter:
                         self._upsert(table, tuple(columns), verb, rows)
                 if runs:
                     refresh_totals(conn, runs, prices, written_calls)
+                refresh_rollups(conn.execute, "postgresql")  # the tasks the rows touched (unitcost.store.rollups)
                 if drops:
                     now = time.time_ns()
                     with conn.cursor() as cur:

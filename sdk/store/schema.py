@@ -22,6 +22,8 @@ from sqlite_utils.migrations import Migrations
 from ..common.errors import StoreError
 from .backend import is_url
 from .losses import loss_file_for
+from .rollups import create_tables_sql, mark_all_sql, sqlite_triggers
+from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
 
 __all__ = [
@@ -220,6 +222,16 @@ def _m014_call_energy(db: sqlite_utils.Database) -> None:
             if column not in have:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
     backfill(db.conn)
+
+
+@migrations(name="m015_task_rollups")
+def _m015_task_rollups(db: sqlite_utils.Database) -> None:
+    # One row a task (and a task and model) with what the reports read, kept current by triggers and
+    # the store writer (unitcost.store.rollups), then made for the tasks already stored.
+    for statement in (*create_tables_sql("sqlite"), *sqlite_triggers()):
+        db.execute(statement)
+    db.execute(mark_all_sql())
+    refresh_rollups(db.conn.execute, "sqlite")
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

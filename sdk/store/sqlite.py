@@ -16,6 +16,7 @@ import sqlite_utils
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows
+from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh
 from .schema import dropped_spans, open_store
 
@@ -32,6 +33,21 @@ _TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CA
 
 
 _totals_fields = operator.itemgetter(*_TOTALS_AT)  # in C: no Python call per row
+
+
+def _keep_rollups(conn: sqlite3.Connection) -> None:
+    """The per-task rollups of the tasks this transaction touched (unitcost.store.rollups), made again
+    inside it. Sums past 2**63 (SQLite's integers) leave those tasks marked: the reports then take
+    the full SQL path, whose engine gives way to Python's unbounded integers."""
+    conn.execute("SAVEPOINT unitcost_rollups")
+    try:
+        refresh_rollups(conn.execute, "sqlite")
+    except sqlite3.OperationalError as exc:
+        conn.execute("ROLLBACK TO unitcost_rollups")
+        if "overflow" not in str(exc):
+            conn.execute("RELEASE unitcost_rollups")
+            raise
+    conn.execute("RELEASE unitcost_rollups")
 
 
 class SqliteBackend(StoreBackend):
@@ -75,6 +91,7 @@ class SqliteBackend(StoreBackend):
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
                 refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
+            _keep_rollups(conn)
             if batch.drops:
                 now = time.time_ns()
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
@@ -112,6 +129,23 @@ class SqliteBackend(StoreBackend):
 
     def ensure_fresh(self, prices: Any = None) -> None:
         ensure_fresh(self.conn, prices)
+        conn = self.conn
+        if "rollup_dirty" not in self.tables():  # a store opened without migrating it (doctor)
+            return
+        if conn.in_transaction:
+            _keep_rollups(conn)
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:  # a read-only store: the reports read without the rollups
+            return
+        try:
+            _keep_rollups(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.db, since_ns, until_ns)

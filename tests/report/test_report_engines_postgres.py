@@ -9,7 +9,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_report_engines import MIDNIGHT, MODELS, NO_CALL, PLAIN, _both, _write, outcomes, requests, runs, stray
+from test_report_engines import (
+    MIDNIGHT,
+    MODELS,
+    NO_CALL,
+    PLAIN,
+    _both,
+    _names_no_attribute,
+    _write,
+    outcomes,
+    requests,
+    runs,
+    stray,
+)
 
 from unitcost.report import engine as _reports
 from unitcost.report.engine import ReportError, report, row_for_json
@@ -38,21 +50,45 @@ def stores(tmp_path: Any, pg_url: str) -> Any:
 
 
 def _postgres_rows(backend: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any, bool]:
+    """PostgreSQL's rows (read from its rollups when the request names no task attribute; the rows
+    summed by joining them, `pg_sql`, must be the same), and whether the server summed them."""
     used = []
     in_store = _reports._group_in_store
+    in_rollups = _reports._group_in_rollups
+    rollups_used = []
 
     def recording(db_: Any, request: Any) -> Any:
         grouped = in_store(db_, request)
         used.append(grouped is not None)
         return grouped
 
+    def recording_rollups(db_: Any, request: Any) -> Any:
+        grouped = in_rollups(db_, request)
+        rollups_used.append(grouped is not None)
+        return grouped
+
+    def run() -> Any:
+        try:
+            return [row_for_json(r) for r in report(backend, **options)]
+        except ReportError as exc:
+            return f"ReportError: {exc}"
+
     with monkeypatch.context() as m:
         m.setattr(_reports, "_group_in_store", recording)
-        try:
-            rows: Any = [row_for_json(r) for r in report(backend, **options)]
-        except ReportError as exc:
-            rows = f"ReportError: {exc}"
+        m.setattr(_reports, "_group_in_rollups", recording_rollups)
+        rows = run()
+    if _names_no_attribute(options) and not isinstance(rows, str) and used == [True] and not _odd(backend):
+        assert rollups_used == [True], "the rollups were not read"
+    with monkeypatch.context() as m:
+        m.setattr(_reports, "_group_in_rollups", lambda db_, request: None)
+        assert run() == rows, "PostgreSQL's rollups and its joined rows differ"
     return rows, used == [True]
+
+
+def _odd(backend: Any) -> bool:
+    return bool(backend.execute(
+        "SELECT EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
+    ).fetchone()[0])
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,313 @@
+"""Reports read from the per-task rollups (`unitcost.store.rollups`): one text for SQLite and PostgreSQL.
+
+A report that groups by kind, outcome, model, provider and time bucket, filtered by kind, outcome and
+time window, needs of each task only what ``task_rollup`` holds (its kind, first start, runs, sums,
+tools and winning outcome) and, by model or provider, ``task_model_rollup``. So the groups are summed
+and their task costs ranked straight from those rows (~100k for a million calls) instead of joining
+runs, per-run sums, steps and outcomes first (`unitcost.report.sql`, `unitcost.report.pg_sql`, still
+used for task attributes in --by/--where, and by the tests as the rollups' reference).
+
+Requests and stores it does not take raise `Unfit`: by provider, task attributes, a task identity of kind ''
+that meets a run id, a task started before 1970 in a bucketed report, and rollups still marked
+dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..store.rollups import SUM_COLUMNS, is_dirty
+from .sql import PART, Unfit, nearest_rank
+
+__all__ = ["group_rows", "outside_sums"]
+
+
+def _check_fits(execute: Callable[..., Any], bucketed: bool) -> None:
+    if is_dirty(execute):
+        raise Unfit("rollups not current")
+    odd = execute(
+        "SELECT EXISTS (SELECT 1 FROM runs a WHERE a.kind = '' AND a.key IS NOT NULL"
+        "  AND EXISTS (SELECT 1 FROM runs b WHERE b.run_id = a.key AND b.key IS NULL))"
+        " OR EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
+    ).fetchone()[0]
+    if odd:
+        raise Unfit("task identities of kind ''")
+    if bucketed and execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:  # (a task starts with its first run)
+        raise Unfit("a task started before 1970")
+
+
+def group_rows(
+    execute: Callable[..., Any],
+    *,
+    keys: Sequence[str],
+    per_model: str | None,
+    kind: str | None,
+    outcome: str | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    percentiles: Sequence[int],
+    bucket: Callable[[int], str] | None = None,
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """(group key, its counts, sums and ranked costs) for each group of kept tasks, as `sql.group_rows`.
+
+    ``execute``: the store's (``?`` placeholders), inside one consistent read. ``keys``: "kind",
+    "outcome" or `PART` (the model or provider: ``per_model``), in the report's order; ``bucket``
+    (ns -> label) puts the task's time bucket first. The tasks kept: of ``kind``, with the outcome
+    ``outcome``, started in [``since_ns``, ``until_ns``).
+
+    The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
+    cuts through days or they are by provider (then from the task rows); the percentiles from an index
+    or from the task costs, ranked here."""
+    if per_model == "provider":
+        # (the per-day rows hold no provider part: summing the per-model rows task by task costs more
+        # than the full SQL's join)
+        raise Unfit("by provider")
+    _check_fits(execute, bucket is not None)
+    with_cte, cte_params = "", []
+    days_of: dict[str, list[int]] = {}
+    if bucket is not None:
+        days = [d for (d,) in execute("SELECT DISTINCT start_day FROM rollup_days")]
+        if not days:
+            return
+        # Each distinct day named once in Python (time_bucket), joined as a small table.
+        with_cte = "WITH b (day, label) AS (VALUES " + ", ".join("(?, ?)" for _ in days) + ") "
+        labels = [bucket(d * 86_400 * 10**9) for d in days]
+        cte_params = [v for pair in zip(days, labels, strict=True) for v in pair]
+        for day, label in zip(days, labels, strict=True):
+            days_of.setdefault(label, []).append(day)
+    order = (["bucket"] if bucket is not None else []) + [k for k in keys]
+    if since_ns is None and until_ns is None and per_model != "provider":
+        counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
+    else:
+        counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
+                                      cte_params)
+    width = len(order)
+    # A group's ranked costs: read at their rank from an index where one holds the group's costs in
+    # order (a kind's tasks, a kind's on some days, a model's), else all read and sorted here.
+    plain = outcome is None and since_ns is None and until_ns is None
+    split = per_model is not None and bool(
+        execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
+    )
+    # (a bucket of several days, a week or a month, would make the index walk the kind's every task)
+    one_day = all(len(days) == 1 for days in days_of.values())
+    by_index = plain and (
+        (per_model is None and (kind is not None or "kind" in order) and one_day)
+        or (per_model == "model" and not split and kind is None and one_day
+            and [k for k in order if k != "bucket"] == [PART])
+    )
+    costs = {} if by_index else _entry_costs(
+        execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
+    )
+    if by_index:
+        from_index = _ranked_from_index(execute, order, [
+            (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
+            for row in counted if row[width]
+        ], kind, days_of)
+    for row in counted:
+        key = tuple(row[:width])
+        n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
+        if not n:
+            continue
+        ranks = {nearest_rank(n, p) for p in percentiles}
+        if by_index:
+            ranked = from_index[key]
+        else:
+            ordered = sorted(costs.get(key, ()))
+            ranked = {r: ordered[r - 1] for r in ranks} if ordered else {}
+        yield key, {
+            "tasks": n, "runs": runs, "succeeded": succeeded, "failed": failed,
+            "no_outcome": n - succeeded - failed, "value_pico": value, "wasted_pico": wasted, "tool_calls": tools,
+            "step_blocks": blocks, "tool_cost_pico": tcost, "runtime_cost_pico": rcost,
+            "ranked": ranked,
+            "sums": [v or 0 for v in sums],
+        }
+
+
+def _ranked_from_index(
+    execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
+    kind: str | None, days_of: dict[str, list[int]],
+) -> dict[tuple[Any, ...], dict[int, int]]:
+    """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost,
+    task_rollup_day_cost, task_model_rollup_cost, task_model_rollup_day_cost): no sort, only the entries
+    before it walked, and a few hundred of them a statement (one round trip to a server)."""
+    found: dict[tuple[Any, ...], dict[int, int]] = {}
+    lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
+    for key, n, ranks in groups:
+        values = dict(zip(order, key, strict=True))
+        if PART in values:
+            if values[PART] is None:  # the tasks without calls: each costs 0 here
+                found[key] = dict.fromkeys(ranks, 0)
+                continue
+            conditions, params = ["model = ?"], [values[PART]]
+            column, table = "cost_pico", "task_model_rollup"
+        else:
+            conditions, params = ["kind = ?"], [values.get("kind", kind)]
+            column, table = "task_cost_pico", "task_rollup"
+        if "bucket" in values:  # (one day a bucket: see by_index)
+            conditions.append("start_day = ?")
+            params.extend(days_of[values["bucket"]])
+        found[key] = {}
+        read = f"SELECT {column} AS c FROM {table} WHERE {' AND '.join(conditions)} ORDER BY {column}"
+        for r in ranks:
+            # (a rank past the middle is read from the other end: fewer entries walked)
+            lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
+                            [*params, r - 1 if r <= n - r else n - r]))
+    for chunk in range(0, len(lookups), 200):  # (SQLite takes up to 500 SELECTs in one compound)
+        some = lookups[chunk : chunk + 200]
+        statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
+                                       for i, (_, _, text, _) in enumerate(some))
+        for i, cost in execute(statement, [p for *_, params in some for p in params]):
+            key, r, _, _ = some[i]
+            found[key][r] = cost
+    return found
+
+
+def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
+                 ) -> tuple[str, list[Any]]:
+    """Conditions over a task_rollup row `t`, and their parameters."""
+    conditions, params = [], []
+    for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome), ("t.started_ns >= ?", since_ns),
+                             ("t.started_ns < ?", until_ns)):
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return " AND ".join(conditions) or "true", params
+
+
+def _counted_from_days(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, with_cte: str, cte_params: list[Any],
+) -> list[Any]:
+    columns = {"bucket": "b.label", "kind": "d.kind",
+               "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
+               PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
+    g = [columns[k] for k in order]
+    conditions, params = ["d.part_kind = ?"], [per_model or ""]
+    if kind is not None:
+        conditions.append("d.kind = ?")
+        params.append(kind)
+    if outcome is not None:
+        conditions.append("d.state <> 0 AND d.outcome_label = ?")
+        params.append(outcome)
+    return execute(  # type: ignore[no-any-return]
+        f"{with_cte}SELECT {''.join(f'{c}, ' for c in g)}SUM(d.tasks), SUM(d.runs), "
+        "SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), "
+        "SUM(d.value_pico), SUM(CASE WHEN d.state = 2 THEN d.entry_cost_pico ELSE 0 END), "
+        "SUM(d.tool_calls), SUM(d.step_blocks), SUM(d.tool_cost_pico), SUM(d.runtime_cost_pico)"
+        + "".join(f", SUM(d.{c})" for c in SUM_COLUMNS)
+        + " FROM rollup_days d" + (" JOIN b ON b.day = d.start_day" if with_cte else "")
+        + f" WHERE {' AND '.join(conditions)}" + (f" GROUP BY {', '.join(g)}" if g else ""),
+        [*cte_params, *params],
+    ).fetchall()
+
+
+_STATE = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
+
+
+def _task_groups(order: Sequence[str]) -> list[str]:
+    columns = {"bucket": "b.label", "kind": "t.kind", "outcome": "t.outcome_label", PART: "p.part"}
+    return [columns[k] for k in order]
+
+
+def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
+    """One row a (task, part): task_model_rollup's rows as they are when each (task, model) is one
+    row, else summed by task and part."""
+    if not split and per_model == "model":
+        return "task_model_rollup"
+    sums = "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS) if wide else ", SUM(cost_pico) AS cost_pico"
+    return (f"(SELECT task_kind, task_key, {per_model} AS {per_model}{sums} FROM task_model_rollup "
+            f"GROUP BY task_kind, task_key, {per_model})")
+
+
+def _counted_from_tasks(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+) -> list[Any]:
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    g = _task_groups(order)
+    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    task = f"t.runs AS runs, {_STATE} AS state, COALESCE(t.outcome_value_pico, 0) AS value"
+    picked = "".join(f"{c} AS g{i}, " for i, c in enumerate(g))
+    if per_model is None:
+        entries = (
+            f"SELECT {picked}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico AS cost, {task}, "
+            "t.tool_calls AS tools, t.step_blocks AS blocks, t.tool_cost_pico AS tcost, t.runtime_cost_pico AS rcost"
+            + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS) + f" FROM task_rollup t{bucket_join} WHERE {condition}"
+        )
+        entry_params = params
+        tools = "SUM(tools), SUM(blocks), SUM(tcost), SUM(rcost)"
+    else:
+        none = picked.replace("p.part", "NULL")
+        entries = (
+            f"SELECT {picked}p.cost_pico AS cost, {task}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
+            + f" FROM (SELECT task_kind, task_key, {per_model} AS part" + "".join(f", {c}" for c in SUM_COLUMNS)
+            + f" FROM {_parts_sql(per_model, True, True)} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
+            f"AND t.task_key = p.task_key{bucket_join} WHERE {condition}"
+            f" UNION ALL SELECT {none}0 AS cost, {task}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
+            + f" FROM task_rollup t{bucket_join} WHERE t.runs_with_calls = 0 AND {condition}"
+        )
+        entry_params = [*params, *params]
+        tools = "0, 0, 0, 0"
+    group_by = ", ".join(f"g{i}" for i in range(len(g)))
+    return execute(  # type: ignore[no-any-return]
+        f"{with_cte}SELECT {group_by}{', ' if g else ''}COUNT(*), SUM(runs), "
+        "SUM(CASE WHEN state = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), SUM(value), "
+        f"SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), {tools}" + "".join(f", SUM({c})" for c in SUM_COLUMNS)
+        + f" FROM ({entries}) e" + (f" GROUP BY {group_by}" if g else ""),
+        [*cte_params, *entry_params],
+    ).fetchall()
+
+
+def _entry_costs(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+    split: bool,
+) -> dict[tuple[Any, ...], list[int]]:
+    """Each group's entry costs (a task's whole cost; by model or provider, each (task, part)'s LLM cost),
+    read narrow and ranked in Python: a sort of 100k integers there costs less than SQL's window functions."""
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    g = _task_groups(order)
+    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    lead = "".join(f"{c}, " for c in g)
+    if per_model is None:
+        statements = [(f"SELECT {lead}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico "
+                       f"FROM task_rollup t{bucket_join} WHERE {condition}", params)]
+    else:
+        parts = _parts_sql(per_model, False, split)
+        needs_task = with_cte or condition != "true" or any(k != PART for k in order)
+        if needs_task:
+            read = (f"SELECT {lead}p.cost_pico FROM (SELECT task_kind, task_key, {per_model} AS part, cost_pico "
+                    f"FROM {parts} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind AND t.task_key = p.task_key"
+                    f"{bucket_join} WHERE {condition}")
+        else:  # (by model or provider alone: the per-model rows are all it needs)
+            read = f"SELECT {per_model}, cost_pico FROM {parts} AS m"
+        statements = [
+            (read, params),
+            (f"SELECT {lead.replace('p.part', 'NULL')}0 FROM task_rollup t{bucket_join} "
+             f"WHERE t.runs_with_calls = 0 AND {condition}", params),
+        ]
+    costs: dict[tuple[Any, ...], list[int]] = {}
+    width = len(g)
+    for sql_text, statement_params in statements:
+        for row in execute(f"{with_cte}{sql_text}", [*cte_params, *statement_params]):
+            key = row[:width]
+            found = costs.get(key)
+            if found is None:
+                costs[key] = [row[width]]
+            else:
+                found.append(row[width])
+    return costs
+
+
+def outside_sums(execute: Callable[..., Any]) -> tuple[int, list[int]]:
+    """How many runs with calls belong to no stored run (their task span never arrived), and their
+    sums: none when every run_sums row is a stored run's (the rollups count those)."""
+    stored = execute("SELECT COALESCE(SUM(runs_with_calls), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
+    if execute("SELECT COUNT(*) FROM run_sums").fetchone()[0] == stored:
+        return 0, [0] * len(SUM_COLUMNS)
+    row = execute(
+        f"SELECT COUNT(*), {', '.join(f'COALESCE(SUM(s.{c}), 0)' for c in SUM_COLUMNS)} FROM run_sums s "
+        "WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = s.run_id)"
+    ).fetchone()
+    return row[0], list(row[1:])

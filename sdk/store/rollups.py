@@ -1,0 +1,347 @@
+"""Per-task rollups: one row a task with what the report engines need of it, kept current in the
+store so a report over a million calls reads ~100k task rows instead of joining runs, per-run sums,
+steps and outcomes on every request.
+
+Tables (the same on SQLite and PostgreSQL):
+
+- ``task_rollup``: one row a task, named by its identity (``task_kind``, ``task_key``): (kind, key),
+  or ('', run_id) for a run without a key, as `unitcost.report.tasks.task_identity`. It holds the
+  task's kind, key, first start (and its UTC day, as `unitcost.report.engine.time_bucket` reads
+  nanoseconds), runs, runs with calls, every per-run sum (`run_totals.SUMS`) added over its runs,
+  tools, step blocks, tool and [[runtime]] costs, and its winning outcome (the latest, by recorded
+  time then id, naming one of its runs, else its kind and key, else its key alone): id, label,
+  success and value.
+- ``task_model_rollup``: the same sums per task, provider and model (what ``--by model`` reads).
+- ``rollup_dirty``: the identities of tasks whose rows are to be made again.
+
+How they stay exact: triggers on ``runs``, ``steps``, ``run_sums`` and ``outcomes`` put the identity
+of every task a written, changed or deleted row touches into ``rollup_dirty``, whoever writes (the
+store writer, ``serve``, prune, outcome import, ``unitcost outcome``, a test or an older unitcost).
+`refresh` makes the dirty tasks' rows again from those tables and empties ``rollup_dirty``: the store
+writer calls it at the end of each batch's transaction (so a committed batch leaves nothing dirty),
+and readers call it (through the backends' ``ensure_fresh``) before reading, for rows written by
+something else. A task is always summed again whole, so calls arriving late, runs replaced by later
+spans, outcomes recorded later and prune all give the rows a full recomputation would.
+
+The SQL is one text for both backends but for the day of a start (`day_sql`) and the triggers
+(`sqlite_triggers`, `postgres_triggers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .run_totals import COLUMNS
+
+__all__ = [
+    "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql", "day_sql", "is_dirty", "mark_all_sql",
+    "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers",
+]
+
+SUM_COLUMNS = COLUMNS[3:]
+ROLLUP_LOCK = 0x756E6974726F6C6C  # "unitroll": the PostgreSQL advisory lock of `refresh`
+ROLLUP_TABLES = ("task_rollup", "task_model_rollup", "rollup_days", "rollup_dirty")
+# rollup_days' counts before the sums: tasks, their runs and runs with calls, outcome values, entry
+# costs (LLM, tools and runtime for a whole task; that model's LLM cost for a model), tools, step
+# blocks, tool and runtime costs, and the tasks with one model under two providers (a report by model
+# then reads the per-model rows task by task).
+DAY_COUNTS = ("tasks", "runs", "runs_with_calls", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks",
+              "tool_cost_pico", "runtime_cost_pico", "split_tasks")
+_DAY_KEY = ("kind", "start_day", "outcome_label", "state", "part_kind", "part", "has_part")
+# task_rollup's columns after the identity, in the order `refresh` writes them.
+TASK_COLUMNS = (
+    "kind", "key", "started_ns", "start_day", "runs", "runs_with_calls", *SUM_COLUMNS,
+    "tool_calls", "step_blocks", "tool_cost_pico", "runtime_cost_pico",
+)
+
+
+def create_tables_sql(dialect: str) -> list[str]:
+    """The tables and indexes."""
+    integer = "INTEGER" if dialect == "sqlite" else "BIGINT"
+    # (SQLite: the narrow per-model rows are stored in key order, without a rowid, so a report by model
+    # reads them grouped with no sort)
+    without_rowid = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    sums = ", ".join(f"{c} {integer} NOT NULL DEFAULT 0" for c in SUM_COLUMNS)
+    return [
+        f"CREATE TABLE task_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, kind TEXT NOT NULL, key TEXT, "
+        f"started_ns {integer} NOT NULL, start_day {integer} NOT NULL, runs {integer} NOT NULL, "
+        f"runs_with_calls {integer} NOT NULL, {sums}, tool_calls {integer} NOT NULL DEFAULT 0, "
+        f"step_blocks {integer} NOT NULL DEFAULT 0, tool_cost_pico {integer} NOT NULL DEFAULT 0, "
+        f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, task_cost_pico {integer} NOT NULL DEFAULT 0, "
+        f"split_models {integer} NOT NULL DEFAULT 0, "
+        f"outcome_id {integer}, outcome_label TEXT, "
+        f"outcome_success {integer}, outcome_value_pico {integer}, PRIMARY KEY (task_kind, task_key))",
+        # (an outcome by key alone finds its tasks by key)
+        "CREATE INDEX task_rollup_key ON task_rollup(task_key)",
+        # A group's k-th cost is read from these in order, without a sort: a kind's, a kind's on a
+        # day, a model's (see unitcost.report.rollup_sql).
+        "CREATE INDEX task_rollup_cost ON task_rollup(kind, task_cost_pico)",
+        "CREATE INDEX task_rollup_day_cost ON task_rollup(kind, start_day, task_cost_pico)",
+        f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
+        f"model TEXT NOT NULL, start_day {integer} NOT NULL, {sums}, "
+        f"PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
+        "CREATE INDEX task_model_rollup_cost ON task_model_rollup(model, cost_pico)",
+        "CREATE INDEX task_model_rollup_day_cost ON task_model_rollup(model, start_day, cost_pico)",
+        # Per kind, start day, outcome and part (the whole task, or one model of it): the
+        # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
+        f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
+        f"state {integer} NOT NULL, part_kind TEXT NOT NULL, part TEXT NOT NULL, has_part {integer} NOT NULL, "
+        + ", ".join(f"{c} {integer} NOT NULL DEFAULT 0" for c in DAY_COUNTS)
+        + f", {sums}, PRIMARY KEY (kind, start_day, outcome_label, state, part_kind, part, has_part))",
+        "CREATE TABLE rollup_dirty (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, PRIMARY KEY (task_kind, task_key))"
+        + without_rowid,
+    ]
+
+
+def day_sql(dialect: str, column: str) -> str:
+    """The UTC day (days since 1970) a start in ns falls on, as `engine.time_bucket` reads it: a float
+    of seconds rounded to the microsecond (a fraction at or past 999999.5 us is the next second). Only
+    read for starts from 1970 on (the report engines send earlier ones to the Python engine)."""
+    if dialect == "sqlite":
+        seconds = f"({column} / 1e9)"
+        whole = f"CAST({seconds} AS INTEGER)"
+        return f"(({whole} + (({seconds} - {whole}) * 1e6 >= 999999.5)) / 86400)"
+    seconds = f"({column}::double precision / 1e9)"
+    whole = f"floor({seconds})"
+    return f"((({whole})::bigint + CASE WHEN ({seconds} - {whole}) * 1e6 >= 999999.5 THEN 1 ELSE 0 END) / 86400)"
+
+
+# A run's task identity, over a runs row `x`.
+_IDENT = "CASE WHEN {x}.key IS NULL THEN '' ELSE {x}.kind END, COALESCE({x}.key, {x}.run_id)"
+_IN_DIRTY = "(task_kind, task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
+# The runs of the dirty tasks, with their identity (two joins: each can use an index).
+_DIRTY_RUNS = (
+    "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
+    # (CROSS JOIN: SQLite then reads the few dirty tasks first and finds their rows by index, whatever
+    # its statistics say of an often empty table; PostgreSQL plans as it likes)
+    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.kind = d.task_kind AND x.key = d.task_key "
+    "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
+    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.run_id = d.task_key AND x.key IS NULL AND d.task_kind = '')"
+)
+
+
+def _task_rows_sql(dialect: str) -> str:
+    sums = "".join(f", SUM(COALESCE(s.{c}, 0))" for c in SUM_COLUMNS)
+    columns = ", ".join(("task_kind", "task_key", *TASK_COLUMNS))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in TASK_COLUMNS)
+    return (
+        f"WITH {_DIRTY_RUNS}, "
+        # tools and steps of those runs (session blocks are a [[runtime]] charge, not tool cost)
+        "st AS (SELECT s.run_id, SUM(CASE WHEN s.type = 'tool' THEN 1 ELSE 0 END) AS tools, "
+        "SUM(CASE WHEN s.type = 'step' THEN 1 ELSE 0 END) AS blocks, "
+        "SUM(CASE WHEN s.type = 'session' THEN 0 ELSE COALESCE(s.cost_pico, 0) END) AS tcost, "
+        "SUM(CASE WHEN s.type = 'session' THEN COALESCE(s.cost_pico, 0) ELSE 0 END) AS rcost "
+        "FROM dr CROSS JOIN steps s WHERE s.run_id = dr.run_id GROUP BY s.run_id) "
+        f"INSERT INTO task_rollup ({columns}) "
+        "SELECT dr.task_kind, dr.task_key, MIN(dr.kind), MIN(dr.key), MIN(dr.started_ns), "
+        f"{day_sql(dialect, 'MIN(dr.started_ns)')}, COUNT(*), COUNT(s.run_id){sums}, "
+        "SUM(COALESCE(st.tools, 0)), SUM(COALESCE(st.blocks, 0)), SUM(COALESCE(st.tcost, 0)), "
+        "SUM(COALESCE(st.rcost, 0)) + SUM(COALESCE(dr.runtime_cost_pico, 0)) "
+        "FROM dr LEFT JOIN run_sums s ON s.run_id = dr.run_id LEFT JOIN st ON st.run_id = dr.run_id "
+        # (`WHERE true`: SQLite's upsert after a SELECT needs a WHERE to parse)
+        f"WHERE true GROUP BY dr.task_kind, dr.task_key ON CONFLICT (task_kind, task_key) DO UPDATE SET {updates}"
+    )
+
+
+def _model_rows_sql() -> str:
+    sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS)
+    return (
+        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day"
+        + "".join(f", {c}" for c in SUM_COLUMNS) + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
+        f"MIN(r.start_day){sums} FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
+        # (the task's first day, made just before: what a report by model and day ranks by)
+        "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
+        "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
+        f"ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, {updates}"
+    )
+
+
+# The winning outcome of each dirty task: the latest (recorded time, then id) of those naming one of
+# its runs, its kind and key, or its key alone (as unitcost.report.tasks.Store.tasks picks it).
+_WINNERS = (
+    f"UPDATE task_rollup SET outcome_id = (SELECT w.id FROM ("
+    " SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
+    "  WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    "  WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    "  WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    "  WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
+    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1) WHERE {_IN_DIRTY}"
+)
+
+
+def _day_rows_sql(sign: str) -> str:
+    """Add (sign "+") or take away ("-") the dirty tasks' part of rollup_days."""
+    state = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
+    head = f"t.kind, t.start_day, COALESCE(t.outcome_label, ''), {state}"
+    task = "COUNT(*), SUM(t.runs), SUM(t.runs_with_calls), SUM(COALESCE(t.outcome_value_pico, 0))"
+    dirty = "(t.task_kind, t.task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
+    sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
+    branches = [
+        f"SELECT {head}, '', '', 1, {task}, SUM(t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico), "
+        f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
+        f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
+    ]
+    # By model: a task's per-model rows are its entries as they are, but for a task with one model under
+    # two providers (summed by model first). (By provider, reports read the task rows: a part of the
+    # writer's work saved for a rarer report.)
+    model_sums = "".join(f", SUM(m.{c})" for c in SUM_COLUMNS)
+    split_parts = (
+        "SELECT task_kind, task_key, model" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
+        + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, model"
+    )
+    branches += [
+        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+        "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
+        "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
+        "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
+        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+        f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
+        "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
+        # (a task without calls counts once, in the (none) part)
+        f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+        + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
+    ]
+    values = ("tasks", *DAY_COUNTS[1:], *SUM_COLUMNS)
+    columns = ", ".join((*_DAY_KEY, *values))
+    named = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"v{i}" for i in range(len(values)))))
+    keys = ", ".join(f"k{i}" for i in range(len(_DAY_KEY)))
+    signed = ", ".join((keys, *(f"{sign}SUM(v{i})" for i in range(len(values)))))
+    return (
+        # (summed by key first: a model's split and unsplit tasks of one day come from two branches, and
+        # PostgreSQL's upsert takes one row a key)
+        f"WITH c ({named}) AS (" + " UNION ALL ".join(branches) + ") "
+        f"INSERT INTO rollup_days ({columns}) SELECT {signed} FROM c WHERE true GROUP BY {keys} "
+        f"ON CONFLICT ({', '.join(_DAY_KEY)}) DO UPDATE SET "
+        + ", ".join(f"{c} = rollup_days.{c} + excluded.{c}" for c in values)
+    )
+
+
+def refresh(execute: Callable[..., Any], dialect: str) -> bool:
+    """Make the dirty tasks' rows again (inside the caller's write transaction); True when there were any.
+
+    ``execute``: one statement, no parameters (an sqlite3 or psycopg connection's ``execute``)."""
+    if not execute("SELECT EXISTS (SELECT 1 FROM rollup_dirty)").fetchone()[0]:
+        return False
+    if dialect == "postgresql":
+        # Writers on many hosts refresh one at a time (until commit): each then sees the rows and
+        # marks every earlier refresh committed, and empties only the marks it has summed.
+        execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
+    for statement in refresh_statements(dialect):
+        execute(statement)
+    return True
+
+
+def refresh_statements(dialect: str) -> list[str]:
+    """What `refresh` runs when some task is dirty, in order."""
+    return [
+        # The dirty tasks' part of the per-day rows goes, then comes back as they are now.
+        _day_rows_sql("-"),
+        # A task with no run left (pruned, or its runs now belong to another task) loses its rows; the
+        # others are written again whole.
+        f"DELETE FROM task_rollup WHERE {_IN_DIRTY}",
+        f"DELETE FROM task_model_rollup WHERE {_IN_DIRTY}",
+        _task_rows_sql(dialect),
+        _model_rows_sql(),
+        _WINNERS,
+        "UPDATE task_rollup SET task_cost_pico = cost_pico + tool_cost_pico + runtime_cost_pico WHERE " + _IN_DIRTY,
+        # the models a task calls under two providers (a report by model then sums them task by task)
+        "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
+        "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
+        f"HAVING COUNT(*) > 1) AS x) WHERE {_IN_DIRTY}",
+        # the winner's label, success and value beside it: a report reads no outcome row
+        "UPDATE task_rollup SET outcome_label = (SELECT o.label FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
+        "outcome_success = (SELECT o.success FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
+        "outcome_value_pico = (SELECT o.value_pico FROM outcomes o WHERE o.id = task_rollup.outcome_id) "
+        f"WHERE {_IN_DIRTY} AND outcome_id IS NOT NULL",
+        _day_rows_sql(""),
+        "DELETE FROM rollup_days WHERE tasks = 0",  # (its sums are all 0 then: integers, added and taken away)
+        "DELETE FROM rollup_dirty",
+    ]
+
+
+def is_dirty(execute: Callable[..., Any]) -> bool:
+    """True when some task's rows are still to be made (a reader that could not refresh them)."""
+    return bool(execute("SELECT EXISTS (SELECT 1 FROM rollup_dirty)").fetchone()[0])
+
+
+def mark_all_sql() -> str:
+    """Every task marked dirty (the migration that builds the rollups for a store's existing rows)."""
+    return f"INSERT INTO rollup_dirty (task_kind, task_key) SELECT DISTINCT {_IDENT.format(x='r')} FROM runs r"
+
+
+# --- triggers ---------------------------------------------------------------------------------------
+# Each marks the identity of the task a row belongs to, before and after the change. A runs row is
+# marked before it is written too: an INSERT OR REPLACE that gives a run another kind or key (SQLite
+# fires no delete trigger for the row it replaces) leaves its old task to be summed again.
+
+def _sqlite_mark_run(ref: str) -> str:
+    # (a steps or run_sums row: its run's task)
+    return (f"INSERT OR IGNORE INTO rollup_dirty (task_kind, task_key) SELECT {_IDENT.format(x='x')} "
+            f"FROM runs x WHERE x.run_id = {ref}.run_id;")
+
+
+def _sqlite_mark_self(ref: str) -> str:
+    # (a runs row: its own task, the row being gone already after a delete)
+    return f"INSERT OR IGNORE INTO rollup_dirty (task_kind, task_key) VALUES ({_IDENT.format(x=ref)});"
+
+
+def _sqlite_mark_outcome(ref: str) -> str:
+    return (
+        f"INSERT OR IGNORE INTO rollup_dirty (task_kind, task_key) SELECT {_IDENT.format(x='x')} FROM runs x "
+        f"WHERE x.run_id = {ref}.run_id; "
+        f"INSERT OR IGNORE INTO rollup_dirty (task_kind, task_key) SELECT {ref}.kind, {ref}.key "
+        f"WHERE {ref}.run_id IS NULL AND {ref}.kind IS NOT NULL AND {ref}.key IS NOT NULL; "
+        "INSERT OR IGNORE INTO rollup_dirty (task_kind, task_key) SELECT task_kind, task_key FROM task_rollup "
+        f"WHERE {ref}.run_id IS NULL AND {ref}.kind IS NULL AND task_key = {ref}.key AND key IS NOT NULL;"
+    )
+
+
+def sqlite_triggers() -> list[str]:
+    out = []
+    for table, mark in (("runs", _sqlite_mark_self), ("steps", _sqlite_mark_run), ("run_sums", _sqlite_mark_run),
+                        ("outcomes", _sqlite_mark_outcome)):
+        out.append(f"CREATE TRIGGER {table}_rollup_insert AFTER INSERT ON {table} BEGIN {mark('NEW')} END")
+        out.append(f"CREATE TRIGGER {table}_rollup_delete AFTER DELETE ON {table} BEGIN {mark('OLD')} END")
+        out.append(
+            f"CREATE TRIGGER {table}_rollup_update AFTER UPDATE ON {table} BEGIN {mark('OLD')} {mark('NEW')} END"
+        )
+    out.append(f"CREATE TRIGGER runs_rollup_replace BEFORE INSERT ON runs BEGIN {_sqlite_mark_run('NEW')} END")
+    return out
+
+
+def postgres_triggers() -> list[str]:
+    """One function a table, fired for each row (PostgreSQL's INSERT ... ON CONFLICT DO UPDATE fires
+    the update triggers for the rows it updates)."""
+    def run_body(ref: str) -> str:
+        return (f"INSERT INTO rollup_dirty (task_kind, task_key) SELECT {_IDENT.format(x='x')} FROM runs x "
+                f"WHERE x.run_id = {ref}.run_id ON CONFLICT DO NOTHING;")
+
+    def outcome_body(ref: str) -> str:
+        return (
+            run_body(ref)
+            + f" IF {ref}.run_id IS NULL AND {ref}.kind IS NOT NULL AND {ref}.key IS NOT NULL THEN "
+            f"INSERT INTO rollup_dirty (task_kind, task_key) VALUES ({ref}.kind, {ref}.key) ON CONFLICT DO NOTHING; "
+            f"END IF; IF {ref}.run_id IS NULL AND {ref}.kind IS NULL THEN "
+            "INSERT INTO rollup_dirty (task_kind, task_key) SELECT task_kind, task_key FROM task_rollup "
+            f"WHERE task_key = {ref}.key AND key IS NOT NULL ON CONFLICT DO NOTHING; END IF;"
+        )
+
+    def self_body(ref: str) -> str:
+        return (f"INSERT INTO rollup_dirty (task_kind, task_key) VALUES ({_IDENT.format(x=ref)}) "
+                "ON CONFLICT DO NOTHING;")
+
+    out = []
+    for table, body in (("runs", self_body), ("steps", run_body), ("run_sums", run_body), ("outcomes", outcome_body)):
+        out.append(
+            f"CREATE FUNCTION {table}_rollup_mark() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF TG_OP IN ('UPDATE', 'DELETE') THEN {body('OLD')} END IF; "
+            f"IF TG_OP IN ('INSERT', 'UPDATE') THEN {body('NEW')} END IF; RETURN NULL; END $$"
+        )
+        out.append(f"CREATE TRIGGER {table}_rollup AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                   f"FOR EACH ROW EXECUTE FUNCTION {table}_rollup_mark()")
+    return out

@@ -1,0 +1,178 @@
+"""The per-task and per-day rollups (unitcost.store.rollups) stay what a full rebuild makes, whatever
+writes the store and in whatever order: the store writer's batches (runs replaced by later spans with
+another start, kind or key; calls and steps arriving before or after their run), outcomes recorded
+later by run, by kind and key and by key alone, outcome import, prune, and rows written by something
+other than unitcost (a test, an older unitcost), on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from unitcost.pricing.book import PriceBook
+from unitcost.store.backend import CALL_COLUMNS, TABLES, Batch
+from unitcost.store.connect import open_backend
+from unitcost.store.prune import prune
+from unitcost.store.rollups import mark_all_sql
+from unitcost.store.rollups import refresh as refresh_rollups
+
+DAY = 86_400 * 10**9
+T0 = 1_764_028_800 * 10**9
+KINDS = ["ticket", "chat"]
+KEYS = [None, "K1", "K2"]
+MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("acme", "gpt-4o")]
+
+run_rows = st.tuples(st.integers(0, 4), st.sampled_from(KINDS), st.sampled_from(KEYS), st.integers(0, 6),
+                     st.one_of(st.none(), st.integers(0, 10**9)))
+call_rows = st.tuples(st.integers(0, 5), st.integers(0, 4), st.sampled_from(MODELS),
+                      st.one_of(st.none(), st.integers(0, 10**10)))
+step_rows = st.tuples(st.integers(0, 3), st.integers(0, 4), st.sampled_from(["tool", "step", "session"]),
+                      st.one_of(st.none(), st.integers(0, 10**9)))
+outcome_rows = st.tuples(st.sampled_from(["run", "kind and key", "key alone"]), st.integers(0, 4),
+                         st.sampled_from(KINDS), st.sampled_from(["K1", "K2"]), st.integers(0, 9), st.booleans())
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("batch"), st.lists(run_rows, max_size=3), st.lists(call_rows, max_size=4),
+                  st.lists(step_rows, max_size=2), st.lists(outcome_rows, max_size=2)),
+        st.tuples(st.just("import"), st.lists(outcome_rows, min_size=1, max_size=2)),
+        st.tuples(st.just("prune"), st.integers(0, 6)),
+        st.tuples(st.just("foreign call"), call_rows),
+        st.tuples(st.just("foreign run"), run_rows),
+    ),
+    min_size=1, max_size=6,
+)
+
+
+def _run(n: int, kind: str, key: str | None, day: int, runtime: int | None) -> tuple[Any, ...]:
+    return (f"r{n}", "t", None, None, kind, key, "svc", T0 + day * DAY, T0 + day * DAY + 10, None, "{}", runtime)
+
+
+def _call(span: int, run: int, model: tuple[str, str], cost: int | None) -> tuple[Any, ...]:
+    return tuple((dict.fromkeys(CALL_COLUMNS, 0) | {
+        "span_id": f"c{span}", "trace_id": "t", "parent_span_id": None, "run_id": f"r{run}", "started_ns": T0 + span,
+        "ended_ns": T0 + span + 1, "provider": model[0], "operation": "chat", "model": model[1],
+        "response_model": None, "cost_pico": cost, "reasoning_cost_pico": 0, "price_source": None, "error_type": None,
+        "service_tier": None, "price_modifiers": None, "usage_parts": None, "input_tokens": 100 + span,
+        "output_tokens": 7, "energy_uwh_min": None, "energy_uwh_max": None, "gwp_ug_min": None, "gwp_ug_max": None,
+        "energy_source": None,
+    }).values())
+
+
+def _outcome(row: tuple[Any, ...], origin: str | None) -> tuple[Any, ...]:
+    target, run, kind, key, recorded, success = row
+    run_id = f"r{run}" if target == "run" else None
+    kind_ = kind if target == "kind and key" else None
+    key_ = None if target == "run" else key
+    return (T0 + recorded, run_id, kind_, key_, "resolved" if success else "escalated", int(success), 5, "test", origin)
+
+
+_INSERT_OUTCOME = ("INSERT INTO outcomes (recorded_ns, run_id, kind, key, label, success, value_pico, source) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _apply(db: Any, operations_: list[Any]) -> None:
+    serial = iter(range(1, 10**6))
+    for op in operations_:
+        if op[0] == "batch":
+            _, runs, calls, steps, outcomes = op
+            rows: tuple[list[tuple[Any, ...]], ...] = tuple([] for _ in TABLES)
+            rows[0].extend(_run(*r) for r in runs)
+            rows[1].extend(_call(span, run, model, cost) for span, run, model, cost in calls)
+            rows[2].extend((f"s{span}", "t", None, f"r{run}", type_, "lookup", T0, T0 + 1, cost, None)
+                           for span, run, type_, cost in steps)
+            rows[3].extend(_outcome(o, f"o{next(serial)}") for o in outcomes)
+            db.write_batch(Batch(rows), PriceBook())
+        elif op[0] == "import":
+            with db.transaction():
+                db.execute_many(_INSERT_OUTCOME, [_outcome(o, None)[:8] for o in op[1]])
+        elif op[0] == "prune":
+            prune(db, T0 + op[1] * DAY)
+        elif op[0] == "foreign call":
+            with db.transaction():
+                marks = ", ".join("?" * len(CALL_COLUMNS))
+                db.execute(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({marks}) "
+                           "ON CONFLICT (span_id) DO NOTHING", _call(*op[1]))
+        else:
+            with db.transaction():
+                db.execute("DELETE FROM runs WHERE run_id = ?", [f"r{op[1][0]}"])
+                db.execute(f"INSERT INTO runs ({', '.join(TABLES[0].columns)}) VALUES "
+                           f"({', '.join('?' * len(TABLES[0].columns))})", _run(*op[1]))
+        db.ensure_fresh()
+
+
+_TABLES = {
+    "task_rollup": "task_kind, task_key", "task_model_rollup": "task_kind, task_key, model, provider",
+    "rollup_days": "kind, start_day, outcome_label, state, part_kind, part, has_part",
+}
+
+
+def _snapshot(db: Any) -> dict[str, list[Any]]:
+    return {table: [tuple(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY {order}")]
+            for table, order in _TABLES.items()}
+
+
+def _rebuilt(db: Any) -> dict[str, list[Any]]:
+    """The rollups made from scratch (in a transaction rolled back: the store is left as it was)."""
+    class Undo(Exception):
+        pass
+
+    made: dict[str, list[Any]] = {}
+    try:
+        with db.transaction():
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute(mark_all_sql())
+            refresh_rollups(lambda sql: db.execute(sql), db.dialect)
+            made.update(_snapshot(db))
+            raise Undo()
+    except Undo:
+        pass
+    return made
+
+
+def _check(db: Any, operations_: list[Any]) -> None:
+    for table in (*_TABLES, "outcomes", "steps", "calls", "run_totals", "run_sums", "runs"):
+        with db.transaction():
+            db.execute(f"DELETE FROM {table}")
+    db.ensure_fresh()
+    _apply(db, operations_)
+    assert db.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
+    kept = _snapshot(db)
+    assert kept == _rebuilt(db)
+    assert db.execute("SELECT COUNT(*) FROM task_rollup").fetchone()[0] == db.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT kind, COALESCE(key, run_id) FROM runs) AS t").fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    db = open_backend(Path(tmp_path_factory.mktemp("rollups")) / "rollups.db")
+    yield db
+    db.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations_=operations)
+def test_sqlite_rollups_are_what_a_rebuild_makes(sqlite_store, operations_):
+    _check(sqlite_store, operations_)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations_=operations)
+def test_postgres_rollups_are_what_a_rebuild_makes(pg_url, operations_):
+    with open_backend(pg_url) as db:
+        _check(db, operations_)
+
+
+def test_a_report_reads_the_rollups_the_writer_kept(tmp_path):
+    # The writer's own transaction leaves nothing dirty: a reader has nothing to refresh.
+    with open_backend(tmp_path / "s.db") as db:
+        _apply(db, [("batch", [(0, "ticket", "K1", 0, None), (1, "ticket", "K1", 1, 5)],
+                     [(1, 0, MODELS[0], 7), (2, 1, MODELS[1], None)], [(1, 0, "tool", 3)],
+                     [("kind and key", 0, "ticket", "K1", 3, True)])])
+        row = db.execute("SELECT runs, calls, cost_pico, unpriced_calls, tool_calls, tool_cost_pico, "
+                         "runtime_cost_pico, outcome_label FROM task_rollup").fetchall()
+        assert row == [(2, 2, 7, 1, 1, 3, 5, "resolved")]
