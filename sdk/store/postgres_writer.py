@@ -9,7 +9,11 @@ already stored (same origin span) is not added again.
 The per-run sums are kept exactly as the SQLite writer keeps them (`unitcost.store.run_totals`): the
 runs a batch touches are summed again. Many writers may hold calls of one run at once (processes on
 many hosts behind one collector), so a batch first takes a transaction-level advisory lock on each
-run it touches, in one order (no deadlock): the second writer then sees the first one's calls.
+run it touches, in one order (no deadlock): the second writer then sees the first one's calls. The
+locks are on `RUN_LOCK_SLOTS` slots of the run ids' hash, not on each run: the server keeps every
+advisory lock in a shared table (max_locks_per_transaction x max_connections slots, 6,400 by
+default), which a few writers each holding a lock per run of a 2,048-span batch would fill ("out of
+shared memory"). Two batches whose runs share a slot wait for each other, briefly.
 """
 
 from __future__ import annotations
@@ -154,12 +158,16 @@ def clean_rows(tables: Sequence[TableRows]) -> list[TableRows]:
     return [(t, c, v, [tuple(_clean(x) for x in row) for row in rows]) for t, c, v, rows in tables]
 
 
+RUN_LOCK_SLOTS = 64
+_RUN_LOCK_BASE = 0x756E697472756E00  # "unitrun\0": slot n is this + n, clear of other advisory locks
+
+
 def _lock_runs(conn: Any, runs: Sequence[str]) -> None:
-    # (the locks are taken in key order by every writer, so two batches never wait on each other in a circle)
+    # (the locks are taken in slot order by every writer, so two batches never wait on each other in a circle)
     conn.execute(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(r, 0) AS k "
+        "SELECT pg_advisory_xact_lock(%s + k) FROM (SELECT DISTINCT abs(hashtextextended(r, 0) %% %s) AS k "
         "FROM unnest(%s::text[]) AS r ORDER BY k) AS keys",
-        (list(runs),),
+        (_RUN_LOCK_BASE, RUN_LOCK_SLOTS, list(runs)),
     )
 
 

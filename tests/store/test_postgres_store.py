@@ -230,3 +230,33 @@ def test_settings_are_kept_on_postgresql_the_latest_winning(pg_url: str) -> None
         remember(backend, "user_attribute", "customer")
         remember(backend, "user_attribute", "tenant")
         assert recall(backend, "user_attribute") == "tenant"
+
+
+def test_a_batch_of_thousands_of_runs_takes_few_locks(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run locks are slots of the runs' hash: a batch touching more runs than the server's shared
+    lock table holds (max_locks_per_transaction x max_connections, 6,400 by default) holds at most
+    RUN_LOCK_SLOTS advisory locks while it is written (before: one a run, 13,299 here)."""
+    import unitcost.store.postgres_writer as postgres_writer
+
+    with connect(pg_url) as pg:
+        slots = int(pg.execute("SHOW max_locks_per_transaction").fetchone()[0]) * int(
+            pg.execute("SHOW max_connections").fetchone()[0])
+    calls = [call_row(n, f"run{n}") for n in range(1, slots + 500)]  # one run each: more runs than slots
+    held: list[int] = []
+    real_refresh = postgres_writer.refresh_totals
+
+    def counting_refresh(conn: Any, *args: Any, **kwargs: Any) -> Any:  # inside the batch's transaction
+        held.append(conn.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND pid = pg_backend_pid()").fetchone()[0])
+        return real_refresh(conn, *args, **kwargs)
+
+    monkeypatch.setattr(postgres_writer, "refresh_totals", counting_refresh)
+    writer, conn = PostgresWriter(PriceBook()), open_connection(pg_url)
+    try:
+        writer.write(conn, [("calls", CALL_COLUMNS, "replace", calls)], written(calls), {})
+    finally:
+        conn.close()
+    assert held and 0 < held[0] <= postgres_writer.RUN_LOCK_SLOTS
+    with connect(pg_url) as pg:
+        assert pg.execute("SELECT COUNT(*) FROM calls").fetchone() == (len(calls),)
+        assert pg.execute("SELECT COUNT(*) FROM run_sums").fetchone() == (len(calls),)
