@@ -222,6 +222,8 @@ class StoreSpanExporter(SpanExporter):
         self._db = None
         self._retry, self._retry_spans = ([], [], [], [], []), 0
         self._deadline = None
+        # The parent's batch in hand is not this child's: its writer has not been late yet.
+        self.busy_since, self.idle_since = None, time.monotonic()
 
     def open(self) -> None:
         """Open (and migrate) the store now, on the thread that configures unitcost, so the writer

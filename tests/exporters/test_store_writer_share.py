@@ -74,3 +74,11 @@ def test_the_writer_thread_itself_never_pauses(processor, monkeypatch):
     monkeypatch.setattr(store_module.threading, "current_thread", lambda: worker)
     processor._make_way(was_empty=False)
     assert processor.sleeps == []
+
+
+def test_a_forked_child_does_not_inherit_a_late_writer(processor):
+    exporter = processor._exporter
+    exporter.busy_since = processor.clock[0] - 1.0  # forked while the parent's writer was mid-batch
+    exporter._after_fork_in_child()
+    processor._make_way(was_empty=False)
+    assert exporter.busy_since is None and processor.sleeps == []

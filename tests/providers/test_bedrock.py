@@ -15,14 +15,14 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from conftest import store_rows
+from conftest import import_or_fail, store_rows
 from genai_prices import calc_price, extract_usage
 from providers.local_server import LocalServer
 
 import unitcost
 from unitcost.common.money import to_pico
 
-boto3 = pytest.importorskip("boto3")
+boto3 = import_or_fail("boto3")
 from botocore.config import Config  # noqa: E402 - after the import check
 from botocore.exceptions import ClientError, EventStreamError  # noqa: E402
 from botocore.response import StreamingBody  # noqa: E402

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
+from conftest import import_or_fail
 
-pytest.importorskip("google.genai")
-pytest.importorskip("boto3")
+import_or_fail("google.genai")
+import_or_fail("boto3")
 
 PROGRAM = textwrap.dedent(
     """

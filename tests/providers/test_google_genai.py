@@ -15,14 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import store_rows
+from conftest import import_or_fail, store_rows
 from genai_prices import calc_price, extract_usage
 from providers.local_server import LocalServer
 
 import unitcost
 from unitcost.common.money import to_pico
 
-genai = pytest.importorskip("google.genai")
+genai = import_or_fail("google.genai")
 from google.genai import errors, types  # noqa: E402 - after the import check
 
 pytestmark = pytest.mark.usefixtures("store_db")
