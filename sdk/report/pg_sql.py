@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..store.run_totals import COLUMNS
-from .sql import PART, Unfit
+from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit
 
 __all__ = ["group_rows", "outside_sums"]
 
@@ -50,11 +50,7 @@ def _tasks_sql(per_model: bool) -> str:
 
 def check_fits(conn: Any) -> None:
     """Raise Unfit for the stores whose tasks the SQL would join differently (as `sql.TaskTables.check_fits`)."""
-    odd = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM runs a WHERE a.kind = '' AND a.key IS NOT NULL"
-        "  AND EXISTS (SELECT 1 FROM runs b WHERE b.run_id = a.key AND b.key IS NULL))"
-        " OR EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
-    ).fetchone()[0]
+    odd = conn.execute(ODD_TASK_IDENTITIES_SQL).fetchone()[0]
     if odd:
         raise Unfit("task identities of kind ''")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..store.rollups import SUM_COLUMNS, is_dirty
-from .sql import PART, Unfit, nearest_rank
+from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums"]
 
@@ -26,11 +26,7 @@ __all__ = ["group_rows", "outside_sums"]
 def _check_fits(execute: Callable[..., Any], bucketed: bool) -> None:
     if is_dirty(execute):
         raise Unfit("rollups not current")
-    odd = execute(
-        "SELECT EXISTS (SELECT 1 FROM runs a WHERE a.kind = '' AND a.key IS NOT NULL"
-        "  AND EXISTS (SELECT 1 FROM runs b WHERE b.run_id = a.key AND b.key IS NULL))"
-        " OR EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
-    ).fetchone()[0]
+    odd = execute(ODD_TASK_IDENTITIES_SQL).fetchone()[0]
     if odd:
         raise Unfit("task identities of kind ''")
     if bucketed and execute("SELECT MIN(started_ns) < 0 FROM runs").fetchone()[0]:  # (a task starts with its first run)

@@ -22,7 +22,9 @@ from typing import Any
 
 from ..store.run_totals import COLUMNS
 
-__all__ = ["PART", "TaskTables", "Unfit", "add_buckets", "group_rows", "nearest_rank", "reading"]
+__all__ = [
+    "ODD_TASK_IDENTITIES_SQL", "PART", "TaskTables", "Unfit", "add_buckets", "group_rows", "nearest_rank", "reading",
+]
 
 # run_sums / run_totals columns, in the order of `engine._SUMS`.
 SUM_COLUMNS = COLUMNS[3:]
@@ -33,6 +35,16 @@ _CACHE_KIB = -256 * 1024  # negative: KiB, as PRAGMA cache_size takes it
 def nearest_rank(n: int, p: int) -> int:
     """Nearest rank: the smallest rank with at least p% of n values at or below it (1-based)."""
     return max(1, -(-p * n // 100))
+
+
+# A task's identity is (kind, key), or ("", run_id) for a run without a key: a run of kind "" whose
+# key is another run's id, or an outcome of kind "" by key, would meet such a task. The SQL engines
+# (SQLite's, PostgreSQL's, the rollups') join tasks the simple way, so such a store is Unfit for them.
+ODD_TASK_IDENTITIES_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM runs a WHERE a.kind = '' AND a.key IS NOT NULL"
+    "  AND EXISTS (SELECT 1 FROM runs b WHERE b.run_id = a.key AND b.key IS NULL))"
+    " OR EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
+)
 
 
 class Unfit(Exception):
@@ -83,13 +95,7 @@ class TaskTables:
 
     def check_fits(self) -> None:
         """Raise Unfit for the stores whose tasks the SQL below would join differently."""
-        # A task's identity is (kind, key), or ("", run_id) for a run without a key: a run of kind ""
-        # whose key is another run's id, or an outcome of kind "" by key, would meet such a task.
-        odd = self.execute(
-            "SELECT EXISTS (SELECT 1 FROM runs a WHERE a.kind = '' AND a.key IS NOT NULL"
-            "  AND EXISTS (SELECT 1 FROM runs b WHERE b.run_id = a.key AND b.key IS NULL))"
-            " OR EXISTS (SELECT 1 FROM outcomes WHERE run_id IS NULL AND kind = '' AND key IS NOT NULL)"
-        ).fetchone()[0]
+        odd = self.execute(ODD_TASK_IDENTITIES_SQL).fetchone()[0]
         if odd:
             raise Unfit("task identities of kind ''")
 

@@ -31,7 +31,7 @@ from .postgres_schema import (
     retry_after,
     server_gone,
 )
-from .postgres_writer import PostgresWriter, refresh_totals
+from .postgres_writer import PostgresWriter, lock_runs, refresh_totals
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, STALE_RUNS_SQL
@@ -220,10 +220,7 @@ class PostgresBackend(StoreBackend):
             prices = PriceBook()
         conn = self._connection()
         with conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(r, 0) AS k "
-                "FROM unnest(%s::text[]) AS r ORDER BY k) AS keys", (sorted(stale),),
-            )
+            lock_runs(conn, sorted(stale))  # the writers' locks: one of them may be adding calls to these runs
             refresh_totals(conn, stale, prices)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:

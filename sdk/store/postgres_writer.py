@@ -26,7 +26,7 @@ from typing import Any
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, COLUMNS, add_up
 
-__all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "refresh_totals"]
+__all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "lock_runs", "refresh_totals"]
 
 # A table -> the column that says two rows are the same row.
 CONFLICT_KEYS = {"runs": "run_id", "calls": "span_id", "steps": "span_id", "call_content": "span_id",
@@ -83,7 +83,7 @@ class PostgresWriter:
             with conn.transaction():
                 runs = sorted({c[2] for c in written_calls if c[2] is not None})
                 if runs:
-                    _lock_runs(conn, runs)
+                    lock_runs(conn, runs)
                 for table, columns, verb, rows in tables:
                     if rows:
                         self._upsert(table, tuple(columns), verb, rows)
@@ -162,7 +162,8 @@ RUN_LOCK_SLOTS = 64
 _RUN_LOCK_BASE = 0x756E697472756E00  # "unitrun\0": slot n is this + n, clear of other advisory locks
 
 
-def _lock_runs(conn: Any, runs: Sequence[str]) -> None:
+def lock_runs(conn: Any, runs: Sequence[str]) -> None:
+    """Lock these runs' slots until the transaction ends (the writer's batches, `ensure_fresh`)."""
     # (the locks are taken in slot order by every writer, so two batches never wait on each other in a circle)
     conn.execute(
         "SELECT pg_advisory_xact_lock(%s + k) FROM (SELECT DISTINCT abs(hashtextextended(r, 0) %% %s) AS k "
