@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
 from .rollups import create_tables_sql, mark_all_sql, postgres_triggers, refresh_statements
+from .stale_runs import marks_sql
+from .stale_runs import postgres_triggers as sums_triggers
 
 __all__ = [
     "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
@@ -118,11 +120,16 @@ def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) ->
         conn = psycopg.connect(
             url, connect_timeout=connect_timeout, autocommit=True, application_name="unitcost",
         )
-        # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own)
-        conn.execute("SET TIME ZONE 'UTC'")
-        # A batch the server acknowledged is on disk, whatever the server's default: with
-        # synchronous_commit off, a crash loses the last commits silently, and nothing would count them.
-        conn.execute("SET synchronous_commit TO on")
+        # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own; one round trip)
+        # UTC for time buckets. A batch the server acknowledged is on disk, whatever the server's default:
+        # with synchronous_commit off, a crash loses the last commits silently, and nothing would count
+        # them. No JIT: unitcost's statements read an index or a few thousand rows each, and the planner's
+        # estimate of a LIMIT ... OFFSET or of a batch's upsert passes jit_above_cost, so each would spend
+        # 0.2-2 s compiling code that runs for milliseconds (measured: benchmarks/RESULTS.md, PostgreSQL).
+        conn.execute(
+            "SELECT set_config('TimeZone', 'UTC', false), set_config('synchronous_commit', 'on', false), "
+            "set_config('jit', 'off', false)"
+        )
         conn.autocommit = autocommit
     except psycopg.Error as exc:
         raise StoreError(f"cannot reach the store at {redact_url(url)}: {without_password(str(exc), url)}") from exc
@@ -241,6 +248,17 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
     (
         "m015_task_rollups",
         (*create_tables_sql("postgresql"), *postgres_triggers(), mark_all_sql(), *refresh_statements("postgresql")),
+    ),
+    # The runs whose per-run sums are stale, marked by a trigger on calls (unitcost.store.stale_runs).
+    # And the rollups vacuumed sooner than PostgreSQL's default (a fifth of a table changed): a report
+    # reads their costs at a rank by an index-only scan, which reads the table too wherever a page is not
+    # marked all-visible (2-20x slower, measured on 100,000 tasks), and every batch rewrites some rows.
+    (
+        "m016_stale_run_marks",
+        (*marks_sql("postgresql"), *sums_triggers(), *(
+            f"ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0.02, "
+            "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05)"
+            for table in ("task_rollup", "task_model_rollup", "rollup_days"))),
     ),
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, COLUMNS, add_up
+from .stale_runs import KEEPS_SUMS
 
 __all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "lock_runs", "refresh_totals"]
 
@@ -82,6 +83,8 @@ class PostgresWriter:
         try:
             with conn.transaction():
                 runs = sorted({c[2] for c in written_calls if c[2] is not None})
+                # (this transaction keeps the sums of the calls it writes: they mark no run stale)
+                conn.execute("SELECT set_config(%s, 'on', true)", (KEEPS_SUMS,))
                 if runs:
                     lock_runs(conn, runs)
                 for table, columns, verb, rows in tables:

@@ -25,6 +25,8 @@ from .losses import loss_file_for
 from .rollups import create_tables_sql, mark_all_sql, sqlite_triggers
 from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
+from .stale_runs import marks_sql
+from .stale_runs import sqlite_triggers as sums_triggers
 
 __all__ = [
     "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations",
@@ -232,6 +234,14 @@ def _m015_task_rollups(db: sqlite_utils.Database) -> None:
         db.execute(statement)
     db.execute(mark_all_sql())
     refresh_rollups(db.conn.execute, "sqlite")
+
+
+@migrations(name="m016_stale_run_marks")
+def _m016_stale_run_marks(db: sqlite_utils.Database) -> None:
+    # The runs whose per-run sums are stale, marked by triggers on calls (unitcost.store.stale_runs):
+    # a report's freshness check reads one row instead of counting the calls.
+    for statement in (*marks_sql("sqlite"), *sums_triggers()):
+        db.execute(statement)
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

@@ -19,6 +19,7 @@ from .bulk import insert_rows
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh
 from .schema import dropped_spans, open_store
+from .stale_runs import TAKE_MARKS_SQL, writer_begins, writer_ends
 
 __all__ = ["SqliteBackend"]
 
@@ -26,6 +27,7 @@ _VERBS = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE"}
 # Where each table's rows go: (table, columns, statement verb), in a Batch's order.
 _WRITES = tuple((t.name, t.columns, _VERBS[t.conflict]) for t in TABLES)
 _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (?, ?, ?, ?)"
+_WRITER_BEGINS, _WRITER_ENDS = writer_begins(), writer_ends()
 _CALL_COLUMNS = TABLES[1].columns
 _RUN_ID = _CALL_COLUMNS.index("run_id")
 # A call row's (span_id, started_ns, *CALL_FIELDS), for the per-run totals.
@@ -85,6 +87,7 @@ class SqliteBackend(StoreBackend):
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
             for (table, columns, verb), rows in zip(_WRITES, batch.rows, strict=True):
                 if rows:
                     insert_rows(conn, table, columns, rows, verb)  # few statements: see unitcost.store.bulk
@@ -97,6 +100,7 @@ class SqliteBackend(StoreBackend):
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
             if batch.earlier_drops:
                 conn.executemany(_INSERT_DROPS, batch.earlier_drops)
+            conn.execute(_WRITER_ENDS)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -128,9 +132,13 @@ class SqliteBackend(StoreBackend):
         return set(self.db[table].columns_dict)
 
     def ensure_fresh(self, prices: Any = None) -> None:
-        ensure_fresh(self.conn, prices)
         conn = self.conn
-        if "rollup_dirty" not in self.tables():  # a store opened without migrating it (doctor)
+        tables = self.tables()
+        if "run_sums_dirty" in tables:
+            self._refresh_marked(prices)
+        else:  # a store opened without migrating it (doctor): the calls counted
+            ensure_fresh(conn, prices)
+        if "rollup_dirty" not in tables:
             return
         if conn.in_transaction:
             _keep_rollups(conn)
@@ -144,6 +152,27 @@ class SqliteBackend(StoreBackend):
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _refresh_marked(self, prices: Any) -> None:
+        """Sum again the runs marked stale (unitcost.store.stale_runs): one row read when there are none."""
+        conn = self.conn
+        if not conn.execute("SELECT EXISTS (SELECT 1 FROM run_sums_dirty)").fetchone()[0]:
+            return
+        if prices is None:
+            from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals
+
+            prices = PriceBook()
+        began = not conn.in_transaction
+        if began:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            refresh(conn, [r for (r,) in conn.execute(TAKE_MARKS_SQL).fetchall()], prices)
+            if began:
+                conn.execute("COMMIT")
+        except BaseException:
+            if began and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
 
