@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
 from .rollups import create_tables_sql, mark_all_sql, postgres_triggers, refresh_statements
-from .stale_runs import marks_sql
+from .stale_runs import marks_sql, rollup_statement_triggers
 from .stale_runs import postgres_triggers as sums_triggers
 
 __all__ = [
@@ -249,13 +249,14 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
         "m015_task_rollups",
         (*create_tables_sql("postgresql"), *postgres_triggers(), mark_all_sql(), *refresh_statements("postgresql")),
     ),
-    # The runs whose per-run sums are stale, marked by a trigger on calls (unitcost.store.stale_runs).
-    # And the rollups vacuumed sooner than PostgreSQL's default (a fifth of a table changed): a report
+    # The runs whose per-run sums are stale, marked by a trigger on calls (unitcost.store.stale_runs);
+    # the rollups' marks of runs, steps and run_sums made once a statement, not once a row (the same marks);
+    # and the rollups vacuumed sooner than PostgreSQL's default (a fifth of a table changed): a report
     # reads their costs at a rank by an index-only scan, which reads the table too wherever a page is not
     # marked all-visible (2-20x slower, measured on 100,000 tasks), and every batch rewrites some rows.
     (
         "m016_stale_run_marks",
-        (*marks_sql("postgresql"), *sums_triggers(), *(
+        (*marks_sql("postgresql"), *sums_triggers(), *rollup_statement_triggers(), *(
             f"ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0.02, "
             "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05)"
             for table in ("task_rollup", "task_model_rollup", "rollup_days"))),
