@@ -125,15 +125,16 @@ class PostgresWriter:
         conn = self._conn
         types = self._column_types(table)
         try:
-            with conn.transaction(), conn.cursor() as cur:
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types([types[c] for c in columns])
-                    write_row = copy.write_row
-                    try:
-                        for row in rows:
-                            write_row(row)
-                    except UnicodeEncodeError:
-                        raise _Unclean() from None
+            with conn.transaction(), conn.cursor() as cur, cur.copy(
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types([types[c] for c in columns])
+                write_row = copy.write_row
+                try:
+                    for row in rows:
+                        write_row(row)
+                except UnicodeEncodeError:
+                    raise _Unclean() from None
         except Exception as exc:
             if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
                 raise
