@@ -162,7 +162,7 @@ class PostgresBackend(StoreBackend):
         written = list(map(_totals_fields, calls)) if calls else []
         tables = [(t.name, t.columns, t.conflict, rows) for t, rows in zip(TABLES, batch.rows, strict=True)]
         try:
-            self._writer.write(conn, tables, written, batch.drops, batch.service, prices)
+            self._writer.write(conn, tables, written, batch.drops, batch.service, prices, rollups=batch.rollups)
         except BaseException as exc:
             self._after_failure(exc)
             raise

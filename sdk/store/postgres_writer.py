@@ -59,26 +59,27 @@ class PostgresWriter:
 
     def write(
         self, conn: Any, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]],
-        drops: Mapping[str, int], service: str = "", prices: Any = None,
+        drops: Mapping[str, int], service: str = "", prices: Any = None, *, rollups: bool = True,
     ) -> None:
         """One batch in one transaction: the rows, the per-run sums of the runs ``written_calls`` touch
-        (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch."""
+        (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch.
+        ``rollups``: make the touched tasks' rollups again now (else they stay marked: `Batch.rollups`)."""
         if conn is not self._conn:  # a new connection: its temporary tables are still to make
             self._conn, self._staged = conn, set()
         prices = prices if prices is not None else self._prices
         try:
-            self._write(tables, written_calls, drops, service, prices)
+            self._write(tables, written_calls, drops, service, prices, rollups)
         except Exception as exc:
             # Text PostgreSQL cannot hold (a NUL, a lone surrogate) fails the whole batch: once more, cleaned.
             if conn.broken or conn.closed or not (
                 isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS
             ):
                 raise
-            self._write(clean_rows(tables), written_calls, drops, service, prices)
+            self._write(clean_rows(tables), written_calls, drops, service, prices, rollups)
 
     def _write(
         self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: Mapping[str, int],
-        service: str, prices: Any,
+        service: str, prices: Any, rollups: bool,
     ) -> None:
         conn = self._conn
         try:
@@ -90,7 +91,8 @@ class PostgresWriter:
                         self._upsert(table, tuple(columns), verb, rows)
                 if runs:
                     refresh_totals(conn, runs, prices, written_calls)
-                refresh_rollups(conn.execute, "postgresql")  # the tasks the rows touched (unitcost.store.rollups)
+                if rollups:
+                    refresh_rollups(conn.execute, "postgresql")  # the tasks the rows touched (unitcost.store.rollups)
                 if drops:
                     now = time.time_ns()
                     with conn.cursor() as cur:

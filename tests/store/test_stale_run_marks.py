@@ -99,3 +99,18 @@ def test_sqlite_insert_or_replace_marks_the_run_the_replaced_row_had(tmp_path: P
     db.ensure_fresh(prices)
     assert [tuple(r) for r in db.execute(SUMS_SQL)] == _expected(db)
     db.close()
+
+
+def test_a_batch_that_leaves_the_rollups_leaves_them_marked_until_a_reader_makes_them(store: Any) -> None:
+    prices = PriceBook()
+    rows: list[list[tuple[Any, ...]]] = [[] for _ in TABLES]
+    rows[0] = [("r1", "t", None, None, "ticket", "T-1", "svc", 1_764_061_200_000_000_000, 1_764_061_200_000_000_900,
+                None, "{}", None)]
+    rows[1] = [call_row(1, "r1")]
+    store.write_batch(Batch(tuple(rows), rollups=False), prices)
+    assert store.execute("SELECT task_kind, task_key FROM rollup_dirty").fetchall() == [("ticket", "T-1")]
+    assert store.execute("SELECT COUNT(*) FROM task_rollup").fetchone()[0] == 0
+    store.ensure_fresh(prices)
+    assert store.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
+    assert [tuple(r) for r in store.execute("SELECT kind, key, runs, calls FROM task_rollup")] == [
+        ("ticket", "T-1", 1, 1)]
