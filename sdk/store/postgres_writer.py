@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -221,6 +222,9 @@ def _ids(ids: Sequence[str]) -> str:
     return json.dumps(list(ids))
 
 
+_started = operator.itemgetter(1)
+
+
 def refresh_totals(
     conn: Any, run_ids: Sequence[str], prices: Any, written: Iterable[tuple[Any, ...]] | None = None
 ) -> None:
@@ -228,9 +232,15 @@ def refresh_totals(
     transaction (the PostgreSQL form of `unitcost.store.run_totals.refresh`: a run without sums yet
     is summed from the calls just written, any other from the store)."""
     ids = sorted(set(run_ids))
+    # run -> span -> the call as written, (span_id, started_ns, *CALL_FIELDS): kept as it is (no tuple made
+    # again a call), its CALL_FIELDS sliced once for add_up
     fresh: dict[str, dict[Any, tuple[Any, ...]]] = {}
-    for span_id, started, *fields in written or ():
-        fresh.setdefault(fields[0], {})[span_id] = (started, *fields)
+    for call in written or ():
+        run = fresh.get(call[2])
+        if run is None:
+            fresh[call[2]] = {call[0]: call}
+        else:
+            run[call[0]] = call
     known = {r for (r,) in conn.execute(f"SELECT run_id FROM run_sums WHERE run_id IN (SELECT {_IDS})", (_ids(ids),))}
     new = [r for r in ids if r not in known and r in fresh]
     old = [r for r in ids if r in known or r not in fresh]
@@ -245,7 +255,7 @@ def refresh_totals(
         ).fetchall())
     for run_id in new:
         calls = fresh[run_id].values()
-        rows.append([c[1:] for c in (calls if len(calls) == 1 else sorted(calls, key=lambda c: c[0]))])
+        rows.append([c[2:] for c in (calls if len(calls) == 1 else sorted(calls, key=_started))])
     sums = add_up(itertools.chain(*rows), prices, {})
     per_run: dict[str, list[Any]] = {}
     for (run_id, _, _), acc in sums.items():
