@@ -20,7 +20,7 @@ from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh
 from .schema import dropped_spans, open_store
-from .stale_runs import TAKE_MARKS_SQL, writer_begins, writer_ends
+from .stale_runs import writer_begins, writer_ends
 
 __all__ = ["SqliteBackend"]
 
@@ -172,7 +172,11 @@ class SqliteBackend(StoreBackend):
         if began:
             conn.execute("BEGIN IMMEDIATE")
         try:
-            refresh(conn, [r for (r,) in conn.execute(TAKE_MARKS_SQL).fetchall()], prices)
+            # (read, then emptied: this transaction is the store's only writer; DELETE ... RETURNING
+            # needs SQLite 3.35, newer than some systems' Python links)
+            stale = [r for (r,) in conn.execute("SELECT run_id FROM run_sums_dirty").fetchall()]
+            conn.execute("DELETE FROM run_sums_dirty")
+            refresh(conn, stale, prices)
             if began:
                 conn.execute("COMMIT")
         except BaseException:

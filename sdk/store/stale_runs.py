@@ -18,8 +18,9 @@ taken away by it:
 - PostgreSQL: the transaction-local setting ``unitcost.keeps_sums = on`` (``set_config(..., true)``),
   which ends with the transaction whatever way it ends.
 
-A reader takes the marks away in the transaction that sums their runs again (``DELETE ...
-RETURNING``, then the sums read in a later statement). On PostgreSQL a mark is written with ``ON
+A reader takes the marks away in the transaction that sums their runs again (PostgreSQL: ``DELETE
+... RETURNING``, then the sums read in a later statement; SQLite: read, then deleted, in a write
+transaction no one else can enter). On PostgreSQL a mark is written with ``ON
 CONFLICT DO UPDATE``, so a writer marking a run while a reader takes its mark waits for one or the
 other: either the reader's sums see the new calls, or the mark outlives it.
 """
@@ -33,7 +34,8 @@ __all__ = [
 
 # PostgreSQL: the writer's transaction-local setting (a custom setting needs a dotted name).
 KEEPS_SUMS = "unitcost.keeps_sums"
-# The marks, taken away by the reader that sums their runs again (one statement: no mark slips between).
+# PostgreSQL: the marks, taken away by the reader that sums their runs again (one statement: no mark slips
+# between).
 TAKE_MARKS_SQL = "DELETE FROM run_sums_dirty RETURNING run_id"
 
 
