@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 
@@ -10,6 +11,7 @@ import pytest
 
 from unitcost.exporters import store as store_module
 from unitcost.exporters.store import (
+    FIRST_SCHEDULE_SECONDS,
     SCHEDULE_SECONDS,
     WRITER_LATE_SECONDS,
     YIELD_EVERY_SECONDS,
@@ -53,6 +55,32 @@ def test_a_late_batch_gets_one_short_pause_per_interval(processor):
     processor._make_way(was_empty=False)
     assert processor.sleeps == [YIELD_SECONDS, YIELD_SECONDS]
     assert YIELD_SECONDS / YIELD_EVERY_SECONDS <= 0.1  # at most a tenth of a thread's time
+
+
+def test_each_thread_keeps_its_own_pace(processor):
+    # One pause across all threads handed the GIL to another caller as often as to the writer: each
+    # thread pauses at its own pace (at most a tenth of its time), so the writer's turn comes.
+    processor._exporter.busy_since = processor.clock[0] - 2 * WRITER_LATE_SECONDS
+    others = [threading.Thread(target=processor._make_way, args=(False,)) for _ in range(3)]
+    for thread in others:
+        thread.start()
+        thread.join()
+    processor._make_way(was_empty=False)
+    processor._make_way(was_empty=False)
+    assert processor.sleeps == [YIELD_SECONDS] * 4
+
+
+def test_the_first_batch_goes_sooner(tmp_path):
+    made = StoreSpanProcessor(tmp_path / "first.db")
+    try:
+        batch = made._batch_processor
+        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS < SCHEDULE_SECONDS
+        made._exporter.export([])  # nothing written: still the first schedule
+        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS
+        made._exporter.after_first_batch()  # what a first batch with spans calls
+        assert batch._schedule_delay == SCHEDULE_SECONDS
+    finally:
+        made.shutdown()
 
 
 def test_a_writer_that_has_not_woken_on_schedule_gets_a_pause(processor):
