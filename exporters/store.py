@@ -63,10 +63,10 @@ FORK_WAIT_SECONDS = 2.0
 # and the store fell seconds behind. So when the writer is late (a batch in its hands for longer than
 # WRITER_LATE_SECONDS, or spans queued that long past its schedule), a thread that ends a span sleeps
 # YIELD_SECONDS (long enough for the writer to wake and take the GIL), at most once every
-# YIELD_EVERY_SECONDS: at most a 10% pause of each thread, only while the writer is late, and none at
-# all in a program that does real I/O (the writer runs while it waits). Each thread keeps its own
-# pace: with one pause across all threads, a sleeping thread's GIL went to one of the others as
-# often as to the writer (8 threads: a statement still waited ~100 ms, the first row 1-2.9 s late).
+# YIELD_EVERY_SECONDS across threads: at most a 10% pause, only while the writer is late, and none at
+# all in a program that does real I/O (the writer runs while it waits). (A pace per thread, tried:
+# the first row of 8 real-client threads came sooner, but with 8 threads of a client that does no
+# I/O at all the writer stored 35% less, each pause handing the GIL to another caller.)
 WRITER_LATE_SECONDS = 0.05
 YIELD_EVERY_SECONDS = 0.005
 YIELD_SECONDS = 0.0005
@@ -593,7 +593,7 @@ class StoreSpanProcessor(BatchSpanProcessor):
         # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
         self._queue: Any = getattr(self._batch_processor, "_queue", None)
         self._each_task = in_child_process()  # write each finished task before it returns (see _emit)
-        self._paused = threading.local()  # .at: time.monotonic() of this thread's last pause (see _make_way)
+        self._last_yield = 0.0  # time.monotonic() of the last pause for the writer (see _make_way)
         self._queued_since = 0.0  # when a span last entered an empty queue
         # Registered after the batch processor's own hook, which restarts its worker in the child.
         after_fork_in_child(self._after_fork_in_child)
@@ -641,11 +641,11 @@ class StoreSpanProcessor(BatchSpanProcessor):
             late = now - busy > WRITER_LATE_SECONDS
         else:  # queued, and the writer has not woken on schedule
             late = now - max(self._queued_since, exporter.idle_since) > SCHEDULE_SECONDS + WRITER_LATE_SECONDS
-        if not late or now - getattr(self._paused, "at", 0.0) < YIELD_EVERY_SECONDS:
+        if not late or now - self._last_yield < YIELD_EVERY_SECONDS:
             return
         if threading.current_thread() is getattr(self._batch_processor, "_worker_thread", None):
             return  # the writer itself
-        self._paused.at = now
+        self._last_yield = now
         time.sleep(YIELD_SECONDS)
 
     def on_end(self, span: ReadableSpan) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import types
 
@@ -55,19 +54,6 @@ def test_a_late_batch_gets_one_short_pause_per_interval(processor):
     processor._make_way(was_empty=False)
     assert processor.sleeps == [YIELD_SECONDS, YIELD_SECONDS]
     assert YIELD_SECONDS / YIELD_EVERY_SECONDS <= 0.1  # at most a tenth of a thread's time
-
-
-def test_each_thread_keeps_its_own_pace(processor):
-    # One pause across all threads handed the GIL to another caller as often as to the writer: each
-    # thread pauses at its own pace (at most a tenth of its time), so the writer's turn comes.
-    processor._exporter.busy_since = processor.clock[0] - 2 * WRITER_LATE_SECONDS
-    others = [threading.Thread(target=processor._make_way, args=(False,)) for _ in range(3)]
-    for thread in others:
-        thread.start()
-        thread.join()
-    processor._make_way(was_empty=False)
-    processor._make_way(was_empty=False)
-    assert processor.sleeps == [YIELD_SECONDS] * 4
 
 
 def test_the_first_batch_goes_sooner(tmp_path):
