@@ -25,8 +25,16 @@ from urllib.parse import urlsplit
 from ..common import attributes as A
 from ..pricing.usage import TokenUsage, clean_count
 from ..record import content as _content
-from ..record.estimate import CHARS_PER_TOKEN, METHOD_CHARS, estimate, texts_of
-from ..record.llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, run_call, run_call_async
+from ..record.estimate import estimate, output_at_least_seen, texts_of
+from ..record.llm import (
+    AsyncStreamProxy,
+    LLMCall,
+    StreamWatcher,
+    SyncStreamProxy,
+    field_of,
+    run_call,
+    run_call_async,
+)
 
 __all__ = ["PATCHES", "request_messages", "usage_of"]
 
@@ -117,21 +125,17 @@ def _start(instance: Any, kwargs: dict[str, Any], stream: bool) -> LLMCall | Non
     return call
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def _part_texts(value: Any) -> list[str]:
     """The text of a ``Content``, a ``Part``, a string, or a list of them (content capture only)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple):
         return [t for item in value for t in _part_texts(item)]
-    parts = _field(value, "parts")
+    parts = field_of(value, "parts")
     if parts is not None:
         return _part_texts(list(parts))
-    text = _field(value, "text")
-    return [text] if isinstance(text, str) and not _field(value, "thought") else []
+    text = field_of(value, "text")
+    return [text] if isinstance(text, str) and not field_of(value, "thought") else []
 
 
 def request_messages(contents: Any) -> list[dict[str, Any]]:
@@ -140,7 +144,7 @@ def request_messages(contents: Any) -> list[dict[str, Any]]:
     items = contents if isinstance(contents, list | tuple) else [contents]
     messages = []
     for item in items:
-        role = _field(item, "role") if not isinstance(item, str) else None
+        role = field_of(item, "role") if not isinstance(item, str) else None
         messages.append({"role": "assistant" if role == "model" else str(role or "user"), "content": _part_texts(item)})
     return messages
 
@@ -208,29 +212,21 @@ class ContentStreamWatcher(StreamWatcher):
             if self.output_texts or self.input_texts:
                 return estimate(self.model or self.request_model, self.input_texts, 1, self.output_texts)
             return None
-        seen = -(-self.output_chars // CHARS_PER_TOKEN)
-        if not self.finish_reasons and seen > usage.output_tokens:
-            usage.output_tokens = seen
-            usage.reasoning_tokens = min(usage.reasoning_tokens, seen)
-            usage.estimated = True
-            usage.estimate_method = METHOD_CHARS
+        if not self.finish_reasons:
+            output_at_least_seen(usage, self.output_chars)
         return usage
 
     def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
         usage = self.usage()
         self.output_texts = []
-        texts = self.texts
-        if texts is not None:
-            call.capture_output(lambda: ["".join(texts)], self.finish_reasons[0] if self.finish_reasons else None)
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete or not self.finish_reasons,
+            texts=self.texts,
             response_id=self.response_id,
             response_model=self.model,
             finish_reasons=self.finish_reasons,
-            incomplete=incomplete or not self.finish_reasons,
         )
 
 
