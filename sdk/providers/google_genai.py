@@ -49,13 +49,34 @@ def usage_of(metadata: Any) -> TokenUsage | None:
     candidates = clean_count(getattr(metadata, "candidates_token_count", None))
     thoughts = clean_count(getattr(metadata, "thoughts_token_count", None))
     input_tokens = (prompt or 0) + (tool_prompt or 0)
+    cache_read = min(cached or 0, input_tokens)
+    # Audio is billed at its own rates: the AUDIO entries of the by-modality details, each held to
+    # the total it is a part of. The cached audio is in the prompt's audio too, as the cache is in the prompt.
+    input_audio = min(
+        _audio(getattr(metadata, "prompt_tokens_details", None))
+        + _audio(getattr(metadata, "tool_use_prompt_tokens_details", None)),
+        input_tokens,
+    )
     return TokenUsage(
         input_tokens=input_tokens,
         output_tokens=(candidates or 0) + (thoughts or 0),
-        cache_read_tokens=min(cached or 0, input_tokens),
+        cache_read_tokens=cache_read,
         reasoning_tokens=thoughts or 0,
         counts_reported=not (prompt is None and tool_prompt is None and candidates is None and thoughts is None),
+        input_audio_tokens=input_audio,
+        cache_read_audio_tokens=min(_audio(getattr(metadata, "cache_tokens_details", None)), cache_read, input_audio),
+        output_audio_tokens=min(_audio(getattr(metadata, "candidates_tokens_details", None)), candidates or 0),
     )
+
+
+def _audio(details: Any) -> int:
+    """The AUDIO tokens of a list of ``ModalityTokenCount`` (0 when there is no such entry)."""
+    total = 0
+    for entry in details or ():
+        modality = getattr(entry, "modality", None)
+        if str(getattr(modality, "value", modality)) == "AUDIO":
+            total += clean_count(getattr(entry, "token_count", None)) or 0
+    return total
 
 
 def model_name(model: Any) -> str:
