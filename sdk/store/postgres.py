@@ -164,7 +164,8 @@ class PostgresBackend(StoreBackend):
         written = list(map(_totals_fields, calls)) if calls else []
         tables = [(t.name, t.columns, t.conflict, rows) for t, rows in zip(TABLES, batch.rows, strict=True)]
         try:
-            self._writer.write(conn, tables, written, batch.drops, batch.service, prices, rollups=batch.rollups)
+            self._writer.write(conn, tables, written, batch.drops, batch.service, prices, rollups=batch.rollups,
+                               earlier_drops=batch.earlier_drops)
         except BaseException as exc:
             self._after_failure(exc)
             raise

@@ -61,26 +61,28 @@ class PostgresWriter:
     def write(
         self, conn: Any, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]],
         drops: Mapping[str, int], service: str = "", prices: Any = None, *, rollups: bool = True,
+        earlier_drops: Sequence[tuple[int, str, int, str]] = (),
     ) -> None:
         """One batch in one transaction: the rows, the per-run sums of the runs ``written_calls`` touch
         (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch.
-        ``rollups``: make the touched tasks' rollups again now (else they stay marked: `Batch.rollups`)."""
+        ``rollups``: make the touched tasks' rollups again now (else they stay marked: `Batch.rollups`);
+        ``earlier_drops``: counts an earlier writer kept beside the store (`Batch.earlier_drops`), moved in."""
         if conn is not self._conn:  # a new connection: its temporary tables are still to make
             self._conn, self._staged = conn, set()
         prices = prices if prices is not None else self._prices
         try:
-            self._write(tables, written_calls, drops, service, prices, rollups)
+            self._write(tables, written_calls, drops, service, prices, rollups, earlier_drops)
         except Exception as exc:
             # Text PostgreSQL cannot hold (a NUL, a lone surrogate) fails the whole batch: once more, cleaned.
             if conn.broken or conn.closed or not (
                 isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS
             ):
                 raise
-            self._write(clean_rows(tables), written_calls, drops, service, prices, rollups)
+            self._write(clean_rows(tables), written_calls, drops, service, prices, rollups, earlier_drops)
 
     def _write(
         self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: Mapping[str, int],
-        service: str, prices: Any, rollups: bool,
+        service: str, prices: Any, rollups: bool, earlier_drops: Sequence[tuple[int, str, int, str]],
     ) -> None:
         conn = self._conn
         try:
@@ -94,12 +96,13 @@ class PostgresWriter:
                     refresh_totals(conn, runs, prices, written_calls)
                 if rollups:
                     refresh_rollups(conn.execute, "postgresql")  # the tasks the rows touched (unitcost.store.rollups)
-                if drops:
-                    now = time.time_ns()
+                now = time.time_ns()
+                counted = [*((now, reason, n, service) for reason, n in drops.items()), *earlier_drops]
+                if counted:
                     with conn.cursor() as cur:
                         cur.executemany(
                             "INSERT INTO dropped_spans (recorded_ns, reason, count, service) VALUES (%s, %s, %s, %s)",
-                            [(now, reason, n, service) for reason, n in drops.items()],
+                            counted,
                         )
         except BaseException:
             self._staged.clear()  # (a temporary table made in the failed transaction went with it)

@@ -1,6 +1,8 @@
 """The marks that say which runs' sums are stale (`unitcost.store.stale_runs`), on both stores: the
 writer's own calls mark nothing, anyone else's insert, change, replace or delete marks the runs it
-touches, and `ensure_fresh` sums exactly those runs again and takes their marks away."""
+touches, and `ensure_fresh` sums exactly those runs again and takes their marks away. With them, what
+a batch carries besides its rows on both stores: rollups left for later (`Batch.rollups`) and counts an
+earlier writer kept beside the store (`Batch.earlier_drops`)."""
 
 from __future__ import annotations
 
@@ -114,3 +116,13 @@ def test_a_batch_that_leaves_the_rollups_leaves_them_marked_until_a_reader_makes
     assert store.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
     assert [tuple(r) for r in store.execute("SELECT kind, key, runs, calls FROM task_rollup")] == [
         ("ticket", "T-1", 1, 1)]
+
+
+def test_counts_an_earlier_writer_kept_beside_the_store_are_moved_into_it(store: Any) -> None:
+    # (unitcost.store.losses: the store writer hands them over with its first batch, then deletes its side file)
+    earlier = [(1_764_061_200_000_000_000, "queue_full", 7, "svc"), (1_764_061_201_000_000_000, "exit", 2, "svc")]
+    rows: list[list[tuple[Any, ...]]] = [[] for _ in TABLES]
+    store.write_batch(Batch(tuple(rows), {"export_failed": 1}, "svc", earlier_drops=earlier), PriceBook())
+    assert store.dropped_spans() == 10
+    assert sorted(tuple(r) for r in store.execute("SELECT reason, count FROM dropped_spans")) == [
+        ("exit", 2), ("export_failed", 1), ("queue_full", 7)]
