@@ -200,13 +200,13 @@ def create_app(
         try:
             options = filters.report_options()
             version = await run(reader.version)
-            (total, every_row), computed_at = await run(lambda: reader.task_list(
+            (total, rows), computed_at = await run(lambda: reader.task_list(
                 sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
                 retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
+                offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
             ))
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
-        rows = every_row[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
         state = {"kind": filters.kind, "since": filters.since, "until": filters.until, "q": search,
                  "retried": "1" if retried else "", "sort": sort, "dir": "desc" if descending else "asc"}
         return render(request, "tasks.html", {
@@ -343,6 +343,6 @@ def _warm(reader: Reader) -> None:
     try:
         reader.overview(Filters())
         reader.task_list(sort="started", descending=True, kind=None, search=None, retried=False,
-                         since_ns=None, until_ns=None)
+                         since_ns=None, until_ns=None, offset=0, limit=PAGE_SIZE)
     except Exception:  # the page will say what is wrong when it is asked for
         logger.debug("unitcost ui: warming up failed", exc_info=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 from unitcost.common.timewindow import parse_time
 from unitcost.query import open_store
-from unitcost.report import EVERY, add_outcome, all_tasks, page_of_tasks, report, show_run, store_version
+from unitcost.report import EVERY, add_outcome, report, show_run, store_version, task_page
 from unitcost.store.backend import StoreBackend
 
 __all__ = ["Filters", "Reader", "TREND_METRICS", "trend_series"]
@@ -155,17 +155,10 @@ class Reader:
 
         return self._kept(("overview", filters), compute)
 
-    def tasks(self) -> tuple[list[Any], float]:
-        return self._kept(("tasks",), all_tasks)
-
     def task_list(self, **options: Any) -> tuple[tuple[int, list[Any]], float]:
-        """(how many tasks match, all of them in order) for a list's filters and sort (`page_of_tasks`)."""
-
-        def compute(db: StoreBackend) -> tuple[int, list[Any]]:
-            every, _ = self._kept(("tasks",), all_tasks)
-            return page_of_tasks(every, offset=0, limit=len(every), **options)
-
-        return self._kept(("task_list", tuple(sorted(options.items()))), compute)
+        """(how many tasks match, one page of them) for a list's filters, sort and page (`task_page`:
+        one statement over the per-task rollups)."""
+        return self._kept(("task_list", tuple(sorted(options.items()))), lambda db: task_page(db, **options))
 
     def task(self, run_id: str) -> tuple[Any, float]:
         """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
