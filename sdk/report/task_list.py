@@ -66,7 +66,8 @@ def _conditions(
         # A key containing the text, or a task id (its first run's id, as the list shows it) starting
         # with it: a range of the runs' primary key, from the prefix up to the next string after every
         # string it starts.
-        earlier = "r2.rowid < r.rowid" if dialect == "sqlite" else "(r2.started_ns, r2.run_id) < (r.started_ns, r.run_id)"
+        earlier = ("r2.rowid < r.rowid" if dialect == "sqlite"
+                   else "(r2.started_ns, r2.run_id) < (r.started_ns, r.run_id)")
         conditions.append(
             "(LOWER(COALESCE(t.key, '')) LIKE ? ESCAPE '\\' OR (t.task_kind, t.task_key) IN (SELECT "
             "CASE WHEN r.key IS NULL THEN '' ELSE r.kind END, COALESCE(r.key, r.run_id) FROM runs r "
@@ -115,7 +116,8 @@ def task_page(
         else:
             where, params = _conditions(kind, search, retried, since_ns, until_ns, db.dialect)
             (total,) = db.execute(f"SELECT COUNT(*) FROM task_rollup t WHERE {where}", params).fetchone()
-            ends = f" JOIN {_ENDS} e ON e.task_kind = t.task_kind AND e.task_key = t.task_key" if sort == "duration" else ""
+            ends = (f" JOIN {_ENDS} e ON e.task_kind = t.task_kind AND e.task_key = t.task_key"
+                    if sort == "duration" else "")
             # The sort carries each task's identity alone (narrow records sort in memory, and
             # faster), then the page's rows are read by their primary key.
             page = db.execute(
