@@ -69,6 +69,12 @@ WRITER_LATE_SECONDS = 0.05
 YIELD_EVERY_SECONDS = 0.005
 YIELD_SECONDS = 0.0005
 SCHEDULE_SECONDS = 0.5  # the processor exports at least this often
+# The per-task rollups (unitcost.store.rollups) are made again at most this often, and at every flush
+# and at exit: their refresh is ~15 statements, each a GIL hand-off that a busy program makes costly
+# (see unitcost.store.bulk), whatever the number of tasks it covers. Between refreshes the tasks stay
+# marked dirty and a reader makes them before it reads (StoreBackend.ensure_fresh): reports are exact
+# either way.
+ROLLUP_EVERY_SECONDS = 1.0
 _inherited: list[Any] = []  # connections copied by fork: never used, never closed, in the child
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
@@ -192,6 +198,9 @@ class StoreSpanExporter(SpanExporter):
         self._unsafe_in_child = False  # forked mid-batch: SQLite must not be used in this child
         self.busy_since: float | None = None  # time.monotonic() when the batch in hand began, or None
         self.idle_since = time.monotonic()  # when the last batch ended (see StoreSpanProcessor._make_way)
+        self._rollups_at = 0.0  # time.monotonic() of the last batch that refreshed the rollups
+        self._rollups_owed = False  # a batch since then skipped the refresh
+        self._rollups_now = False  # the next batch refreshes whatever the pace (a flush, exit)
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _before_fork(self) -> None:
@@ -282,7 +291,9 @@ class StoreSpanExporter(SpanExporter):
             spans_in_rows = self._retry_spans + len(spans)
             self._retry, self._retry_spans = ([], [], [], [], []), 0
             drops = self.drops.take()
-            if not any(rows) and not drops and not (self._merge_losses and self._losses.exists()):
+            if not any(rows) and not drops and not self._rollups_owed and not (
+                self._merge_losses and self._losses.exists()
+            ):
                 return SpanExportResult.SUCCESS
             try:
                 try:
@@ -321,7 +332,13 @@ class StoreSpanExporter(SpanExporter):
             busy = max(0.0, min(busy, self._deadline - time.monotonic()))
         db.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
-        db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses), self._prices)  # one transaction
+        now = time.monotonic()
+        rollups = self._rollups_now or now - self._rollups_at >= ROLLUP_EVERY_SECONDS
+        db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups), self._prices)
+        if rollups:
+            self._rollups_at, self._rollups_owed = now, False
+        else:
+            self._rollups_owed = True
         self._losses.done(loss_files)
         self._merge_losses = False
 
@@ -472,9 +489,16 @@ class StoreSpanExporter(SpanExporter):
         )
 
     def save_pending(self) -> bool:
-        """Write the drops counted and the rows kept since the last batch, if any. True when none are left."""
-        if self.drops.pending or self._retry_spans or (self._merge_losses and self._losses.exists()):
-            self.export(())
+        """Write the drops counted and the rows kept since the last batch, if any, and the rollups a batch
+        left to make. True when none are left."""
+        if self.drops.pending or self._retry_spans or self._rollups_owed or (
+            self._merge_losses and self._losses.exists()
+        ):
+            self._rollups_now = True
+            try:
+                self.export(())
+            finally:
+                self._rollups_now = False
         return not (self.drops.pending or self._retry_spans)
 
     def count_lost(self, counts: dict[str, int], quiet: bool = False) -> None:

@@ -101,6 +101,10 @@ class Batch:
     # Counts an earlier writer could not store (unitcost.store.losses), moved into the store with this
     # batch: (recorded_ns, reason, count, service) each.
     earlier_drops: Sequence[tuple[int, str, int, str]] = ()
+    # Make the touched tasks' rollups again in this transaction (unitcost.store.rollups). The store
+    # writer skips it on some batches under load; the tasks stay marked dirty, and the next batch
+    # that refreshes, or a reader (`StoreBackend.ensure_fresh`), makes them.
+    rollups: bool = True
 
     @property
     def calls(self) -> list[tuple[Any, ...]]:

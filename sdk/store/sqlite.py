@@ -16,6 +16,7 @@ import sqlite_utils
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows
+from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh
 from .schema import dropped_spans, open_store
@@ -39,6 +40,8 @@ def _keep_rollups(conn: sqlite3.Connection) -> None:
     """The per-task rollups of the tasks this transaction touched (unitcost.store.rollups), made again
     inside it. Sums past 2**63 (SQLite's integers) leave those tasks marked: the reports then take
     the full SQL path, whose engine gives way to Python's unbounded integers."""
+    if not is_dirty(conn.execute):
+        return
     conn.execute("SAVEPOINT unitcost_rollups")
     try:
         refresh_rollups(conn.execute, "sqlite")
@@ -91,7 +94,8 @@ class SqliteBackend(StoreBackend):
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
                 refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
-            _keep_rollups(conn)
+            if batch.rollups:
+                _keep_rollups(conn)
             if batch.drops:
                 now = time.time_ns()
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
