@@ -151,6 +151,11 @@ class Reader:
                 self._cache.popitem(last=False)
         return value, computed_at
 
+    def forget(self) -> None:
+        """Forget every result kept (the next request for each reads the store again)."""
+        with self._lock:
+            self._cache.clear()
+
     def refresh(self, most: int = 6) -> None:
         """Compute again the most recently used results the store has changed under, so that the pages
         the browsers show find theirs ready when told to fetch again (one refresh at a time)."""
