@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unitcost.common.timewindow import parse_time
 from unitcost.query import open_store
 from unitcost.report import EVERY, add_outcome, report, show_run, store_version, task_page
 from unitcost.store.backend import StoreBackend
+
+if TYPE_CHECKING:
+    from unitcost.report import Repricer
 
 __all__ = ["Filters", "Reader", "TREND_METRICS", "WhatIf", "trend_series"]
 
@@ -98,7 +101,7 @@ class WhatIf:
     def asks(self) -> bool:
         return bool(self.model or self.price_file or self.assume_cache or self.routes or self.batch_kinds)
 
-    def repricer(self) -> Any:
+    def repricer(self) -> Repricer:
         from unitcost.report import Repricer
 
         return Repricer(model=self.model, from_model=self.from_model, price_file=self.price_file,
@@ -210,8 +213,6 @@ class Reader:
         """`unitcost whatif`'s rows, notes and assumptions: (them, when computed) when kept for the
         store's version, else (None, when started) and computed on a thread of its own. Re-pricing
         every call of a million takes ~30 s of Python: a page request must not wait for it."""
-        from unitcost.report import Repricer
-
         what.repricer()  # (the options checked now: a bad one is said at once, not after the wait)
         options = filters.report_options()
 
@@ -220,42 +221,45 @@ class Reader:
 
             repricer = what.repricer()
             rows = whatif(db, repricer, **options)
-            assert isinstance(repricer, Repricer)
             return {"rows": rows, "notes": repricer.notes(), "assumes": repricer.assumptions(what.price_file),
                     "routed_calls": repricer.routed_calls, "batched_calls": repricer.batched_calls}
 
         return self._in_background(("whatif", what, filters), compute)
 
     def _in_background(self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any]) -> tuple[Any, float]:
-        """(the value, when computed) when kept for the store's version; else (None, when its
-        computation started), that computation running on a thread (one a key); its error, raised."""
+        """(the value, when computed); (None, when its computation started) before there is one. The
+        computation runs on a thread (one a key) whenever the value kept is not of the store's
+        version; meanwhile the value kept, of an older version, is given (its time says so): a store
+        written to all the time would otherwise never show one. An error is raised to the next asker."""
         with self._db() as db:
             version = store_version(db)
         with self._lock:
             entry = self._cache.get(key)
-            if entry is not None and entry.version == version:
+            if entry is not None:
                 self._cache.move_to_end(key)
+            if entry is not None and entry.version == version:
                 return entry.value, entry.computed_at
             failed = self._failed.pop((key, version), None)
             if failed is not None:
                 raise failed
             started = self._pending.get(key)
-            if started is not None:
-                return None, started
-            self._pending[key] = started = time.time()
+            if started is None:
+                self._pending[key] = started = time.time()
+                threading.Thread(target=self._compute_in_background, args=(key, compute, version),
+                                 name="unitcost-ui-background", daemon=True).start()
+            return (entry.value, entry.computed_at) if entry is not None else (None, started)
 
-        def work() -> None:
-            try:
-                self._kept(key, compute)
-            except Exception as exc:  # (said by the page's next request)
-                with self._lock:
-                    self._failed[(key, version)] = exc
-            finally:
-                with self._lock:
-                    self._pending.pop(key, None)
-
-        threading.Thread(target=work, name="unitcost-ui-background", daemon=True).start()
-        return None, started
+    def _compute_in_background(
+        self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any], version: str
+    ) -> None:
+        try:
+            self._kept(key, compute)
+        except Exception as exc:  # (said to the page's next request)
+            with self._lock:
+                self._failed[(key, version)] = exc
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
 
     def record_outcome(self, ref: str, label: str, kind: str | None, success: bool | None) -> tuple[str, str | None]:
         """The one write the UI makes, on an explicit action: `unitcost outcome REF LABEL` (same code)."""

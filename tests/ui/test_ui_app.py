@@ -7,6 +7,7 @@ import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -133,3 +134,31 @@ def test_whatif_with_a_price_table_equals_the_cli_and_is_computed_off_the_reques
     # Only the tables `unitcost ui --prices` named: a URL cannot make the server read another file.
     refused = client.get("/whatif?" + urlencode({"prices": "/etc/passwd"}))
     assert refused.status_code == 400 and "unitcost ui --prices FILE" in refused.text
+
+
+def test_a_whatif_kept_is_shown_while_the_changed_store_is_re_priced(demo_copy: Path) -> None:
+    import time
+
+    from unitcost.ui.data import Filters, Reader, WhatIf
+
+    reader = Reader(demo_copy)
+    what = WhatIf(assume_cache=True)
+
+    def wait_for(condition: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            value, _ = reader.whatif(what, Filters())
+            if condition(value):
+                return value
+            time.sleep(0.05)
+        raise AssertionError("the what-if was not computed in 60 s")
+
+    assert reader.whatif(what, Filters())[0] is None  # computing: the page says so
+    first = wait_for(lambda v: v is not None)
+    before = reader.version()
+    run_id = re.search(r"/task/([0-9a-f]+)", TestClient(create_app(demo_copy)).get("/tasks").text).group(1)  # type: ignore[union-attr]
+    unitcost_cli("outcome", run_id, "escalated", "--failure", db=demo_copy)
+    assert reader.version() != before
+    kept, _ = reader.whatif(what, Filters())
+    assert kept is first  # the one kept, at once, while the new one is computed
+    wait_for(lambda v: v is not first)
