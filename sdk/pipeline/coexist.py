@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from ..common import attributes as A
 from ..common.errors import internal_error
+from ..exporters.store import attributes_of
 from ..store.foreign_spans import foreign_span_type
 
 __all__ = ["CoexistProcessor", "ensure_coexisting"]
@@ -66,13 +67,15 @@ class CoexistProcessor(SpanProcessor):
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         try:
+            attrs = attributes_of(span)
+            own = attrs.get(A.SPAN_TYPE)
+            if own is not None and own not in _SAME_REQUEST:
+                return  # unitcost's task, step or session: nothing to mark (the commonest start)
             parent = trace.get_current_span(parent_context)
             if not parent.is_recording():
                 parent_attrs: Any = {}
             else:
                 parent_attrs = _attributes(parent)
-            attrs = _attributes(span)
-            own = attrs.get(A.SPAN_TYPE)
             if own in _SAME_REQUEST:
                 if parent_attrs and _is_foreign(own, parent_attrs, parent):
                     parent.set_attribute(A.CALL_RECORDED_BY, _span_id(span))

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from ..common import attributes as A
+from ..exporters.store import attributes_of
 
 __all__ = ["CallCounter", "forgotten_instrument_warning"]
 
@@ -39,7 +40,7 @@ class CallCounter(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self._stopped or CallCounter.llm_calls:  # replaced; or a call was seen: no warning to give
             return
-        attrs = span.attributes or {}
+        attrs = attributes_of(span)  # (`span.attributes` makes a new view at each read)
         kind = attrs.get(A.SPAN_TYPE)
         if kind == "task":
             CallCounter.tasks += 1

@@ -117,6 +117,8 @@ class _Scope:
         raise NotImplementedError
 
     def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun | None:
+        """The run a task span starts (None for other scopes); it may add attributes to ``attrs``,
+        which are set on the span after this."""
         return None
 
     def _uses_arguments(self) -> bool:
@@ -136,8 +138,9 @@ class _Scope:
             span = pipeline().tracer.start_span(
                 self._span_name(), kind=SpanKind.INTERNAL, attributes={A.SPAN_TYPE: attrs[A.SPAN_TYPE]}
             )
+            made = self._make_run(span, attrs)  # (a task's ids join attrs: one setting for all of them)
             set_own_attributes(span, attrs)
-            return _Active(span, self._make_run(span, attrs))
+            return _Active(span, made)
         except Exception as exc:  # noqa: BLE001 - the user's code runs even if telemetry cannot
             internal_error(f"{self._type} start", exc)
             return None
@@ -416,8 +419,9 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
     def _make_run(self, span: Any, attrs: dict[str, Any]) -> TaskRun:
         run_id = format(span.get_span_context().span_id, "016x")
         parent = current_run.get()
-        ids = {A.TASK_ID: run_id} if parent is None else {A.TASK_ID: run_id, A.TASK_PARENT_ID: parent.id}
-        set_own_attributes(span, ids)
+        attrs[A.TASK_ID] = run_id  # (in place of the id of the task above, which the start gave it)
+        if parent is not None:
+            attrs[A.TASK_PARENT_ID] = parent.id
         prefix = len(A.TASK_ATTR_PREFIX)
         user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent, self.budget, self.on_budget)

@@ -123,8 +123,10 @@ _DIRTY_RUNS = (
 
 def _task_rows_sql(dialect: str) -> str:
     sums = "".join(f", SUM(COALESCE(s.{c}, 0))" for c in SUM_COLUMNS)
-    columns = ", ".join(("task_kind", "task_key", *TASK_COLUMNS))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in TASK_COLUMNS)
+    columns = ", ".join(("task_kind", "task_key", *TASK_COLUMNS, "task_cost_pico"))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*TASK_COLUMNS, "task_cost_pico"))
+    tool_cost = "SUM(COALESCE(st.tcost, 0))"
+    runtime_cost = "(SUM(COALESCE(st.rcost, 0)) + SUM(COALESCE(dr.runtime_cost_pico, 0)))"
     return (
         f"WITH {_DIRTY_RUNS}, "
         # tools and steps of those runs (session blocks are a [[runtime]] charge, not tool cost)
@@ -136,8 +138,9 @@ def _task_rows_sql(dialect: str) -> str:
         f"INSERT INTO task_rollup ({columns}) "
         "SELECT dr.task_kind, dr.task_key, MIN(dr.kind), MIN(dr.key), MIN(dr.started_ns), "
         f"{day_sql(dialect, 'MIN(dr.started_ns)')}, COUNT(*), COUNT(s.run_id){sums}, "
-        "SUM(COALESCE(st.tools, 0)), SUM(COALESCE(st.blocks, 0)), SUM(COALESCE(st.tcost, 0)), "
-        "SUM(COALESCE(st.rcost, 0)) + SUM(COALESCE(dr.runtime_cost_pico, 0)) "
+        f"SUM(COALESCE(st.tools, 0)), SUM(COALESCE(st.blocks, 0)), {tool_cost}, {runtime_cost}, "
+        # the task's cost: its calls', tools' and runtime's (what its percentiles rank)
+        f"SUM(COALESCE(s.cost_pico, 0)) + {tool_cost} + {runtime_cost} "
         "FROM dr LEFT JOIN run_sums s ON s.run_id = dr.run_id LEFT JOIN st ON st.run_id = dr.run_id "
         # (`WHERE true`: SQLite's upsert after a SELECT needs a WHERE to parse)
         f"WHERE true GROUP BY dr.task_kind, dr.task_key ON CONFLICT (task_kind, task_key) DO UPDATE SET {updates}"
@@ -161,7 +164,9 @@ def _model_rows_sql() -> str:
 # The winning outcome of each dirty task: the latest (recorded time, then id) of those naming one of
 # its runs, its kind and key, or its key alone (as unitcost.report.tasks.Store.tasks picks it).
 _WINNERS = (
-    f"UPDATE task_rollup SET outcome_id = (SELECT w.id FROM ("
+    # (with the winner's label, success and value beside its id: a report reads no outcome row)
+    "UPDATE task_rollup SET (outcome_id, outcome_label, outcome_success, outcome_value_pico) = "
+    "(SELECT o.id, o.label, o.success, o.value_pico FROM outcomes o WHERE o.id = (SELECT w.id FROM ("
     " SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
     "  WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
@@ -170,7 +175,7 @@ _WINNERS = (
     "  WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
     "  WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
-    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1) WHERE {_IN_DIRTY}"
+    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1)) WHERE {_IN_DIRTY}"
 )
 
 
@@ -248,16 +253,10 @@ def refresh_statements(dialect: str) -> list[str]:
         _task_rows_sql(dialect),
         _model_rows_sql(),
         _WINNERS,
-        "UPDATE task_rollup SET task_cost_pico = cost_pico + tool_cost_pico + runtime_cost_pico WHERE " + _IN_DIRTY,
         # the models a task calls under two providers (a report by model then sums them task by task)
         "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
         "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
         f"HAVING COUNT(*) > 1) AS x) WHERE {_IN_DIRTY}",
-        # the winner's label, success and value beside it: a report reads no outcome row
-        "UPDATE task_rollup SET outcome_label = (SELECT o.label FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
-        "outcome_success = (SELECT o.success FROM outcomes o WHERE o.id = task_rollup.outcome_id), "
-        "outcome_value_pico = (SELECT o.value_pico FROM outcomes o WHERE o.id = task_rollup.outcome_id) "
-        f"WHERE {_IN_DIRTY} AND outcome_id IS NOT NULL",
         _day_rows_sql(""),
         "DELETE FROM rollup_days WHERE tasks = 0",  # (its sums are all 0 then: integers, added and taken away)
         "DELETE FROM rollup_dirty",
