@@ -34,7 +34,7 @@ from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
 from ..store.losses import loss_file_for
 
-__all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "span_error_type", "span_type"]
+__all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "attributes_of", "span_error_type", "span_type"]
 
 logger = logging.getLogger("unitcost")
 
@@ -64,11 +64,16 @@ FORK_WAIT_SECONDS = 2.0
 # WRITER_LATE_SECONDS, or spans queued that long past its schedule), a thread that ends a span sleeps
 # YIELD_SECONDS (long enough for the writer to wake and take the GIL), at most once every
 # YIELD_EVERY_SECONDS across threads: at most a 10% pause, only while the writer is late, and none at
-# all in a program that does real I/O (the writer runs while it waits).
+# all in a program that does real I/O (the writer runs while it waits). (A pace per thread, tried:
+# the first row of 8 real-client threads came sooner, but with 8 threads of a client that does no
+# I/O at all the writer stored 35% less, each pause handing the GIL to another caller.)
 WRITER_LATE_SECONDS = 0.05
 YIELD_EVERY_SECONDS = 0.005
 YIELD_SECONDS = 0.0005
 SCHEDULE_SECONDS = 0.5  # the processor exports at least this often
+# ... and its first batch this soon after the first span: the first rows are those a crash or a
+# reader waits for most, and the program's threads are then busiest starting up.
+FIRST_SCHEDULE_SECONDS = 0.1
 # The per-task rollups (unitcost.store.rollups) are made again at most this often, and at every flush
 # and at exit: their refresh is ~15 statements, each a GIL hand-off that a busy program makes costly
 # (see unitcost.store.bulk), whatever the number of tasks it covers. Between refreshes the tasks stay
@@ -202,9 +207,12 @@ class StoreSpanExporter(SpanExporter):
         self._unsafe_in_child = False  # forked mid-batch: SQLite must not be used in this child
         self.busy_since: float | None = None  # time.monotonic() when the batch in hand began, or None
         self.idle_since = time.monotonic()  # when the last batch ended (see StoreSpanProcessor._make_way)
-        self._rollups_at = 0.0  # time.monotonic() of the last batch that refreshed the rollups
+        # The last batch that refreshed the rollups (time.monotonic()), or None before the first batch,
+        # which leaves them to the next: the first rows are the ones a crash or a reader waits for.
+        self._rollups_at: float | None = None
         self._rollups_owed = False  # a batch since then skipped the refresh
         self._rollups_now = False  # the next batch refreshes whatever the pace (a flush, exit)
+        self.after_first_batch: Any = None  # called once a first batch with spans is written
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _before_fork(self) -> None:
@@ -337,6 +345,8 @@ class StoreSpanExporter(SpanExporter):
         db.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
         now = time.monotonic()
+        if self._rollups_at is None:
+            self._rollups_at = now
         rollups = self._rollups_now or now - self._rollups_at >= ROLLUP_EVERY_SECONDS
         db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups), self._prices)
         if rollups:
@@ -569,6 +579,12 @@ class StoreSpanProcessor(BatchSpanProcessor):
         )
         self._exporter = exporter
         self.drops = exporter.drops
+        # The batch processor reads its delay before each wait (the SDK keeps it private): shorter until
+        # the first batch is written (see FIRST_SCHEDULE_SECONDS).
+        processor: Any = self._batch_processor
+        if isinstance(getattr(processor, "_schedule_delay", None), float):
+            processor._schedule_delay = FIRST_SCHEDULE_SECONDS
+            exporter.after_first_batch = lambda: setattr(processor, "_schedule_delay", SCHEDULE_SECONDS)
         try:
             exporter.open()
         except Exception as exc:  # noqa: BLE001 - the writer tries again at its first batch

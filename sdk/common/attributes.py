@@ -7,12 +7,13 @@ kind, key, outcome, cost) lives under ``unitcost.*``.
 
 __all__ = [
     "task_key",
-    "AGENT_NAME", "ANTHROPIC_CACHE_WRITE_1H_TOKENS", "ANTHROPIC_SERVICE_TIER", "CACHE_READ_TOKENS",
+    "AGENT_NAME", "ANTHROPIC_CACHE_WRITE_1H_TOKENS", "ANTHROPIC_SERVICE_TIER", "CACHE_READ_AUDIO_TOKENS",
+    "CACHE_READ_TOKENS",
     "CACHE_WRITE_12H_TOKENS", "CACHE_WRITE_1H_TOKENS", "CACHE_WRITE_30M_TOKENS", "CACHE_WRITE_TOKENS",
     "CACHE_WRITE_TOKENS_NEXT", "CALL_INCOMPLETE",
     "CALL_RECORDED_BY", "CALL_RETRIES", "CONTENT_CAPTURED", "CONVERSATION_ID",
     "COST_REASONING_USD", "COST_UNPRICED", "COST_USD", "ERROR_TYPE", "EVALUATION_EVENT", "EVALUATION_LABEL",
-    "EVALUATION_NAME", "EVALUATION_SCORE", "FINISH_REASONS", "INPUT_MESSAGES", "INPUT_TOKENS",
+    "EVALUATION_NAME", "EVALUATION_SCORE", "FINISH_REASONS", "INPUT_AUDIO_TOKENS", "INPUT_MESSAGES", "INPUT_TOKENS",
     "LEGACY_COMPLETION_TOKENS", "LEGACY_PROMPT_TOKENS", "LEGACY_SYSTEM", "OPENAI_SERVICE_TIER",
     "OPENINFERENCE_AGENT_NAME", "OPENINFERENCE_CACHE_READ_TOKENS", "OPENINFERENCE_CACHE_WRITE_TOKENS",
     "OPENINFERENCE_COMPLETION_TOKENS", "OPENINFERENCE_EMBEDDING_MODEL", "OPENINFERENCE_MODEL",
@@ -22,7 +23,8 @@ __all__ = [
     "OPERATION", "OP_CHAT", "OP_EMBEDDINGS", "OP_EXECUTE_TOOL", "OP_GENERATE_CONTENT", "OP_INVOKE_AGENT",
     "OP_TEXT_COMPLETION",
     "OUTCOME_KEY", "OUTCOME_KIND", "OUTCOME_LABEL", "OUTCOME_SUCCESS", "OUTCOME_TASK_ID", "OUTCOME_TIME",
-    "OUTCOME_VALUE", "OUTPUT_MESSAGES", "OUTPUT_TOKENS", "PRICE_INFERENCE_GEO", "PRICE_PROCESSING", "PRICE_SOURCE",
+    "OUTCOME_VALUE", "OUTPUT_AUDIO_TOKENS", "OUTPUT_MESSAGES", "OUTPUT_TOKENS", "PRICE_INFERENCE_GEO",
+    "PRICE_PROCESSING", "PRICE_SOURCE",
     "PRICE_SPEED", "PROVIDER", "REASONING_TOKENS", "REQUEST_MODEL", "REQUEST_STREAM", "RESPONSE_ID", "RESPONSE_MODEL",
     "SERVER_ADDRESS", "SERVER_PORT", "SERVICE", "SPAN_TYPE", "STEP_NAME", "TASK_ATTR_PREFIX", "TASK_COST_USD",
     "TASK_ID", "TASK_KEY", "TASK_KIND", "TASK_LLM_CALLS", "TASK_LLM_COST_USD", "TASK_OWN_COST_USD", "TASK_PARENT_ID",
@@ -101,6 +103,11 @@ USAGE_ESTIMATE_METHOD = "unitcost.usage.estimate_method"
 # per-retention OpenAI rates, so these are recorded as parts of the cache writes, not priced apart.
 CACHE_WRITE_30M_TOKENS = "unitcost.usage.cache_write_30m.input_tokens"
 CACHE_WRITE_12H_TOKENS = "unitcost.usage.cache_write_12h.input_tokens"
+# Audio tokens, billed at their own rates (Gemini): parts of the gen_ai.usage.* totals, as the cache
+# reads are. The audio input includes the audio read from the cache; the audio output excludes reasoning.
+INPUT_AUDIO_TOKENS = "unitcost.usage.audio.input_tokens"
+CACHE_READ_AUDIO_TOKENS = "unitcost.usage.audio.cache_read.input_tokens"
+OUTPUT_AUDIO_TOKENS = "unitcost.usage.audio.output_tokens"
 CALL_INCOMPLETE = "unitcost.call.incomplete"
 # On another instrumentation's LLM span: the id of unitcost's span that records the same request, so
 # that span is the call (counted once) and this one is not (unitcost.pipeline.coexist).

@@ -25,7 +25,7 @@ from ..common.errors import ConfigurationError
 from ..common.money import to_pico
 from .energy import EnergyBook, EnergyOverride
 from .runtime import RuntimeRule, TimePrice, most_specific, specificity_of
-from .usage import Buckets
+from .usage import AUDIO_SHARES, Buckets
 
 __all__ = [
     "GENAI_PRICES_PROVIDERS", "PriceBook", "PriceOverride", "genai_prices_provider", "genai_usage", "tier_rate",
@@ -44,6 +44,12 @@ _BUCKET_PRICE_KEYS: dict[str, tuple[str, ...]] = {
     "cache_write_1h": ("cache_write_1h_mtok", "cache_write_mtok", "input_mtok"),
     "visible_output": ("output_mtok",),
     "reasoning": ("output_reasoning_mtok", "output_mtok"),
+    # The audio shares of three buckets (`unitcost.pricing.usage.AUDIO_SHARES`). Cached audio has two
+    # nearer ancestors (audio input, cache reads): a model that prices both but not cached audio
+    # itself is priced by genai-prices itself (`rates_from_model_price`).
+    "uncached_input_audio": ("input_audio_mtok", "input_mtok"),
+    "cache_read_audio": ("cache_audio_read_mtok", "input_audio_mtok", "cache_read_mtok", "input_mtok"),
+    "visible_output_audio": ("output_audio_mtok", "output_mtok"),
 }
 # Price keys the fast path understands. Web searches are counted and priced per 1000; the other
 # count-based fees are for things unitcost does not count, zero for every call it records.
@@ -121,6 +127,18 @@ class Rates:
             if pico is None:
                 return
             per_token.append((bucket, pico))
+        # A bucket's audio share is counted at the bucket's rate above: its entry here adds the
+        # difference, so an audio token costs the audio rate (and a model without audio rates adds none).
+        whole = dict(per_token)
+        per_token = []
+        for bucket, pico in whole.items():
+            parent = _AUDIO_PARENT.get(bucket)
+            if parent is None:
+                per_token.append((bucket, pico))
+            elif parent not in whole:
+                return  # an audio rate without its bucket's: the Decimal path prices it
+            elif pico != whole[parent]:
+                per_token.append((bucket, pico - whole[parent]))
         request, search = _whole(self.per_request * _PICO_PER_USD), _whole(self.per_web_search * _PICO_PER_USD)
         if request is None or search is None:
             return
@@ -157,6 +175,9 @@ class Rates:
             count = getattr(buckets, bucket)
             if not count or price is None:
                 continue
+            audio = AUDIO_SHARES.get(bucket)
+            if audio is not None and self.per_bucket.get(audio) is not None:
+                count -= getattr(buckets, audio)  # priced at the audio rate, as a bucket of its own
             part = tier_rate(price, input_total) * count / _MTOK
             total += part
             if bucket == "reasoning":
@@ -166,6 +187,7 @@ class Rates:
         return CallCost(total + self.per_request + time_cost, reasoning, self.source)
 
 
+_AUDIO_PARENT = {share: bucket for bucket, share in AUDIO_SHARES.items()}
 _PICO_PER_USD = Decimal(10) ** 12
 _PICO_PER_TOKEN_PER_MTOK = _PICO_PER_USD / _MTOK  # USD per million tokens -> pico-dollars per token
 
@@ -197,6 +219,10 @@ def genai_usage(buckets: Buckets) -> Any:
         output_tokens=buckets.output_total,
         output_reasoning_tokens=buckets.reasoning,
         web_searches=buckets.web_search_requests,
+        # genai-prices' audio input includes the cached audio, as its cache reads do.
+        input_audio_tokens=buckets.uncached_input_audio + buckets.cache_read_audio,
+        cache_audio_read_tokens=buckets.cache_read_audio,
+        output_audio_tokens=buckets.visible_output_audio,
     )
 
 
@@ -207,9 +233,12 @@ def _genai_cost(model_price: Any, buckets: Buckets, source: str) -> CallCost:
     return CallCost(total, Decimal(reasoning), source)
 
 
+_AMBIGUOUS_CACHED_AUDIO = {"input_audio_mtok", "cache_read_mtok"}
+
+
 def rates_from_model_price(model_price: Any, source: str) -> Rates:
     keys = {k for k, v in model_price.__dict__.items() if v is not None and not k.startswith("_")}
-    if not keys <= _FAST_PATH_KEYS:
+    if not keys <= _FAST_PATH_KEYS or (_AMBIGUOUS_CACHED_AUDIO <= keys and "cache_audio_read_mtok" not in keys):
         return Rates({}, Decimal(0), source, exact_fallback=model_price)
     per_bucket = {}
     for bucket, candidates in _BUCKET_PRICE_KEYS.items():

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..common import attributes as A
 
-__all__ = ["Buckets", "TokenUsage", "UsagePart", "clean_count", "usage_parts"]
+__all__ = ["AUDIO_SHARES", "Buckets", "TokenUsage", "UsagePart", "clean_count", "usage_parts"]
 
 # Anything above this is not a token count a provider sends; it is a corrupted field.
 _MAX_TOKENS = 10**12
@@ -93,6 +93,12 @@ class TokenUsage:
     # tokens, priced, rather than a usage block with nothing in it (unpriced; see LLMCall.finish).
     counts_reported: bool = False
     parts: tuple[UsagePart, ...] = ()
+    # Audio tokens (Gemini), billed at their own rates: parts of the totals above. The audio input
+    # includes the audio read from the cache (also in cache_read_tokens); the audio output is visible
+    # output (not reasoning).
+    input_audio_tokens: int = 0
+    cache_read_audio_tokens: int = 0
+    output_audio_tokens: int = 0
 
     def span_attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {A.INPUT_TOKENS: self.input_tokens, A.OUTPUT_TOKENS: self.output_tokens}
@@ -116,6 +122,12 @@ class TokenUsage:
             attrs[A.WEB_SEARCH_REQUESTS] = self.web_search_requests
         if self.web_fetch_requests:
             attrs[A.WEB_FETCH_REQUESTS] = self.web_fetch_requests
+        if self.input_audio_tokens:
+            attrs[A.INPUT_AUDIO_TOKENS] = self.input_audio_tokens
+        if self.cache_read_audio_tokens:
+            attrs[A.CACHE_READ_AUDIO_TOKENS] = self.cache_read_audio_tokens
+        if self.output_audio_tokens:
+            attrs[A.OUTPUT_AUDIO_TOKENS] = self.output_audio_tokens
         if self.parts:
             parts = self.parts
             attrs[A.USAGE_PART_KINDS] = [p.kind for p in parts]
@@ -154,11 +166,22 @@ def usage_parts(attrs: Any) -> list[tuple[str, str | None, Buckets]]:
     return parts
 
 
+# A bucket -> the field holding its audio share (`Buckets`), priced at the audio rate.
+AUDIO_SHARES = {"uncached_input": "uncached_input_audio", "cache_read": "cache_read_audio",
+                "visible_output": "visible_output_audio"}
+
+
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, and the exporter makes
 # one of these for every call it stores. Nothing changes a Buckets after it is made.
 @dataclass(slots=True)
 class Buckets:
-    """Non-overlapping token buckets: each token of a call is in exactly one of them."""
+    """Non-overlapping token buckets: each token of a call is in exactly one of them.
+
+    Audio tokens are billed at audio rates. The store keeps them in the bucket of their kind (an
+    uncached audio token is uncached input), and the last three fields say how many of a bucket's
+    tokens are audio: the price book prices a bucket's audio share at the audio rate and only the
+    rest at the bucket's own, so each token is still priced once (`AUDIO_SHARES`).
+    """
 
     uncached_input: int = 0
     cache_read: int = 0
@@ -169,6 +192,10 @@ class Buckets:
     # Not tokens: server-side tool requests, priced per request.
     web_search_requests: int = 0
     web_fetch_requests: int = 0
+    # The audio share of uncached_input, of cache_read and of visible_output.
+    uncached_input_audio: int = 0
+    cache_read_audio: int = 0
+    visible_output_audio: int = 0
 
     @property
     def input_total(self) -> int:
@@ -180,17 +207,23 @@ class Buckets:
 
     def minus(self, other: Buckets) -> Buckets:
         """These buckets without ``other``'s tokens (a part priced apart), never below zero. Output
-        comes off the visible output first, then the reasoning."""
+        comes off the visible output first, then the reasoning. A part has no audio share: what is
+        left keeps this call's, as far as its buckets hold it."""
         visible = self.visible_output - other.output_total
+        uncached = max(self.uncached_input - other.uncached_input, 0)
+        cache_read = max(self.cache_read - other.cache_read, 0)
         return Buckets(
-            max(self.uncached_input - other.uncached_input, 0),
-            max(self.cache_read - other.cache_read, 0),
+            uncached,
+            cache_read,
             max(self.cache_write - other.cache_write, 0),
             max(self.cache_write_1h - other.cache_write_1h, 0),
             max(visible, 0),
             max(self.reasoning + min(visible, 0), 0),
             self.web_search_requests,
             self.web_fetch_requests,
+            min(self.uncached_input_audio, uncached),
+            min(self.cache_read_audio, cache_read),
+            min(self.visible_output_audio, max(visible, 0)),
         )
 
     @classmethod
@@ -226,13 +259,19 @@ class Buckets:
         value = get(A.OUTPUT_TOKENS)
         output_all = 0 if value is None else clean_count(value) or 0
         searches, fetches = _requests(get(A.WEB_SEARCH_REQUESTS)), _requests(get(A.WEB_FETCH_REQUESTS))
-        return cls(
-            max(input_all - cache_read - cache_write_all, 0),
-            cache_read,
-            cache_write_all - cache_write_1h,
-            cache_write_1h,
-            max(output_all - reasoning, 0),
-            reasoning,
-            searches,
-            fetches,
+        uncached_input = max(input_all - cache_read - cache_write_all, 0)
+        visible_output = max(output_all - reasoning, 0)
+        buckets = cls(
+            uncached_input, cache_read, cache_write_all - cache_write_1h, cache_write_1h, visible_output, reasoning,
+            searches, fetches,
         )
+        input_audio, output_audio = get(A.INPUT_AUDIO_TOKENS), get(A.OUTPUT_AUDIO_TOKENS)
+        if input_audio is not None or output_audio is not None:  # rare: one look-up each otherwise
+            # Each share is held to its bucket: audio never raises a bucket, so never a total.
+            read_audio = min(clean_count(get(A.CACHE_READ_AUDIO_TOKENS)) or 0, cache_read)
+            buckets.cache_read_audio = read_audio
+            input_audio = (clean_count(input_audio) or 0) if input_audio is not None else 0
+            buckets.uncached_input_audio = min(max(input_audio - read_audio, 0), uncached_input)
+            output_audio = (clean_count(output_audio) or 0) if output_audio is not None else 0
+            buckets.visible_output_audio = min(output_audio, visible_output)
+        return buckets

@@ -45,7 +45,7 @@ from ..pricing.usage import TokenUsage, UsagePart, clean_count
 from ..record import content as _content
 from ..record.budget import check_before_spending
 from ..record.context import current_run
-from ..record.estimate import CHARS_PER_TOKEN, METHOD_CHARS
+from ..record.estimate import METHOD_CHARS, output_at_least_seen
 from ..record.instrument import observer, ungated
 from ..record.llm import (
     RETRY_COUNT_HEADER,
@@ -53,6 +53,7 @@ from ..record.llm import (
     LLMCall,
     StreamWatcher,
     SyncStreamProxy,
+    field_of,
     json_field,
     mark_wrapped,
     unmark_wrapped,
@@ -72,14 +73,6 @@ _USAGE_FIELDS = (
 )
 
 
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
 # Iteration kinds whose tokens the top-level usage already holds: the sampling turns of the answer
 # (a fallback model's turn takes a ``message`` turn's place). Every other kind (``compaction``,
 # ``advisor_message``, and any kind added later) is billed on top of the top-level usage.
@@ -88,13 +81,13 @@ _TOP_LEVEL_ITERATIONS = frozenset({"message", "fallback_message"})
 
 def _counts(usage: Any) -> tuple[int, int, int, int, int, bool]:
     """(uncached input, cache read, cache write, 1-hour cache write, output, any count usable)."""
-    uncached = clean_count(_get(usage, "input_tokens"))
-    cache_read = clean_count(_get(usage, "cache_read_input_tokens"))
-    creation = _get(usage, "cache_creation")
-    write_5m = clean_count(_get(creation, "ephemeral_5m_input_tokens")) or 0
-    write_1h = clean_count(_get(creation, "ephemeral_1h_input_tokens")) or 0
-    cache_write = clean_count(_get(usage, "cache_creation_input_tokens"))
-    output = clean_count(_get(usage, "output_tokens"))
+    uncached = clean_count(field_of(usage, "input_tokens"))
+    cache_read = clean_count(field_of(usage, "cache_read_input_tokens"))
+    creation = field_of(usage, "cache_creation")
+    write_5m = clean_count(field_of(creation, "ephemeral_5m_input_tokens")) or 0
+    write_1h = clean_count(field_of(creation, "ephemeral_1h_input_tokens")) or 0
+    cache_write = clean_count(field_of(usage, "cache_creation_input_tokens"))
+    output = clean_count(field_of(usage, "output_tokens"))
     reported = not (uncached is None and cache_read is None and cache_write is None and output is None)
     if cache_write is None:
         cache_write = write_5m + write_1h
@@ -106,8 +99,8 @@ def _iteration_parts(iterations: Any, response_model: Any) -> list[UsagePart]:
     response's own model (a compaction, an advisor's turn on its model, a fallback model's turn)."""
     parts = []
     for item in iterations if isinstance(iterations, (list, tuple)) else ():
-        kind = _get(item, "type")
-        model = _get(item, "model")
+        kind = field_of(item, "type")
+        model = field_of(item, "model")
         model = str(model) if model else None
         if kind == "message" and (model is None or model == response_model):
             continue
@@ -132,9 +125,9 @@ def message_usage(usage: Any, response_model: Any = None) -> TokenUsage | None:
     if usage is None:
         return None
     uncached, cache_read, cache_write, write_1h, output, reported = _counts(usage)
-    thinking = clean_count(_get(_get(usage, "output_tokens_details"), "thinking_tokens")) or 0
-    tools = _get(usage, "server_tool_use")
-    parts = _iteration_parts(_get(usage, "iterations"), response_model)
+    thinking = clean_count(field_of(field_of(usage, "output_tokens_details"), "thinking_tokens")) or 0
+    tools = field_of(usage, "server_tool_use")
+    parts = _iteration_parts(field_of(usage, "iterations"), response_model)
     for part in parts:
         if part.kind not in _TOP_LEVEL_ITERATIONS:  # billed on top of the top-level counts
             uncached += part.input_tokens - part.cache_read_tokens - part.cache_write_tokens
@@ -150,8 +143,8 @@ def message_usage(usage: Any, response_model: Any = None) -> TokenUsage | None:
         cache_write_tokens=cache_write,
         cache_write_1h_tokens=min(write_1h, cache_write),
         reasoning_tokens=min(thinking, output),
-        web_search_requests=clean_count(_get(tools, "web_search_requests")) or 0,
-        web_fetch_requests=clean_count(_get(tools, "web_fetch_requests")) or 0,
+        web_search_requests=clean_count(field_of(tools, "web_search_requests")) or 0,
+        web_fetch_requests=clean_count(field_of(tools, "web_fetch_requests")) or 0,
         counts_reported=reported,
         parts=tuple(parts),
     )
@@ -161,15 +154,15 @@ def price_attributes(usage: Any) -> dict[str, Any]:
     """The price modifiers a response reports. genai-prices prices batch processing and fast mode;
     the priority tier and the inference region are recorded (it has no rates for them)."""
     attrs: dict[str, Any] = {}
-    tier = _get(usage, "service_tier")
+    tier = field_of(usage, "service_tier")
     if isinstance(tier, str) and tier:
         attrs[A.ANTHROPIC_SERVICE_TIER] = tier
         if tier == "batch":
             attrs[A.PRICE_PROCESSING] = "batch"
-    speed = _get(usage, "speed")
+    speed = field_of(usage, "speed")
     if isinstance(speed, str) and speed:
         attrs[A.PRICE_SPEED] = speed
-    geo = _get(usage, "inference_geo")
+    geo = field_of(usage, "inference_geo")
     if isinstance(geo, str) and geo:
         attrs[A.PRICE_INFERENCE_GEO] = geo
     return attrs
@@ -262,23 +255,23 @@ class _Call:
         if self.stream:
             proxy = AsyncStreamProxy if is_async else SyncStreamProxy
             return proxy(result, call, MessageStreamWatcher())
-        usage = _get(result, "usage")  # a Message, or the JSON body of a raw response
+        usage = field_of(result, "usage")  # a Message, or the JSON body of a raw response
         call.span.set_attributes(price_attributes(usage))
-        stop = _get(result, "stop_reason")
+        stop = field_of(result, "stop_reason")
         if _content.enabled:
-            call.capture_output(lambda: _block_texts(_get(result, "content")), str(stop) if stop else None)
-        model = _get(result, "model")
+            call.capture_output(lambda: _block_texts(field_of(result, "content")), str(stop) if stop else None)
+        model = field_of(result, "model")
         call.finish(
             message_usage(usage, model or self.model),
-            response_id=_get(result, "id"),
-            response_model=_get(result, "model"),
+            response_id=field_of(result, "id"),
+            response_model=field_of(result, "model"),
             finish_reasons=[str(stop)] if stop else None,
         )
         return result
 
 
 def _block_texts(blocks: Any) -> list[Any]:
-    return [_get(block, "text") for block in blocks or () if _get(block, "type") == "text"]
+    return [field_of(block, "text") for block in blocks or () if field_of(block, "type") == "text"]
 
 
 # The fields a content_block_delta's text may be in, and the one it is in, by delta type: reading a
@@ -306,7 +299,7 @@ class MessageStreamWatcher(StreamWatcher):
 
     def _take_usage(self, usage: Any) -> None:
         for field in _USAGE_FIELDS:
-            value = _get(usage, field)
+            value = field_of(usage, field)
             if value is not None:
                 self.usage[field] = value
 
@@ -326,14 +319,14 @@ class MessageStreamWatcher(StreamWatcher):
                         self.texts.append(text)
                     break
         elif kind == "message_start":
-            message = _get(chunk, "message")
-            self.message_id = _get(message, "id")
-            self.model = _get(message, "model")
-            self._take_usage(_get(message, "usage"))
+            message = field_of(chunk, "message")
+            self.message_id = field_of(message, "id")
+            self.model = field_of(message, "model")
+            self._take_usage(field_of(message, "usage"))
         elif kind == "message_delta":
             self.delta_seen = True
-            self._take_usage(_get(chunk, "usage"))  # cumulative: replaces, never adds
-            self.stop_reason = _get(_get(chunk, "delta"), "stop_reason") or self.stop_reason
+            self._take_usage(field_of(chunk, "usage"))  # cumulative: replaces, never adds
+            self.stop_reason = field_of(field_of(chunk, "delta"), "stop_reason") or self.stop_reason
         elif kind == "message_stop":
             self.stopped = True
         return True
@@ -343,25 +336,18 @@ class MessageStreamWatcher(StreamWatcher):
         if usage is not None and not self.delta_seen:
             # message_start's output count is a placeholder; the text seen is a floor for the real one.
             # Either way the output was never reported: the count is an estimate, and says so.
-            seen = -(-self.output_chars // CHARS_PER_TOKEN)
-            if seen > usage.output_tokens:
-                usage.output_tokens = seen
-                usage.reasoning_tokens = min(-(-self.thinking_chars // CHARS_PER_TOKEN), seen)
+            output_at_least_seen(usage, self.output_chars, self.thinking_chars)
             usage.estimated = True
             usage.estimate_method = METHOD_CHARS
         call.span.set_attributes(price_attributes(self.usage))
-        texts = self.texts
-        if texts is not None:
-            call.capture_output(lambda: ["".join(texts)], self.stop_reason)
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete or not self.stopped,
+            texts=self.texts,
             response_id=self.message_id,
             response_model=self.model,
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
-            incomplete=incomplete or not self.stopped,
         )
 
 
@@ -389,7 +375,9 @@ def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
 def _making(call: _Call) -> tuple[Any, ...]:
     """Mark this context as making ``call``'s request: its span may be adopted, its retries are
     counted, and a wrapped method it calls is not recorded again. Give the tokens to `_made`.
-    (A pair of functions, not a context manager: this runs twice for every call.)"""
+    (A pair of functions, not a context manager: this runs twice for every call.) A run over its
+    budget that asked to stop raises `BudgetExceeded` here, before anything is marked."""
+    check_before_spending(call.run)
     return call.pending.entered(), _in_flight.set(call), mark_wrapped()
 
 
@@ -406,7 +394,6 @@ def wrap_create(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if call is None:
         return wrapped(*args, **kwargs)
     try:
-        check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
         tokens = _making(call)
         try:
             result = wrapped(*args, **kwargs)
@@ -423,7 +410,6 @@ async def wrap_create_async(wrapped: Any, instance: Any, args: Any, kwargs: Any)
     if call is None:
         return await wrapped(*args, **kwargs)
     try:
-        check_before_spending(call.run)  # a run over its budget that asked to stop: BudgetExceeded
         tokens = _making(call)
         try:
             result = await wrapped(*args, **kwargs)
@@ -439,12 +425,15 @@ def _watch_message_stream(call: _Call, message_stream: Any, is_async: bool) -> N
     """Watch the raw event stream under a `MessageStream`: every way of reading the helper
     (iterating, ``text_stream``, ``until_done()``, ``get_final_message()``) and of leaving it
     (``close()``, ``__exit__``) goes through it. The helper object itself is left as it is."""
-    proxied = call.finished(message_stream._raw_stream, is_async=is_async)
-    message_stream._raw_stream = proxied
-    if "response" in vars(message_stream):
-        # anthropic < 1: the helper keeps the HTTP response itself, and its close() closes that one,
-        # not the raw stream: it gets the watched stream's response, whose closing ends the call.
-        message_stream.response = proxied.response
+    try:
+        proxied = call.finished(message_stream._raw_stream, is_async=is_async)
+        message_stream._raw_stream = proxied
+        if "response" in vars(message_stream):
+            # anthropic < 1: the helper keeps the HTTP response itself, and its close() closes that one,
+            # not the raw stream: it gets the watched stream's response, whose closing ends the call.
+            message_stream.response = proxied.response
+    except Exception as exc:  # noqa: BLE001
+        internal_error("anthropic message stream", exc)
 
 
 class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -463,7 +452,6 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if call is None:
             return self.__wrapped__.__enter__()
         try:
-            check_before_spending(call.run)
             tokens = _making(call)
             try:
                 message_stream = self.__wrapped__.__enter__()
@@ -472,10 +460,7 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         except BaseException as exc:
             call.failed(exc)
             raise
-        try:
-            _watch_message_stream(call, message_stream, is_async=False)
-        except Exception as exc:  # noqa: BLE001
-            internal_error("anthropic message stream", exc)
+        _watch_message_stream(call, message_stream, is_async=False)
         return message_stream
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
@@ -486,7 +471,6 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         if call is None:
             return await self.__wrapped__.__aenter__()
         try:
-            check_before_spending(call.run)
             tokens = _making(call)
             try:
                 message_stream = await self.__wrapped__.__aenter__()
@@ -495,10 +479,7 @@ class MessageStreamManagerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         except BaseException as exc:
             call.failed(exc)
             raise
-        try:
-            _watch_message_stream(call, message_stream, is_async=True)
-        except Exception as exc:  # noqa: BLE001
-            internal_error("anthropic message stream", exc)
+        _watch_message_stream(call, message_stream, is_async=True)
         return message_stream
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:

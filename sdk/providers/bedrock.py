@@ -220,17 +220,13 @@ class ConverseStreamWatcher(StreamWatcher):
         if usage is None:
             usage = estimate(self.model, self.input_texts, self.input_messages, self.output_texts)
         self.output_texts = []
-        texts = self.texts
-        if texts is not None:
-            call.capture_output(lambda: ["".join(texts)], self.stop_reason)
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete or self.usage is None,
+            texts=self.texts,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
-            incomplete=incomplete or self.usage is None,
         )
 
 
@@ -282,14 +278,12 @@ class ResponseStreamWatcher(StreamWatcher):
                 {"inputTokens": self.llama.get("prompt_token_count"),
                  "outputTokens": self.llama.get("generation_token_count")}
             )
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete or self.usage is None,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
-            incomplete=incomplete or self.usage is None,
         )
 
 

@@ -25,8 +25,16 @@ from urllib.parse import urlsplit
 from ..common import attributes as A
 from ..pricing.usage import TokenUsage, clean_count
 from ..record import content as _content
-from ..record.estimate import CHARS_PER_TOKEN, METHOD_CHARS, estimate, texts_of
-from ..record.llm import AsyncStreamProxy, LLMCall, StreamWatcher, SyncStreamProxy, run_call, run_call_async
+from ..record.estimate import estimate, output_at_least_seen, texts_of
+from ..record.llm import (
+    AsyncStreamProxy,
+    LLMCall,
+    StreamWatcher,
+    SyncStreamProxy,
+    field_of,
+    run_call,
+    run_call_async,
+)
 
 __all__ = ["PATCHES", "request_messages", "usage_of"]
 
@@ -41,13 +49,34 @@ def usage_of(metadata: Any) -> TokenUsage | None:
     candidates = clean_count(getattr(metadata, "candidates_token_count", None))
     thoughts = clean_count(getattr(metadata, "thoughts_token_count", None))
     input_tokens = (prompt or 0) + (tool_prompt or 0)
+    cache_read = min(cached or 0, input_tokens)
+    # Audio is billed at its own rates: the AUDIO entries of the by-modality details, each held to
+    # the total it is a part of. The cached audio is in the prompt's audio too, as the cache is in the prompt.
+    input_audio = min(
+        _audio(getattr(metadata, "prompt_tokens_details", None))
+        + _audio(getattr(metadata, "tool_use_prompt_tokens_details", None)),
+        input_tokens,
+    )
     return TokenUsage(
         input_tokens=input_tokens,
         output_tokens=(candidates or 0) + (thoughts or 0),
-        cache_read_tokens=min(cached or 0, input_tokens),
+        cache_read_tokens=cache_read,
         reasoning_tokens=thoughts or 0,
         counts_reported=not (prompt is None and tool_prompt is None and candidates is None and thoughts is None),
+        input_audio_tokens=input_audio,
+        cache_read_audio_tokens=min(_audio(getattr(metadata, "cache_tokens_details", None)), cache_read, input_audio),
+        output_audio_tokens=min(_audio(getattr(metadata, "candidates_tokens_details", None)), candidates or 0),
     )
+
+
+def _audio(details: Any) -> int:
+    """The AUDIO tokens of a list of ``ModalityTokenCount`` (0 when there is no such entry)."""
+    total = 0
+    for entry in details or ():
+        modality = getattr(entry, "modality", None)
+        if str(getattr(modality, "value", modality)) == "AUDIO":
+            total += clean_count(getattr(entry, "token_count", None)) or 0
+    return total
 
 
 def model_name(model: Any) -> str:
@@ -117,21 +146,17 @@ def _start(instance: Any, kwargs: dict[str, Any], stream: bool) -> LLMCall | Non
     return call
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def _part_texts(value: Any) -> list[str]:
     """The text of a ``Content``, a ``Part``, a string, or a list of them (content capture only)."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, list | tuple):
         return [t for item in value for t in _part_texts(item)]
-    parts = _field(value, "parts")
+    parts = field_of(value, "parts")
     if parts is not None:
         return _part_texts(list(parts))
-    text = _field(value, "text")
-    return [text] if isinstance(text, str) and not _field(value, "thought") else []
+    text = field_of(value, "text")
+    return [text] if isinstance(text, str) and not field_of(value, "thought") else []
 
 
 def request_messages(contents: Any) -> list[dict[str, Any]]:
@@ -140,7 +165,7 @@ def request_messages(contents: Any) -> list[dict[str, Any]]:
     items = contents if isinstance(contents, list | tuple) else [contents]
     messages = []
     for item in items:
-        role = _field(item, "role") if not isinstance(item, str) else None
+        role = field_of(item, "role") if not isinstance(item, str) else None
         messages.append({"role": "assistant" if role == "model" else str(role or "user"), "content": _part_texts(item)})
     return messages
 
@@ -208,29 +233,21 @@ class ContentStreamWatcher(StreamWatcher):
             if self.output_texts or self.input_texts:
                 return estimate(self.model or self.request_model, self.input_texts, 1, self.output_texts)
             return None
-        seen = -(-self.output_chars // CHARS_PER_TOKEN)
-        if not self.finish_reasons and seen > usage.output_tokens:
-            usage.output_tokens = seen
-            usage.reasoning_tokens = min(usage.reasoning_tokens, seen)
-            usage.estimated = True
-            usage.estimate_method = METHOD_CHARS
+        if not self.finish_reasons:
+            output_at_least_seen(usage, self.output_chars)
         return usage
 
     def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
         usage = self.usage()
         self.output_texts = []
-        texts = self.texts
-        if texts is not None:
-            call.capture_output(lambda: ["".join(texts)], self.finish_reasons[0] if self.finish_reasons else None)
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete or not self.finish_reasons,
+            texts=self.texts,
             response_id=self.response_id,
             response_model=self.model,
             finish_reasons=self.finish_reasons,
-            incomplete=incomplete or not self.finish_reasons,
         )
 
 

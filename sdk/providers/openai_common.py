@@ -11,6 +11,7 @@ from ..pricing.usage import TokenUsage
 from ..record import content as _content
 from ..record.estimate import estimate
 from ..record.llm import LLMCall, StreamWatcher
+from ..record.llm import field_of as get  # the OpenAI mappings' short name for it
 
 __all__ = ["API", "TextStreamWatcher", "get", "given", "provider_for_host", "usage_in_error"]
 
@@ -60,15 +61,6 @@ def provider_for_host(host: str | None, port: int | None = None) -> str:
     if port == OLLAMA_PORT:
         return "ollama"
     return "openai"
-
-
-def get(obj: Any, name: str) -> Any:
-    """A field of an SDK object or of its JSON (dict) form; None when absent."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def given(value: Any) -> bool:
@@ -141,18 +133,14 @@ class TextStreamWatcher(StreamWatcher):
         if usage is None and (self.output_texts or self.input_texts):
             usage = estimate(self.model or self.request_model, self.input_texts, self.input_messages, self.output_texts)
         self.output_texts = []
-        captured = self.captured
-        if captured is not None:
-            call.capture_output(lambda: ["".join(captured)], self.finish_reasons[0] if self.finish_reasons else None)
-        if error is not None:
-            call.fail(error, usage, incomplete=True)
-            return
-        call.finish(
+        call.end_stream(
             usage,
+            error=error,
+            incomplete=incomplete and self.usage is None,
+            texts=self.captured,
             response_id=self.response_id,
             response_model=self.model,
             finish_reasons=self.finish_reasons,
             service_tier=self.service_tier,
-            incomplete=incomplete and self.usage is None,
             error_type=self.error_type,
         )

@@ -31,7 +31,7 @@ from ..pricing.usage import TokenUsage
 
 __all__ = [
     "CHARS_PER_TOKEN", "METHOD_CHARS", "TOKENS_PER_MESSAGE", "encoding_name_for", "estimate", "find_encoding",
-    "texts_of",
+    "output_at_least_seen", "texts_of", "tokens_in_chars",
 ]
 
 CHARS_PER_TOKEN = 4
@@ -67,15 +67,32 @@ def _collect(value: Any, out: list[str], depth: int) -> None:
             _collect(item, out, depth + 1)
 
 
+def tokens_in_chars(chars: int) -> int:
+    """The documented approximation: one token per four characters, rounded up."""
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def output_at_least_seen(usage: TokenUsage, output_chars: int, reasoning_chars: int | None = None) -> bool:
+    """A stream that stopped before its final usage: raise the output count the provider reported so
+    far to the text seen (`tokens_in_chars`), a floor for the real count, marked estimated. The
+    reasoning count becomes ``reasoning_chars``' when given, and never exceeds the output. Returns
+    whether the count was raised."""
+    seen = tokens_in_chars(output_chars)
+    if seen <= usage.output_tokens:
+        return False
+    usage.output_tokens = seen
+    reasoning = usage.reasoning_tokens if reasoning_chars is None else tokens_in_chars(reasoning_chars)
+    usage.reasoning_tokens = min(reasoning, seen)
+    usage.estimated = True
+    usage.estimate_method = METHOD_CHARS
+    return True
+
+
 def estimate_usage(input_chars: int, input_messages: int, output_chars: int) -> TokenUsage:
     """The documented approximation: one token per four characters, plus the per-message overhead."""
-
-    def tokens(chars: int) -> int:
-        return -(-chars // CHARS_PER_TOKEN)
-
     return TokenUsage(
-        input_tokens=tokens(input_chars) + TOKENS_PER_MESSAGE * input_messages,
-        output_tokens=tokens(output_chars),
+        input_tokens=tokens_in_chars(input_chars) + TOKENS_PER_MESSAGE * input_messages,
+        output_tokens=tokens_in_chars(output_chars),
         estimated=True,
         estimate_method=METHOD_CHARS,
     )

@@ -36,9 +36,9 @@ from .open_streams import forget, track
 from .span_attributes import set_own_attributes
 
 __all__ = [
-    "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "in_wrapped_call",
-    "json_field", "mark_wrapped", "note_retries", "provider_span_at_shutdown", "run_call", "run_call_async",
-    "unmark_wrapped",
+    "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "field_of",
+    "in_wrapped_call", "json_field", "mark_wrapped", "note_retries", "provider_span_at_shutdown", "run_call",
+    "run_call_async", "unmark_wrapped",
 ]
 
 
@@ -183,6 +183,39 @@ class LLMCall:
         except Exception as exc:  # noqa: BLE001
             internal_error("llm call finish", exc)
 
+    def end_stream(
+        self,
+        usage: TokenUsage | None,
+        *,
+        error: BaseException | None,
+        incomplete: bool,
+        texts: list[str] | None = None,
+        response_id: str | None = None,
+        response_model: str | None = None,
+        finish_reasons: list[str] | None = None,
+        service_tier: str | None = None,
+        error_type: str | None = None,
+    ) -> None:
+        """How every `StreamWatcher` ends its call, with what the stream said: the text streamed back
+        (``texts``, kept by the watcher only when content capture is on) goes on the span with the first
+        finish reason; a stream that failed is a failed call, incomplete, with the usage seen before the
+        error; any other finishes with ``incomplete`` as the adapter judged it (its provider's rule for
+        a stream that ended before its usage or its stop). The time to the first chunk is already kept."""
+        if texts is not None:
+            self.capture_output(lambda: ["".join(texts)], finish_reasons[0] if finish_reasons else None)
+        if error is not None:
+            self.fail(error, usage, incomplete=True)
+            return
+        self.finish(
+            usage,
+            response_id=response_id,
+            response_model=response_model,
+            finish_reasons=finish_reasons,
+            service_tier=service_tier,
+            incomplete=incomplete,
+            error_type=error_type,
+        )
+
     def fail(self, error: BaseException, usage: TokenUsage | None = None, incomplete: bool = False) -> None:
         if self._ended:
             return
@@ -258,7 +291,8 @@ class StreamWatcher:
     """What a provider adapter supplies for a stream: it sees each chunk and says how it ended.
 
     ``on_chunk`` returns False for a chunk the caller must not see (the usage-only chunk unitcost
-    asked for on the caller's behalf); ``finish`` is called exactly once.
+    asked for on the caller's behalf); ``finish`` is called exactly once, and ends the call with
+    `LLMCall.end_stream`.
     """
 
     def on_chunk(self, chunk: Any) -> bool:
@@ -266,6 +300,16 @@ class StreamWatcher:
 
     def finish(self, call: LLMCall, *, incomplete: bool, error: BaseException | None) -> None:
         raise NotImplementedError
+
+
+def field_of(obj: Any, name: str) -> Any:
+    """A field of an SDK object or of its JSON (dict) form (a raw response's body); None when absent.
+    How adapters read a response, whichever form the caller asked for."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 def json_field(obj: Any, name: str, default: Any = None) -> Any:

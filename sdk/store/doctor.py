@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.errors import StoreError
-from .losses import loss_file_for
+from .losses import dropped_by_reason, loss_file_for
 from .schema import UNITCOST_TABLES, migrations
 
 __all__ = ["store_health"]
@@ -74,16 +74,8 @@ def store_health(path: str | os.PathLike[str], *, full_check: bool = True) -> di
                 for table in _TABLES
                 if table in tables
             }
-            dropped: dict[str, int] = {}
-            last_drop_ns = None
-            if "dropped_spans" in tables:
-                for reason, count in conn.execute("SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason"):
-                    dropped[reason] = int(count)
-                last_drop_ns = conn.execute("SELECT MAX(recorded_ns) FROM dropped_spans").fetchone()[0]
-            # Counted by writers that could not reach the store, not yet moved into it (unitcost.store.losses).
-            for ns, reason, count, _ in loss_file_for(path).read():
-                dropped[reason] = dropped.get(reason, 0) + count
-                last_drop_ns = max(last_drop_ns or 0, ns)
+            # With what writers that could not reach the store counted beside it (unitcost.store.losses).
+            dropped, last_drop_ns = dropped_by_reason(conn.execute, "dropped_spans" in tables, loss_file_for(path))
             health["dropped_spans"] = sum(dropped.values())
             health["dropped_by_reason"] = dropped
             health["last_drop_ns"] = last_drop_ns

@@ -16,13 +16,13 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .backend import redact_url
 
-__all__ = ["LossFile", "loss_file_for"]
+__all__ = ["LossFile", "dropped_by_reason", "dropped_spans", "loss_file_for"]
 
 _SUFFIX = ".lost"
 
@@ -114,6 +114,47 @@ class LossFile:
             count for ns, _, count, _ in self.read()
             if (since_ns is None or ns >= since_ns) and (until_ns is None or ns < until_ns)
         )
+
+
+# A store's `execute` (``?`` placeholders): an SQLite connection's or a `StoreBackend`'s.
+Execute = Callable[[str, Sequence[Any]], Any]
+
+
+def dropped_spans(
+    execute: Execute, has_table: bool, losses: LossFile | None, since_ns: int | None = None,
+    until_ns: int | None = None,
+) -> int:
+    """How many spans were dropped instead of stored (recorded in [since, until) when given): the
+    store's ``dropped_spans`` rows (``has_table``: a store older than that table has none) plus what
+    writers counted in the store's loss file and no writer has moved into it yet. The one rule every
+    backend's `dropped_spans`, and so every report, uses."""
+    pending = 0 if losses is None else losses.total(since_ns, until_ns)
+    if not has_table:
+        return pending
+    clauses, params = ["1 = 1"], []
+    if since_ns is not None:
+        clauses.append("recorded_ns >= ?")
+        params.append(since_ns)
+    if until_ns is not None:
+        clauses.append("recorded_ns < ?")
+        params.append(until_ns)
+    row = execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
+    return int(row[0] or 0) + pending
+
+
+def dropped_by_reason(execute: Execute, has_table: bool, losses: LossFile | None) -> tuple[dict[str, int], int | None]:
+    """`doctor`'s view of the same counts as `dropped_spans`: (spans by reason, when the last drop was
+    recorded, or None)."""
+    dropped: dict[str, int] = {}
+    last_drop_ns = None
+    if has_table:
+        by_reason = execute("SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason ORDER BY reason", ())
+        dropped = {reason: int(count) for reason, count in by_reason}
+        last_drop_ns = execute("SELECT MAX(recorded_ns) FROM dropped_spans", ()).fetchone()[0]
+    for ns, reason, count, _ in losses.read() if losses is not None else ():
+        dropped[reason] = dropped.get(reason, 0) + count
+        last_drop_ns = max(last_drop_ns or 0, ns)
+    return dropped, last_drop_ns
 
 
 def _alive(claimed: Path) -> bool:

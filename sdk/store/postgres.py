@@ -21,6 +21,8 @@ from typing import Any
 
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
+from .losses import dropped_by_reason, loss_file_for
+from .losses import dropped_spans as count_dropped
 from .postgres_schema import (
     MIGRATIONS,
     STORE_TABLES,
@@ -224,15 +226,10 @@ class PostgresBackend(StoreBackend):
             refresh_totals(conn, stale, prices)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
-        clauses, params = ["true"], []
-        if since_ns is not None:
-            clauses.append("recorded_ns >= ?")
-            params.append(since_ns)
-        if until_ns is not None:
-            clauses.append("recorded_ns < ?")
-            params.append(until_ns)
-        row = self.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
-        return int(row[0] or 0)
+        # The loss file is the one a writer that could not reach this server kept (in the per-user
+        # state directory, named from the URL without its password).
+        losses = loss_file_for(self.url)
+        return count_dropped(self.execute, "dropped_spans" in self.tables(), losses, since_ns, until_ns)
 
     def health(self, *, full_check: bool = True) -> dict[str, Any]:
         """`unitcost doctor`: the server, the role, the redacted URL, migrations, sizes, rows and
@@ -249,12 +246,7 @@ class PostgresBackend(StoreBackend):
         sizes = {t: x("SELECT pg_total_relation_size(to_regclass(?))", [t]).fetchone()[0] for t in _ALL_TABLES
                  if t in present}
         rows = {t: x(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in STORE_TABLES if t in present}
-        dropped: dict[str, int] = {}
-        last_drop_ns = None
-        if "dropped_spans" in present:
-            dropped = {reason: int(n) for reason, n in x(
-                "SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason ORDER BY reason")}
-            last_drop_ns = x("SELECT MAX(recorded_ns) FROM dropped_spans").fetchone()[0]
+        dropped, last_drop_ns = dropped_by_reason(x, "dropped_spans" in present, loss_file_for(self.url))
         warnings: list[str] = []
         if dropped:
             warnings.append(f"{sum(dropped.values())} span(s) were dropped instead of stored: reports are too low")

@@ -21,6 +21,7 @@ from sqlite_utils.migrations import Migrations
 
 from ..common.errors import StoreError
 from .backend import is_url
+from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
 from .rollups import create_tables_sql, mark_all_sql, sqlite_triggers
 from .rollups import refresh as refresh_rollups
@@ -241,22 +242,13 @@ SESSION_COST_SQL = "SUM(CASE WHEN type = 'session' THEN COALESCE(cost_pico, 0) E
 
 
 def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
-    """How many spans were dropped (recorded in [since, until) when given) instead of stored."""
-    pending = 0  # counted by writers that could not reach the store, not yet moved into it
+    """How many spans were dropped (recorded in [since, until) when given) instead of stored: the rule
+    of `unitcost.store.losses.dropped_spans`, for an SQLite store and the loss file beside it."""
+    losses = None  # an in-memory store has no file, so no loss file beside it
     for _, name, file in db.execute("PRAGMA database_list").fetchall():
         if name == "main" and file:
-            pending = loss_file_for(file).total(since_ns, until_ns)
-    if "dropped_spans" not in db.table_names():
-        return pending
-    clauses, params = ["1"], []
-    if since_ns is not None:
-        clauses.append("recorded_ns >= ?")
-        params.append(since_ns)
-    if until_ns is not None:
-        clauses.append("recorded_ns < ?")
-        params.append(until_ns)
-    row = db.execute(f"SELECT SUM(count) FROM dropped_spans WHERE {' AND '.join(clauses)}", params).fetchone()
-    return int(row[0] or 0) + pending
+            losses = loss_file_for(file)
+    return count_dropped(db.execute, "dropped_spans" in db.table_names(), losses, since_ns, until_ns)
 
 
 def default_db_path() -> str | Path:

@@ -10,6 +10,7 @@ import pytest
 
 from unitcost.exporters import store as store_module
 from unitcost.exporters.store import (
+    FIRST_SCHEDULE_SECONDS,
     SCHEDULE_SECONDS,
     WRITER_LATE_SECONDS,
     YIELD_EVERY_SECONDS,
@@ -53,6 +54,19 @@ def test_a_late_batch_gets_one_short_pause_per_interval(processor):
     processor._make_way(was_empty=False)
     assert processor.sleeps == [YIELD_SECONDS, YIELD_SECONDS]
     assert YIELD_SECONDS / YIELD_EVERY_SECONDS <= 0.1  # at most a tenth of a thread's time
+
+
+def test_the_first_batch_goes_sooner(tmp_path):
+    made = StoreSpanProcessor(tmp_path / "first.db")
+    try:
+        batch = made._batch_processor
+        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS < SCHEDULE_SECONDS
+        made._exporter.export([])  # nothing written: still the first schedule
+        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS
+        made._exporter.after_first_batch()  # what a first batch with spans calls
+        assert batch._schedule_delay == SCHEDULE_SECONDS
+    finally:
+        made.shutdown()
 
 
 def test_a_writer_that_has_not_woken_on_schedule_gets_a_pause(processor):

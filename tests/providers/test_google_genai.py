@@ -355,3 +355,63 @@ def test_content_is_captured_only_when_asked(make_store, gemini):
     output = json.loads(captured[0]["output_messages"])
     assert output == [{"role": "assistant", "parts": [{"type": "text", "content": "Your order ships today."}],
                        "finish_reason": "STOP"}]
+
+
+# A voice note (25 s: Gemini counts 32 audio tokens a second, 800 tokens) asked about next to a cached
+# context holding a 60 s recording (1,920 audio tokens) and 200 tokens of text; 40 new text tokens.
+# The by-modality details split each count; the cache is inside the prompt, as for text.
+AUDIO_USAGE = {
+    "promptTokenCount": 2960,
+    "cachedContentTokenCount": 2120,
+    "candidatesTokenCount": 58,
+    "thoughtsTokenCount": 120,
+    "totalTokenCount": 3138,
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 240}, {"modality": "AUDIO", "tokenCount": 2720}],
+    "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 200}, {"modality": "AUDIO", "tokenCount": 1920}],
+    "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 58}],
+    "trafficType": "ON_DEMAND",
+}
+# By hand, gemini-2.5-flash per million tokens: text input $0.30, text cache read $0.03, audio input
+# $1.00, audio cache read $0.10, output $2.50 (thoughts included):
+#   40 text * 0.30 = 12; 200 cached text * 0.03 = 6; 800 audio * 1.00 = 800; 1920 cached audio * 0.10 = 192;
+#   (58 + 120) output * 2.50 = 445; in all 1,455 per million = $0.001455. Priced as text, it was $0.0007606.
+AUDIO_PICO = 1_455_000_000
+AUDIO_REASONING_PICO = 120 * 2_500_000
+VOICE_NOTE = [types.Part.from_bytes(data=b"RIFF\x24\x00\x00\x00WAVEfmt ", mime_type="audio/wav"), "Answer the caller."]
+
+
+def assert_audio_priced(row):
+    # The store keeps audio in the bucket of its kind; the cost prices it at the audio rates.
+    assert (row["input_tokens"], row["cache_read_tokens"]) == (840, 2120)  # 40 + 800 uncached; 200 + 1920 cached
+    assert (row["output_tokens"], row["reasoning_tokens"]) == (58, 120)
+    assert (row["cost_pico"], row["reasoning_cost_pico"]) == (AUDIO_PICO, AUDIO_REASONING_PICO)
+
+
+def test_audio_hand_price_agrees_with_genai_prices():
+    extracted = extract_usage(body(AUDIO_USAGE), provider_id="google")
+    assert (extracted.usage.input_audio_tokens, extracted.usage.cache_audio_read_tokens) == (2720, 1920)
+    assert calc_price(extracted.usage, MODEL, provider_id="google").total_price == Decimal("0.001455")
+    assert to_pico(Decimal("0.001455")) == AUDIO_PICO
+
+
+def test_audio_tokens_are_priced_at_the_audio_rates(store_db, gemini):
+    answer = body(AUDIO_USAGE)
+    client = gemini(lambda method, path, request: (200, {"Content-Type": "application/json"}, answer))
+    response = client.models.generate_content(model=MODEL, contents=VOICE_NOTE)
+
+    assert response.usage_metadata.prompt_tokens_details[1].token_count == 2720  # the caller's, untouched
+    (row,) = rows(store_db)
+    assert_audio_priced(row)
+
+
+def test_audio_tokens_of_a_stream_are_the_last_chunks(store_db, gemini):
+    first = {**AUDIO_USAGE, "candidatesTokenCount": 20,
+             "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 20}]}
+    chunks = [body(first, parts=[{"text": "Your order "}], finish=None), body(AUDIO_USAGE, parts=[{"text": "ships."}])]
+    client = gemini(GeminiServer(stream=chunks))
+    assert [c.text for c in client.models.generate_content_stream(model=MODEL, contents=VOICE_NOTE)] == [
+        "Your order ", "ships."]
+
+    (row,) = rows(store_db)
+    assert row["streamed"] == 1 and row["incomplete"] == 0
+    assert_audio_priced(row)

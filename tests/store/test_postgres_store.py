@@ -260,3 +260,25 @@ def test_a_batch_of_thousands_of_runs_takes_few_locks(pg_url: str, monkeypatch: 
     with connect(pg_url) as pg:
         assert pg.execute("SELECT COUNT(*) FROM calls").fetchone() == (len(calls),)
         assert pg.execute("SELECT COUNT(*) FROM run_sums").fetchone() == (len(calls),)
+
+
+def test_spans_a_writer_could_not_store_count_as_dropped_until_moved_in(
+    pg_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A writer that could not reach the server counted its losses in the loss file named from the URL
+    # (unitcost.store.losses): reports and doctor add them to the table's, by the one rule SQLite's use.
+    from unitcost.store.losses import loss_file_for
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    writer, conn = PostgresWriter(PriceBook()), open_connection(pg_url)
+    writer.write(conn, [], [], {"queue_full": 2})
+    conn.close()
+    loss_file_for(pg_url).add({"store_unavailable": 5})
+    with PostgresBackend(pg_url, create=False) as backend:
+        assert backend.dropped_spans() == 7
+        health = backend.health()
+        assert health["dropped_spans"] == 7
+        assert health["dropped_by_reason"] == {"queue_full": 2, "store_unavailable": 5}
+        (recorded,) = [ns for ns, *_ in loss_file_for(pg_url).read()]
+        assert health["last_drop_ns"] >= recorded
+        assert backend.dropped_spans(since_ns=recorded + 1) == 0  # the window applies to both
