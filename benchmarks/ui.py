@@ -1,10 +1,14 @@
 """`unitcost ui` on the 1,000,000-call store (`store.build_store`, cached): server time per page and
 page weight. In-process (Starlette's TestClient): the time is the app's own, no browser or network.
 
-A page's first request after the store changed computes its report (the same engine as `unitcost
-report`, the baseline measured here in the same run); the app keeps the result per store version and
-the live-update stream computes it again when the store changes, before the browser fetches the page.
-So the figure that the target speaks of is a page served from that: "warm". "cold" is reported beside it.
+Each page is measured cold, then warm. Cold: the first request after the store changed, which reads
+the store (the rollups): the app's results kept in memory are forgotten first, as a store change
+makes it forget them (its templates stay compiled, as in a server that has shown the page once);
+warm: the median of the requests that follow (the app keeps each result per store version).
+Both as wall time and as the process's CPU time, since the machine may be shared. The baseline, in
+the same run: `unitcost report` in-process. The what-if page re-prices every call on a thread of its
+own (the request answers at once with "re-pricing"): the time until its rows are shown is reported
+beside it, with no target.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ from .store import build_store
 
 TARGET_MS = 300
 WEIGHT_TARGET = 500_000
+PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/tasks", "/tasks?sort=cost&dir=desc",
+         "/tasks?kind=support_ticket&sort=cost&dir=desc", "/tasks?retried=1&sort=runs", "/tasks?q=zzz",
+         "/tasks?sort=duration", "/tasks?page=1000", "TASK", "/compare?a=14d..7d&b=7d..",
+         "/whatif?model=gpt-4o-mini"]
+
+
+def _timed(client: Any, page: str) -> tuple[Any, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    response = client.get(page)
+    return response, (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
 
 
 def measure(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) -> tuple[list[Row], dict[str, Any]]:
@@ -30,35 +44,47 @@ def measure(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) 
 
     path, _ = build_store(tasks, calls_per_task, days, log)
     with open_store(path) as db:
-        started = time.perf_counter()
+        report(db)  # (imports and the store's first read out of the baseline)
+        started, cpu = time.perf_counter(), time.process_time()
         report(db)
-        baseline_ms = (time.perf_counter() - started) * 1000
-    client = TestClient(create_app(path))
-    static = sum(len(client.get(f"/static/{name}").content) for name in ("app.css", "app.js"))
-    pages = ["/", "/?by=model", "/?every=week", "/tasks", "/tasks?sort=cost&dir=desc", "/tasks?retried=1&sort=runs",
-             "/tasks?q=zzz", "TASK", "/compare?a=14d..7d&b=7d.."]
+        baseline_ms, baseline_cpu = (time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
+    static_client = TestClient(create_app(path))
+    static = sum(len(static_client.get(f"/static/{name}").content) for name in ("app.css", "app.js"))
+    static_client.get("/")  # (templates compiled and modules imported: not a page's cost)
+    costliest = re.search(r"/task/([0-9a-f]+)", static_client.get("/tasks?sort=cost&dir=desc").text)
     rows, data = [], {}
-    for page in pages:
+    for page in PAGES:
         if page == "TASK":
-            listing = client.get("/tasks?sort=cost&dir=desc").text
-            page = "/task/" + re.search(r"/task/([0-9a-f]+)", listing).group(1)  # type: ignore[union-attr]
-        started = time.perf_counter()
-        response = client.get(page)
-        cold_ms = (time.perf_counter() - started) * 1000
-        warm = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            client.get(page)
-            warm.append((time.perf_counter() - started) * 1000)
-        warm_ms = statistics.median(warm)
+            page = "/task/" + costliest.group(1)  # type: ignore[union-attr]
+        client = TestClient(create_app(path))
+        client.get("/whatif" if page.startswith("/whatif") else page)  # (its template compiled)
+        client.app.state.reader.forget()  # cold: as after a store change
+        response, cold_ms, cold_cpu = _timed(client, page)
+        computed_s = None
+        if page.startswith("/whatif"):
+            wall = time.perf_counter()
+            while 'id="computing"' in response.text and time.perf_counter() - wall < 600:
+                time.sleep(0.5)
+                response = client.get(page)
+            computed_s = time.perf_counter() - wall
+        warm = [_timed(client, page) for _ in range(repeats)]
+        warm_ms = statistics.median(w for _, w, _ in warm)
+        warm_cpu = statistics.median(c for _, _, c in warm)
         weight = len(response.content) + static
         name = page if not page.startswith("/task/") else "/task/<costliest>"
-        data[name] = {"status": response.status_code, "cold_ms": cold_ms, "warm_ms": warm, "bytes": weight}
-        log(f"  ui: {name} {response.status_code} cold {cold_ms:.0f} ms, warm {warm_ms:.0f} ms, {weight:,} bytes")
+        data[name] = {"status": response.status_code, "cold_ms": cold_ms, "cold_cpu_ms": cold_cpu,
+                      "warm_ms": [w for _, w, _ in warm], "warm_cpu_ms": [c for _, _, c in warm], "bytes": weight,
+                      "computed_s": computed_s}
+        log(f"  ui: {name} {response.status_code} cold {cold_ms:.0f} ms (cpu {cold_cpu:.0f}), "
+            f"warm {warm_ms:.0f} ms (cpu {warm_cpu:.0f}), {weight:,} bytes"
+            + (f"; re-priced in {computed_s:.0f} s" if computed_s is not None else ""))
+        worst = max(cold_ms, warm_ms)
         rows.append(Row(
-            "ui", f"page {name} (server time, warm)", f"unitcost report in-process {baseline_ms:.0f} ms",
-            f"{warm_ms:.0f} ms [cold {cold_ms:.0f} ms]; {weight / 1000:,.0f} KB", f"<= {TARGET_MS} ms, < 500 KB",
-            response.status_code == 200 and warm_ms <= TARGET_MS and weight < WEIGHT_TARGET,
-            "cold: the first request after a change, which computes the report" if cold_ms > TARGET_MS else "",
+            "ui", f"page {name} (server time)",
+            f"unitcost report in-process {baseline_ms:.0f} ms (cpu {baseline_cpu:.0f})",
+            f"cold {cold_ms:.0f} ms (cpu {cold_cpu:.0f}), warm {warm_ms:.0f} ms (cpu {warm_cpu:.0f}); "
+            f"{weight / 1000:,.0f} KB", f"<= {TARGET_MS} ms, < 500 KB",
+            response.status_code == 200 and worst <= TARGET_MS and weight < WEIGHT_TARGET,
+            f"rows shown {computed_s:.0f} s later (re-priced on a thread)" if computed_s is not None else "",
         ))
     return rows, data

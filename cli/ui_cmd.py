@@ -20,7 +20,13 @@ from ._options import DB_HELP
     "Default: $UNITCOST_UI_TOKEN.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in the default browser.")
-def ui_command(db_path: str | None, host: str, port: int, token: str | None, open_browser: bool) -> None:
+@click.option(
+    "--prices", "price_files", multiple=True, type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+    help="A price table the what-if page offers (as `unitcost whatif --prices FILE`). Repeatable.",
+)
+def ui_command(
+    db_path: str | None, host: str, port: int, token: str | None, open_browser: bool, price_files: tuple[str, ...]
+) -> None:
     """A live dashboard in the browser: overview and trends, tasks, span trees, compare and what-if.
 
     Needs the `ui` extra: pip install 'unitcost[ui]'. It reads the store (the numbers are those of
@@ -31,6 +37,7 @@ def ui_command(db_path: str | None, host: str, port: int, token: str | None, ope
     Examples:
       unitcost ui --db unitcost-demo.db --open
       unitcost ui --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+      unitcost ui --prices negotiated.toml
     """
     try:
         from unitcost.ui.server import check_ui_bind, serve
@@ -46,7 +53,7 @@ def ui_command(db_path: str | None, host: str, port: int, token: str | None, ope
     except (StoreError, UnitcostError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        serve(path, host=host, port=port, token=token, open_browser=open_browser,
+        serve(path, host=host, port=port, token=token, open_browser=open_browser, prices=price_files,
               announce=lambda line: click.echo(line, err=True))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

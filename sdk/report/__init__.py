@@ -16,8 +16,8 @@ __all__ = [
     "EVERY", "GROUP_FIELDS", "NO_TASK", "Node", "ReportError", "Repricer", "RunDetail", "TASK_SORTS", "TaskSummary",
     "add_outcome", "all_tasks", "breaches", "cap_per_user", "compare", "dropped_note", "estimated_note",
     "format_energy", "group_label", "html_report", "outcome_words", "page_of_tasks", "parse_cap", "parse_side",
-    "recent_runs", "report", "row_for_json", "show_run", "store_version", "unpriced_calls_note", "unpriced_note",
-    "users_report", "warnings_for", "whatif", "write_html_report",
+    "recent_runs", "report", "row_for_json", "show_run", "store_version", "task_page", "unpriced_calls_note",
+    "unpriced_note", "users_report", "warnings_for", "whatif", "write_html_report",
 ]
 
 _WHERE = {
@@ -28,7 +28,7 @@ _WHERE = {
     "show_run": "inspect", "outcome_words": "inspect",
     "breaches": "checks", "warnings_for": "checks", "html_report": "html", "write_html_report": "html",
     "TASK_SORTS": "browse", "TaskSummary": "browse", "all_tasks": "browse", "page_of_tasks": "browse",
-    "store_version": "browse",
+    "store_version": "browse", "task_page": "task_list",
     "NO_TASK": "notes", "dropped_note": "notes", "estimated_note": "notes", "group_label": "notes",
     "unpriced_calls_note": "notes", "unpriced_note": "notes",
 }

@@ -7,7 +7,7 @@ key, the latest outcome winning), so a task's cost here is the cost a report add
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,8 @@ class TaskSummary:
     estimated_calls: int
     outcome: str | None
     success: bool | None
+    # its runs' attributes merged, later runs winning (as reports read them); filled for a page of tasks
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def cost_usd(self) -> Decimal:

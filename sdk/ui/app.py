@@ -11,6 +11,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_labe
 from unitcost.store.backend import is_url, redact_url
 
 from .charts import sparkline, waterfall
-from .data import TREND_METRICS, Filters, Reader, trend_series
+from .data import TREND_METRICS, Filters, Reader, WhatIf, trend_series
 
 __all__ = ["create_app"]
 
@@ -145,10 +146,13 @@ class _TokenGate(BaseHTTPMiddleware):
 
 
 def create_app(
-    db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0, warm: bool = False
+    db_path: str | Path, *, token: str | None = None, poll_interval: float = 1.0, warm: bool = False,
+    prices: Sequence[str | Path] = (),
 ) -> Starlette:
     """The app over the store at `db_path` (a path or a postgresql:// URL). `token`: required of
-    every request when set. `warm`: compute the overview and the task list in the background now."""
+    every request when set. `warm`: compute the overview and the task list in the background now.
+    `prices`: price tables (TOML files, as `unitcost whatif --prices` takes) the what-if page offers."""
+    price_files = [str(p) for p in prices]
     reader = Reader(store_location(db_path))
     templates = Jinja2Templates(env=_environment())
     shown_location = redact_url(str(reader.location)) if is_url(reader.location) else str(reader.location)
@@ -200,13 +204,13 @@ def create_app(
         try:
             options = filters.report_options()
             version = await run(reader.version)
-            (total, every_row), computed_at = await run(lambda: reader.task_list(
+            (total, rows), computed_at = await run(lambda: reader.task_list(
                 sort=sort, descending=descending, kind=filters.kind or None, search=search or None,
                 retried=retried, since_ns=options["since_ns"], until_ns=options["until_ns"],
+                offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
             ))
         except (UnitcostError, ValueError) as exc:
             return failed(request, exc, filters)
-        rows = every_row[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
         state = {"kind": filters.kind, "since": filters.since, "until": filters.until, "q": search,
                  "retried": "1" if retried else "", "sort": sort, "dir": "desc" if descending else "asc"}
         return render(request, "tasks.html", {
@@ -268,25 +272,36 @@ def create_app(
     async def whatif(request: Request) -> Response:
         q = request.query_params
         filters = Filters.from_query(q)
-        model = (q.get("model") or "").strip() or None
-        from_model = (q.get("from_model") or "").strip() or None
-        assume_cache = q.get("cache") == "1"
-        rows: list[dict[str, Any]] = []
+        price_file = q.get("prices") or None
+        routes = tuple(r.strip() for r in (q.get("route") or "").splitlines() if r.strip())
+        batch = tuple(k for k in (q.get("batch") or "").replace(",", " ").split() if k)
+        what = WhatIf(model=(q.get("model") or "").strip() or None,
+                      from_model=(q.get("from_model") or "").strip() or None, price_file=price_file,
+                      assume_cache=q.get("cache") == "1", routes=routes, batch_kinds=batch)
+        result: dict[str, Any] | None = None
         version, computed_at = "", time.time()
-        if model or assume_cache:
+        if price_file is not None and price_file not in price_files:
+            # (only the tables `unitcost ui --prices` named: a URL must not read any file of the machine)
+            return failed(request, ValueError(
+                f"no price table {price_file!r}: start the UI with `unitcost ui --prices FILE` to offer one"), filters)
+        if what.asks():
             try:
                 version = await run(reader.version)
-                rows, computed_at = await run(reader.whatif, model, from_model, assume_cache, filters)
+                result, computed_at = await run(reader.whatif, what, filters)
             except (UnitcostError, ValueError) as exc:
                 return failed(request, exc, filters)
-        what = " + ".join(p for p in (
-            f"{from_model or 'every model'} -> {model}" if model else "",
-            "prompt caching assumed" if assume_cache else "",
+        words = " + ".join(p for p in (
+            f"{what.from_model or 'every model'} -> {what.model}" if what.model else "",
+            f"prices from {price_file}" if price_file else "",
+            "prompt caching assumed" if what.assume_cache else "",
+            *(f"route {r}" for r in routes),
+            f"Batch API for {', '.join(batch)}" if batch else "",
         ) if p)
         return render(request, "compare.html", {
-            "filters": filters, "rows": rows, "version": version, "computed_at": computed_at,
-            "model": model or "", "from_model": from_model or "", "cache": assume_cache,
-            "title": f"What if: {what}", "a_label": "now", "b_label": "what if", "mode": "whatif",
+            "filters": filters, "rows": result["rows"] if result else [], "version": version,
+            "computed_at": computed_at, "what": what, "price_files": price_files, "result": result,
+            "computing": what.asks() and result is None, "started_ago": time.time() - computed_at,
+            "title": f"What if: {words}", "a_label": "now", "b_label": "what if", "mode": "whatif",
         })
 
     async def events(request: Request) -> Response:
@@ -343,6 +358,6 @@ def _warm(reader: Reader) -> None:
     try:
         reader.overview(Filters())
         reader.task_list(sort="started", descending=True, kind=None, search=None, retried=False,
-                         since_ns=None, until_ns=None)
+                         since_ns=None, until_ns=None, offset=0, limit=PAGE_SIZE)
     except Exception:  # the page will say what is wrong when it is asked for
         logger.debug("unitcost ui: warming up failed", exc_info=True)

@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unitcost.common.timewindow import parse_time
 from unitcost.query import open_store
-from unitcost.report import EVERY, add_outcome, all_tasks, page_of_tasks, report, show_run, store_version
+from unitcost.report import EVERY, add_outcome, report, show_run, store_version, task_page
 from unitcost.store.backend import StoreBackend
 
-__all__ = ["Filters", "Reader", "TREND_METRICS", "trend_series"]
+if TYPE_CHECKING:
+    from unitcost.report import Repricer
+
+__all__ = ["Filters", "Reader", "TREND_METRICS", "WhatIf", "trend_series"]
 
 # The overview's trends: (report field, words), each drawn per time bucket with its change.
 TREND_METRICS = (
@@ -84,6 +87,27 @@ class Filters:
         return pairs
 
 
+@dataclass(frozen=True)
+class WhatIf:
+    """A what-if's options, as the what-if page's URL carries them (`unitcost whatif`'s)."""
+
+    model: str | None = None
+    from_model: str | None = None
+    price_file: str | None = None  # one of the files `unitcost ui --prices` named
+    assume_cache: bool = False
+    routes: tuple[str, ...] = ()
+    batch_kinds: tuple[str, ...] = ()
+
+    def asks(self) -> bool:
+        return bool(self.model or self.price_file or self.assume_cache or self.routes or self.batch_kinds)
+
+    def repricer(self) -> Repricer:
+        from unitcost.report import Repricer
+
+        return Repricer(model=self.model, from_model=self.from_model, price_file=self.price_file,
+                        assume_cache=self.assume_cache, routes=self.routes, batch_kinds=self.batch_kinds)
+
+
 @dataclass
 class _Entry:
     version: str
@@ -100,6 +124,8 @@ class Reader:
     _cache: OrderedDict[tuple[Any, ...], _Entry] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refreshing: threading.Lock = field(default_factory=threading.Lock)
+    _pending: dict[tuple[Any, ...], float] = field(default_factory=dict)  # computing on a thread: since when
+    _failed: dict[tuple[Any, ...], Exception] = field(default_factory=dict)
 
     @contextmanager
     def _db(self) -> Iterator[StoreBackend]:
@@ -128,6 +154,11 @@ class Reader:
                 self._cache.popitem(last=False)
         return value, computed_at
 
+    def forget(self) -> None:
+        """Forget every result kept (the next request for each reads the store again)."""
+        with self._lock:
+            self._cache.clear()
+
     def refresh(self, most: int = 6) -> None:
         """Compute again the most recently used results the store has changed under, so that the pages
         the browsers show find theirs ready when told to fetch again (one refresh at a time)."""
@@ -137,7 +168,8 @@ class Reader:
             with self._db() as db:
                 version = store_version(db)
                 for key, entry in reversed(recent):
-                    if entry.version != version:
+                    # (a what-if takes seconds: it is computed again on a thread when next asked for)
+                    if entry.version != version and key[0] != "whatif":
                         value = entry.compute(db)
                         with self._lock:
                             self._cache[key] = _Entry(version, value, time.time(), entry.compute)
@@ -155,17 +187,10 @@ class Reader:
 
         return self._kept(("overview", filters), compute)
 
-    def tasks(self) -> tuple[list[Any], float]:
-        return self._kept(("tasks",), all_tasks)
-
     def task_list(self, **options: Any) -> tuple[tuple[int, list[Any]], float]:
-        """(how many tasks match, all of them in order) for a list's filters and sort (`page_of_tasks`)."""
-
-        def compute(db: StoreBackend) -> tuple[int, list[Any]]:
-            every, _ = self._kept(("tasks",), all_tasks)
-            return page_of_tasks(every, offset=0, limit=len(every), **options)
-
-        return self._kept(("task_list", tuple(sorted(options.items()))), compute)
+        """(how many tasks match, one page of them) for a list's filters, sort and page (`task_page`:
+        one statement over the per-task rollups)."""
+        return self._kept(("task_list", tuple(sorted(options.items()))), lambda db: task_page(db, **options))
 
     def task(self, run_id: str) -> tuple[Any, float]:
         """(`unitcost show`'s detail of the run, each run of its task with its cost), when computed."""
@@ -184,17 +209,57 @@ class Reader:
         side_a, side_b = parse_side(a), parse_side(b)
         return self._kept(("compare", a, b, by, kind), lambda db: compare(db, side_a, side_b, by=by, kind=kind))
 
-    def whatif(
-        self, model: str | None, from_model: str | None, assume_cache: bool, filters: Filters
-    ) -> tuple[list[dict[str, Any]], float]:
-        from unitcost.report import Repricer, whatif
-
-        repricer = Repricer(model=model, from_model=from_model, assume_cache=assume_cache)
+    def whatif(self, what: WhatIf, filters: Filters) -> tuple[dict[str, Any] | None, float]:
+        """`unitcost whatif`'s rows, notes and assumptions: (them, when computed) when kept for the
+        store's version, else (None, when started) and computed on a thread of its own. Re-pricing
+        every call of a million takes ~30 s of Python: a page request must not wait for it."""
+        what.repricer()  # (the options checked now: a bad one is said at once, not after the wait)
         options = filters.report_options()
-        return self._kept(
-            ("whatif", model, from_model, assume_cache, filters),
-            lambda db: whatif(db, repricer, **options),
-        )
+
+        def compute(db: StoreBackend) -> dict[str, Any]:
+            from unitcost.report import whatif
+
+            repricer = what.repricer()
+            rows = whatif(db, repricer, **options)
+            return {"rows": rows, "notes": repricer.notes(), "assumes": repricer.assumptions(what.price_file),
+                    "routed_calls": repricer.routed_calls, "batched_calls": repricer.batched_calls}
+
+        return self._in_background(("whatif", what, filters), compute)
+
+    def _in_background(self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any]) -> tuple[Any, float]:
+        """(the value, when computed); (None, when its computation started) before there is one. The
+        computation runs on a thread (one a key) whenever the value kept is not of the store's
+        version; meanwhile the value kept, of an older version, is given (its time says so): a store
+        written to all the time would otherwise never show one. An error is raised to the next asker."""
+        with self._db() as db:
+            version = store_version(db)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+            if entry is not None and entry.version == version:
+                return entry.value, entry.computed_at
+            failed = self._failed.pop((key, version), None)
+            if failed is not None:
+                raise failed
+            started = self._pending.get(key)
+            if started is None:
+                self._pending[key] = started = time.time()
+                threading.Thread(target=self._compute_in_background, args=(key, compute, version),
+                                 name="unitcost-ui-background", daemon=True).start()
+            return (entry.value, entry.computed_at) if entry is not None else (None, started)
+
+    def _compute_in_background(
+        self, key: tuple[Any, ...], compute: Callable[[StoreBackend], Any], version: str
+    ) -> None:
+        try:
+            self._kept(key, compute)
+        except Exception as exc:  # (said to the page's next request)
+            with self._lock:
+                self._failed[(key, version)] = exc
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
 
     def record_outcome(self, ref: str, label: str, kind: str | None, success: bool | None) -> tuple[str, str | None]:
         """The one write the UI makes, on an explicit action: `unitcost outcome REF LABEL` (same code)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,11 @@ def serve(
     token: str | None = None,
     open_browser: bool = False,
     announce: Callable[[str], None] = print,
+    prices: Sequence[str | Path] = (),
 ) -> None:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     check_ui_bind(host, token)
-    app = create_app(db_path, token=token, warm=True)
+    app = create_app(db_path, token=token, warm=True, prices=prices)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -7,6 +7,7 @@ import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -99,3 +100,65 @@ def test_tasks_sort_search_retried_and_pages(demo_store: Path) -> None:
 
 def test_the_demo_names_the_ui_among_the_next_commands(tmp_path: Path) -> None:
     assert "unitcost ui --db" in unitcost_cli("demo", db=tmp_path / "d.db")
+
+
+def test_whatif_with_a_price_table_equals_the_cli_and_is_computed_off_the_request(
+    demo_store: Path, tmp_path: Path
+) -> None:
+    import json
+    import time
+    from urllib.parse import urlencode
+
+    prices = tmp_path / "negotiated.toml"
+    prices.write_text('[[price]]\nmodel = "gpt-4o-mini"\ninput_mtok = 1.0\noutput_mtok = 2.0\n')
+    client = TestClient(create_app(demo_store, prices=[prices]))
+    offered = client.get("/whatif").text
+    assert f'<option value="{prices}"' in offered
+    url = "/whatif?" + urlencode({"prices": str(prices), "route": "input_tokens<100000:gpt-4o-mini", "batch": "x"})
+    first = client.get(url)
+    assert first.status_code == 200
+    page = first.text
+    deadline = time.monotonic() + 60  # (the what-if is computed on a thread; the page says so meanwhile)
+    while 'id="computing"' in page and time.monotonic() < deadline:
+        time.sleep(0.05)
+        page = client.get(url).text
+    assert 'id="computing"' not in page
+    cli = json.loads(unitcost_cli("whatif", "--prices", str(prices), "--route", "input_tokens<100000:gpt-4o-mini",
+                                  "--batch", "x", "--format", "json", db=demo_store))
+    assert len(cli) == 1  # (the demo's one kind: its row is the page's only one)
+    for row in cli:
+        for side in ("a", "b"):
+            shown = re.search(rf'data-metric="cost_usd">.*?data-side="{side}" data-value="([^"]*)"', page, re.S)
+            assert shown is not None and float(shown.group(1)) == row[side]["cost_usd"]
+    assert "call(s) routed" in page and f"prices from {prices}" in page
+    # Only the tables `unitcost ui --prices` named: a URL cannot make the server read another file.
+    refused = client.get("/whatif?" + urlencode({"prices": "/etc/passwd"}))
+    assert refused.status_code == 400 and "unitcost ui --prices FILE" in refused.text
+
+
+def test_a_whatif_kept_is_shown_while_the_changed_store_is_re_priced(demo_copy: Path) -> None:
+    import time
+
+    from unitcost.ui.data import Filters, Reader, WhatIf
+
+    reader = Reader(demo_copy)
+    what = WhatIf(assume_cache=True)
+
+    def wait_for(condition: Any) -> Any:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            value, _ = reader.whatif(what, Filters())
+            if condition(value):
+                return value
+            time.sleep(0.05)
+        raise AssertionError("the what-if was not computed in 60 s")
+
+    assert reader.whatif(what, Filters())[0] is None  # computing: the page says so
+    first = wait_for(lambda v: v is not None)
+    before = reader.version()
+    run_id = re.search(r"/task/([0-9a-f]+)", TestClient(create_app(demo_copy)).get("/tasks").text).group(1)  # type: ignore[union-attr]
+    unitcost_cli("outcome", run_id, "escalated", "--failure", db=demo_copy)
+    assert reader.version() != before
+    kept, _ = reader.whatif(what, Filters())
+    assert kept is first  # the one kept, at once, while the new one is computed
+    wait_for(lambda v: v is not first)

@@ -71,7 +71,10 @@ def test_click_through_filter_and_compare_equal_the_cli(page: Page, demo_store: 
     assert costs == sorted(costs, reverse=True) and len(costs) == report_json(demo_store)[0]["tasks"]
     first = page.locator("#tasks tbody tr").first
     run_id = first.locator("code").inner_text()
-    first.get_by_role("link").click()
+    # Its attributes, as `report --by customer` reads them (later runs winning), in their own column.
+    shown = first.locator("td.attributes").inner_text()
+    assert re.search(r"customer=\S+", shown), shown
+    first.get_by_role("link", name=run_id).click()
 
     # Its tree: the root costs what the list said, and what `unitcost show` prints.
     expect(page).to_have_url(re.compile(f"/task/{run_id}$"))
@@ -159,7 +162,7 @@ def test_an_outcome_recorded_by_the_cli_shows_without_a_reload(page: Page, demo_
 def test_an_outcome_recorded_in_the_ui_is_the_cli_s(page: Page, demo_copy: Path, live_ui: Any) -> None:
     ui = live_ui(demo_copy)
     page.goto(ui.url + "/tasks?sort=cost&dir=desc")
-    page.locator("#tasks tbody tr").first.get_by_role("link").click()
+    page.locator("#tasks tbody tr").first.locator("a:has(code)").click()
     page.get_by_text("Record an outcome").click()
     page.get_by_label("Label", exact=True).fill("escalated")
     page.get_by_label("failure", exact=True).check()

@@ -36,7 +36,7 @@ def test_the_ui_on_postgresql_equals_the_cli(page: Page, demo_on_postgres: str, 
     assert costs == sorted(costs, reverse=True) and len(costs) == rows[0]["tasks"]
     first = page.locator("#tasks tbody tr").first
     run_id = first.locator("code").inner_text()
-    first.get_by_role("link").click()
+    first.locator("a:has(code)").click()
     expect(page).to_have_url(re.compile(f"/task/{run_id}$"))
     root_cost = page.locator("#tree tbody tr").first.locator('[data-field="cost_usd"]')
     assert root_cost.inner_text() in unitcost_cli("show", run_id, db=db)  # type: ignore[arg-type]
