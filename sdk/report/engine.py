@@ -13,8 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -724,7 +723,7 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
     every = request.every
     whole = request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None
     try:
-        with _one_read(db):
+        with sql.one_read(db):
             groups = {
                 key: _Acc(**fields_)
                 for key, fields_ in rollup_sql.group_rows(
@@ -748,18 +747,6 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
             raise
         return None
     return fields, selector, groups, outside
-
-
-@contextmanager
-def _one_read(db: StoreBackend) -> Iterator[None]:
-    """One consistent read of the store: SQLite's savepoint (`sql.reading`), PostgreSQL's snapshot."""
-    if isinstance(db, SqliteBackend):
-        with sql.reading(db.conn):
-            yield
-        return
-    with db.transaction():
-        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        yield
 
 
 def _group_in_postgres(db: StoreBackend, request: _Request) -> _Grouped | None:

@@ -23,7 +23,8 @@ from typing import Any
 from ..store.run_totals import COLUMNS
 
 __all__ = [
-    "ODD_TASK_IDENTITIES_SQL", "PART", "TaskTables", "Unfit", "add_buckets", "group_rows", "nearest_rank", "reading",
+    "ODD_TASK_IDENTITIES_SQL", "PART", "TaskTables", "Unfit", "add_buckets", "group_rows", "nearest_rank", "one_read",
+    "reading",
 ]
 
 # run_sums / run_totals columns, in the order of `engine._SUMS`.
@@ -280,6 +281,19 @@ def reading(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute(f"PRAGMA cache_size = {int(cache_size)}")
         # (0 when the connection had no temporary database yet: it then starts with the default)
         conn.execute(f"PRAGMA temp.cache_size = {int(temp_cache_size or cache_size)}")
+
+
+@contextmanager
+def one_read(db: Any) -> Iterator[None]:
+    """One consistent read of a store (a `unitcost.store.backend.StoreBackend`): SQLite's savepoint
+    (`reading`), PostgreSQL's snapshot (a repeatable-read transaction)."""
+    if db.dialect == "sqlite":
+        with reading(db.conn):
+            yield
+        return
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def group_rows(

@@ -13,14 +13,12 @@ identities of kind '' meeting a run id) get `all_tasks` and `page_of_tasks`, the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..store.backend import StoreBackend
 from ..store.rollups import is_dirty
-from ..store.sqlite import SqliteBackend
 from . import sql
 from .browse import TASK_SORTS, TaskSummary, all_tasks, page_of_tasks
 
@@ -78,18 +76,6 @@ def _conditions(
     return " AND ".join(conditions) or "1 = 1", params
 
 
-@contextmanager
-def _one_read(db: StoreBackend) -> Iterator[None]:
-    """The count, the page and its runs from one state of the store."""
-    if isinstance(db, SqliteBackend):
-        with sql.reading(db.conn):
-            yield
-        return
-    with db.transaction():
-        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        yield
-
-
 def task_page(
     db: StoreBackend,
     *,
@@ -110,7 +96,7 @@ def task_page(
         raise ValueError(f"sort by one of {', '.join(TASK_SORTS)}, not {sort!r}")
     offset, limit = max(offset, 0), max(limit, 0)
     db.ensure_fresh()
-    with _one_read(db):
+    with sql.one_read(db):
         if is_dirty(db.execute) or db.execute(sql.ODD_TASK_IDENTITIES_SQL).fetchone()[0]:
             found = None
         else:
