@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -33,6 +34,13 @@ from genai_prices import Usage, calc_price
 
 import unitcost
 from unitcost.cli.main import cli
+
+# A suite started in the background by a shell without job control (`nohup .ci/run &`) inherits
+# SIGINT ignored, and so would every program the tests start: Python then installs no
+# KeyboardInterrupt handler, and the tests that stop `unitcost serve` or a busy program with Ctrl-C
+# wait out their timeouts. A signal handled here is back to its default in a child after exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # tests/frameworks/ runs in a virtual environment of its own, with the framework packages at fixed
 # versions (.ci/frameworks sets UNITCOST_FRAMEWORKS=1): the main suite does not collect it.
