@@ -32,7 +32,8 @@ import unitcost
 from unitcost.common import errors as _errors
 from unitcost.exporters import JsonlSpanExporter
 
-PROMPT_TEXT = "PROMPT-CANARY where is order 4711?"
+# (an order number no hex id or decimal count in the store can contain: "4711" alone could)
+PROMPT_TEXT = "PROMPT-CANARY where is order Q4711?"
 SYSTEM_TEXT = "SYSTEM-CANARY you are the support assistant"
 ANSWER_TEXT = "ANSWER-CANARY it ships today"
 OPENAI_KEY = "sk-proj-CANARYk3yAAAABBBBCCCCDDDD0123456789"
@@ -212,7 +213,7 @@ def _content_rows(db: Path) -> list[dict[str, Any]]:
 
 
 def _redact(text: str) -> str:
-    return text.replace("CANARY", "[x]").replace("4711", "[id]")
+    return text.replace("CANARY", "[x]").replace("Q4711", "[id]")
 
 
 def test_capture_content_opt_in_runs_the_redaction_hook_first(everywhere):
@@ -232,7 +233,7 @@ def test_capture_content_opt_in_runs_the_redaction_hook_first(everywhere):
     ]
     assert chat["output_messages"][0]["finish_reason"] == "stop"
     # Redacted on the spans every exporter received too; the raw text is nowhere.
-    assert places.find("CANARY", "4711") == {}
+    assert places.find("CANARY", "Q4711") == {}
     exported = [s for s in places.memory.get_finished_spans() if "gen_ai.input.messages" in (s.attributes or {})]
     assert len(exported) == CALLS
 
