@@ -13,7 +13,7 @@ import itertools
 import json
 import operator
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from .bulk import insert_rows
 __all__ = [
     "STALE_RUNS_SQL",
     "CALL_FIELDS", "COLUMNS", "SUMS", "Sum", "add_up", "backfill", "call_sums", "create_run_sums", "create_table",
-    "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens",
+    "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens", "sum_again",
 ]
 
 
@@ -293,7 +293,12 @@ def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     in_totals = conn.execute("SELECT COALESCE(SUM(calls), 0) FROM run_sums").fetchone()[0]
     if in_calls == in_totals:
         return
-    stale = [r[0] for r in conn.execute(STALE_RUNS_SQL)]
+    sum_again(conn, prices, lambda: [r[0] for r in conn.execute(STALE_RUNS_SQL)])
+
+
+def sum_again(conn: sqlite3.Connection, prices: Any, stale_runs: Callable[[], list[str]]) -> None:
+    """Refresh the runs ``stale_runs()`` names, read inside the same write transaction (begun here
+    unless the caller's is open), with ``prices`` or the default price book."""
     if prices is None:
         from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
 
@@ -302,7 +307,7 @@ def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     if began:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        refresh(conn, stale, prices)
+        refresh(conn, stale_runs(), prices)
         if began:
             conn.execute("COMMIT")
     except BaseException:

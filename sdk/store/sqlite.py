@@ -18,7 +18,7 @@ from .backend import TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
-from .run_totals import CALL_FIELDS, ensure_fresh, refresh
+from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
 from .schema import dropped_spans, open_store
 from .stale_runs import writer_begins, writer_ends
 
@@ -147,6 +147,8 @@ class SqliteBackend(StoreBackend):
         if conn.in_transaction:
             _keep_rollups(conn)
             return
+        if not is_dirty(conn.execute):  # (no write lock for a reader when every task's rows are made)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:  # a read-only store: the reports read without the rollups
@@ -164,25 +166,15 @@ class SqliteBackend(StoreBackend):
         conn = self.conn
         if not conn.execute("SELECT EXISTS (SELECT 1 FROM run_sums_dirty)").fetchone()[0]:
             return
-        if prices is None:
-            from ..pricing.book import PriceBook  # start-up time: pydantic, as in unitcost.store.run_totals
 
-            prices = PriceBook()
-        began = not conn.in_transaction
-        if began:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        def taken() -> list[str]:
             # (read, then emptied: this transaction is the store's only writer; DELETE ... RETURNING
             # needs SQLite 3.35, newer than some systems' Python links)
             stale = [r for (r,) in conn.execute("SELECT run_id FROM run_sums_dirty").fetchall()]
             conn.execute("DELETE FROM run_sums_dirty")
-            refresh(conn, stale, prices)
-            if began:
-                conn.execute("COMMIT")
-        except BaseException:
-            if began and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            return stale
+
+        sum_again(conn, prices, taken)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.db, since_ns, until_ns)
