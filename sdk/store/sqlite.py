@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import operator
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,8 @@ from .backend import TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
-from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
+from .run_sums_sql import RunSumsSql
+from .run_totals import ensure_fresh, refresh, sum_again
 from .schema import dropped_spans, open_store
 from .stale_runs import writer_begins, writer_ends
 
@@ -31,11 +31,6 @@ _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service)
 _WRITER_BEGINS, _WRITER_ENDS = writer_begins(), writer_ends()
 _CALL_COLUMNS = TABLES[1].columns
 _RUN_ID = _CALL_COLUMNS.index("run_id")
-# A call row's (span_id, started_ns, *CALL_FIELDS), for the per-run totals.
-_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
-
-
-_totals_fields = operator.itemgetter(*_TOTALS_AT)  # in C: no Python call per row
 
 
 def _keep_rollups(conn: sqlite3.Connection) -> None:
@@ -67,6 +62,7 @@ class SqliteBackend(StoreBackend):
         self.location = location
         self._owned = owned
         self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
+        self._run_sums = RunSumsSql("sqlite")  # the per-run sums, made by SQLite
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
@@ -96,7 +92,7 @@ class SqliteBackend(StoreBackend):
                     insert_rows(conn, table, columns, rows, verb)  # few statements: see unitcost.store.bulk
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
-                refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
+                refresh(conn, {row[_RUN_ID] for row in calls}, prices, self._run_sums)
             if batch.rollups:
                 _keep_rollups(conn)
             if batch.drops:
@@ -109,6 +105,7 @@ class SqliteBackend(StoreBackend):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._run_sums.forget()  # (its rates table, made in this transaction, went with it)
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
@@ -174,7 +171,7 @@ class SqliteBackend(StoreBackend):
             conn.execute("DELETE FROM run_sums_dirty")
             return stale
 
-        sum_again(conn, prices, taken)
+        sum_again(conn, prices, taken, self._run_sums)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.db, since_ns, until_ns)
