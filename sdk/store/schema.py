@@ -313,7 +313,9 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
     try:
         # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
         conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None, cached_statements=512)
-        db = sqlite_utils.Database(conn)
+        # execute_plugins=False: sqlite-utils would otherwise scan every installed distribution's entry
+        # points for its plugins (~0.1 s of every command's start-up), and the store runs no plugin's code.
+        db = sqlite_utils.Database(conn, execute_plugins=False)
         tables = set(db.table_names())
         if tables and not (tables & UNITCOST_TABLES) and "_sqlite_migrations" not in tables:
             conn.close()
