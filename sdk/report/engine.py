@@ -29,6 +29,7 @@ from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
 from . import pg_sql, rollup_sql, sql
+from .errors import ReportError
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -49,10 +50,6 @@ _RUN_TOTALS_SUMS = ", ".join(s.column for s in SUMS)
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
 _ZERO = (0,) * _N
-
-
-class ReportError(ValueError):
-    """A report was asked for with options that cannot be met (the message says which)."""
 
 
 def _calls_sql(has_retries: bool) -> str:

@@ -13,7 +13,7 @@ from ..common.money import from_pico, parse_usd, to_pico
 from ..record.outcomes import Outcome, is_success, label_note
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
-from .engine import ReportError
+from .errors import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
 __all__ = ["Node", "RunDetail", "add_outcome", "outcome_words", "recent_runs", "show_run"]

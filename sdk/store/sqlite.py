@@ -79,7 +79,8 @@ class SqliteBackend(StoreBackend):
             conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
-        return cls(sqlite_utils.Database(conn, execute_plugins=False), str(path))  # no plugin scan: see schema.open_store
+        # No plugin scan (see schema.open_store).
+        return cls(sqlite_utils.Database(conn, execute_plugins=False), str(path))
 
     @classmethod
     def wrap(cls, db: sqlite_utils.Database) -> SqliteBackend:

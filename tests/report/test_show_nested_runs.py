@@ -19,16 +19,15 @@ def test_show_draws_nested_runs_at_every_depth_and_nothing_else(store_db):
     with unitcost.task("before", key="x"):
         pass
     with unitcost.task("outer", key="O-1") as outer:
-        with unitcost.tool("translate"):
-            with unitcost.task("middle", key="M-1"):
-                with unitcost.step("plan"):
-                    with unitcost.task("inner", key="I-1"):
-                        pass
+        with (
+            unitcost.tool("translate"), unitcost.task("middle", key="M-1"), unitcost.step("plan"),
+            unitcost.task("inner", key="I-1"),
+        ):
+            pass
         with unitcost.task("sibling_inside", key="S-1"):
             pass
-    with unitcost.task("after", key="y"):
-        with unitcost.task("after_child", key="z"):
-            pass
+    with unitcost.task("after", key="y"), unitcost.task("after_child", key="z"):
+        pass
     assert unitcost.flush()
 
     detail = show_run(sqlite_utils.Database(store_db), outer.id)
