@@ -22,7 +22,6 @@ from unitcost.report import (
     estimated_note,
     format_energy,
     group_label,
-    row_for_json,
     unpriced_calls_note,
     unpriced_note,
 )
@@ -149,15 +148,21 @@ def _print_unpriced(unpriced: int, console: Console) -> None:
         console.print(note)
 
 
+def _for_json(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    from unitcost.report import row_for_json  # here: the report engine is not loaded for `unitcost show`
+
+    return [row_for_json(r) for r in rows]
+
+
 def report_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps([row_for_json(r) for r in rows], indent=2)
+    return json.dumps(_for_json(rows), indent=2)
 
 
 def report_csv(rows: Sequence[dict[str, Any]]) -> str:
     out = io.StringIO()
     if not rows:
         return ""
-    flat = [row_for_json(r) for r in rows]
+    flat = _for_json(rows)
     group_names = list(flat[0]["group"])
     fields = group_names + [k for k in flat[0] if k != "group"]
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
@@ -171,7 +176,7 @@ def report_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Every field of the JSON format, as a Markdown table (same numbers)."""
     if not rows:
         return ""
-    flat = [row_for_json(r) for r in rows]
+    flat = _for_json(rows)
     names = list(flat[0]["group"]) + [k for k in flat[0] if k != "group"]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in flat:

@@ -30,6 +30,7 @@ from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
 from . import pg_sql, rollup_sql, sql
 from .errors import ReportError
+from .notes import format_energy
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -386,15 +387,6 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     )
     row.update(_energy_fields(s, acc.succeeded))
     return row
-
-
-def format_energy(row: Mapping[str, Any]) -> str:
-    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
-    unestimated (so the figure is too low), `?` when none is estimated."""
-    if row["llm_calls"] == row["unestimated_energy_calls"]:
-        return "?" if row["llm_calls"] else "-"
-    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
-    return text + "+" if row["unestimated_energy_calls"] else text
 
 
 def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:
