@@ -14,11 +14,11 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = ["NOT_A_TERMINAL_WIDTH", "Column", "console", "fitted_table", "left_out_note", "say", "terminal_width"]
 
@@ -42,6 +42,8 @@ def terminal_width(stream: Any = None) -> int:
 
 def console(*, wide: bool = False, stderr: bool = False) -> Console:
     # No markup: kinds, keys, names and attribute values are the user's text and may hold [brackets].
+    from rich.console import Console  # here: `--format json` and `csv` print without rich (start-up time)
+
     width = WIDE if wide else terminal_width(sys.stderr if stderr else None)
     return Console(soft_wrap=False, width=width, markup=False, highlight=False, stderr=stderr)
 
@@ -57,6 +59,8 @@ class Column:
 
 def _widths(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[int]:
     """Each column's width unwrapped: its widest line, header included, in terminal cells."""
+    from rich.cells import cell_len  # here: as rich.console (start-up time)
+
     return [
         max([cell_len(c.header), *(max((cell_len(line) for line in row[i].split("\n")), default=0) for row in rows)])
         for i, c in enumerate(columns)
@@ -84,6 +88,8 @@ def fitted_table(
         _, minus_i = by_priority.pop()
         keep.remove(-minus_i)
         left_out.insert(0, columns[-minus_i].header)
+    from rich.table import Table  # here: as rich.console (start-up time)
+
     table = Table(title=title, title_justify="left")
     kept_rows = [[r[i] for i in keep] for r in rows]
     widths = _widths([columns[i] for i in keep], kept_rows)

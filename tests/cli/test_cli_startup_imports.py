@@ -42,6 +42,8 @@ def test_report_and_show_load_only_what_they_draw_with(store_db):
         loaded = _loaded_by(*args, "--db", str(store_db))
         assert "unitcost.report.engine" in loaded  # (the probe sees what a command loads)
         assert _among(loaded, NOT_FOR_READING) == [], args
+        if "json" in args:  # output for a program: no rich
+            assert _among(loaded, ("rich",)) == []
     loaded = _loaded_by("show", run.id, "--db", str(store_db))
     assert "unitcost.report.inspect" in loaded
     assert _among(loaded, NOT_FOR_SHOW) == []
