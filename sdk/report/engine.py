@@ -29,6 +29,8 @@ from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
 from . import pg_sql, rollup_sql, sql
+from .errors import ReportError
+from .notes import format_energy
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -49,10 +51,6 @@ _RUN_TOTALS_SUMS = ", ".join(s.column for s in SUMS)
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
 _ZERO = (0,) * _N
-
-
-class ReportError(ValueError):
-    """A report was asked for with options that cannot be met (the message says which)."""
 
 
 def _calls_sql(has_retries: bool) -> str:
@@ -389,15 +387,6 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     )
     row.update(_energy_fields(s, acc.succeeded))
     return row
-
-
-def format_energy(row: Mapping[str, Any]) -> str:
-    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
-    unestimated (so the figure is too low), `?` when none is estimated."""
-    if row["llm_calls"] == row["unestimated_energy_calls"]:
-        return "?" if row["llm_calls"] else "-"
-    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
-    return text + "+" if row["unestimated_energy_calls"] else text
 
 
 def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:

@@ -8,9 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
@@ -19,7 +17,10 @@ from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_sums_sql import RunSumsSql
 from .run_totals import ensure_fresh, refresh, sum_again
-from .schema import dropped_spans, open_store
+from .schema import database, dropped_spans, open_connection
+
+if TYPE_CHECKING:
+    import sqlite_utils
 from .stale_runs import writer_begins, writer_ends
 
 __all__ = ["SqliteBackend"]
@@ -56,9 +57,13 @@ class SqliteBackend(StoreBackend):
     dialect = "sqlite"
     paramstyle = "qmark"
 
-    def __init__(self, db: sqlite_utils.Database, location: str, *, owned: bool = True) -> None:
-        self.db = db  # the sqlite_utils view of the connection, for the migrations
-        self.conn: sqlite3.Connection = db.conn
+    def __init__(
+        self, db: sqlite_utils.Database | sqlite3.Connection, location: str, *, owned: bool = True
+    ) -> None:
+        # sqlite-utils' view of the connection is made when first asked for (`db`): reads need the
+        # connection alone, and importing sqlite-utils is ~50 ms of a command's start-up.
+        self._db = None if isinstance(db, sqlite3.Connection) else db
+        self.conn: sqlite3.Connection = db if isinstance(db, sqlite3.Connection) else db.conn
         self.location = location
         self._owned = owned
         self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
@@ -68,14 +73,21 @@ class SqliteBackend(StoreBackend):
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
         """``migrate=False``: read-only, and nothing set on the file (doctor)."""
         if migrate:
-            return cls(open_store(path, create=create), str(path))
+            return cls(open_connection(path, create=create), str(path))
         if not path.exists():
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
             conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
-        return cls(sqlite_utils.Database(conn), str(path))
+        return cls(conn, str(path))
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the connection (for the migrations)."""
+        if self._db is None:
+            self._db = database(self.conn)
+        return self._db
 
     @classmethod
     def wrap(cls, db: sqlite_utils.Database) -> SqliteBackend:
@@ -127,10 +139,10 @@ class SqliteBackend(StoreBackend):
             raise
 
     def tables(self) -> set[str]:
-        return set(self.db.table_names())
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def columns(self, table: str) -> set[str]:
-        return set(self.db[table].columns_dict)
+        return {r[1] for r in self.conn.execute("SELECT * FROM pragma_table_info(?)", [table])}
 
     def ensure_fresh(self, prices: Any = None) -> None:
         conn = self.conn
@@ -174,7 +186,7 @@ class SqliteBackend(StoreBackend):
         sum_again(conn, prices, taken, self._run_sums)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
-        return dropped_spans(self.db, since_ns, until_ns)
+        return dropped_spans(self.conn, since_ns, until_ns)
 
     def health(self, *, full_check: bool = True) -> dict[str, Any]:
         from .doctor import store_health  # here: only `unitcost doctor` needs it
