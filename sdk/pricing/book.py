@@ -619,7 +619,15 @@ class PriceBook:
     ) -> tuple[int, int, str] | None:
         """`cost` in whole pico-dollars, (total, reasoning part, source), for a call stored by the
         exporter: integers when the rates allow (the common case), else `Rates.cost` rounded."""
-        rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
+        # `rates_at_ns`'s answer kept for the call's day, looked up here first (the exporter prices
+        # every call it stores through this method: one Python call fewer when it is known).
+        rates = self._resolved_by_day.get(
+            (provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+             started_ns // _NS_PER_DAY),
+            _UNRESOLVED,
+        )
+        if rates is _UNRESOLVED:
+            rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
         if rates is None or (not usage_known and rates.prices_tokens):
             return None
         exact = rates.cost_pico(buckets)
@@ -717,6 +725,7 @@ def _period(when: datetime, by_time_of_day: bool) -> tuple[int, ...]:
 
 
 _NS_PER_DAY = 86_400 * 10**9
+_UNRESOLVED: Any = object()  # not in PriceBook._resolved_by_day (None there is "unpriced")
 _NS_PER_S = Decimal(10**9)
 
 
