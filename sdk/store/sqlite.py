@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
-from .bulk import insert_rows
+from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_sums_sql import RunSumsSql
@@ -68,6 +68,9 @@ class SqliteBackend(StoreBackend):
         self._owned = owned
         self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
         self._run_sums = RunSumsSql("sqlite")  # the per-run sums, made by SQLite
+        # Per table of _WRITES, the columns an INSERT may leave out when all its rows hold None there
+        # (unitcost.store.bulk): read from the schema at the first batch.
+        self._nullable: tuple[frozenset[int], ...] | None = None
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
@@ -99,9 +102,12 @@ class SqliteBackend(StoreBackend):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
-            for (table, columns, verb), rows in zip(_WRITES, batch.rows, strict=True):
-                if rows:
-                    insert_rows(conn, table, columns, rows, verb)  # few statements: see unitcost.store.bulk
+            nullable = self._nullable
+            if nullable is None:  # inside the transaction: the schema cannot change under it
+                nullable = self._nullable = tuple(nullable_columns(conn, name, columns) for name, columns, _ in _WRITES)
+            for (table, columns, verb), rows, optional in zip(_WRITES, batch.rows, nullable, strict=True):
+                if rows:  # few statements: see unitcost.store.bulk
+                    insert_rows(conn, table, columns, rows, verb, optional)
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
                 refresh(conn, {row[_RUN_ID] for row in calls}, prices, self._run_sums)
