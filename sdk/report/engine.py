@@ -88,7 +88,7 @@ def _repriced_rows(db: StoreBackend, reprice: Repricer, where: str, params: Sequ
         "SELECT run_id, provider, model, started_ns, ended_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
         "cache_write_1h_tokens, output_tokens, reasoning_tokens, web_search_requests, web_fetch_requests, estimated, "
         f"{retries}, service_tier, price_modifiers, span_id, energy_uwh_min, energy_uwh_max, gwp_ug_min, gwp_ug_max"
-        f"{context_sql} FROM calls c {where} ORDER BY run_id, started_ns",
+        f"{context_sql} FROM calls c {where} ORDER BY run_id, started_ns, span_id",
         params,
     ):
         all_in = inp + cr + cw + cw1h

@@ -225,7 +225,7 @@ def _ids(ids: Sequence[str]) -> str:
     return json.dumps(list(ids))
 
 
-_started = operator.itemgetter(1)
+_started = operator.itemgetter(1, 0)  # start order, the span id breaking ties (as SQLite's writer)
 
 
 def refresh_totals(
@@ -253,7 +253,8 @@ def refresh_totals(
         conn.execute(f"DELETE FROM run_totals WHERE run_id IN (SELECT {_IDS})", (listed,))
         conn.execute(f"DELETE FROM run_sums WHERE run_id IN (SELECT {_IDS})", (listed,))
         rows.append(conn.execute(
-            f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN (SELECT {_IDS}) ORDER BY run_id, started_ns",
+            f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN (SELECT {_IDS}) "
+            "ORDER BY run_id, started_ns, span_id",
             (listed,),
         ).fetchall())
     for run_id in new:

@@ -193,14 +193,16 @@ _DELETE_SUMS = f"DELETE FROM run_sums WHERE run_id IN {_IDS}"
 # A run's calls in start order (json_group_array keeps the order of the rows it is given).
 _STORED_CALLS = (
     f"SELECT json_group_array(json_array({', '.join(CALL_FIELDS)})) FROM "
-    f"(SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN {_IDS} ORDER BY run_id, started_ns)"
+    f"(SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN {_IDS} ORDER BY run_id, started_ns, span_id)"
 )
 
 
 def _in_start_order(calls: dict[Any, tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-    """A run's calls (started_ns first in each) in start order; most runs of a batch have one."""
-    values = calls.values()
-    return values if len(calls) == 1 else sorted(values, key=lambda c: c[0])
+    """A run's calls (started_ns first in each) in start order, the span id breaking ties (as the
+    stored calls are read: `_STORED_CALLS`); most runs of a batch have one."""
+    if len(calls) == 1:
+        return calls.values()
+    return [call for _, call in sorted(calls.items(), key=lambda item: (item[1][0], item[0]))]
 
 
 def call_sums(call: tuple[Any, ...], resent: int, prices: Any, rate_cache: dict[Any, Any]) -> tuple[Any, ...]:
