@@ -80,7 +80,11 @@ class SqliteBackend(StoreBackend):
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
         """``migrate=False``: read-only, and nothing set on the file (doctor)."""
         if migrate:
-            return cls(open_connection(path, create=create), str(path))
+            backend = cls(open_connection(path, create=create), str(path))
+            # Read here, at configure() on the caller's thread: in the writer's first batch each row of
+            # the schema read was a wait for the GIL under a busy program (the first row came ~1 s later)
+            backend._nullable = backend._nullable_columns()
+            return backend
         if not path.exists():
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
@@ -107,8 +111,8 @@ class SqliteBackend(StoreBackend):
         try:
             conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
             nullable = self._nullable
-            if nullable is None:  # inside the transaction: the schema cannot change under it
-                nullable = self._nullable = tuple(nullable_columns(conn, name, columns) for name, columns, _ in _WRITES)
+            if nullable is None:  # (a store opened by `wrap`)
+                nullable = self._nullable = self._nullable_columns()
             for (table, columns, verb), rows, optional in zip(_WRITES, batch.rows, nullable, strict=True):
                 if rows:  # few statements: see unitcost.store.bulk
                     insert_rows(conn, table, columns, rows, verb, optional)
@@ -128,6 +132,11 @@ class SqliteBackend(StoreBackend):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _nullable_columns(self) -> tuple[frozenset[int], ...]:
+        """Per table of _WRITES, the columns an INSERT may leave out (unitcost.store.bulk). unitcost's
+        own columns keep their nullability across migrations, so this is read once per connection."""
+        return tuple(nullable_columns(self.conn, name, columns) for name, columns, _ in _WRITES)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         return self.conn.execute(sql, params)
