@@ -349,10 +349,16 @@ class StoreSpanExporter(SpanExporter):
         db.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
         now = time.monotonic()
-        if self._rollups_at is None:
+        first = self._rollups_at is None
+        if first:
             self._rollups_at = now
         rollups = self._rollups_now or now - self._rollups_at >= ROLLUP_EVERY_SECONDS
-        db.write_batch(Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups), self._prices)
+        # The first batch goes with the fewest statements (see Batch.sums): in a busy program each is
+        # a wait for the GIL, and a crash before it is written loses every task ended so far
+        db.write_batch(
+            Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups, sums=not first or rollups),
+            self._prices,
+        )
         if rollups:
             self._rollups_at, self._rollups_owed = now, False
         else:

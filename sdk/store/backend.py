@@ -105,6 +105,11 @@ class Batch:
     # writer skips it on some batches under load; the tasks stay marked dirty, and the next batch
     # that refreshes, or a reader (`StoreBackend.ensure_fresh`), makes them.
     rollups: bool = True
+    # Make the per-run sums of the runs these calls touch in this transaction (unitcost.store.run_totals).
+    # The SQLite writer skips it in a process's first batch, whose every statement is a wait for the GIL
+    # under a busy program (first row sooner); its runs are then marked stale (unitcost.store.stale_runs)
+    # and summed by the next batch that makes rollups, or by a reader. PostgreSQL sums every batch.
+    sums: bool = True
 
     @property
     def calls(self) -> list[tuple[Any, ...]]:

@@ -109,7 +109,8 @@ class SqliteBackend(StoreBackend):
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
+            if batch.sums:
+                conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
             nullable = self._nullable
             if nullable is None:  # (a store opened by `wrap`)
                 nullable = self._nullable = self._nullable_columns()
@@ -117,16 +118,18 @@ class SqliteBackend(StoreBackend):
                 if rows:  # few statements: see unitcost.store.bulk
                     insert_rows(conn, table, columns, rows, verb, optional)
             calls = batch.rows[1]
-            if calls:  # refresh the per-run totals that reports read
+            if calls and batch.sums:  # refresh the per-run totals that reports read
                 refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
             if batch.rollups:
+                self._refresh_marked(prices)  # (a batch written without its sums: rollups are made of them)
                 _keep_rollups(conn)
             if batch.drops:
                 now = time.time_ns()
                 conn.executemany(_INSERT_DROPS, [(now, reason, n, batch.service) for reason, n in batch.drops.items()])
             if batch.earlier_drops:
                 conn.executemany(_INSERT_DROPS, batch.earlier_drops)
-            conn.execute(_WRITER_ENDS)
+            if batch.sums:
+                conn.execute(_WRITER_ENDS)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -98,3 +98,45 @@ def test_a_flush_refreshes_whatever_the_pace(tmp_path, monkeypatch):
         assert _rollup_tasks(path) == 2
     finally:
         exporter.shutdown()
+
+
+def _sums(path: Any) -> tuple[int, int]:
+    with sqlite3.connect(path) as conn:
+        return (
+            int(conn.execute("SELECT COUNT(*) FROM run_sums").fetchone()[0]),
+            int(conn.execute("SELECT COUNT(*) FROM run_sums_dirty").fetchone()[0]),
+        )
+
+
+def test_the_first_batch_leaves_its_runs_sums_to_the_next_refresh_and_reports_never_wait(tmp_path, monkeypatch):
+    path = tmp_path / "first.db"
+    clock = [100.0]
+    monkeypatch.setattr(store_module.time, "monotonic", lambda: clock[0])
+    exporter = StoreSpanExporter(path)
+    exporter.open()
+    try:
+        exporter.export(_task(1) + _task(2))  # the fewest statements: the rows, no sums (its runs marked stale)
+        assert _sums(path) == (0, 2)
+        exporter.export(_task(3))  # later batches keep their own runs' sums
+        assert _sums(path) == (1, 2)
+        clock[0] += store_module.ROLLUP_EVERY_SECONDS
+        exporter.export(_task(4))  # with the rollups, the first batch's runs are summed too
+        assert _sums(path) == (4, 0)
+        assert _rollup_tasks(path) == 4
+    finally:
+        exporter.shutdown()
+    (row,) = [r for r in report(db=path) if r["group"] == {"kind": "ticket"}]
+    assert row["tasks"] == 4 and row["llm_calls"] == 4
+    assert row["cost_usd"] == 0.00084  # 4 x (1,000 x $0.15 + 100 x $0.60) per million tokens
+
+
+def test_a_report_sums_the_first_batchs_runs_itself(tmp_path, monkeypatch):
+    path = tmp_path / "first-read.db"
+    exporter = StoreSpanExporter(path)
+    exporter.open()
+    exporter.export(_task(1))
+    assert _sums(path) == (0, 1)
+    (row,) = [r for r in report(db=path) if r["group"] == {"kind": "ticket"}]  # before any later batch
+    assert row["llm_calls"] == 1 and row["cost_usd"] == 0.00021
+    assert _sums(path) == (1, 0)
+    exporter.shutdown()
