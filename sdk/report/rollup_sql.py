@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..store.rollups import SUM_COLUMNS, is_dirty
+from ..store.rollups import SUM_COLUMNS, is_dirty, month_of_day, week_of_day
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums"]
@@ -85,12 +85,12 @@ def group_rows(
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )
-    # (a bucket of several days, a week or a month, would make the index walk the kind's every task)
-    one_day = all(len(days) == 1 for days in days_of.values())
-    by_index = plain and (
-        (per_model is None and (kind is not None or "kind" in order) and one_day)
-        or (per_model == "model" and not split and kind is None and one_day
-            and [k for k in order if k != "bucket"] == [PART])
+    # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
+    # bucket's costs in order)
+    bucket_at = _bucket_column(days_of)
+    by_index = plain and bucket_at is not None and (
+        (per_model is None and (kind is not None or "kind" in order))
+        or (per_model == "model" and not split and kind is None and [k for k in order if k != "bucket"] == [PART])
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -99,7 +99,7 @@ def group_rows(
         from_index = _ranked_from_index(execute, order, [
             (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
             for row in counted if row[width]
-        ], kind, days_of)
+        ], kind, bucket_at)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -120,13 +120,34 @@ def group_rows(
         }
 
 
+# Each bucket column's value for a day number (unitcost.store.rollups.BUCKET_COLUMNS).
+_BUCKET_OF_DAY: dict[str, Callable[[int], int]] = {
+    "start_day": lambda day: day, "start_week": week_of_day, "start_month": month_of_day,
+}
+
+
+def _bucket_column(days_of: dict[str, list[int]]) -> tuple[str, dict[str, int]] | None:
+    """(the rollups' column that names each bucket, {bucket label: its value}) when one does: each
+    label's days all of one day, week or month, no two labels of the same (`--every` day, week or
+    month); ("", {}) for a report without buckets; None when no column fits."""
+    if not days_of:
+        return "", {}
+    for column, of_day in _BUCKET_OF_DAY.items():
+        values = {label: {of_day(d) for d in days} for label, days in days_of.items()}
+        if all(len(v) == 1 for v in values.values()) and len({min(v) for v in values.values()}) == len(values):
+            return column, {label: min(v) for label, v in values.items()}
+    return None
+
+
 def _ranked_from_index(
     execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
-    kind: str | None, days_of: dict[str, list[int]],
+    kind: str | None, bucket_at: tuple[str, dict[str, int]],
 ) -> dict[tuple[Any, ...], dict[int, int]]:
-    """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost,
-    task_rollup_day_cost, task_model_rollup_cost, task_model_rollup_day_cost): no sort, only the entries
-    before it walked, and a few hundred of them a statement (one round trip to a server)."""
+    """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost, and by day,
+    week or month task_rollup_day_cost, _week_cost, _month_cost; the same of task_model_rollup): no
+    sort, only the entries before it walked, and a few hundred of them a statement (one round trip to
+    a server)."""
+    column_of_bucket, bucket_values = bucket_at
     found: dict[tuple[Any, ...], dict[int, int]] = {}
     lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
     for key, n, ranks in groups:
@@ -140,9 +161,9 @@ def _ranked_from_index(
         else:
             conditions, params = ["kind = ?"], [values.get("kind", kind)]
             column, table = "task_cost_pico", "task_rollup"
-        if "bucket" in values:  # (one day a bucket: see by_index)
-            conditions.append("start_day = ?")
-            params.extend(days_of[values["bucket"]])
+        if "bucket" in values:
+            conditions.append(f"{column_of_bucket} = ?")
+            params.append(bucket_values[values["bucket"]])
         found[key] = {}
         read = f"SELECT {column} AS c FROM {table} WHERE {' AND '.join(conditions)} ORDER BY {column}"
         for r in ranks:

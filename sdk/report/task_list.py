@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..store.backend import StoreBackend
-from ..store.rollups import is_dirty
+from ..store.rollups import duration_sql, is_dirty
 from . import sql
 from .browse import TASK_SORTS, TaskSummary, all_tasks, page_of_tasks
 
@@ -26,12 +26,6 @@ __all__ = ["task_page"]
 
 _COLUMNS = ("t.task_kind, t.task_key, t.kind, t.key, t.started_ns, t.runs, t.calls, t.task_cost_pico, "
             "t.unpriced_calls, t.estimated_calls, t.outcome_label, t.outcome_success")
-# Each task's last end, by task identity (read only to sort by duration): a keyed task's runs
-# grouped along the runs_kind_key index, a run without a key its own task.
-_ENDS = (
-    "(SELECT kind AS task_kind, key AS task_key, MAX(ended_ns) AS ended_ns FROM runs WHERE key IS NOT NULL "
-    "GROUP BY kind, key UNION ALL SELECT '', run_id, ended_ns FROM runs WHERE key IS NULL)"
-)
 
 
 def _order_by(sort: str, descending: bool, dialect: str) -> str:
@@ -40,7 +34,8 @@ def _order_by(sort: str, descending: bool, dialect: str) -> str:
     text = ' COLLATE "C"' if dialect == "postgresql" else ""  # (code point order, as Python compares)
     column = {
         "cost": "t.task_cost_pico", "runs": "t.runs", "started": "t.started_ns", "calls": "t.calls",
-        "duration": "CASE WHEN e.ended_ns > t.started_ns THEN e.ended_ns - t.started_ns ELSE 0 END",
+        # (the runs' last end, kept in the rollup: read in order from task_rollup_duration)
+        "duration": duration_sql("t"),
         "kind": f"t.kind{text}", "key": f"COALESCE(t.key, ''){text}", "outcome": f"COALESCE(t.outcome_label, ''){text}",
     }[sort]
     way = "DESC" if descending else "ASC"
@@ -102,12 +97,10 @@ def task_page(
         else:
             where, params = _conditions(kind, search, retried, since_ns, until_ns, db.dialect)
             (total,) = db.execute(f"SELECT COUNT(*) FROM task_rollup t WHERE {where}", params).fetchone()
-            ends = (f" JOIN {_ENDS} e ON e.task_kind = t.task_kind AND e.task_key = t.task_key"
-                    if sort == "duration" else "")
             # The sort carries each task's identity alone (narrow records sort in memory, and
             # faster), then the page's rows are read by their primary key.
             page = db.execute(
-                f"SELECT t.task_kind, t.task_key FROM task_rollup t{ends} WHERE {where} "
+                f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} "
                 f"ORDER BY {_order_by(sort, descending, db.dialect)} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()

@@ -23,7 +23,7 @@ from ..common.errors import StoreError
 from .backend import is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
-from .rollups import create_tables_sql, mark_all_sql, sqlite_triggers
+from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, sqlite_triggers
 from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
 from .stale_runs import marks_sql
@@ -242,6 +242,22 @@ def _m016_stale_run_marks(db: sqlite_utils.Database) -> None:
     # The runs whose per-run sums are stale, marked by triggers on calls (unitcost.store.stale_runs):
     # a report's freshness check reads one row instead of counting the calls.
     for statement in (*marks_sql("sqlite"), *sums_triggers()):
+        db.execute(statement)
+
+
+@migrations(name="m017_task_rollup_ended")
+def _m017_task_rollup_ended(db: sqlite_utils.Database) -> None:
+    # Each task's runs' last end (the task list sorts by duration from an index, not by grouping the
+    # runs on every request), and each task's (and task and model's) start week and month, with the
+    # indexes that read a week's or a month's k-th cost in order (unitcost.store.rollups). A store
+    # whose m015 ran after this was written has the columns already; the values are made either way.
+    for table, columns in (("task_rollup", ("ended_ns", "start_week", "start_month")),
+                           ("task_model_rollup", ("start_week", "start_month"))):
+        have = set(db[table].columns_dict)
+        for column in columns:
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    for statement in ended_and_buckets_sql("sqlite"):
         db.execute(statement)
 
 
