@@ -20,7 +20,7 @@ from typing import Any
 from ..store.rollups import SUM_COLUMNS, is_dirty, month_of_day, week_of_day
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
-__all__ = ["group_rows", "outside_sums"]
+__all__ = ["group_rows", "outside_sums", "window_sql"]
 
 
 def _check_fits(execute: Callable[..., Any], bucketed: bool) -> None:
@@ -184,12 +184,24 @@ def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, un
                  ) -> tuple[str, list[Any]]:
     """Conditions over a task_rollup row `t`, and their parameters."""
     conditions, params = [], []
-    for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome), ("t.started_ns >= ?", since_ns),
-                             ("t.started_ns < ?", until_ns)):
+    for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome)):
         if value is not None:
             conditions.append(condition)
             params.append(value)
-    return " AND ".join(conditions) or "true", params
+    window, window_params = window_sql(since_ns, until_ns)
+    return " AND ".join([*conditions, *window]) or "true", [*params, *window_params]
+
+
+def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[int]]:
+    """Conditions over a task_rollup row `t` keeping the tasks started in [since, until), and their
+    parameters. A window open at one end is closed at the integers' end: SQLite without statistics
+    guesses a one-sided range keeps a quarter of the rows and would rather walk an index in group
+    order, reading every task, than find the window's tasks by task_rollup_started (150 ms against
+    0.1 ms for a week past the store's end on 100,000 tasks)."""
+    if since_ns is None and until_ns is None:
+        return [], []
+    upper = ("t.started_ns <= ?", 2**63 - 1) if until_ns is None else ("t.started_ns < ?", until_ns)
+    return ["t.started_ns >= ?", upper[0]], [-(2**63) if since_ns is None else since_ns, upper[1]]
 
 
 def _counted_from_days(

@@ -21,6 +21,7 @@ from ..store.backend import StoreBackend
 from ..store.rollups import duration_sql, is_dirty
 from . import sql
 from .browse import TASK_SORTS, TaskSummary, all_tasks, page_of_tasks
+from .rollup_sql import window_sql
 
 __all__ = ["task_page"]
 
@@ -47,10 +48,12 @@ def _conditions(
 ) -> tuple[str, list[Any]]:
     """WHERE over task_rollup `t` (the filters of `page_of_tasks`)."""
     conditions, params = [], []
-    for condition, value in (("t.kind = ?", kind), ("t.started_ns >= ?", since_ns), ("t.started_ns < ?", until_ns)):
-        if value is not None:
-            conditions.append(condition)
-            params.append(value)
+    if kind is not None:
+        conditions.append("t.kind = ?")
+        params.append(kind)
+    window, window_params = window_sql(since_ns, until_ns)  # (found by task_rollup_started)
+    conditions.extend(window)
+    params.extend(window_params)
     if retried:
         conditions.append("t.runs > 1")
     needle = search.strip().lower() if search else ""

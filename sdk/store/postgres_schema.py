@@ -262,7 +262,8 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
             for table in ("task_rollup", "task_model_rollup", "rollup_days"))),
     ),
     # Each task's runs' last end, and each task's (and task and model's) start week and month, with
-    # their indexes (see unitcost.store.schema's m017); a store made since m015 has the columns.
+    # their indexes, and the runs nested in a run by index (see unitcost.store.schema's m017); a store
+    # made since m015 has the columns.
     (
         "m017_task_rollup_ended",
         ("ALTER TABLE task_rollup ADD COLUMN IF NOT EXISTS ended_ns BIGINT NOT NULL DEFAULT 0, "
@@ -270,7 +271,8 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
          "ADD COLUMN IF NOT EXISTS start_month BIGINT NOT NULL DEFAULT 0",
          "ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS start_week BIGINT NOT NULL DEFAULT 0, "
          "ADD COLUMN IF NOT EXISTS start_month BIGINT NOT NULL DEFAULT 0",
-         *ended_and_buckets_sql("postgresql")),
+         *ended_and_buckets_sql("postgresql"),
+         "CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL"),
     ),
 )
 

@@ -118,6 +118,9 @@ def _later_indexes(dialect: str) -> list[str]:
         # The task list by duration reads its page from here in order (ties newest first, then by identity).
         f"CREATE INDEX IF NOT EXISTS task_rollup_duration ON task_rollup({_DURATION}, started_ns, "
         f"task_kind{text}, task_key{text})",
+        # A time window's tasks found by range (compare's sides, report --since/--until), and the task
+        # list's default order (newest first, then by identity) read in order: deep pages walk it.
+        f"CREATE INDEX IF NOT EXISTS task_rollup_started ON task_rollup(started_ns, task_kind{text}, task_key{text})",
         # A week's or month's k-th cost, of a kind or a model, read in order as a day's is.
         "CREATE INDEX IF NOT EXISTS task_rollup_week_cost ON task_rollup(kind, start_week, task_cost_pico)",
         "CREATE INDEX IF NOT EXISTS task_rollup_month_cost ON task_rollup(kind, start_month, task_cost_pico)",
@@ -238,8 +241,9 @@ def _model_rows_sql() -> str:
         f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, "
         "start_week, start_month" + "".join(f", {c}" for c in SUM_COLUMNS)
         + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
-        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month){sums} FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
-        # (the task's first day, made just before: what a report by model and day ranks by)
+        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month){sums} "
+        "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
+        # (the task's first day, week and month, made just before: what a report by model and bucket ranks by)
         "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
         "ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, "
