@@ -95,7 +95,7 @@ def group_rows(
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
     )
-    if by_index:
+    if by_index and bucket_at is not None:  # (by_index implies it: said again for mypy)
         from_index = _ranked_from_index(execute, order, [
             (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
             for row in counted if row[width]

@@ -47,7 +47,8 @@ def _conditions(
     kind: str | None, search: str | None, retried: bool, since_ns: int | None, until_ns: int | None, dialect: str
 ) -> tuple[str, list[Any]]:
     """WHERE over task_rollup `t` (the filters of `page_of_tasks`)."""
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[Any] = []
     if kind is not None:
         conditions.append("t.kind = ?")
         params.append(kind)
