@@ -29,9 +29,12 @@ _COLUMNS = ("t.task_kind, t.task_key, t.kind, t.key, t.started_ns, t.runs, t.cal
             "t.unpriced_calls, t.estimated_calls, t.outcome_label, t.outcome_success")
 
 
-def _order_by(sort: str, descending: bool, dialect: str) -> str:
+def _order_by(sort: str, descending: bool, dialect: str, searching: bool = False) -> str:
     """ORDER BY for a sort: ties as `page_of_tasks` leaves them (its input is newest first, and
-    Python's sort is stable), then by identity so that pages never overlap."""
+    Python's sort is stable), then by identity so that pages never overlap. ``searching``: the rows
+    are found by a text search, which reads every task's key: a number's order is then made by a
+    sort of the few found (unary +: no index), not by walking an index in order and reading every
+    task's row on the way (134 ms against 70 ms, 100,000 tasks)."""
     text = ' COLLATE "C"' if dialect == "postgresql" else ""  # (code point order, as Python compares)
     column = {
         "cost": "t.task_cost_pico", "runs": "t.runs", "started": "t.started_ns", "calls": "t.calls",
@@ -40,6 +43,8 @@ def _order_by(sort: str, descending: bool, dialect: str) -> str:
         "kind": f"t.kind{text}", "key": f"COALESCE(t.key, ''){text}", "outcome": f"COALESCE(t.outcome_label, ''){text}",
     }[sort]
     way = "DESC" if descending else "ASC"
+    if searching and sort in ("cost", "runs", "started", "calls", "duration"):
+        column = f"+{column}"
     return f"{column} {way}, t.started_ns DESC, t.task_kind{text} DESC, t.task_key{text} DESC"
 
 
@@ -105,7 +110,7 @@ def task_page(
             # faster), then the page's rows are read by their primary key.
             page = db.execute(
                 f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} "
-                f"ORDER BY {_order_by(sort, descending, db.dialect)} LIMIT ? OFFSET ?",
+                f"ORDER BY {_order_by(sort, descending, db.dialect, bool(search and search.strip()))} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
             found = (total, [_summary(db, db.execute(
