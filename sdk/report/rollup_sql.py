@@ -234,9 +234,19 @@ def _counted_from_days(
 _STATE = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
 
 
-def _task_groups(order: Sequence[str]) -> list[str]:
+def _task_groups(order: Sequence[str], windowed: bool) -> list[str]:
     columns = {"bucket": "b.label", "kind": "t.kind", "outcome": "t.outcome_label", PART: "p.part"}
+    if windowed:
+        # A window's tasks are found by task_rollup_started: each one's bucket is then looked up
+        # from its row (SQLite joined the buckets first and walked the window once per day: 340 ms
+        # against 50 ms for a week of 100,000 tasks). Over every task the join is the faster.
+        columns["bucket"] = "(SELECT b.label FROM b WHERE b.day = t.start_day)"
     return [columns[k] for k in order]
+
+
+def _bucket_join(with_cte: str, windowed: bool) -> str:
+    """The join of the buckets' table `b` to a task row `t` (none when looked up, see `_task_groups`)."""
+    return " JOIN b ON b.day = t.start_day" if with_cte and not windowed else ""
 
 
 def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
@@ -254,8 +264,9 @@ def _counted_from_tasks(
     outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
 ) -> list[Any]:
     condition, params = _task_filter(kind, outcome, since_ns, until_ns)
-    g = _task_groups(order)
-    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    windowed = since_ns is not None or until_ns is not None
+    g = _task_groups(order, windowed)
+    bucket_join = _bucket_join(with_cte, windowed)
     task = f"t.runs AS runs, {_STATE} AS state, COALESCE(t.outcome_value_pico, 0) AS value"
     picked = "".join(f"{c} AS g{i}, " for i, c in enumerate(g))
     if per_model is None:
@@ -296,8 +307,9 @@ def _entry_costs(
     """Each group's entry costs (a task's whole cost; by model or provider, each (task, part)'s LLM cost),
     read narrow and ranked in Python: a sort of 100k integers there costs less than SQL's window functions."""
     condition, params = _task_filter(kind, outcome, since_ns, until_ns)
-    g = _task_groups(order)
-    bucket_join = " JOIN b ON b.day = t.start_day" if with_cte else ""
+    windowed = since_ns is not None or until_ns is not None
+    g = _task_groups(order, windowed)
+    bucket_join = _bucket_join(with_cte, windowed)
     lead = "".join(f"{c}, " for c in g)
     if per_model is None:
         statements = [(f"SELECT {lead}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico "
