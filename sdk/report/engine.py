@@ -720,6 +720,7 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
                     per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
                     outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
                     percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+                    in_process=db.dialect == "sqlite",
                 )
             }
             outside = None

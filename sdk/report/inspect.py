@@ -216,9 +216,9 @@ def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetai
 def _run_and_nested(db: StoreBackend, run_id: str) -> list[str]:
     """The run and every run nested in it (a task started inside its tool...), level by level.
 
-    `runs.parent_run_id` has no index: one plain statement per level reads the table once (~20 ms over
-    100,000 runs), where a recursive WITH made SQLite build a throw-away index of the whole table
-    (~0.25 s) on every `unitcost show`."""
+    One plain statement per level, found by the partial index `runs_parent` (m017; a store not yet
+    migrated reads the table once a level, ~20 ms over 100,000 runs), where a recursive WITH made
+    SQLite build a throw-away index of the whole table (~0.25 s) on every `unitcost show`."""
     found = [run_id]
     seen = {run_id}
     level = [run_id]

@@ -18,32 +18,33 @@ from dataclasses import replace
 from typing import Any
 
 from ..store.backend import StoreBackend
-from ..store.rollups import is_dirty
+from ..store.rollups import duration_sql, is_dirty
 from . import sql
 from .browse import TASK_SORTS, TaskSummary, all_tasks, page_of_tasks
+from .rollup_sql import window_sql
 
 __all__ = ["task_page"]
 
 _COLUMNS = ("t.task_kind, t.task_key, t.kind, t.key, t.started_ns, t.runs, t.calls, t.task_cost_pico, "
             "t.unpriced_calls, t.estimated_calls, t.outcome_label, t.outcome_success")
-# Each task's last end, by task identity (read only to sort by duration): a keyed task's runs
-# grouped along the runs_kind_key index, a run without a key its own task.
-_ENDS = (
-    "(SELECT kind AS task_kind, key AS task_key, MAX(ended_ns) AS ended_ns FROM runs WHERE key IS NOT NULL "
-    "GROUP BY kind, key UNION ALL SELECT '', run_id, ended_ns FROM runs WHERE key IS NULL)"
-)
 
 
-def _order_by(sort: str, descending: bool, dialect: str) -> str:
+def _order_by(sort: str, descending: bool, dialect: str, searching: bool = False) -> str:
     """ORDER BY for a sort: ties as `page_of_tasks` leaves them (its input is newest first, and
-    Python's sort is stable), then by identity so that pages never overlap."""
+    Python's sort is stable), then by identity so that pages never overlap. ``searching``: the rows
+    are found by a text search, which reads every task's key: a number's order is then made by a
+    sort of the few found (unary +: no index), not by walking an index in order and reading every
+    task's row on the way (134 ms against 70 ms, 100,000 tasks)."""
     text = ' COLLATE "C"' if dialect == "postgresql" else ""  # (code point order, as Python compares)
     column = {
         "cost": "t.task_cost_pico", "runs": "t.runs", "started": "t.started_ns", "calls": "t.calls",
-        "duration": "CASE WHEN e.ended_ns > t.started_ns THEN e.ended_ns - t.started_ns ELSE 0 END",
+        # (the runs' last end, kept in the rollup: read in order from task_rollup_duration)
+        "duration": duration_sql("t"),
         "kind": f"t.kind{text}", "key": f"COALESCE(t.key, ''){text}", "outcome": f"COALESCE(t.outcome_label, ''){text}",
     }[sort]
     way = "DESC" if descending else "ASC"
+    if searching and sort in ("cost", "runs", "started", "calls", "duration"):
+        column = f"+{column}"
     return f"{column} {way}, t.started_ns DESC, t.task_kind{text} DESC, t.task_key{text} DESC"
 
 
@@ -51,11 +52,14 @@ def _conditions(
     kind: str | None, search: str | None, retried: bool, since_ns: int | None, until_ns: int | None, dialect: str
 ) -> tuple[str, list[Any]]:
     """WHERE over task_rollup `t` (the filters of `page_of_tasks`)."""
-    conditions, params = [], []
-    for condition, value in (("t.kind = ?", kind), ("t.started_ns >= ?", since_ns), ("t.started_ns < ?", until_ns)):
-        if value is not None:
-            conditions.append(condition)
-            params.append(value)
+    conditions: list[str] = []
+    params: list[Any] = []
+    if kind is not None:
+        conditions.append("t.kind = ?")
+        params.append(kind)
+    window, window_params = window_sql(since_ns, until_ns)  # (found by task_rollup_started)
+    conditions.extend(window)
+    params.extend(window_params)
     if retried:
         conditions.append("t.runs > 1")
     needle = search.strip().lower() if search else ""
@@ -102,13 +106,11 @@ def task_page(
         else:
             where, params = _conditions(kind, search, retried, since_ns, until_ns, db.dialect)
             (total,) = db.execute(f"SELECT COUNT(*) FROM task_rollup t WHERE {where}", params).fetchone()
-            ends = (f" JOIN {_ENDS} e ON e.task_kind = t.task_kind AND e.task_key = t.task_key"
-                    if sort == "duration" else "")
             # The sort carries each task's identity alone (narrow records sort in memory, and
             # faster), then the page's rows are read by their primary key.
             page = db.execute(
-                f"SELECT t.task_kind, t.task_key FROM task_rollup t{ends} WHERE {where} "
-                f"ORDER BY {_order_by(sort, descending, db.dialect)} LIMIT ? OFFSET ?",
+                f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} "
+                f"ORDER BY {_order_by(sort, descending, db.dialect, bool(search and search.strip()))} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             ).fetchall()
             found = (total, [_summary(db, db.execute(

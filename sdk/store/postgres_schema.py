@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
-from .rollups import create_tables_sql, mark_all_sql, postgres_triggers, refresh_statements
+from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, postgres_triggers, refresh_statements
 from .stale_runs import marks_sql, rollup_statement_triggers
 from .stale_runs import postgres_triggers as sums_triggers
 
@@ -260,6 +260,19 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
             f"ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0.02, "
             "autovacuum_vacuum_insert_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05)"
             for table in ("task_rollup", "task_model_rollup", "rollup_days"))),
+    ),
+    # Each task's runs' last end, and each task's (and task and model's) start week and month, with
+    # their indexes, and the runs nested in a run by index (see unitcost.store.schema's m017); a store
+    # made since m015 has the columns.
+    (
+        "m017_task_rollup_ended",
+        ("ALTER TABLE task_rollup ADD COLUMN IF NOT EXISTS ended_ns BIGINT NOT NULL DEFAULT 0, "
+         "ADD COLUMN IF NOT EXISTS start_week BIGINT NOT NULL DEFAULT 0, "
+         "ADD COLUMN IF NOT EXISTS start_month BIGINT NOT NULL DEFAULT 0",
+         "ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS start_week BIGINT NOT NULL DEFAULT 0, "
+         "ADD COLUMN IF NOT EXISTS start_month BIGINT NOT NULL DEFAULT 0",
+         *ended_and_buckets_sql("postgresql"),
+         "CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL"),
     ),
 )
 

@@ -30,13 +30,15 @@ The SQL is one text for both backends but for the day of a start (`day_sql`) and
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 from .run_totals import COLUMNS
 
 __all__ = [
-    "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql", "day_sql", "is_dirty", "mark_all_sql",
-    "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers",
+    "BUCKET_COLUMNS", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql", "day_sql",
+    "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql", "month_of_day", "month_sql",
+    "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
 ]
 
 SUM_COLUMNS = COLUMNS[3:]
@@ -52,8 +54,14 @@ _DAY_KEY = ("kind", "start_day", "outcome_label", "state", "part_kind", "part", 
 # task_rollup's columns after the identity, in the order `refresh` writes them.
 TASK_COLUMNS = (
     "kind", "key", "started_ns", "start_day", "runs", "runs_with_calls", *SUM_COLUMNS,
-    "tool_calls", "step_blocks", "tool_cost_pico", "runtime_cost_pico",
+    "tool_calls", "step_blocks", "tool_cost_pico", "runtime_cost_pico", "ended_ns", "start_week", "start_month",
 )
+# A task's time bucket beside its start day, for each `report --every`: the day; its week, named by the
+# day number of its Monday; its month, as year * 12 + month - 1. A bucket's k-th cost is then read from
+# an index in order (kind or model, bucket, cost) whatever the bucket's length (m017).
+BUCKET_COLUMNS = {"day": "start_day", "week": "start_week", "month": "start_month"}
+# The task's duration as the task list shows it (its runs' last end after its first start, else 0).
+_DURATION = "(CASE WHEN ended_ns > started_ns THEN ended_ns - started_ns ELSE 0 END)"
 
 
 def create_tables_sql(dialect: str) -> list[str]:
@@ -71,7 +79,8 @@ def create_tables_sql(dialect: str) -> list[str]:
         f"runtime_cost_pico {integer} NOT NULL DEFAULT 0, task_cost_pico {integer} NOT NULL DEFAULT 0, "
         f"split_models {integer} NOT NULL DEFAULT 0, "
         f"outcome_id {integer}, outcome_label TEXT, "
-        f"outcome_success {integer}, outcome_value_pico {integer}, PRIMARY KEY (task_kind, task_key))",
+        f"outcome_success {integer}, outcome_value_pico {integer}, {_LATER_TASK_COLUMNS.format(integer=integer)}, "
+        "PRIMARY KEY (task_kind, task_key))",
         # (an outcome by key alone finds its tasks by key)
         "CREATE INDEX task_rollup_key ON task_rollup(task_key)",
         # A group's k-th cost is read from these in order, without a sort: a kind's, a kind's on a
@@ -80,9 +89,11 @@ def create_tables_sql(dialect: str) -> list[str]:
         "CREATE INDEX task_rollup_day_cost ON task_rollup(kind, start_day, task_cost_pico)",
         f"CREATE TABLE task_model_rollup (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, provider TEXT NOT NULL, "
         f"model TEXT NOT NULL, start_day {integer} NOT NULL, {sums}, "
+        f"{_LATER_MODEL_COLUMNS.format(integer=integer)}, "
         f"PRIMARY KEY (task_kind, task_key, model, provider)){without_rowid}",
         "CREATE INDEX task_model_rollup_cost ON task_model_rollup(model, cost_pico)",
         "CREATE INDEX task_model_rollup_day_cost ON task_model_rollup(model, start_day, cost_pico)",
+        *_later_indexes(dialect),
         # Per kind, start day, outcome and part (the whole task, or one model of it): the
         # tasks' counts and sums, what a report's rows add up (its percentiles come from the task rows).
         f"CREATE TABLE rollup_days (kind TEXT NOT NULL, start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, "
@@ -91,6 +102,78 @@ def create_tables_sql(dialect: str) -> list[str]:
         + f", {sums}, PRIMARY KEY (kind, start_day, outcome_label, state, part_kind, part, has_part))",
         "CREATE TABLE rollup_dirty (task_kind TEXT NOT NULL, task_key TEXT NOT NULL, PRIMARY KEY (task_kind, task_key))"
         + without_rowid,
+    ]
+
+
+# (m017's columns: a new store has them from m015 on, an older one gets them added by m017)
+_LATER_TASK_COLUMNS = ("ended_ns {integer} NOT NULL DEFAULT 0, start_week {integer} NOT NULL DEFAULT 0, "
+                       "start_month {integer} NOT NULL DEFAULT 0")
+_LATER_MODEL_COLUMNS = "start_week {integer} NOT NULL DEFAULT 0, start_month {integer} NOT NULL DEFAULT 0"
+
+
+def _later_indexes(dialect: str) -> list[str]:
+    # (PostgreSQL sorts text by the database's collation unless told: the task list orders by code point)
+    text = ' COLLATE "C"' if dialect == "postgresql" else ""
+    return [
+        # The task list by duration reads its page from here in order (ties newest first, then by identity).
+        f"CREATE INDEX IF NOT EXISTS task_rollup_duration ON task_rollup({_DURATION}, started_ns, "
+        f"task_kind{text}, task_key{text})",
+        # A time window's tasks found by range (compare's sides, report --since/--until), and the task
+        # list's default order (newest first, then by identity) read in order: deep pages walk it.
+        f"CREATE INDEX IF NOT EXISTS task_rollup_started ON task_rollup(started_ns, task_kind{text}, task_key{text})",
+        # A week's or month's k-th cost, of a kind or a model, read in order as a day's is.
+        "CREATE INDEX IF NOT EXISTS task_rollup_week_cost ON task_rollup(kind, start_week, task_cost_pico)",
+        "CREATE INDEX IF NOT EXISTS task_rollup_month_cost ON task_rollup(kind, start_month, task_cost_pico)",
+        "CREATE INDEX IF NOT EXISTS task_model_rollup_week_cost ON task_model_rollup(model, start_week, cost_pico)",
+        "CREATE INDEX IF NOT EXISTS task_model_rollup_month_cost ON task_model_rollup(model, start_month, cost_pico)",
+    ]
+
+
+def duration_sql(alias: str) -> str:
+    """A task_rollup row's duration in ns, as the index on it reads it (``alias``: the row's name)."""
+    return _DURATION.replace("ended_ns", f"{alias}.ended_ns").replace("started_ns", f"{alias}.started_ns")
+
+
+def week_sql(day: str) -> str:
+    """The week of a day number (`day_sql`), as the day number of its Monday (1970-01-01 was a Thursday):
+    `week_of_day` in SQL, for days from 1970 on."""
+    return f"(({day}) - (({day}) + 3) % 7)"
+
+
+def month_sql(dialect: str, day: str) -> str:
+    """The month of a day number as year * 12 + month - 1 (`month_of_day` in SQL)."""
+    if dialect == "sqlite":
+        moment = f"({day}) * 86400, 'unixepoch'"
+        return (f"(CAST(strftime('%Y', {moment}) AS INTEGER) * 12 "
+                f"+ CAST(strftime('%m', {moment}) AS INTEGER) - 1)")
+    date = f"(DATE '1970-01-01' + CAST(({day}) AS integer))"
+    return f"(CAST(EXTRACT(YEAR FROM {date}) AS bigint) * 12 + CAST(EXTRACT(MONTH FROM {date}) AS bigint) - 1)"
+
+
+def week_of_day(day: int) -> int:
+    """The week column's value for a day number (days since 1970-01-01, UTC)."""
+    return day - (day + 3) % 7
+
+
+def month_of_day(day: int) -> int:
+    """The month column's value for a day number."""
+    moment = date(1970, 1, 1) + timedelta(days=day)
+    return moment.year * 12 + moment.month - 1
+
+
+def ended_and_buckets_sql(dialect: str) -> list[str]:
+    """m017 for a store whose rollups were made before it: each task's last end, week and month (and
+    each task and model's week and month) from the rows already there, and their indexes. (The
+    columns themselves are added by the migration, when missing.)"""
+    last_end = ("(SELECT MAX(x.ended_ns) FROM runs x WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind "
+                "AND x.key = task_rollup.key)")
+    own_end = "(SELECT x.ended_ns FROM runs x WHERE x.run_id = task_rollup.task_key)"
+    return [
+        f"UPDATE task_rollup SET ended_ns = COALESCE(CASE WHEN task_kind = '' THEN {own_end} ELSE {last_end} END, 0), "
+        f"start_week = {week_sql('start_day')}, start_month = {month_sql(dialect, 'start_day')}",
+        f"UPDATE task_model_rollup SET start_week = {week_sql('start_day')}, "
+        f"start_month = {month_sql(dialect, 'start_day')}",
+        *_later_indexes(dialect),
     ]
 
 
@@ -112,11 +195,12 @@ _IDENT = "CASE WHEN {x}.key IS NULL THEN '' ELSE {x}.kind END, COALESCE({x}.key,
 _IN_DIRTY = "(task_kind, task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
 # The runs of the dirty tasks, with their identity (two joins: each can use an index).
 _DIRTY_RUNS = (
-    "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
+    "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, "
+    "x.runtime_cost_pico "
     # (CROSS JOIN: SQLite then reads the few dirty tasks first and finds their rows by index, whatever
     # its statistics say of an often empty table; PostgreSQL plans as it likes)
     "FROM rollup_dirty d CROSS JOIN runs x WHERE x.kind = d.task_kind AND x.key = d.task_key "
-    "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.runtime_cost_pico "
+    "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, x.runtime_cost_pico "
     "FROM rollup_dirty d CROSS JOIN runs x WHERE x.run_id = d.task_key AND x.key IS NULL AND d.task_kind = '')"
 )
 
@@ -127,6 +211,7 @@ def _task_rows_sql(dialect: str) -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*TASK_COLUMNS, "task_cost_pico"))
     tool_cost = "SUM(COALESCE(st.tcost, 0))"
     runtime_cost = "(SUM(COALESCE(st.rcost, 0)) + SUM(COALESCE(dr.runtime_cost_pico, 0)))"
+    day = day_sql(dialect, "MIN(dr.started_ns)")
     return (
         f"WITH {_DIRTY_RUNS}, "
         # tools and steps of those runs (session blocks are a [[runtime]] charge, not tool cost)
@@ -137,8 +222,10 @@ def _task_rows_sql(dialect: str) -> str:
         "FROM dr CROSS JOIN steps s WHERE s.run_id = dr.run_id GROUP BY s.run_id) "
         f"INSERT INTO task_rollup ({columns}) "
         "SELECT dr.task_kind, dr.task_key, MIN(dr.kind), MIN(dr.key), MIN(dr.started_ns), "
-        f"{day_sql(dialect, 'MIN(dr.started_ns)')}, COUNT(*), COUNT(s.run_id){sums}, "
+        f"{day}, COUNT(*), COUNT(s.run_id){sums}, "
         f"SUM(COALESCE(st.tools, 0)), SUM(COALESCE(st.blocks, 0)), {tool_cost}, {runtime_cost}, "
+        # (the runs' last end: the task list's duration; the start's week and month: the buckets' ranks)
+        f"MAX(dr.ended_ns), {week_sql(day)}, {month_sql(dialect, day)}, "
         # the task's cost: its calls', tools' and runtime's (what its percentiles rank)
         f"SUM(COALESCE(s.cost_pico, 0)) + {tool_cost} + {runtime_cost} "
         "FROM dr LEFT JOIN run_sums s ON s.run_id = dr.run_id LEFT JOIN st ON st.run_id = dr.run_id "
@@ -151,13 +238,16 @@ def _model_rows_sql() -> str:
     sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS)
     return (
-        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day"
-        + "".join(f", {c}" for c in SUM_COLUMNS) + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
-        f"MIN(r.start_day){sums} FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
-        # (the task's first day, made just before: what a report by model and day ranks by)
+        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, "
+        "start_week, start_month" + "".join(f", {c}" for c in SUM_COLUMNS)
+        + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
+        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month){sums} "
+        "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
+        # (the task's first day, week and month, made just before: what a report by model and bucket ranks by)
         "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
-        f"ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, {updates}"
+        "ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, "
+        f"start_week = excluded.start_week, start_month = excluded.start_month, {updates}"
     )
 
 

@@ -23,7 +23,7 @@ from ..common.errors import StoreError
 from .backend import is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
-from .rollups import create_tables_sql, mark_all_sql, sqlite_triggers
+from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, sqlite_triggers
 from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
 from .stale_runs import marks_sql
@@ -306,6 +306,26 @@ def _m016_stale_run_marks(db: sqlite_utils.Database) -> None:
     # a report's freshness check reads one row instead of counting the calls.
     for statement in (*marks_sql("sqlite"), *sums_triggers()):
         db.execute(statement)
+
+
+@migrations(name="m017_task_rollup_ended")
+def _m017_task_rollup_ended(db: sqlite_utils.Database) -> None:
+    # Each task's runs' last end (the task list sorts by duration from an index, not by grouping the
+    # runs on every request), and each task's (and task and model's) start week and month, with the
+    # indexes that read a week's or a month's k-th cost in order (unitcost.store.rollups). A store
+    # whose m015 ran after this was written has the columns already; the values are made either way.
+    # And the runs nested in a run found by index (`show` and the UI's task page walk a run's subtree
+    # level by level: without it each level reads every run).
+    for table, columns in (("task_rollup", ("ended_ns", "start_week", "start_month")),
+                           ("task_model_rollup", ("start_week", "start_month"))):
+        have = set(db[table].columns_dict)
+        for column in columns:
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    for statement in ended_and_buckets_sql("sqlite"):
+        db.execute(statement)
+    # (partial: most runs are nobody's child, so the index stays small)
+    db.execute("CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL")
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

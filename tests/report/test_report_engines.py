@@ -242,3 +242,25 @@ def test_a_store_the_sql_would_read_otherwise_is_reported_by_the_python_engine(s
     assert _reports._group_in_store(store, _reports._Request(["kind"], None, None, None, None, None)) is None
     row = report(store)[0]
     assert (row["group"], row["tasks"], row["runs"]) == ({"kind": "ticket"}, 1, 2)
+
+
+@pytest.mark.parametrize("every", ["day", "week", "month"])
+@pytest.mark.parametrize("by", ["kind", "model"])
+def test_a_weeks_or_months_percentiles_are_read_from_an_index(store, monkeypatch, every, by):
+    # Tasks over six weeks and two months, several a day: each bucket's p50/p95 are read at their rank
+    # from the (kind or model, bucket, cost) indexes (m017), never by ranking every cost in Python,
+    # and equal the Python engine's.
+    from unitcost.report import rollup_sql
+
+    runs_ = [(("ticket", "chat")[n % 2], None, MIDNIGHT - 40 * DAY + n * 7 * DAY // 5 + n % 3, "{}",
+              [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)], []) for n in range(30)]
+    _write(store, runs_, [], [])
+
+    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the costs were ranked in Python")
+
+    with monkeypatch.context() as m:
+        m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
+        sql_rows, python_rows = _both(store, monkeypatch, by=by, every=every)
+    assert sql_rows == python_rows
+    assert len({r["group"][every] for r in python_rows}) > 2

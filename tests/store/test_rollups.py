@@ -17,7 +17,7 @@ from unitcost.pricing.book import PriceBook
 from unitcost.store.backend import CALL_COLUMNS, TABLES, Batch
 from unitcost.store.connect import open_backend
 from unitcost.store.prune import prune
-from unitcost.store.rollups import mark_all_sql
+from unitcost.store.rollups import ended_and_buckets_sql, mark_all_sql, month_of_day, week_of_day
 from unitcost.store.rollups import refresh as refresh_rollups
 
 DAY = 86_400 * 10**9
@@ -134,6 +134,40 @@ def _rebuilt(db: Any) -> dict[str, list[Any]]:
     return made
 
 
+def _backfilled(db: Any) -> dict[str, list[Any]]:
+    """The rollups as m017 leaves a store whose rollups were made before it: its last ends, weeks and
+    months made from the rows (in a transaction rolled back)."""
+    class Undo(Exception):
+        pass
+
+    made: dict[str, list[Any]] = {}
+    try:
+        with db.transaction():
+            db.execute("UPDATE task_rollup SET ended_ns = 0, start_week = 0, start_month = 0")
+            db.execute("UPDATE task_model_rollup SET start_week = 0, start_month = 0")
+            for statement in ended_and_buckets_sql(db.dialect):
+                db.execute(statement)
+            made.update(_snapshot(db))
+            raise Undo()
+    except Undo:
+        pass
+    return made
+
+
+def _check_ends_and_buckets(db: Any) -> None:
+    """Each task's last end is its runs' latest; its week and month are its start day's."""
+    ends: dict[tuple[str, str], int] = {}
+    for kind, key, run_id, ended in db.execute("SELECT kind, key, run_id, ended_ns FROM runs"):
+        identity = ("", run_id) if key is None else (kind, key)
+        ends[identity] = max(ends.get(identity, ended), ended)
+    for kind, key, ended, day, week, month in db.execute(
+        "SELECT task_kind, task_key, ended_ns, start_day, start_week, start_month FROM task_rollup"
+    ):
+        assert (ended, week, month) == (ends[(kind, key)], week_of_day(day), month_of_day(day))
+    for day, week, month in db.execute("SELECT start_day, start_week, start_month FROM task_model_rollup"):
+        assert (week, month) == (week_of_day(day), month_of_day(day))
+
+
 def _check(db: Any, operations_: list[Any]) -> None:
     for table in (*_TABLES, "outcomes", "steps", "calls", "run_totals", "run_sums", "runs"):
         with db.transaction():
@@ -143,6 +177,8 @@ def _check(db: Any, operations_: list[Any]) -> None:
     assert db.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
     kept = _snapshot(db)
     assert kept == _rebuilt(db)
+    assert kept == _backfilled(db)
+    _check_ends_and_buckets(db)
     assert db.execute("SELECT COUNT(*) FROM task_rollup").fetchone()[0] == db.execute(
         "SELECT COUNT(*) FROM (SELECT DISTINCT kind, COALESCE(key, run_id) FROM runs) AS t").fetchone()[0]
 
