@@ -85,7 +85,7 @@ def _run(section: str, quick: bool, log: Any, done: dict[str, Any]) -> tuple[lis
         isolated = done.get("store", {}).get("exporter_spans_per_s")
         return lag.measure(10 if quick else 30, median(isolated) if isolated else None, log)
     if section == "scale":
-        return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 3, log)
+        return store.scale(10_000 if quick else 100_000, 10, 90, 2 if quick else 5, log)
     if section == "ui":
         from . import ui
 

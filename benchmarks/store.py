@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -27,7 +28,8 @@ from typing import Any
 from ._common import Row, bench_env, median, quartiles
 
 THROUGHPUT_TARGET = 100_000
-REPORT_TARGET_S = 2.0
+REPORT_TARGET_S = 1.0  # issue 16: report, --by model, --every day over 1,000,000 calls
+SHOW_TARGET_S = 0.3  # issue 16: show TASK
 BYTES_PER_CALL_TARGET = 400
 BATCH = 2048  # = StoreSpanProcessor.export_batch_size (checked in throughput())
 SLOW_S = 10.0  # a command slower than this once is not repeated
@@ -196,26 +198,27 @@ def scale(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) ->
         "unitcost show TASK": [*exe, "show", task_id, "--db", str(path)],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
     failures: dict[str, str] = {}
+    load_before = os.getloadavg()
     for repeat in range(repeats):
         for name, argv in commands.items():
             # A command far over its target is timed once: the verdict is clear and the run stays short.
             if argv is None or name in failures or (repeat and min(times[name]) > SLOW_S):
                 continue
-            started = time.perf_counter()
-            try:
-                done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      timeout=TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                failures[name] = f"still running after {TIMEOUT_S} s: stopped"
-                times[name].append(float(TIMEOUT_S))
-                continue
-            times[name].append(time.perf_counter() - started)
-            if done.returncode != 0:
-                failures[name] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+            wall, cpu, failed = _timed(argv, env)
+            times[name].append(wall)
+            cpus[name].append(cpu)
+            if failed:
+                failures[name] = failed
+    load_after = os.getloadavg()
     log(f"  scale: {repeats} rounds of {len([c for c in commands.values() if c])} commands")
     start_figure = median(times["python -c pass (interpreter start)"])
     help_figure = median(times["unitcost --help"])
+    help_cpu = median(cpus["unitcost --help"])
+    # On a shared machine other processes stretch wall time far more than CPU time: both are shown, with
+    # the load average around the rounds, and the verdict is on wall time as the target says.
+    load = f"load {load_before[0]:.2f} -> {load_after[0]:.2f}"
     rows = [
         Row("scale", f"store size per LLM call ({calls:,} calls, {runs:,} runs, 90 days)", "",
             f"{size / calls:,.0f} bytes ({size / 2**20:,.0f} MiB)", "< 400 bytes", size / calls < BYTES_PER_CALL_TARGET,
@@ -225,20 +228,39 @@ def scale(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) ->
     for name, argv in commands.items():
         if not name.startswith("unitcost ") or name == "unitcost --help":
             continue
+        target = SHOW_TARGET_S if name.startswith("unitcost show") else REPORT_TARGET_S
         if argv is None:
-            rows.append(Row("scale", name, "", "does not exist yet", "<= 2 s", None, "the CLI has no --every"))
+            rows.append(Row("scale", name, "", "does not exist yet", f"<= {target:g} s", None,
+                            "the CLI has no --every"))
             continue
         figure = median(times[name])
         failed = failures.get(name)
         runs_ = len(times[name])
         rows.append(Row("scale", name + " (wall, fresh interpreter)",
-                        f"interpreter {start_figure:.2f} s, unitcost --help {help_figure:.2f} s",
+                        f"interpreter {start_figure:.2f} s, unitcost --help {help_figure:.2f} s ({help_cpu:.2f} s CPU)",
                         f"{figure:.2f} s" + (f" [min {min(times[name]):.2f}, {runs_} runs]" if runs_ > 1 else
-                                             " (1 run)"), "<= 2 s",
-                        False if failed and "stopped" in failed else None if failed else figure <= REPORT_TARGET_S,
-                        f"FAILED: {failed}" if failed else ""))
+                                             " (1 run)") + f", {median(cpus[name]):.2f} s CPU", f"<= {target:g} s",
+                        False if failed and "stopped" in failed else None if failed else figure <= target,
+                        f"FAILED: {failed}" if failed else load))
     return rows, {"store": str(path), "bytes": size, "calls": calls, "runs": runs, "seconds": times,
-                  "build_seconds": build_seconds}
+                  "cpu_seconds": cpus, "load": [load_before, load_after], "build_seconds": build_seconds}
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str | None]:
+    """(wall s, CPU s of the process, failure or None) of one fresh interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return float(TIMEOUT_S), float("nan"), f"still running after {TIMEOUT_S} s: stopped"
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        return wall, cpu, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+    return wall, cpu, None
 
 
 def remove_cache() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from unitcost.common.errors import StoreError, UnitcostError
 from unitcost.common.timewindow import parse_time
@@ -17,6 +18,9 @@ from unitcost.query import ImportError_, open_store, store_location
 from unitcost.report import ReportError
 
 from . import fit
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # --db: a file path or a postgresql:// URL (unitcost.query.store_location).
 DB_HELP = "(default: $UNITCOST_DB, else the per-user unitcost.db; or a postgresql:// URL)"
@@ -89,6 +93,10 @@ def wide_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @contextlib.contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr for long reads, imports and exports; silent when stderr is no terminal."""
+    if not _maybe_terminal():
+        yield lambda n: None
+        return
+    from rich.console import Console  # here: as in `reading` (start-up time)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     stderr = Console(stderr=True)
@@ -106,9 +114,24 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Callabl
 @contextlib.contextmanager
 def reading(description: str = "reading the store") -> Iterator[None]:
     """A spinner on stderr while a long read runs; silent when stderr is no terminal."""
+    if not _maybe_terminal():
+        yield
+        return
+    from rich.console import Console  # here: output for a program (stderr no terminal) needs no rich (start-up time)
+
     stderr = Console(stderr=True)
     if not stderr.is_terminal:
         yield
         return
     with stderr.status(description):
         yield
+
+
+def _maybe_terminal() -> bool:
+    """False when rich would surely find stderr no terminal (not a TTY, and neither FORCE_TERMINAL nor
+    TTY_COMPATIBLE set): then it need not be imported to ask."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    return tty or "FORCE_TERMINAL" in os.environ or "TTY_COMPATIBLE" in os.environ

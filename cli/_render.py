@@ -8,11 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
-from rich.tree import Tree
+from typing import TYPE_CHECKING, Any
 
 from unitcost.common.money import format_usd, usd_for_json
 from unitcost.report import (
@@ -22,12 +18,15 @@ from unitcost.report import (
     estimated_note,
     format_energy,
     group_label,
-    row_for_json,
     unpriced_calls_note,
     unpriced_note,
 )
 
 from .fit import Column, fitted_table, left_out_note
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 usd = format_usd  # one formatter for the table, the page and the tree
 
@@ -149,15 +148,21 @@ def _print_unpriced(unpriced: int, console: Console) -> None:
         console.print(note)
 
 
+def _for_json(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    from unitcost.report import row_for_json  # here: the report engine is not loaded for `unitcost show`
+
+    return [row_for_json(r) for r in rows]
+
+
 def report_json(rows: Sequence[dict[str, Any]]) -> str:
-    return json.dumps([row_for_json(r) for r in rows], indent=2)
+    return json.dumps(_for_json(rows), indent=2)
 
 
 def report_csv(rows: Sequence[dict[str, Any]]) -> str:
     out = io.StringIO()
     if not rows:
         return ""
-    flat = [row_for_json(r) for r in rows]
+    flat = _for_json(rows)
     group_names = list(flat[0]["group"])
     fields = group_names + [k for k in flat[0] if k != "group"]
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
@@ -171,7 +176,7 @@ def report_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """Every field of the JSON format, as a Markdown table (same numbers)."""
     if not rows:
         return ""
-    flat = [row_for_json(r) for r in rows]
+    flat = _for_json(rows)
     names = list(flat[0]["group"]) + [k for k in flat[0] if k != "group"]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in flat:
@@ -274,6 +279,8 @@ def tasks_table(rows: Sequence[dict[str, Any]], console: Console) -> None:
 
 def _node_label(node: Node) -> Text:
     # Text, not markup: names and errors come from the user's program and may contain [brackets].
+    from rich.text import Text  # here: `--format json` and `csv` print without rich (start-up time)
+
     seconds = (node.ended_ns - node.started_ns) / 1e9
     parts = [usd(node.cost_usd, marked=node.total("unpriced") > 0)]
     inp, out = node.total("input_tokens"), node.total("output_tokens")
@@ -300,6 +307,9 @@ def run_tree(detail: RunDetail, console: Console) -> None:
     head = f"{detail.kind}" + (f" key={detail.key}" if detail.key else "") + f"  task id {detail.run_id}"
     if len(detail.runs_of_task) > 1:
         head += f"  (run {detail.runs_of_task.index(detail.run_id) + 1} of {len(detail.runs_of_task)} of this task)"
+    from rich.text import Text  # here: as in _node_label (start-up time)
+    from rich.tree import Tree
+
     console.print(head)
     if detail.attributes:
         console.print("attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(detail.attributes.items())))

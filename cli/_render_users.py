@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from unitcost.common.money import format_usd, usd_for_json
 
 from .fit import Column, fitted_table, left_out_note
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["cap_json", "cap_table", "users_json", "users_table"]
 

@@ -14,10 +14,11 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = ["NOT_A_TERMINAL_WIDTH", "Column", "console", "fitted_table", "left_out_note", "say", "terminal_width"]
 
@@ -41,6 +42,8 @@ def terminal_width(stream: Any = None) -> int:
 
 def console(*, wide: bool = False, stderr: bool = False) -> Console:
     # No markup: kinds, keys, names and attribute values are the user's text and may hold [brackets].
+    from rich.console import Console  # here: `--format json` and `csv` print without rich (start-up time)
+
     width = WIDE if wide else terminal_width(sys.stderr if stderr else None)
     return Console(soft_wrap=False, width=width, markup=False, highlight=False, stderr=stderr)
 
@@ -54,13 +57,19 @@ class Column:
     priority: int = 0
 
 
-def _natural_width(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int:
-    # rich's default box: one border left, then per column its text, a space each side and a border.
-    widths = [
-        max([len(c.header), *(max((len(line) for line in row[i].split("\n")), default=0) for row in rows)])
+def _widths(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> list[int]:
+    """Each column's width unwrapped: its widest line, header included, in terminal cells."""
+    from rich.cells import cell_len  # here: as rich.console (start-up time)
+
+    return [
+        max([cell_len(c.header), *(max((cell_len(line) for line in row[i].split("\n")), default=0) for row in rows)])
         for i, c in enumerate(columns)
     ]
-    return 1 + sum(w + 3 for w in widths)
+
+
+def _natural_width(columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> int:
+    # rich's default box: one border left, then per column its text, a space each side and a border.
+    return 1 + sum(w + 3 for w in _widths(columns, rows))
 
 
 def fitted_table(
@@ -79,10 +88,19 @@ def fitted_table(
         _, minus_i = by_priority.pop()
         keep.remove(-minus_i)
         left_out.insert(0, columns[-minus_i].header)
+    from rich.table import Table  # here: as rich.console (start-up time)
+
     table = Table(title=title, title_justify="left")
-    for i in keep:
+    kept_rows = [[r[i] for i in keep] for r in rows]
+    widths = _widths([columns[i] for i in keep], kept_rows)
+    # When the table fits, each column gets its widest cell's width, fixed: rich then draws the very
+    # same table without measuring every cell again (most of the time `report --every day` spent).
+    fixed = 1 + sum(w + 3 for w in widths) <= width
+    for i, w in zip(keep, widths, strict=True):
         col = columns[i]
-        table.add_column(col.header, justify=col.justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(
+            col.header, justify=col.justify, overflow="fold", width=w if fixed else None,  # type: ignore[arg-type]
+        )
     for n, row in enumerate(rows):
         table.add_row(*(row[i] for i in keep), end_section=bool(sections and sections[n]))
     left_out.sort(key=lambda h: [c.header for c in columns].index(h))

@@ -4,16 +4,60 @@ by theme and are registered here."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
+
 import click
 
-from .demo_cmd import demo_command
-from .doctor_cmd import doctor_command
-from .export_cmds import export_command
-from .report_cmds import check_command, compare_command, report_command, whatif_command
-from .serve_cmd import serve_command
-from .store_cmds import prune_command
-from .task_cmds import outcome_command, show_command, tasks_command
-from .ui_cmd import ui_command
+__all__ = ["cli"]
+
+# Each command's module, imported when the command is looked up: `unitcost show` does not load what
+# `demo`, `serve` or `whatif` need (the start-up time of every command; `--help` loads them all).
+COMMANDS = {
+    "report": ("report_cmds", "report_command"),
+    "compare": ("report_cmds", "compare_command"),
+    "whatif": ("report_cmds", "whatif_command"),
+    "check": ("report_cmds", "check_command"),
+    "tasks": ("task_cmds", "tasks_command"),
+    "show": ("task_cmds", "show_command"),
+    "outcome": ("task_cmds", "outcome_command"),
+    "prune": ("store_cmds", "prune_command"),
+    "demo": ("demo_cmd", "demo_command"),
+    "export": ("export_cmds", "export_command"),
+    "serve": ("serve_cmd", "serve_command"),
+    "doctor": ("doctor_cmd", "doctor_command"),
+    "ui": ("ui_cmd", "ui_command"),
+}
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The group's commands by name (what click keeps in ``Group.commands``), each loaded on first use."""
+
+    def __init__(self, where: dict[str, tuple[str, str]]) -> None:
+        self._where = dict(where)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._loaded.get(name)
+        if command is None:
+            module, attribute = self._where[name]  # KeyError: no such command (click says so)
+            command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+            self._loaded[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+        self._where.setdefault(name, ("", ""))
+
+    def __delitem__(self, name: str) -> None:
+        del self._where[name]
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 @click.group()
@@ -28,8 +72,4 @@ def cli() -> None:
     """
 
 
-for command in (
-    report_command, compare_command, whatif_command, check_command, tasks_command, show_command, outcome_command,
-    prune_command, demo_command, export_command, serve_command, doctor_command, ui_command,
-):
-    cli.add_command(command)
+cli.commands = LazyCommands(COMMANDS)

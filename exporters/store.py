@@ -83,6 +83,9 @@ ROLLUP_EVERY_SECONDS = 1.0
 _inherited: list[Any] = []  # connections copied by fork: never used, never closed, in the child
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
+_NO_ENERGY = (None, None, None, None, None)  # a call's energy columns when it is unestimated
+_TASK_ATTR_PREFIX = A.TASK_ATTR_PREFIX
+_TOOL_COSTS_KEPT = 1024  # distinct tool costs kept parsed (see StoreSpanExporter._tool_cost)
 
 # json.dumps with any argument makes a new encoder at each call (a third of its cost for a small dict).
 _task_attributes_json = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
@@ -213,6 +216,7 @@ class StoreSpanExporter(SpanExporter):
         self._rollups_owed = False  # a batch since then skipped the refresh
         self._rollups_now = False  # the next batch refreshes whatever the pace (a flush, exit)
         self.after_first_batch: Any = None  # called once a first batch with spans is written
+        self._tool_costs: dict[tuple[type, Any], int] = {}  # see _tool_cost
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _before_fork(self) -> None:
@@ -394,11 +398,15 @@ class StoreSpanExporter(SpanExporter):
         return runs, calls, steps, outcomes, content
 
     def _call_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
-        # The exporter's hot path (one call per stored LLM call): each attribute is read once.
+        # The exporter's hot path (one call per stored LLM call): each attribute is read once, and the
+        # helpers the other rows use (span_error_type, _hex_span) are inlined.
         if attrs is None:
             attrs = attributes_of(span)
         get = attrs.get
-        error_type = span_error_type(span, attrs)
+        if A.ERROR_TYPE in attrs:
+            error_type: str | None = str(attrs[A.ERROR_TYPE])
+        else:
+            error_type = "error" if span.status.status_code is StatusCode.ERROR else None
         buckets, provider, model, response_model, tier, modifiers, context, usage_known, parts = call_terms(
             attrs, error_type
         )
@@ -408,31 +416,36 @@ class StoreSpanExporter(SpanExporter):
             self._prices, provider, model, started, ended, buckets, parts, response_model=response_model, tier=tier,
             context=context, usage_known=usage_known,
         )
-        energy: tuple[Any, ...] = (None, None, None, None, None)
-        try:
-            seconds = (ended - started) / 1e9
-            output = buckets.output_total
-            estimate = self._prices.energy.estimate(provider, str(response_model or model), output, seconds)
-            if estimate is None and response_model is not None and response_model != model:
-                estimate = self._prices.energy.estimate(provider, model, buckets.output_total, seconds)
-            if estimate is not None:
-                energy = estimate
-        except Exception as exc:  # noqa: BLE001 - an estimate that fails leaves the call unestimated
-            internal_error("energy estimate", exc)
+        energy: tuple[Any, ...] = _NO_ENERGY
+        energy_book = self._prices.energy
+        if energy_book.active:
+            try:
+                seconds = (ended - started) / 1e9
+                output = buckets.output_total
+                estimate = energy_book.estimate(provider, str(response_model or model), output, seconds)
+                if estimate is None and response_model is not None and response_model != model:
+                    estimate = energy_book.estimate(provider, model, buckets.output_total, seconds)
+                if estimate is not None:
+                    energy = estimate
+            except Exception as exc:  # noqa: BLE001 - an estimate that fails leaves the call unestimated
+                internal_error("energy estimate", exc)
+        context_ids = span.context
         parent = span.parent
+        retries, write_30m = get(A.CALL_RETRIES), get(A.CACHE_WRITE_30M_TOKENS)
+        write_12h = get(A.CACHE_WRITE_12H_TOKENS)
         return (
-            format(span.context.span_id, "016x"), format(span.context.trace_id, "032x"),
-            None if parent is None else format(parent.span_id, "016x"), get(A.TASK_ID),
+            f"{context_ids.span_id:016x}", f"{context_ids.trace_id:032x}",
+            None if parent is None else f"{parent.span_id:016x}", get(A.TASK_ID),
             started, ended, provider, str(get(A.OPERATION) or "chat"), model, response_model,
             buckets.uncached_input, buckets.cache_read, buckets.cache_write, buckets.cache_write_1h,
             buckets.visible_output, buckets.reasoning, cost, reasoning, source,
-            int(bool(get(A.USAGE_ESTIMATED))), int(bool(get(A.REQUEST_STREAM))),
-            int(bool(get(A.CALL_INCOMPLETE))), error_type, tier,
+            1 if get(A.USAGE_ESTIMATED) else 0, 1 if get(A.REQUEST_STREAM) else 0,
+            1 if get(A.CALL_INCOMPLETE) else 0, error_type, tier,
             buckets.web_search_requests, buckets.web_fetch_requests,
             _modifiers_json(modifiers) if modifiers else None,
-            clean_count(get(A.CALL_RETRIES)) or 0,
-            clean_count(get(A.CACHE_WRITE_30M_TOKENS)) or 0,
-            clean_count(get(A.CACHE_WRITE_12H_TOKENS)) or 0,
+            0 if retries is None else clean_count(retries) or 0,
+            0 if write_30m is None else clean_count(write_30m) or 0,
+            0 if write_12h is None else clean_count(write_12h) or 0,
             _parts_json(parts, part_costs or [None] * len(parts)) if parts else None,
             *energy,
         )
@@ -440,18 +453,21 @@ class StoreSpanExporter(SpanExporter):
     def _run_row(self, span: ReadableSpan, attrs: Any = None) -> tuple[Any, ...]:
         if attrs is None:
             attrs = attributes_of(span)
-        prefix = len(A.TASK_ATTR_PREFIX)
-        task_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
+        prefix = _TASK_ATTR_PREFIX
+        cut = len(prefix)
+        task_attrs = {k[cut:]: v for k, v in attrs.items() if k.startswith(prefix)}
         started = span.start_time or 0
         ended = span.end_time or started
-        kind = str(attrs.get(A.TASK_KIND))
+        get = attrs.get
+        kind = str(get(A.TASK_KIND))
+        ids, parent = span.context, span.parent
         return (
-            _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
-            _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_PARENT_ID),
-            kind, attrs.get(A.TASK_KEY), str(attrs.get(A.SERVICE) or self._service),
+            f"{ids.span_id:016x}", f"{ids.trace_id:032x}",
+            None if parent is None else f"{parent.span_id:016x}", get(A.TASK_PARENT_ID),
+            kind, get(A.TASK_KEY), str(get(A.SERVICE) or self._service),
             started, ended, span_error_type(span, attrs),
             _task_attributes_json(task_attrs) if task_attrs else "{}",
-            self.runtime_cost(kind, None, started, ended),
+            self.runtime_cost(kind, None, started, ended) if self._prices.prices_runs else None,
         )
 
     def runtime_cost(self, kind: str | None, session: str | None, started: int, ended: int) -> int | None:
@@ -476,12 +492,29 @@ class StoreSpanExporter(SpanExporter):
             task_kind = attrs.get(A.TASK_KIND)
             pico = self.runtime_cost(None if task_kind is None else str(task_kind), name, started, ended)
         else:
-            pico = None if cost is None else to_pico(parse_usd(cost))
+            pico = None if cost is None else self._tool_cost(cost)
+        ids, parent = span.context, span.parent
         return (
-            _hex_span(span.context.span_id), format(span.context.trace_id, "032x"),
-            _hex_span(span.parent.span_id if span.parent else None), attrs.get(A.TASK_ID), kind,
+            f"{ids.span_id:016x}", f"{ids.trace_id:032x}",
+            None if parent is None else f"{parent.span_id:016x}", attrs.get(A.TASK_ID), kind,
             name, started, ended, pico, span_error_type(span, attrs),
         )
+
+    def _tool_cost(self, cost: Any) -> int:
+        """A tool's own cost in pico-dollars: the same few amounts recur (a tool's price per call), and
+        parsing one as a Decimal costs more than the rest of its row."""
+        key = (type(cost), cost)
+        try:
+            return self._tool_costs[key]
+        except KeyError:
+            pass
+        except TypeError:  # an amount that cannot be a key (unhashable): parsed every time
+            return to_pico(parse_usd(cost))
+        pico = to_pico(parse_usd(cost))  # raises for what is not an amount: never kept
+        if len(self._tool_costs) >= _TOOL_COSTS_KEPT:
+            self._tool_costs.clear()
+        self._tool_costs[key] = pico
+        return pico
 
     def _outcome_row(self, span: ReadableSpan, source: str, attrs: Any = None) -> tuple[Any, ...] | None:
         if attrs is None:

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from .common.timewindow import parse_time
-from .report.engine import report as _report
-from .report.engine import row_for_json
 from .report.inspect import recent_runs
 from .store.backend import StoreBackend, is_url, redact_url
 from .store.connect import open_backend
@@ -81,6 +79,10 @@ def report(
 
     ``since``/``until`` take what the CLI takes (``"7d"``, ``"2026-11-01"``) or Unix nanoseconds.
     """
+    # Here: the report engine loads when a report is asked for, not for `unitcost show` (start-up time).
+    from .report.engine import report as _report
+    from .report.engine import row_for_json
+
     with _open(db) as store:
         rows = _report(store, by=by, every=every, since_ns=_ns(since), until_ns=_ns(until), kind=kind, where=where)
     return [row_for_json(r) for r in rows]

@@ -30,6 +30,7 @@ WRITER_MODULES = (
     "genai_prices.data_snapshot",
     "genai_prices.data",  # the price data itself: ~0.2 s, the bulk of the cost
     "sqlite_utils",
+    "sqlite_utils.migrations",  # (unitcost.store.schema imports it when a store lacks a migration)
     "unitcost.store.bulk",
     "unitcost.store.run_totals",
     "unitcost.store.schema",

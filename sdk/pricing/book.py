@@ -94,6 +94,10 @@ class CallCost:
     source: str  # "genai-prices" or "override"
 
 
+# (the six token buckets' rates, the audio shares' extra rates, the reasoning rate): see `Rates.cost_pico`.
+_PicoTable = tuple[tuple[int, int, int, int, int, int], tuple[tuple[str, int], ...], int]
+
+
 @dataclass(frozen=True, slots=True)
 class Rates:
     """USD per million tokens for each bucket, with the genai-prices tiers kept as they are."""
@@ -112,6 +116,12 @@ class Rates:
     pico_reasoning: int = field(init=False, default=0)
     pico_per_request: int = field(init=False, default=0)
     pico_per_web_search: int = field(init=False, default=0)
+    # `cost_pico`'s table: (the six token buckets' rates in `_MAIN_BUCKETS` order, the audio shares'
+    # extra rates, the reasoning rate), or None. Tiered rates (genai-prices' cliff model) have one per
+    # tier the call's input reaches, made at its first call: `_tier_starts` are the tiers' starts.
+    _table: _PicoTable | None = field(init=False, default=None, repr=False, compare=False)
+    _tier_starts: tuple[Any, ...] | None = field(init=False, default=None, repr=False, compare=False)
+    _tier_tables: dict[int, _PicoTable | None] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Exact integer prices for the exporter: $0.15 per million tokens is 150,000 pico-dollars a
@@ -119,43 +129,58 @@ class Rates:
         # then rounded to the pico-dollar) whenever every rate is a whole number of pico-dollars.
         if self.exact_fallback is not None or self.time_price is not None:
             return
-        per_token = []
-        for bucket, price in self.per_bucket.items():
-            if price is None:
-                continue
-            pico = _whole(price * _PICO_PER_TOKEN_PER_MTOK) if isinstance(price, Decimal) else None
-            if pico is None:
-                return
-            per_token.append((bucket, pico))
-        # A bucket's audio share is counted at the bucket's rate above: its entry here adds the
-        # difference, so an audio token costs the audio rate (and a model without audio rates adds none).
-        whole = dict(per_token)
-        per_token = []
-        for bucket, pico in whole.items():
-            parent = _AUDIO_PARENT.get(bucket)
-            if parent is None:
-                per_token.append((bucket, pico))
-            elif parent not in whole:
-                return  # an audio rate without its bucket's: the Decimal path prices it
-            elif pico != whole[parent]:
-                per_token.append((bucket, pico - whole[parent]))
         request, search = _whole(self.per_request * _PICO_PER_USD), _whole(self.per_web_search * _PICO_PER_USD)
         if request is None or search is None:
             return
-        object.__setattr__(self, "pico_per_token", tuple(per_token))
-        object.__setattr__(self, "pico_reasoning", dict(per_token).get("reasoning", 0))
         object.__setattr__(self, "pico_per_request", request)
         object.__setattr__(self, "pico_per_web_search", search)
+        tiered = [p for p in self.per_bucket.values() if p is not None and not isinstance(p, Decimal)]
+        if tiered:
+            if all(getattr(p, "tiers", None) is not None for p in tiered):
+                object.__setattr__(self, "_tier_starts", tuple(sorted({t.start for p in tiered for t in p.tiers})))
+            return
+        per_token = _pico_per_token(self.per_bucket)
+        if per_token is None:
+            return
+        object.__setattr__(self, "pico_per_token", per_token)
+        object.__setattr__(self, "pico_reasoning", dict(per_token).get("reasoning", 0))
+        object.__setattr__(self, "_table", _pico_table(per_token))
 
     def cost_pico(self, buckets: Buckets) -> tuple[int, int] | None:
         """(total, reasoning part) in pico-dollars, in integers; None when these rates need `cost`."""
-        per_token = self.pico_per_token
-        if per_token is None:
-            return None
-        total = self.pico_per_request + self.pico_per_web_search * buckets.web_search_requests
-        for bucket, pico in per_token:
+        table = self._table
+        if table is None:
+            starts = self._tier_starts
+            if starts is None:
+                return None
+            table = self._tier_table(starts, buckets.input_total)
+            if table is None:
+                return None
+        (uncached, read, write, write_1h, visible, reasoning), audio, reasoning_rate = table
+        total = (
+            self.pico_per_request + self.pico_per_web_search * buckets.web_search_requests
+            + uncached * buckets.uncached_input + read * buckets.cache_read + write * buckets.cache_write
+            + write_1h * buckets.cache_write_1h + visible * buckets.visible_output + reasoning * buckets.reasoning
+        )
+        for bucket, pico in audio:  # usually none
             total += pico * getattr(buckets, bucket)
-        return total, self.pico_reasoning * buckets.reasoning
+        return total, reasoning_rate * buckets.reasoning
+
+    def _tier_table(self, starts: tuple[Any, ...], input_total: int) -> _PicoTable | None:
+        """The table for a call of this input: which tier prices each bucket (`tier_rate`) depends only
+        on which of the tiers' starts the input exceeds, i.e. on how many (they are sorted)."""
+        reached = 0
+        for start in starts:
+            if input_total > start:
+                reached += 1
+        try:
+            return self._tier_tables[reached]
+        except KeyError:
+            pass
+        flat = {b: None if p is None else tier_rate(p, input_total) for b, p in self.per_bucket.items()}
+        per_token = _pico_per_token(flat)
+        table = self._tier_tables[reached] = None if per_token is None else _pico_table(per_token)
+        return table
 
     @property
     def prices_tokens(self) -> bool:
@@ -190,6 +215,39 @@ class Rates:
 _AUDIO_PARENT = {share: bucket for bucket, share in AUDIO_SHARES.items()}
 _PICO_PER_USD = Decimal(10) ** 12
 _PICO_PER_TOKEN_PER_MTOK = _PICO_PER_USD / _MTOK  # USD per million tokens -> pico-dollars per token
+_MAIN_BUCKETS = ("uncached_input", "cache_read", "cache_write", "cache_write_1h", "visible_output", "reasoning")
+
+
+def _pico_per_token(per_bucket: Mapping[str, Any]) -> tuple[tuple[str, int], ...] | None:
+    """Flat rates (Decimal USD per million tokens, or None) in whole pico-dollars per token, by bucket;
+    None when one is not a whole number of them."""
+    per_token = []
+    for bucket, price in per_bucket.items():
+        if price is None:
+            continue
+        pico = _whole(price * _PICO_PER_TOKEN_PER_MTOK) if isinstance(price, Decimal) else None
+        if pico is None:
+            return None
+        per_token.append((bucket, pico))
+    # A bucket's audio share is counted at the bucket's rate above: its entry here adds the
+    # difference, so an audio token costs the audio rate (and a model without audio rates adds none).
+    whole = dict(per_token)
+    per_token = []
+    for bucket, pico in whole.items():
+        parent = _AUDIO_PARENT.get(bucket)
+        if parent is None:
+            per_token.append((bucket, pico))
+        elif parent not in whole:
+            return None  # an audio rate without its bucket's: the Decimal path prices it
+        elif pico != whole[parent]:
+            per_token.append((bucket, pico - whole[parent]))
+    return tuple(per_token)
+
+
+def _pico_table(per_token: tuple[tuple[str, int], ...]) -> _PicoTable:
+    rates = dict(per_token)
+    main = tuple(rates.pop(bucket, 0) for bucket in _MAIN_BUCKETS)  # an unpriced bucket adds nothing
+    return main, tuple(rates.items()), main[5]  # type: ignore[return-value]
 
 
 def _whole(value: Decimal) -> int | None:
@@ -369,6 +427,7 @@ class PriceBook:
         self._runtime = runtime or []
         self._call_runtime = [r for r in self._runtime if r.prices_calls]
         self._span_runtime = [r for r in self._runtime if not r.prices_calls]
+        self.prices_runs = bool(self._span_runtime)  # some [[runtime]] entry prices runs or sessions by time
         self._span_time_prices: dict[tuple[str | None, str | None], TimePrice | None] = {}
         self._models: dict[tuple[str, str], Any] = {}  # (provider, model) -> genai ModelInfo | None
         self._rates: dict[tuple[Any, ...], Rates | None] = {}
@@ -560,7 +619,15 @@ class PriceBook:
     ) -> tuple[int, int, str] | None:
         """`cost` in whole pico-dollars, (total, reasoning part, source), for a call stored by the
         exporter: integers when the rates allow (the common case), else `Rates.cost` rounded."""
-        rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
+        # `rates_at_ns`'s answer kept for the call's day, looked up here first (the exporter prices
+        # every call it stores through this method: one Python call fewer when it is known).
+        rates = self._resolved_by_day.get(
+            (provider, model, also_known_as, service_tier, tuple(sorted(context.items())) if context else (),
+             started_ns // _NS_PER_DAY),
+            _UNRESOLVED,
+        )
+        if rates is _UNRESOLVED:
+            rates = self.rates_at_ns(provider, model, started_ns, service_tier, context, also_known_as)
         if rates is None or (not usage_known and rates.prices_tokens):
             return None
         exact = rates.cost_pico(buckets)
@@ -658,6 +725,7 @@ def _period(when: datetime, by_time_of_day: bool) -> tuple[int, ...]:
 
 
 _NS_PER_DAY = 86_400 * 10**9
+_UNRESOLVED: Any = object()  # not in PriceBook._resolved_by_day (None there is "unpriced")
 _NS_PER_S = Decimal(10**9)
 
 

@@ -30,7 +30,6 @@ NOT_PRICED: tuple[None, None, None, tuple[()]] = (None, None, None, ())
 _PRICE_MODIFIERS = {"processing": A.PRICE_PROCESSING, "speed": A.PRICE_SPEED, "inference_geo": A.PRICE_INFERENCE_GEO}
 PRICE_CONTEXT_KEYS = {"processing", "speed"}
 _DEFAULT_MODIFIERS = {"speed": "standard", "inference_geo": "global"}
-_MODIFIER_ATTRIBUTES = frozenset(_PRICE_MODIFIERS.values())
 
 # What `call_terms` returns: (buckets, provider, model, response_model, tier, modifiers, context,
 # usage_known, parts). A plain tuple: the store writer builds one per call.
@@ -64,7 +63,11 @@ def call_terms(attrs: Mapping[str, Any], error_type: str | None) -> CallTerms:
     response_model = get(A.RESPONSE_MODEL)
     model = str(get(A.REQUEST_MODEL) or response_model or "unknown")
     tier = get(A.OPENAI_SERVICE_TIER) or get(A.ANTHROPIC_SERVICE_TIER)
-    modifiers = _price_modifiers(attrs) if _MODIFIER_ATTRIBUTES.intersection(attrs) else None
+    modifiers = (  # three look-ups, not a pass over every attribute of the span
+        _price_modifiers(attrs)
+        if A.PRICE_PROCESSING in attrs or A.PRICE_SPEED in attrs or A.PRICE_INFERENCE_GEO in attrs
+        else None
+    )
     context = {k: v for k, v in modifiers.items() if k in PRICE_CONTEXT_KEYS} if modifiers else None
     usage_known = A.INPUT_TOKENS in attrs or A.OUTPUT_TOKENS in attrs or error_type is not None
     parts = usage_parts(attrs) if A.USAGE_PART_KINDS in attrs else ()
@@ -99,10 +102,17 @@ def price_call(
     (reported by `internal_error`: a pricing failure still keeps the call's token counts).
     """
     try:
-        priced = prices.call_cost_pico(
-            provider, response_model or model, started_ns, ended_ns, buckets, parts, tier or None, context,
-            usage_known=usage_known, also_known_as=model,
-        )
+        if parts:
+            priced = prices.call_cost_pico(
+                provider, response_model or model, started_ns, ended_ns, buckets, parts, tier or None, context,
+                usage_known=usage_known, also_known_as=model,
+            )
+        else:  # most calls: `call_cost_pico` without its layer (the store writer prices every call here)
+            whole = prices.cost_pico_at_ns(
+                provider, response_model or model, started_ns, ended_ns, buckets, tier or None, context,
+                usage_known=usage_known, also_known_as=model,
+            )
+            priced = None if whole is None else (*whole, ())
     except Exception as exc:  # noqa: BLE001 - the call is kept, unpriced
         internal_error("pricing", exc)
         return NOT_PRICED

@@ -81,6 +81,7 @@ class EnergyBook:
     def __init__(self, overrides: list[EnergyOverride] | None = None) -> None:
         self._overrides = overrides or []
         self._impacts: Any = None  # ecologits' llm_impacts once loaded; False when not installed
+        self.active = False  # estimates are made (ecologits loaded): the writer asks nothing otherwise
         self._wanted = False
         self._mix: Any = None
         self._version = ""
@@ -109,6 +110,7 @@ class EnergyBook:
         # finds no data for. Quiet it (after the import: see ecologits' warning_once).
         logging.getLogger("ecologits").setLevel(logging.ERROR)
         self._impacts, self._mix = tracers.llm_impacts, electricity_mixes
+        self.active = True
         self._version = importlib.metadata.version("ecologits")
         self._estimate("openai", "gpt-4o-mini", 1, 1000, None)  # warm: its first call is slower
 

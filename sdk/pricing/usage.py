@@ -234,10 +234,15 @@ class Buckets:
         trusted over the total: the total is raised to the sum of the parts, never made negative.
         """
         # The exporter's hot path: a field that is absent (most are, most of the time) costs one
-        # dict lookup, and only a present one goes through clean_count.
+        # dict lookup, a plain int in range one type check, and only anything else goes through clean_count.
         get = attrs.get
         value = get(A.CACHE_READ_TOKENS)
-        cache_read = 0 if value is None else clean_count(value) or 0
+        if value is None:
+            cache_read = 0
+        elif type(value) is int and 0 <= value <= _MAX_TOKENS:
+            cache_read = value
+        else:
+            cache_read = clean_count(value) or 0
         value = get(A.CACHE_WRITE_TOKENS)
         found = None if value is None else clean_count(value)
         if found is None:
@@ -253,14 +258,35 @@ class Buckets:
                 found = None if value is None else clean_count(value)
             cache_write_1h = min(found or 0, cache_write_all)
         value = get(A.INPUT_TOKENS)
-        input_all = 0 if value is None else clean_count(value) or 0
+        if value is None:
+            input_all = 0
+        elif type(value) is int and 0 <= value <= _MAX_TOKENS:
+            input_all = value
+        else:
+            input_all = clean_count(value) or 0
         value = get(A.REASONING_TOKENS)
-        reasoning = 0 if value is None else clean_count(value) or 0
+        if value is None:
+            reasoning = 0
+        elif type(value) is int and 0 <= value <= _MAX_TOKENS:
+            reasoning = value
+        else:
+            reasoning = clean_count(value) or 0
         value = get(A.OUTPUT_TOKENS)
-        output_all = 0 if value is None else clean_count(value) or 0
-        searches, fetches = _requests(get(A.WEB_SEARCH_REQUESTS)), _requests(get(A.WEB_FETCH_REQUESTS))
-        uncached_input = max(input_all - cache_read - cache_write_all, 0)
-        visible_output = max(output_all - reasoning, 0)
+        if value is None:
+            output_all = 0
+        elif type(value) is int and 0 <= value <= _MAX_TOKENS:
+            output_all = value
+        else:
+            output_all = clean_count(value) or 0
+        searches, fetches = get(A.WEB_SEARCH_REQUESTS), get(A.WEB_FETCH_REQUESTS)
+        searches = 0 if searches is None else _requests(searches)
+        fetches = 0 if fetches is None else _requests(fetches)
+        uncached_input = input_all - cache_read - cache_write_all
+        if uncached_input < 0:
+            uncached_input = 0
+        visible_output = output_all - reasoning
+        if visible_output < 0:
+            visible_output = 0
         buckets = cls(
             uncached_input, cache_read, cache_write_all - cache_write_1h, cache_write_1h, visible_output, reasoning,
             searches, fetches,

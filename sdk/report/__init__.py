@@ -21,8 +21,8 @@ __all__ = [
 ]
 
 _WHERE = {
-    "EVERY": "engine", "GROUP_FIELDS": "engine", "ReportError": "engine", "report": "engine", "row_for_json": "engine",
-    "format_energy": "engine", "cap_per_user": "users", "parse_cap": "users", "users_report": "users",
+    "EVERY": "engine", "GROUP_FIELDS": "engine", "ReportError": "errors", "report": "engine", "row_for_json": "engine",
+    "format_energy": "notes", "cap_per_user": "users", "parse_cap": "users", "users_report": "users",
     "Repricer": "sides", "compare": "sides", "parse_side": "sides", "whatif": "sides",
     "Node": "inspect", "RunDetail": "inspect", "add_outcome": "inspect", "recent_runs": "inspect",
     "show_run": "inspect", "outcome_words": "inspect",

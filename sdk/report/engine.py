@@ -29,6 +29,8 @@ from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
 from . import pg_sql, rollup_sql, sql
+from .errors import ReportError
+from .notes import format_energy
 from .routing import CallFacts
 from .sql import nearest_rank as _rank
 from .tasks import Store, Task
@@ -49,10 +51,6 @@ _RUN_TOTALS_SUMS = ", ".join(s.column for s in SUMS)
 _N = len(_SUMS)
 _I = {name: i for i, name in enumerate(_SUMS)}
 _ZERO = (0,) * _N
-
-
-class ReportError(ValueError):
-    """A report was asked for with options that cannot be met (the message says which)."""
 
 
 def _calls_sql(has_retries: bool) -> str:
@@ -90,7 +88,7 @@ def _repriced_rows(db: StoreBackend, reprice: Repricer, where: str, params: Sequ
         "SELECT run_id, provider, model, started_ns, ended_ns, input_tokens, cache_read_tokens, cache_write_tokens, "
         "cache_write_1h_tokens, output_tokens, reasoning_tokens, web_search_requests, web_fetch_requests, estimated, "
         f"{retries}, service_tier, price_modifiers, span_id, energy_uwh_min, energy_uwh_max, gwp_ug_min, gwp_ug_max"
-        f"{context_sql} FROM calls c {where} ORDER BY run_id, started_ns",
+        f"{context_sql} FROM calls c {where} ORDER BY run_id, started_ns, span_id",
         params,
     ):
         all_in = inp + cr + cw + cw1h
@@ -389,15 +387,6 @@ def _finish(group: dict[str, Any], acc: _Acc) -> dict[str, Any]:
     )
     row.update(_energy_fields(s, acc.succeeded))
     return row
-
-
-def format_energy(row: Mapping[str, Any]) -> str:
-    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
-    unestimated (so the figure is too low), `?` when none is estimated."""
-    if row["llm_calls"] == row["unestimated_energy_calls"]:
-        return "?" if row["llm_calls"] else "-"
-    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
-    return text + "+" if row["unestimated_energy_calls"] else text
 
 
 def _energy_fields(s: Mapping[str, int], succeeded: int) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from ..common.money import from_pico, usd_for_json
 from ..store.backend import StoreBackend
 from . import charts
 from .charts import Bar, Column
-from .engine import ReportError, TaskSelector, format_energy, parse_where, report, row_for_json, window_clause
+from .engine import ReportError, TaskSelector, parse_where, report, row_for_json, window_clause
+from .notes import format_energy
 from .tasks import Store, Task, TaskId
 
 __all__ = ["html_report", "write_html_report"]

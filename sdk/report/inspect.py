@@ -13,7 +13,7 @@ from ..common.money import from_pico, parse_usd, to_pico
 from ..record.outcomes import Outcome, is_success, label_note
 from ..store.backend import StoreBackend
 from ..store.connect import open_backend
-from .engine import ReportError
+from .errors import ReportError
 from .tasks import OutcomeRow, Store, Task, task_identity
 
 __all__ = ["Node", "RunDetail", "add_outcome", "outcome_words", "recent_runs", "show_run"]
@@ -177,12 +177,7 @@ def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetai
     # The tree: this run, the runs nested in it (a task inside a tool...), their steps and calls.
     nodes: dict[str, Node] = {run_id: Node(run_id, "task", kind, started, ended, error=error)}
     parents: dict[str, str | None] = {}
-    subtree = db.execute(
-        "WITH RECURSIVE sub(run_id) AS (SELECT ? UNION SELECT r.run_id FROM runs r JOIN sub ON r.parent_run_id = "
-        "sub.run_id) SELECT run_id FROM sub",
-        [run_id],
-    ).fetchall()
-    run_ids = [r[0] for r in subtree]
+    run_ids = _run_and_nested(db, run_id)
     marks = ", ".join("?" * len(run_ids))
     for sid, parent, kind_, started_, ended_, error_, runtime in db.execute(
         "SELECT run_id, parent_span_id, kind, started_ns, ended_ns, error_type, runtime_cost_pico FROM runs "
@@ -220,6 +215,24 @@ def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetai
             nodes[parent].children.append(nodes[sid])
     _keep_subtree(nodes[run_id])
     return RunDetail(run_id, kind, key, task.attributes, nodes[run_id], task.run_ids, history, task.outcome)
+
+
+def _run_and_nested(db: StoreBackend, run_id: str) -> list[str]:
+    """The run and every run nested in it (a task started inside its tool...), level by level.
+
+    `runs.parent_run_id` has no index: one plain statement per level reads the table once (~20 ms over
+    100,000 runs), where a recursive WITH made SQLite build a throw-away index of the whole table
+    (~0.25 s) on every `unitcost show`."""
+    found = [run_id]
+    seen = {run_id}
+    level = [run_id]
+    while level:
+        marks = ", ".join("?" * len(level))
+        rows = db.execute(f"SELECT run_id FROM runs WHERE parent_run_id IN ({marks})", level).fetchall()
+        level = [r[0] for r in rows if r[0] not in seen]
+        seen.update(level)
+        found.extend(level)
+    return found
 
 
 def _keep_subtree(node: Node) -> None:

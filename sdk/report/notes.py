@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["NO_TASK", "dropped_note", "estimated_note", "group_label", "unpriced_calls_note", "unpriced_note"]
+__all__ = [
+    "NO_TASK", "dropped_note", "estimated_note", "format_energy", "group_label", "unpriced_calls_note", "unpriced_note",
+]
 
 NO_TASK = "(no task)"
 
@@ -49,3 +51,12 @@ def estimated_note(rows: Sequence[dict[str, Any]]) -> str | None:
     if not estimated:
         return None
     return f"~ {estimated} LLM call(s) have estimated token counts (the provider reported none)."
+
+
+def format_energy(row: Mapping[str, Any]) -> str:
+    """A group's energy as tables and pages print it: the midpoint in Wh; `+` when some calls are
+    unestimated (so the figure is too low), `?` when none is estimated."""
+    if row["llm_calls"] == row["unestimated_energy_calls"]:
+        return "?" if row["llm_calls"] else "-"
+    text = f"{row['energy_kwh'] * 1000:.3g} Wh"
+    return text + "+" if row["unestimated_energy_calls"] else text

@@ -10,16 +10,24 @@ rows, falls behind a busy program and its queue fills. One ``INSERT ... SELECT *
 A statement of a new size must be compiled (tens of ms for a thousand rows), so the rows are padded
 with rows of NULLs up to one of a few sizes (powers of two and the halves between them: at most a third
 is padding), which sqlite3 keeps compiled; the statement's ``WHERE`` skips the padding.
+
+Binding a None costs Python's sqlite3 module ~5 times an integer (~3,300 instructions on Python 3.11: it
+looks for an adapter, and the failed look-up on its protocol type formats an AttributeError it then
+discards), and a store row holds many (a call's energy, tier, modifiers, parts and error are usually
+NULL): so a column that may be left out (``nullable``: no default but NULL) and holds only None in a
+statement's rows is left out of it, and a padding row is NULL only in its first column (0 elsewhere).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
-__all__ = ["insert_rows", "statement_sizes"]
+__all__ = ["insert_rows", "nullable_columns", "statement_sizes"]
 
 # SQLite's limit on host parameters: 32,766 since 3.32, 999 before.
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -45,31 +53,57 @@ def statement_sizes(columns: int) -> tuple[int, ...]:
 @lru_cache(maxsize=512)
 def _statement(verb: str, table: str, columns: tuple[str, ...], rows: int) -> str:
     row = f"({', '.join('?' * len(columns))})"
-    # Padding rows are all NULL, and no row the writer inserts has a NULL first column (each table's
-    # first column is its key or its time): `insert_rows` checks it.
+    # Padding rows are NULL in their first column, and no row the writer inserts is (each table's first
+    # column is its key or its time): `insert_rows` checks it.
     return (
         f"{verb} INTO {table} ({', '.join(columns)}) "
         f"SELECT * FROM (VALUES {', '.join([row] * rows)}) WHERE column1 IS NOT NULL"
     )
 
 
+def nullable_columns(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> frozenset[int]:
+    """The positions of ``columns`` that an INSERT may leave out and still store NULL: not the key, not
+    NOT NULL, no default."""
+    info = {row[1]: row for row in conn.execute(f"PRAGMA table_info({table})")}  # cid, name, type, notnull, dflt, pk
+    return frozenset(
+        i for i, name in enumerate(columns)
+        if name in info and not info[name][3] and info[name][4] is None and not info[name][5]
+    )
+
+
+_first = itemgetter(0)
+
+
 def insert_rows(
     conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]],
-    verb: str = "INSERT OR REPLACE",
+    verb: str = "INSERT OR REPLACE", nullable: Collection[int] = (),
 ) -> None:
     """Insert ``rows`` (each with one value per column, the first never None) in one statement, or
     one per `_MAX_ROWS` rows. Rows are inserted in order, so with INSERT OR REPLACE a later row wins
-    over an earlier one, as with `executemany`."""
+    over an earlier one, as with `executemany`. A column whose position is in ``nullable`` (see
+    `nullable_columns`) is left out of a statement whose rows hold only None in it: NULL all the same."""
     if not rows:
         return
-    if any(row[0] is None for row in rows):
+    if None in map(_first, rows):  # in C: no Python step per row
         raise ValueError(f"a row for {table} has no {columns[0]}")
     sizes = statement_sizes(len(columns))
     most = sizes[-1]
     for start in range(0, len(rows), most):
         chunk = rows[start : start + most]
-        size = next(s for s in sizes if s >= len(chunk))
-        params = [value for row in chunk for value in row]
-        if size > len(chunk):
-            params += [None] * (len(columns) * (size - len(chunk)))
-        conn.execute(_statement(verb, table, columns, size), params)
+        count = len(chunk)
+        names = columns
+        empty: list[int] = []
+        if nullable:
+            by_column = list(zip(*chunk, strict=True))  # in C
+            nones = (None,) * count  # compared in C, by identity first: far cheaper than count(None)
+            empty = [i for i in nullable if by_column[i] == nones]
+        if empty:
+            keep = [i for i in range(len(columns)) if i not in empty]
+            names = tuple([columns[i] for i in keep])
+            params = list(chain.from_iterable(zip(*[by_column[i] for i in keep], strict=True)))
+        else:
+            params = list(chain.from_iterable(chunk))
+        size = next(s for s in sizes if s >= count)
+        if size > count:  # padding rows: NULL in the first column only, which the statement skips
+            params += ([None] + [0] * (len(names) - 1)) * (size - count)
+        conn.execute(_statement(verb, table, names, size), params)

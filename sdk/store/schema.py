@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
 from .backend import is_url
@@ -29,12 +29,75 @@ from .run_totals import backfill, create_run_sums, create_table
 from .stale_runs import marks_sql
 from .stale_runs import sqlite_triggers as sums_triggers
 
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
 __all__ = [
-    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "default_db_path", "dropped_spans", "migrations",
-    "open_store",
+    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "database", "default_db_path", "dropped_spans",
+    "migrations", "open_connection", "open_store",
 ]
 
-migrations = Migrations("unitcost")
+
+@dataclass
+class Migration:
+    name: str
+    fn: Callable[[Any], None]
+    transactional: bool = True
+
+
+class MigrationList:
+    """The store's named migrations, in order, registered as sqlite-utils' ``Migrations`` takes them
+    (``@migrations(name=...)``). sqlite-utils, which records and applies them, is imported only when a
+    store lacks one: opening a store that has them all needs their names alone, and sparing the import
+    is ~50 ms of every command's start-up (`unitcost show`, `unitcost report`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._migrations: list[Migration] = []
+        self._applier: Migrations | None = None
+
+    def __call__(self, *, name: str | None = None, transactional: bool = True) -> Callable[[Any], Any]:
+        def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+            migration = Migration(name or fn.__name__, fn, transactional)
+            if any(m.name == migration.name for m in self._migrations):
+                raise ValueError(f"migration {migration.name!r} is registered twice")
+            self._migrations.append(migration)
+            self._applier = None
+            return fn
+
+        return register
+
+    def _sqlite_utils(self) -> Migrations:
+        if self._applier is None:
+            # Here: only a store that lacks a migration needs sqlite-utils' (start-up time of every command).
+            from sqlite_utils.migrations import Migrations
+
+            applier = Migrations(self.name)
+            for m in self._migrations:
+                applier(name=m.name, transactional=m.transactional)(m.fn)
+            self._applier = applier
+        return self._applier
+
+    def has_all(self, conn: sqlite3.Connection, tables: set[str]) -> bool:
+        """Whether the store on `conn` has every migration (read with the connection alone)."""
+        if MIGRATIONS_TABLE not in tables:
+            return False
+        done = {r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", [self.name])}
+        return all(m.name in done for m in self._migrations)
+
+    def pending(self, db: sqlite_utils.Database) -> list[Any]:
+        return self._sqlite_utils().pending(db)
+
+    def applied(self, db: sqlite_utils.Database) -> list[Any]:
+        return self._sqlite_utils().applied(db)
+
+    def apply(self, db: sqlite_utils.Database, *, stop_before: str | Iterable[str] | None = None) -> None:
+        self._sqlite_utils().apply(db, stop_before=stop_before)
+
+
+MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations applied
+migrations = MigrationList("unitcost")
 
 
 @migrations(name="m001_initial")
@@ -251,14 +314,17 @@ TOOL_COST_SQL = "SUM(CASE WHEN type = 'session' THEN 0 ELSE COALESCE(cost_pico, 
 SESSION_COST_SQL = "SUM(CASE WHEN type = 'session' THEN COALESCE(cost_pico, 0) ELSE 0 END)"
 
 
-def dropped_spans(db: sqlite_utils.Database, since_ns: int | None = None, until_ns: int | None = None) -> int:
+def dropped_spans(
+    db: sqlite_utils.Database | sqlite3.Connection, since_ns: int | None = None, until_ns: int | None = None
+) -> int:
     """How many spans were dropped (recorded in [since, until) when given) instead of stored: the rule
     of `unitcost.store.losses.dropped_spans`, for an SQLite store and the loss file beside it."""
     losses = None  # an in-memory store has no file, so no loss file beside it
     for _, name, file in db.execute("PRAGMA database_list").fetchall():
         if name == "main" and file:
             losses = loss_file_for(file)
-    return count_dropped(db.execute, "dropped_spans" in db.table_names(), losses, since_ns, until_ns)
+    has_table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dropped_spans'").fetchone()
+    return count_dropped(db.execute, has_table is not None, losses, since_ns, until_ns)
 
 
 def default_db_path() -> str | Path:
@@ -291,6 +357,20 @@ def _check_writable(path: Path) -> None:
 
 def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_utils.Database:
     """Open (and create or migrate) a store. Raises StoreError with a clear message when it can't."""
+    return database(open_connection(path, create=create))
+
+
+def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """sqlite-utils' view of an open store's connection."""
+    import sqlite_utils  # here: a report reads through the connection alone (start-up time of the CLI)
+
+    # execute_plugins=False: sqlite-utils would otherwise scan every installed distribution's entry
+    # points for its plugins (~0.1 s), and the store runs no plugin's code.
+    return sqlite_utils.Database(conn, execute_plugins=False)
+
+
+def open_connection(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
+    """`open_store`'s connection: open, created or migrated. Raises StoreError when it can't."""
     path = Path(path)
     if not path.exists():
         if not create:
@@ -313,15 +393,15 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
     try:
         # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
         conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None, cached_statements=512)
-        db = sqlite_utils.Database(conn)
-        tables = set(db.table_names())
-        if tables and not (tables & UNITCOST_TABLES) and "_sqlite_migrations" not in tables:
+        conn.execute("PRAGMA recursive_triggers = on")  # as sqlite-utils sets it on every connection it wraps
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not (tables & UNITCOST_TABLES) and MIGRATIONS_TABLE not in tables:
             conn.close()
             raise StoreError(f"{path} is an SQLite database but not a unitcost store; refusing to touch it")
-        db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        if migrations.pending(db):
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if not migrations.has_all(conn, tables) and migrations.pending(db := database(conn)):
             # Several processes may open a new store at once: BEGIN IMMEDIATE makes them take turns
             # (the busy timeout waits), and each re-checks what is pending once it holds the lock.
             conn.execute("BEGIN IMMEDIATE")
@@ -337,4 +417,4 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> sqlite_u
             conn.close()
         # A corrupt file or one that is not SQLite at all: reported, and left exactly as it is.
         raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
-    return db
+    return conn

@@ -3,23 +3,24 @@
 
 from __future__ import annotations
 
-import operator
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
 from .backend import TABLES, Batch, Result, StoreBackend
-from .bulk import insert_rows
+from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
-from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
-from .schema import dropped_spans, open_store
+from .run_sums_sql import RunSumsSql
+from .run_totals import ensure_fresh, refresh, sum_again
+from .schema import database, dropped_spans, open_connection
+
+if TYPE_CHECKING:
+    import sqlite_utils
 from .stale_runs import writer_begins, writer_ends
 
 __all__ = ["SqliteBackend"]
@@ -31,11 +32,6 @@ _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service)
 _WRITER_BEGINS, _WRITER_ENDS = writer_begins(), writer_ends()
 _CALL_COLUMNS = TABLES[1].columns
 _RUN_ID = _CALL_COLUMNS.index("run_id")
-# A call row's (span_id, started_ns, *CALL_FIELDS), for the per-run totals.
-_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
-
-
-_totals_fields = operator.itemgetter(*_TOTALS_AT)  # in C: no Python call per row
 
 
 def _keep_rollups(conn: sqlite3.Connection) -> None:
@@ -61,25 +57,40 @@ class SqliteBackend(StoreBackend):
     dialect = "sqlite"
     paramstyle = "qmark"
 
-    def __init__(self, db: sqlite_utils.Database, location: str, *, owned: bool = True) -> None:
-        self.db = db  # the sqlite_utils view of the connection, for the migrations
-        self.conn: sqlite3.Connection = db.conn
+    def __init__(
+        self, db: sqlite_utils.Database | sqlite3.Connection, location: str, *, owned: bool = True
+    ) -> None:
+        # sqlite-utils' view of the connection is made when first asked for (`db`): reads need the
+        # connection alone, and importing sqlite-utils is ~50 ms of a command's start-up.
+        self._db = None if isinstance(db, sqlite3.Connection) else db
+        self.conn: sqlite3.Connection = db if isinstance(db, sqlite3.Connection) else db.conn
         self.location = location
         self._owned = owned
         self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
+        self._run_sums = RunSumsSql("sqlite")  # the per-run sums, made by SQLite
+        # Per table of _WRITES, the columns an INSERT may leave out when all its rows hold None there
+        # (unitcost.store.bulk): read from the schema at the first batch.
+        self._nullable: tuple[frozenset[int], ...] | None = None
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
         """``migrate=False``: read-only, and nothing set on the file (doctor)."""
         if migrate:
-            return cls(open_store(path, create=create), str(path))
+            return cls(open_connection(path, create=create), str(path))
         if not path.exists():
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
             conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
-        return cls(sqlite_utils.Database(conn), str(path))
+        return cls(conn, str(path))
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils' view of the connection (for the migrations)."""
+        if self._db is None:
+            self._db = database(self.conn)
+        return self._db
 
     @classmethod
     def wrap(cls, db: sqlite_utils.Database) -> SqliteBackend:
@@ -91,12 +102,15 @@ class SqliteBackend(StoreBackend):
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(_WRITER_BEGINS)  # the calls below keep their sums here: they mark no run stale
-            for (table, columns, verb), rows in zip(_WRITES, batch.rows, strict=True):
-                if rows:
-                    insert_rows(conn, table, columns, rows, verb)  # few statements: see unitcost.store.bulk
+            nullable = self._nullable
+            if nullable is None:  # inside the transaction: the schema cannot change under it
+                nullable = self._nullable = tuple(nullable_columns(conn, name, columns) for name, columns, _ in _WRITES)
+            for (table, columns, verb), rows, optional in zip(_WRITES, batch.rows, nullable, strict=True):
+                if rows:  # few statements: see unitcost.store.bulk
+                    insert_rows(conn, table, columns, rows, verb, optional)
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
-                refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
+                refresh(conn, {row[_RUN_ID] for row in calls}, prices, self._run_sums)
             if batch.rollups:
                 _keep_rollups(conn)
             if batch.drops:
@@ -109,6 +123,7 @@ class SqliteBackend(StoreBackend):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._run_sums.forget()  # (its rates table, made in this transaction, went with it)
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
@@ -130,10 +145,10 @@ class SqliteBackend(StoreBackend):
             raise
 
     def tables(self) -> set[str]:
-        return set(self.db.table_names())
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def columns(self, table: str) -> set[str]:
-        return set(self.db[table].columns_dict)
+        return {r[1] for r in self.conn.execute("SELECT * FROM pragma_table_info(?)", [table])}
 
     def ensure_fresh(self, prices: Any = None) -> None:
         conn = self.conn
@@ -174,10 +189,10 @@ class SqliteBackend(StoreBackend):
             conn.execute("DELETE FROM run_sums_dirty")
             return stale
 
-        sum_again(conn, prices, taken)
+        sum_again(conn, prices, taken, self._run_sums)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
-        return dropped_spans(self.db, since_ns, until_ns)
+        return dropped_spans(self.conn, since_ns, until_ns)
 
     def health(self, *, full_check: bool = True) -> dict[str, Any]:
         from .doctor import store_health  # here: only `unitcost doctor` needs it

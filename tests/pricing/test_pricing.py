@@ -74,7 +74,19 @@ def test_rates_in_whole_pico_dollars_are_used_only_when_exact():
     rates = BOOK.rates("openai", "gpt-4o-mini", WHEN)
     assert rates.pico_per_token is not None and dict(rates.pico_per_token)["uncached_input"] == 150_000
     tiered = BOOK.rates("anthropic", "claude-sonnet-4-5", WHEN)
-    assert tiered.pico_per_token is None  # tiered prices take the Decimal path
+    assert tiered.pico_per_token is None  # no one flat table: one per tier the call's input reaches
+    assert tiered.cost_pico(Buckets(uncached_input=200_000, visible_output=1)) == (200_000 * 3_000_000 + 15_000_000, 0)
+    assert tiered.cost_pico(Buckets(uncached_input=200_001, reasoning=1)) == (200_001 * 6_000_000 + 22_500_000,
+                                                                              22_500_000)
+    from genai_prices.types import Tier, TieredPrices
+
+    from unitcost.pricing.book import Rates
+
+    cliff = TieredPrices(base=Decimal(1), tiers=[Tier(start=10, price=Decimal("0.0000001"))])
+    half_whole = Rates({"uncached_input": cliff, "visible_output": Decimal(2)}, Decimal(0), "x")
+    assert half_whole.cost_pico(Buckets(uncached_input=10, visible_output=1)) == (12_000_000, 0)
+    assert half_whole.cost_pico(Buckets(uncached_input=11)) is None  # its upper tier: the Decimal path
+    assert half_whole.cost(Buckets(uncached_input=11)).total == Decimal("0.0000000000011")
     from unitcost.pricing.book import PriceOverride
 
     odd = PriceOverride(model="m", input_mtok=Decimal("0.0000001"), output_mtok=Decimal("1")).rates()
