@@ -32,7 +32,7 @@ def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -
                (SELECT SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END) FROM calls c WHERE c.run_id = r.run_id),
                (SELECT SUM(COALESCE(cost_pico, 0)) FROM steps s WHERE s.run_id = r.run_id)
                    + COALESCE(r.runtime_cost_pico, 0)
-        FROM runs r {where} ORDER BY r.started_ns DESC LIMIT ?
+        FROM runs r {where} ORDER BY r.started_ns DESC, r.run_id DESC LIMIT ?
         """,
         [*params, limit],
     ).fetchall()
