@@ -37,7 +37,6 @@ from .postgres_schema import (
 from .postgres_writer import PostgresWriter, lock_runs, refresh_totals
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
-from .run_sums_sql import RunSumsSql
 from .run_totals import CALL_FIELDS
 from .stale_runs import TAKE_MARKS_SQL
 
@@ -231,7 +230,7 @@ class PostgresBackend(StoreBackend):
         with conn.transaction():
             stale = sorted({r for (r,) in conn.execute(TAKE_MARKS_SQL)})
             lock_runs(conn, stale)  # the writers' locks: one of them may be adding calls to these runs
-            refresh_totals(conn, stale, prices, RunSumsSql("postgresql"))
+            refresh_totals(conn, stale, prices)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         # The loss file is the one a writer that could not reach this server kept (in the per-user

@@ -18,14 +18,15 @@ shared memory"). Two batches whose runs share a slot wait for each other, briefl
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .rollups import refresh as refresh_rollups
-from .run_sums_sql import RunSumsSql
-from .run_totals import CALL_FIELDS, COLUMNS, add_up, run_sums_of
+from .run_totals import CALL_FIELDS, COLUMNS, add_up
 from .stale_runs import KEEPS_SUMS
 
 __all__ = ["CONFLICT_KEYS", "PostgresWriter", "TableRows", "lock_runs", "refresh_totals"]
@@ -55,7 +56,6 @@ class PostgresWriter:
         self._prices = prices
         self._types: dict[str, dict[str, str]] = {}  # table -> column -> PostgreSQL type name
         self._staged: set[str] = set()  # temporary tables made on the current connection
-        self._run_sums = RunSumsSql("postgresql")  # the per-run sums, made by the server (its rates: a temporary table)
         self._conn: Any = None
 
     def write(
@@ -69,7 +69,6 @@ class PostgresWriter:
         ``earlier_drops``: counts an earlier writer kept beside the store (`Batch.earlier_drops`), moved in."""
         if conn is not self._conn:  # a new connection: its temporary tables are still to make
             self._conn, self._staged = conn, set()
-            self._run_sums.forget()
         prices = prices if prices is not None else self._prices
         try:
             self._write(tables, written_calls, drops, service, prices, rollups, earlier_drops)
@@ -94,7 +93,7 @@ class PostgresWriter:
                     if rows and not self._copy_in(table, tuple(columns), rows):
                         self._upsert(table, tuple(columns), verb, rows)
                 if runs:
-                    refresh_totals(conn, runs, prices, self._run_sums)
+                    refresh_totals(conn, runs, prices, written_calls)
                 if rollups:
                     refresh_rollups(conn.execute, "postgresql")  # the tasks the rows touched (unitcost.store.rollups)
                 now = time.time_ns()
@@ -107,7 +106,6 @@ class PostgresWriter:
                         )
         except BaseException:
             self._staged.clear()  # (a temporary table made in the failed transaction went with it)
-            self._run_sums.forget()
             raise
 
     def _column_types(self, table: str) -> dict[str, str]:
@@ -227,32 +225,46 @@ def _ids(ids: Sequence[str]) -> str:
     return json.dumps(list(ids))
 
 
-def _execute_many(conn: Any) -> Any:
-    def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with conn.cursor() as cur:
-            cur.executemany(sql, rows)
-
-    return execute_many
+_started = operator.itemgetter(1, 0)  # start order, the span id breaking ties (as SQLite's writer)
 
 
-def refresh_totals(conn: Any, run_ids: Sequence[str], prices: Any, in_sql: RunSumsSql | None = None) -> None:
+def refresh_totals(
+    conn: Any, run_ids: Sequence[str], prices: Any, written: Iterable[tuple[Any, ...]] | None = None
+) -> None:
     """Recompute `run_totals` and `run_sums` for these runs from their calls, inside the caller's
-    transaction (the PostgreSQL form of `unitcost.store.run_totals.refresh`): by the server
-    (``in_sql``, the writer's), or in Python when it declines or none is given."""
+    transaction (the PostgreSQL form of `unitcost.store.run_totals.refresh`: a run without sums yet
+    is summed from the calls just written, any other from the store)."""
     ids = sorted(set(run_ids))
-    if not ids:
-        return
-    listed = _ids(ids)
-    if in_sql is not None and in_sql.refresh(conn.execute, _execute_many(conn), listed, prices):
-        return
-    conn.execute(f"DELETE FROM run_totals WHERE run_id IN (SELECT {_IDS})", (listed,))
-    conn.execute(f"DELETE FROM run_sums WHERE run_id IN (SELECT {_IDS})", (listed,))
-    calls = conn.execute(
-        f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN (SELECT {_IDS}) "
-        "ORDER BY run_id, started_ns, span_id",
-        (listed,),
-    ).fetchall()
-    sums = add_up(calls, prices, {})
+    # run -> span -> the call as written, (span_id, started_ns, *CALL_FIELDS): kept as it is (no tuple made
+    # again a call), its CALL_FIELDS sliced once for add_up
+    fresh: dict[str, dict[Any, tuple[Any, ...]]] = {}
+    for call in written or ():
+        run = fresh.get(call[2])
+        if run is None:
+            fresh[call[2]] = {call[0]: call}
+        else:
+            run[call[0]] = call
+    known = {r for (r,) in conn.execute(f"SELECT run_id FROM run_sums WHERE run_id IN (SELECT {_IDS})", (_ids(ids),))}
+    new = [r for r in ids if r not in known and r in fresh]
+    old = [r for r in ids if r in known or r not in fresh]
+    rows: list[Iterable[tuple[Any, ...]]] = []
+    if old:
+        listed = _ids(old)
+        conn.execute(f"DELETE FROM run_totals WHERE run_id IN (SELECT {_IDS})", (listed,))
+        conn.execute(f"DELETE FROM run_sums WHERE run_id IN (SELECT {_IDS})", (listed,))
+        rows.append(conn.execute(
+            f"SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN (SELECT {_IDS}) "
+            "ORDER BY run_id, started_ns, span_id",
+            (listed,),
+        ).fetchall())
+    for run_id in new:
+        calls = fresh[run_id].values()
+        rows.append([c[2:] for c in (calls if len(calls) == 1 else sorted(calls, key=_started))])
+    sums = add_up(itertools.chain(*rows), prices, {})
+    per_run: dict[str, list[Any]] = {}
+    for (run_id, _, _), acc in sums.items():
+        total = per_run.get(run_id)
+        per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
     with conn.cursor() as cur:
         with cur.copy(f"COPY run_totals ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["text"] * 3 + ["int8"] * (len(COLUMNS) - 3))
@@ -260,5 +272,5 @@ def refresh_totals(conn: Any, run_ids: Sequence[str], prices: Any, in_sql: RunSu
                 copy.write_row((*key, *acc))
         with cur.copy(f"COPY run_sums ({', '.join(_RUN_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["text"] + ["int8"] * (len(_RUN_COLUMNS) - 1))
-            for run_id, acc in run_sums_of(sums).items():
+            for run_id, acc in per_run.items():
                 copy.write_row((run_id, *acc))

@@ -4,13 +4,12 @@
 and the context re-send estimate (the part of each call's input that the previous call of the same
 run already had as input or produced as output, priced at the call's rates). It is a cache of the
 `calls` table: the exporter refreshes the runs each batch touched by summing their calls again, so
-it stays exact whatever order calls arrive in, and whether a call is written once or replayed. The
-database does the summing (`unitcost.store.run_sums_sql`, the same rule in SQL); `add_up` is the rule
-in Python, for the few models whose rates SQL cannot multiply exactly and for the report engine.
+it stays exact whatever order calls arrive in, and whether a call is written once or replayed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import sqlite3
@@ -25,7 +24,7 @@ from .bulk import insert_rows
 __all__ = [
     "STALE_RUNS_SQL",
     "CALL_FIELDS", "COLUMNS", "SUMS", "Sum", "add_up", "backfill", "call_sums", "create_run_sums", "create_table",
-    "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens", "run_sums_of", "sum_again",
+    "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens", "sum_again",
 ]
 
 
@@ -141,49 +140,69 @@ def resend_cost(
     )
 
 
-def refresh(conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any, in_sql: Any = None) -> None:
-    """Recompute `run_totals` and `run_sums` for these runs from their calls (inside the caller's
-    transaction), so they stay exact whatever order calls arrive in, and whether a call is written
-    once or replayed.
+def refresh(
+    conn: sqlite3.Connection, run_ids: Iterable[str], prices: Any,
+    written: Iterable[tuple[Any, ...]] | None = None,
+) -> None:
+    """Recompute `run_totals` for these runs from their calls (inside the caller's transaction).
 
-    ``in_sql`` (a `unitcost.store.run_sums_sql.RunSumsSql` of this connection): made by the database,
-    in one statement per table; in Python (`add_up`) when it declines (a rate SQL cannot multiply
-    exactly) or none is given.
+    ``written`` (the exporter's): the calls this transaction has just written, as (span_id,
+    started_ns, *CALL_FIELDS) tuples. A run without totals yet is then summed from these instead of
+    reading its calls back: for a run whose calls all arrive in one batch (most runs) that saves a
+    query and a row of Python per call. A run that has totals is summed again from the store, so
+    calls arriving late or out of order are still counted in their place.
     """
     ids = sorted({r for r in run_ids if r is not None})
     if not ids:
         return
+    rate_cache: dict[Any, Any] = {}
+    fresh_calls: dict[str, dict[Any, tuple[Any, ...]]] = {}
+    if written is not None:
+        for span_id, started, *fields in written:
+            fresh_calls.setdefault(fields[0], {})[span_id] = (started, *fields)  # a span written twice counts once
     # One statement each, whatever the number of runs: the ids go in as one JSON array, and what is
     # read back comes as one JSON value (each row read is a GIL hand-off: see unitcost.store.bulk).
-    listed = json.dumps(ids)
-    if in_sql is not None and in_sql.refresh(conn.execute, conn.executemany, listed, prices):
-        return
-    conn.execute(_DELETE_TOTALS, (listed,))
-    conn.execute(_DELETE_SUMS, (listed,))
-    calls = json.loads(conn.execute(_STORED_CALLS, (listed,)).fetchone()[0])
-    sums = add_up(calls, prices, {})
+    again = ids
+    new: list[str] = []
+    if fresh_calls:
+        known = set(json.loads(conn.execute(_KNOWN_RUNS, (json.dumps(ids),)).fetchone()[0]))
+        new = [r for r in ids if r not in known and r in fresh_calls]
+        if new:
+            again = [r for r in ids if r in known or r not in fresh_calls]
+    rows: list[Iterable[Any]] = []
+    if again:
+        listed = json.dumps(again)
+        conn.execute(_DELETE_TOTALS, (listed,))
+        conn.execute(_DELETE_SUMS, (listed,))
+        rows.append(json.loads(conn.execute(_STORED_CALLS, (listed,)).fetchone()[0]))
+    if new:
+        rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
+    sums = add_up(itertools.chain(*rows), prices, rate_cache)
     insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
-    insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in run_sums_of(sums).items()])
-
-
-def run_sums_of(sums: dict[tuple[str, str, str], list[Any]]) -> dict[str, list[Any]]:
-    """`add_up`'s sums per (run, provider, model) added over each run's models."""
     per_run: dict[str, list[Any]] = {}
     for (run_id, _, _), acc in sums.items():
         total = per_run.get(run_id)
         per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
-    return per_run
+    insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
 
 
 _IDS = "(SELECT value FROM json_each(?))"
+_KNOWN_RUNS = f"SELECT json_group_array(run_id) FROM run_sums WHERE run_id IN {_IDS}"
 _DELETE_TOTALS = f"DELETE FROM run_totals WHERE run_id IN {_IDS}"
 _DELETE_SUMS = f"DELETE FROM run_sums WHERE run_id IN {_IDS}"
-# A run's calls in start order, the span id breaking ties (json_group_array keeps the order of the
-# rows it is given): the order unitcost.store.run_sums_sql's LAG reads them in.
+# A run's calls in start order (json_group_array keeps the order of the rows it is given).
 _STORED_CALLS = (
     f"SELECT json_group_array(json_array({', '.join(CALL_FIELDS)})) FROM "
     f"(SELECT {', '.join(CALL_FIELDS)} FROM calls WHERE run_id IN {_IDS} ORDER BY run_id, started_ns, span_id)"
 )
+
+
+def _in_start_order(calls: dict[Any, tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+    """A run's calls (started_ns first in each) in start order, the span id breaking ties (as the
+    stored calls are read: `_STORED_CALLS`); most runs of a batch have one."""
+    if len(calls) == 1:
+        return calls.values()
+    return [call for _, call in sorted(calls.items(), key=lambda item: (item[1][0], item[0]))]
 
 
 def call_sums(call: tuple[Any, ...], resent: int, prices: Any, rate_cache: dict[Any, Any]) -> tuple[Any, ...]:
@@ -279,11 +298,9 @@ def ensure_fresh(conn: sqlite3.Connection, prices: Any = None) -> None:
     sum_again(conn, prices, lambda: [r[0] for r in conn.execute(STALE_RUNS_SQL)])
 
 
-def sum_again(
-    conn: sqlite3.Connection, prices: Any, stale_runs: Callable[[], list[str]], in_sql: Any = None
-) -> None:
+def sum_again(conn: sqlite3.Connection, prices: Any, stale_runs: Callable[[], list[str]]) -> None:
     """Refresh the runs ``stale_runs()`` names, read inside the same write transaction (begun here
-    unless the caller's is open), with ``prices`` or the default price book (``in_sql``: as `refresh`)."""
+    unless the caller's is open), with ``prices`` or the default price book."""
     if prices is None:
         from ..pricing.book import PriceBook  # start-up time: pydantic, as in resend_rates
 
@@ -292,12 +309,10 @@ def sum_again(
     if began:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        refresh(conn, stale_runs(), prices, in_sql)
+        refresh(conn, stale_runs(), prices)
         if began:
             conn.execute("COMMIT")
     except BaseException:
         if began and conn.in_transaction:
             conn.execute("ROLLBACK")
-        if in_sql is not None:
-            in_sql.forget()
         raise

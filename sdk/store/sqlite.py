@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -15,8 +16,7 @@ from .backend import TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
-from .run_sums_sql import RunSumsSql
-from .run_totals import ensure_fresh, refresh, sum_again
+from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
 from .schema import database, dropped_spans, open_connection
 
 if TYPE_CHECKING:
@@ -32,6 +32,11 @@ _INSERT_DROPS = "INSERT INTO dropped_spans (recorded_ns, reason, count, service)
 _WRITER_BEGINS, _WRITER_ENDS = writer_begins(), writer_ends()
 _CALL_COLUMNS = TABLES[1].columns
 _RUN_ID = _CALL_COLUMNS.index("run_id")
+# A call row's (span_id, started_ns, *CALL_FIELDS), for the per-run totals.
+_TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
+
+
+_totals_fields = operator.itemgetter(*_TOTALS_AT)  # in C: no Python call per row
 
 
 def _keep_rollups(conn: sqlite3.Connection) -> None:
@@ -67,7 +72,6 @@ class SqliteBackend(StoreBackend):
         self.location = location
         self._owned = owned
         self._busy_ms = 10_000  # what unitcost.store.schema.open_store sets
-        self._run_sums = RunSumsSql("sqlite")  # the per-run sums, made by SQLite
         # Per table of _WRITES, the columns an INSERT may leave out when all its rows hold None there
         # (unitcost.store.bulk): read from the schema at the first batch.
         self._nullable: tuple[frozenset[int], ...] | None = None
@@ -110,7 +114,7 @@ class SqliteBackend(StoreBackend):
                     insert_rows(conn, table, columns, rows, verb, optional)
             calls = batch.rows[1]
             if calls:  # refresh the per-run totals that reports read
-                refresh(conn, {row[_RUN_ID] for row in calls}, prices, self._run_sums)
+                refresh(conn, {row[_RUN_ID] for row in calls}, prices, map(_totals_fields, calls))
             if batch.rollups:
                 _keep_rollups(conn)
             if batch.drops:
@@ -123,7 +127,6 @@ class SqliteBackend(StoreBackend):
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._run_sums.forget()  # (its rates table, made in this transaction, went with it)
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
@@ -189,7 +192,7 @@ class SqliteBackend(StoreBackend):
             conn.execute("DELETE FROM run_sums_dirty")
             return stale
 
-        sum_again(conn, prices, taken, self._run_sums)
+        sum_again(conn, prices, taken)
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.conn, since_ns, until_ns)

@@ -128,7 +128,7 @@ def test_a_batch_written_twice_is_one_row_each_with_the_sums_sqlite_keeps(pg_url
     for batch in (calls, late):
         conn.executemany(f"INSERT OR REPLACE INTO calls ({', '.join(CALL_COLUMNS)}) VALUES "
                          f"({', '.join('?' * len(CALL_COLUMNS))})", batch)
-        run_totals.refresh(conn, {r[3] for r in batch}, prices)  # in Python: the server sums in SQL
+        run_totals.refresh(conn, {r[3] for r in batch}, prices, written(batch))
     conn.execute("COMMIT")
     order = "ORDER BY run_id, provider, model"
     with connect(pg_url) as pg:

@@ -14,11 +14,12 @@ from opentelemetry.trace import SpanContext, TraceFlags
 
 from unitcost.exporters.store import StoreSpanExporter
 from unitcost.pricing.book import PriceBook
-from unitcost.store.run_totals import refresh
+from unitcost.store.run_totals import SUMS, refresh
 from unitcost.store.schema import open_store
 
 DAY0 = 1_764_028_800 * 10**9  # 2025-11-25 UTC
 RUNS = ["00000000000000a1", "00000000000000a2", "00000000000000a3"]
+RESENT = 1 + [s.name for s in SUMS].index("resent")  # its column in run_sums
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5")]
 
 call = st.tuples(
@@ -26,14 +27,18 @@ call = st.tuples(
 )
 
 
-def _span(number: int, run_id: str, model: tuple[str, str], prompt: int, cached: int, completion: int) -> ReadableSpan:
+def _span(
+    number: int, run_id: str, model: tuple[str, str], prompt: int, cached: int, completion: int,
+    start: int | None = None,
+) -> ReadableSpan:
     provider, name = model
     attributes = {
         "unitcost.span.type": "llm", "gen_ai.operation.name": "chat", "gen_ai.provider.name": provider,
         "gen_ai.request.model": name, "unitcost.task.id": run_id, "gen_ai.usage.input_tokens": prompt + cached,
         "gen_ai.usage.cache_read.input_tokens": cached, "gen_ai.usage.output_tokens": completion,
     }
-    start = DAY0 + number * 10**9  # distinct start times: the re-send estimate follows start order
+    if start is None:
+        start = DAY0 + number * 10**9  # distinct start times: the re-send estimate follows start order
     return ReadableSpan(
         name=f"chat {name}", context=SpanContext(7, number + 1, False, TraceFlags(1)), attributes=attributes,
         start_time=start, end_time=start + 10**8,
@@ -72,6 +77,26 @@ def test_totals_kept_batch_by_batch_equal_a_sum_over_the_stored_calls(tmp_path_f
     db.conn.close()
     assert kept == _totals(path)
     assert sum(row[3] for row in kept[0]) == len(spans)
+
+
+def test_calls_started_at_the_same_nanosecond_are_taken_in_span_id_order(tmp_path):
+    # The re-send estimate depends on which call came first: with equal start times the span id decides,
+    # whether the run's calls are summed as the batch wrote them or read back from the store.
+    path = str(tmp_path / "store.db")
+    first = _span(1, RUNS[0], MODELS[0], 1000, 0, 10, start=DAY0)
+    second = _span(2, RUNS[0], MODELS[0], 100, 0, 10, start=DAY0)
+    exporter = StoreSpanExporter(path, PriceBook())
+    exporter.export([second, first])  # the batch holds them in the other order
+    exporter.shutdown()
+    kept = _totals(path)
+    assert kept[1][0][RESENT] == 100  # the second re-sends its 100 of the first's 1,010 (not the first 110 of 110)
+
+    db = open_store(path)
+    db.conn.execute("BEGIN IMMEDIATE")
+    refresh(db.conn, RUNS, PriceBook())
+    db.conn.execute("COMMIT")
+    db.conn.close()
+    assert _totals(path) == kept
 
 
 @pytest.fixture
