@@ -32,7 +32,7 @@ def recent_runs(db: StoreBackend, *, limit: int = 20, kind: str | None = None) -
                (SELECT SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END) FROM calls c WHERE c.run_id = r.run_id),
                (SELECT SUM(COALESCE(cost_pico, 0)) FROM steps s WHERE s.run_id = r.run_id)
                    + COALESCE(r.runtime_cost_pico, 0)
-        FROM runs r {where} ORDER BY r.started_ns DESC LIMIT ?
+        FROM runs r {where} ORDER BY r.started_ns DESC, r.run_id DESC LIMIT ?
         """,
         [*params, limit],
     ).fetchall()
@@ -107,8 +107,11 @@ def _resolve_run_id(db: StoreBackend, ref: str, kind: str | None = None) -> str:
     if kind is None and db.execute("SELECT 1 FROM runs WHERE run_id = ?", [ref]).fetchone():
         return ref
     key = task_key(ref)  # as the SDK stored it: a key past 4096 characters is a prefix and a digest
+    # (the latest of runs started together: the one whose id sorts last, as `tasks.Store.tasks` orders
+    # them; the CAST: PostgreSQL cannot tell a bare parameter's type in `? IS NULL`)
     by_key = db.execute(
-        "SELECT kind, run_id FROM runs WHERE key = ? AND (? IS NULL OR kind = ?) ORDER BY started_ns DESC",
+        "SELECT kind, run_id FROM runs WHERE key = ? AND (CAST(? AS TEXT) IS NULL OR kind = ?) "
+        "ORDER BY started_ns DESC, run_id DESC",
         [key, kind, kind],
     ).fetchall()
     kinds = sorted({k for k, _ in by_key})
@@ -145,12 +148,13 @@ def show_run(db: StoreBackend, ref: str, *, kind: str | None = None) -> RunDetai
     kind, key, started, ended, error = db.execute(
         "SELECT kind, key, started_ns, ended_ns, error_type FROM runs WHERE run_id = ?", [run_id]
     ).fetchone()
-    # The task: every run of this kind and key (or this run alone), oldest first.
+    # The task: every run of this kind and key (or this run alone), oldest first (then by run id, as
+    # reports merge its attributes: `tasks.Store.tasks`).
     if key is None:
         task_runs = db.execute("SELECT run_id, attributes FROM runs WHERE run_id = ?", [run_id]).fetchall()
     else:
         task_runs = db.execute(
-            "SELECT run_id, attributes FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns", [kind, key]
+            "SELECT run_id, attributes FROM runs WHERE kind = ? AND key = ? ORDER BY started_ns, run_id", [kind, key]
         ).fetchall()
     task = Task(kind, key, started)
     for rid, attrs in task_runs:

@@ -82,8 +82,9 @@ def group_rows(
                                       cte_params)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
-    # order (a kind's tasks, a kind's on some days, a model's), else all read and sorted here.
-    plain = outcome is None and since_ns is None and until_ns is None
+    # order (a kind's tasks, a kind's on some days, a model's), else all read and sorted here. The
+    # indexes hold no outcome: a group by outcome (or a filter on it) is part of a kind's costs, ranked here.
+    plain = outcome is None and "outcome" not in order and since_ns is None and until_ns is None
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )

@@ -190,8 +190,9 @@ class TaskTables:
         )
 
     def _merge_attribute_texts(self) -> None:
-        # Attributes merge run after run, later runs winning: the runs go in by start (as the Python
-        # engine reads them), and a task of several runs keeps their texts as a JSON array.
+        # Attributes merge run after run, later runs winning: the runs go in by start, then run id (as
+        # the Python engine reads them, `tasks.Store.tasks`), and a task of several runs keeps their
+        # texts as a JSON array.
         self.execute(
             "CREATE TEMP TABLE uc_task_attributes (tid INTEGER PRIMARY KEY, attributes TEXT, "
             "attribute_runs INTEGER NOT NULL)"
@@ -200,7 +201,7 @@ class TaskTables:
             "INSERT INTO uc_task_attributes SELECT COALESCE(a.tid, r.rid), r.text, 1 FROM ("
             " SELECT run_id, started_ns, rowid AS rid, attributes AS text FROM runs"
             " WHERE attributes IS NOT NULL AND attributes NOT IN ('', '{}')) AS r "
-            "LEFT JOIN uc_alias a ON a.rid = r.rid WHERE true ORDER BY r.started_ns, r.rid "
+            "LEFT JOIN uc_alias a ON a.rid = r.rid WHERE true ORDER BY r.started_ns, r.run_id "
             "ON CONFLICT (tid) DO UPDATE SET attribute_runs = attribute_runs + 1, attributes = "
             "CASE WHEN attribute_runs = 1 THEN json_array(attributes, excluded.attributes) "
             "ELSE json_insert(attributes, '$[#]', excluded.attributes) END"

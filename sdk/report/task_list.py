@@ -127,7 +127,7 @@ def _runs_of(db: StoreBackend, kind: str, key: str | None, run_id: str) -> tuple
     """A task's (first run's id, last end, attributes merged run after run: later runs win, as reports
     merge them). The first run is the one stored first on SQLite (as `all_tasks` names it), the first
     started elsewhere."""
-    order = "started_ns, rowid" if db.dialect == "sqlite" else "started_ns, run_id"
+    order = "started_ns, run_id"  # (runs started together: by run id, as reports merge attributes)
     first = "rowid" if db.dialect == "sqlite" else "0"
     if key is None:
         rows = db.execute(f"SELECT run_id, ended_ns, attributes, {first} FROM runs WHERE run_id = ?", [run_id])

@@ -73,7 +73,12 @@ class Store:
     def tasks(self) -> dict[TaskId, Task]:
         tasks: dict[TaskId, Task] = {}
         run_task: dict[str, TaskId] = {}
-        rows = self.db.execute("SELECT run_id, kind, key, started_ns, attributes FROM runs ORDER BY started_ns")
+        # Runs in start order, runs started at the same nanosecond in run id order (the tie rule of
+        # every engine: a task's attributes merge in this order, later runs winning; as the calls of a
+        # run are ordered by start then span id, and outcomes recorded together by id).
+        rows = self.db.execute(
+            "SELECT run_id, kind, key, started_ns, attributes FROM runs ORDER BY started_ns, run_id"
+        )
         for run_id, kind, key, started, attrs in rows:
             ident = (kind, key) if key is not None else ("", run_id)
             task = tasks.get(ident)

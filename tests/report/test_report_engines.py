@@ -227,6 +227,16 @@ PLAIN = {"by": "model", "every": None, "where": None, "kind": None, "window": (N
 @given(runs=runs, outcomes=outcomes, stray=stray, requests_=st.lists(requests, min_size=1, max_size=4))
 # no task, and a model under two providers: the only entries are the (none) row's
 @example(runs=[], outcomes=[], stray=[("gone", [(MODELS[1], *NO_CALL), (MODELS[3], *NO_CALL)])], requests_=[PLAIN])
+# Found by Hypothesis: by outcome, of one kind, the rollups ranked the 'resolved' group's costs among
+# all the kind's tasks (read from the kind's cost index, which holds no outcome): p50 was another
+# task's cost. (Its runs started at the same nanosecond, which had nothing to do with it.)
+@example(
+    runs=[("ticket", None, T, "{}", [], []) for T in (1764028799999999999, 1764028799999999999,
+          1_761_004_800_000_000_000, 1764028799999999999, 1764028799999999999, 1_761_004_800_000_000_000,
+          1_761_004_800_000_000_000)],
+    outcomes=[("run", 0, 0, ("resolved", 1), None)], stray=[],
+    requests_=[{"by": "outcome", "every": None, "where": None, "kind": "ticket", "window": (None, None)}],
+)
 def test_both_engines_give_the_same_rows(store, monkeypatch, runs, outcomes, stray, requests_):
     _write(store, runs, outcomes, stray)
     for request in requests_:

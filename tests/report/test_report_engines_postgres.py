@@ -101,6 +101,12 @@ def _odd(backend: Any) -> bool:
     stray=[(None, [(MODELS[2], 1, 0, 1, 0, 3, False, 0)])],
     requests_=[{**PLAIN, "by": "kind"}, {**PLAIN, "by": "outcome", "every": "day"}, {**PLAIN, "every": "week"}],
 )
+# by outcome, of one kind: a group's percentiles are ranked among its own tasks, not the kind's
+@example(
+    runs=[("ticket", None, MIDNIGHT - 1 + i % 2, "{}", [], []) for i in range(7)],
+    outcomes=[("run", 0, 0, ("resolved", 1), None)], stray=[],
+    requests_=[{**PLAIN, "by": "outcome", "kind": "ticket"}, {**PLAIN, "by": "kind,outcome"}],
+)
 def test_postgres_gives_the_rows_sqlite_and_python_give(stores, monkeypatch, runs, outcomes, stray, requests_):
     sqlite_db, backend = stores
     _write(sqlite_db, runs, outcomes, stray)
