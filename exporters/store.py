@@ -349,10 +349,11 @@ class StoreSpanExporter(SpanExporter):
         db.limit_waits(busy)
         losses, loss_files = self._losses.take() if self._merge_losses else ([], [])
         now = time.monotonic()
-        first = self._rollups_at is None
-        if first:
-            self._rollups_at = now
-        rollups = self._rollups_now or now - self._rollups_at >= ROLLUP_EVERY_SECONDS
+        rollups_at = self._rollups_at
+        first = rollups_at is None
+        if rollups_at is None:
+            rollups_at = self._rollups_at = now
+        rollups = self._rollups_now or now - rollups_at >= ROLLUP_EVERY_SECONDS
         # The first batch goes with the fewest statements (see Batch.sums): in a busy program each is
         # a wait for the GIL, and a crash before it is written loses every task ended so far
         db.write_batch(
