@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,3 +147,20 @@ def versions(*names: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def timed_run(argv: list[str], env: dict[str, str], timeout_s: float) -> tuple[float, float, str | None]:
+    """(wall s, CPU s of the process, failure or None) of one fresh interpreter."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return float(timeout_s), float("nan"), f"still running after {timeout_s:g} s: stopped"
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        return wall, cpu, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+    return wall, cpu, None

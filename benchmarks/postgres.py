@@ -17,15 +17,13 @@ when it runs as root and none is given).
 from __future__ import annotations
 
 import os
-import resource
 import sqlite3
-import subprocess
 import tempfile
 import time
 import uuid
 from typing import Any
 
-from ._common import Row, bench_env, median, quartiles
+from ._common import Row, bench_env, median, quartiles, timed_run
 
 WRITER_TARGET = 50_000
 COPY_SHARE_TARGET = 0.60
@@ -219,23 +217,6 @@ def copy_store(sqlite_path: str, url: str, schema: str, log: Any) -> str:
     return target
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str | None]:
-    """(wall s, CPU s of the process, failure or None) of one fresh interpreter."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return float(TIMEOUT_S), float("nan"), f"still running after {TIMEOUT_S} s: stopped"
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        return wall, cpu, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-    return wall, cpu, None
-
-
 def scale(sqlite_path: str, repeats: int, log: Any) -> tuple[list[Row], dict[str, Any]]:
     """Each report over the same 1,000,000 calls on PostgreSQL and on SQLite, fresh interpreters, rounds
     interleaved with `unitcost --help` (the baseline): wall time, and the CPU time of the process (the
@@ -271,7 +252,7 @@ def scale(sqlite_path: str, repeats: int, log: Any) -> tuple[list[Row], dict[str
         for name, argv in commands.items():
             if name in failures:
                 continue
-            wall, cpu, failed = _timed(argv, env)
+            wall, cpu, failed = timed_run(argv, env, TIMEOUT_S)
             walls[name].append(wall)
             cpus[name].append(cpu)
             if failed:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import Row, bench_env, median, quartiles
+from ._common import Row, bench_env, median, quartiles, timed_run
 
 THROUGHPUT_TARGET = 100_000
 REPORT_TARGET_S = 1.0  # issue 16: report, --by model, --every day over 1,000,000 calls
@@ -206,7 +205,7 @@ def scale(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) ->
             # A command far over its target is timed once: the verdict is clear and the run stays short.
             if argv is None or name in failures or (repeat and min(times[name]) > SLOW_S):
                 continue
-            wall, cpu, failed = _timed(argv, env)
+            wall, cpu, failed = timed_run(argv, env, TIMEOUT_S)
             times[name].append(wall)
             cpus[name].append(cpu)
             if failed:
@@ -244,23 +243,6 @@ def scale(tasks: int, calls_per_task: int, days: int, repeats: int, log: Any) ->
                         f"FAILED: {failed}" if failed else load))
     return rows, {"store": str(path), "bytes": size, "calls": calls, "runs": runs, "seconds": times,
                   "cpu_seconds": cpus, "load": [load_before, load_after], "build_seconds": build_seconds}
-
-
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, str | None]:
-    """(wall s, CPU s of the process, failure or None) of one fresh interpreter."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    try:
-        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return float(TIMEOUT_S), float("nan"), f"still running after {TIMEOUT_S} s: stopped"
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        return wall, cpu, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
-    return wall, cpu, None
 
 
 def remove_cache() -> None:
