@@ -120,19 +120,19 @@ def task_page(
                 # The tasks found: those whose key contains the text, then those found by id whose key
                 # does not, read from the ids (a few rows by key), not by looking every task up among
                 # the ids (100,000 look-ups, 60 ms).
-                found = (f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} AND {like} UNION ALL "
-                         f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} AND {ids} AND NOT {like}")
-                found_params = [*params, *like_params, *params, *ids_params, *like_params]
-                (total,) = db.execute(f"SELECT COUNT(*) FROM ({found}) AS f", found_params).fetchone()
+                matched = (f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} AND {like} UNION ALL "
+                           f"SELECT t.task_kind, t.task_key FROM task_rollup t WHERE {where} AND {ids} AND NOT {like}")
+                matched_params = [*params, *like_params, *params, *ids_params, *like_params]
+                (total,) = db.execute(f"SELECT COUNT(*) FROM ({matched}) AS f", matched_params).fetchone()
                 # A search many tasks match walks the sort's index, where there is one, and stops at
                 # the page's end: it reads about (offset + limit) * tasks / total rows, by index. Fewer
                 # than twice the rows shown (and the pages before) are sorted once found: the walk would
                 # read most rows, each costing it twice what a scan pays.
                 rare = total < _WALK_MATCHES * (offset + limit)
                 if rare:
-                    rows_from = ("(" + found + ") AS f CROSS JOIN task_rollup t "
+                    rows_from = ("(" + matched + ") AS f CROSS JOIN task_rollup t "
                                  "WHERE t.task_kind = f.task_kind AND t.task_key = f.task_key")
-                    rows_params = found_params
+                    rows_params = matched_params
                 else:
                     rows_from = f"task_rollup t WHERE {where} AND ({like} OR {ids})"
                     rows_params = [*params, *like_params, *ids_params]
