@@ -23,10 +23,14 @@ from .store import build_store
 
 TARGET_MS = 300
 WEIGHT_TARGET = 500_000
-PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/tasks", "/tasks?sort=cost&dir=desc",
+# (by outcome and of one outcome, by bucket: ranked from the per-outcome indexes, m018; a search for text a
+# third of the keys hold, walking the started index, and one for a single task's key)
+PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/?by=outcome", "/?every=week&by=outcome",
+         "/?where=outcome%3Dresolved&every=month&by=model", "/?by=kind,outcome&every=month",
+         "/tasks", "/tasks?sort=cost&dir=desc",
          "/tasks?kind=support_ticket&sort=cost&dir=desc", "/tasks?retried=1&sort=runs", "/tasks?q=zzz",
-         "/tasks?sort=duration", "/tasks?page=1000", "TASK", "/compare?a=14d..7d&b=7d..",
-         "/whatif?model=gpt-4o-mini"]
+         "/tasks?q=0", "/tasks?q=T-4242", "/tasks?sort=duration", "/tasks?page=1000", "TASK",
+         "/compare?a=14d..7d&b=7d..", "/whatif?model=gpt-4o-mini"]
 
 
 def _timed(client: Any, page: str) -> tuple[Any, float, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..store.rollups import SUM_COLUMNS, is_dirty, month_of_day, week_of_day
+from ..store.rollups import OUTCOME_INDEXES, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums", "window_sql"]
@@ -82,18 +82,20 @@ def group_rows(
                                       cte_params)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
-    # order (a kind's tasks, a kind's on some days, a model's), else all read and sorted here. The
-    # indexes hold no outcome: a group by outcome (or a filter on it) is part of a kind's costs, ranked here.
-    plain = outcome is None and "outcome" not in order and since_ns is None and until_ns is None
+    # order (a kind's tasks, an outcome's, a model's, each also by day, week or month), else all read
+    # and sorted here (a time window, by kind and model, a model under two providers in one task).
+    unwindowed = since_ns is None and until_ns is None
+    of_outcome = outcome is not None or "outcome" in order
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
     # bucket's costs in order)
     bucket_at = _bucket_column(days_of)
-    by_index = plain and bucket_at is not None and (
-        (per_model is None and (kind is not None or "kind" in order))
-        or (per_model == "model" and not split and kind is None and [k for k in order if k != "bucket"] == [PART])
+    named = [{PART: "model"}.get(k, k) for k in order if k != "bucket"]
+    by_index = unwindowed and bucket_at is not None and (
+        (per_model is None and (of_outcome or kind is not None or "kind" in order))
+        or (per_model == "model" and not split and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -102,7 +104,7 @@ def group_rows(
         from_index = _ranked_from_index(execute, order, [
             (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
             for row in counted if row[width]
-        ], kind, bucket_at, in_process)
+        ], kind, outcome, bucket_at, in_process)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -144,31 +146,50 @@ def _bucket_column(days_of: dict[str, list[int]]) -> tuple[str, dict[str, int]] 
 
 def _ranked_from_index(
     execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
-    kind: str | None, bucket_at: tuple[str, dict[str, int]], in_process: bool,
+    kind: str | None, outcome: str | None, bucket_at: tuple[str, dict[str, int]], in_process: bool,
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost, and by day,
-    week or month task_rollup_day_cost, _week_cost, _month_cost; the same of task_model_rollup): no
-    sort, only the entries before it walked, and a few hundred of them a statement (one round trip to
-    a server)."""
+    week or month task_rollup_day_cost, _week_cost, _month_cost; the same of task_model_rollup and of
+    an outcome, `OUTCOME_INDEXES`): no sort, only the entries before it walked, and a few hundred of
+    them a statement (one round trip to a server).
+
+    A group of one outcome and kind walks the outcome's entries counting those of the kind, and a
+    model's of one outcome the model's entries counting those of the outcome (each index carries the
+    other column after the cost): the walk is longer by the share of the entries the group leaves
+    out, and reads no table row."""
     column_of_bucket, bucket_values = bucket_at
     found: dict[tuple[Any, ...], dict[int, int]] = {}
     lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
     for key, n, ranks in groups:
         values = dict(zip(order, key, strict=True))
+        of_outcome = "outcome" in values or outcome is not None
+        label = values.get("outcome", outcome)
+        # (a task without an outcome has no label: the group of those is the NULL one)
+        conditions, params = ([] if not of_outcome else ["outcome_label IS NULL"] if label is None
+                              else ["outcome_label = ?"]), ([] if label is None else [label])
+        table_of = ""
         if PART in values:
             if values[PART] is None:  # the tasks without calls: each costs 0 here
                 found[key] = dict.fromkeys(ranks, 0)
                 continue
-            conditions, params = ["model = ?"], [values[PART]]
+            conditions.insert(0, "model = ?")
+            params.insert(0, values[PART])
             column, table = "cost_pico", "task_model_rollup"
         else:
-            conditions, params = ["kind = ?"], [values.get("kind", kind)]
             column, table = "task_cost_pico", "task_rollup"
+            of_kind = values.get("kind", kind)
+            if of_kind is not None:
+                conditions.append("kind = ?")
+                params.append(of_kind)
+            if of_outcome and in_process:
+                # (SQLite would rather take the kind's index, with an equality on it too, and read each
+                # entry's row for its outcome)
+                table_of = f" INDEXED BY {OUTCOME_INDEXES[column_of_bucket]}"
         if "bucket" in values:
             conditions.append(f"{column_of_bucket} = ?")
             params.append(bucket_values[values["bucket"]])
         found[key] = {}
-        read = f"SELECT {column} AS c FROM {table} WHERE {' AND '.join(conditions)} ORDER BY {column}"
+        read = f"SELECT {column} AS c FROM {table}{table_of} WHERE {' AND '.join(conditions)} ORDER BY {column}"
         for r in ranks:
             # (a rank past the middle is read from the other end: fewer entries walked)
             lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",

@@ -25,7 +25,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
-from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, postgres_triggers, refresh_statements
+from .rollups import (
+    create_tables_sql,
+    ended_and_buckets_sql,
+    mark_all_sql,
+    outcome_ranks_sql,
+    postgres_triggers,
+    refresh_statements,
+)
 from .stale_runs import marks_sql, rollup_statement_triggers
 from .stale_runs import postgres_triggers as sums_triggers
 
@@ -273,6 +280,12 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
          "ADD COLUMN IF NOT EXISTS start_month BIGINT NOT NULL DEFAULT 0",
          *ended_and_buckets_sql("postgresql"),
          "CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL"),
+    ),
+    # Each task and model's winning outcome label, the per-model cost indexes carrying it, and the
+    # per-outcome cost indexes (see unitcost.store.schema's m018); a store made since m015 has the column.
+    (
+        "m018_outcome_ranks",
+        ("ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS outcome_label TEXT", *outcome_ranks_sql()),
     ),
 )
 

@@ -36,9 +36,10 @@ from typing import Any
 from .run_totals import COLUMNS
 
 __all__ = [
-    "BUCKET_COLUMNS", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql", "day_sql",
-    "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql", "month_of_day", "month_sql",
-    "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
+    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql",
+    "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql", "month_of_day", "month_sql",
+    "outcome_ranks_sql", "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers", "week_of_day",
+    "week_sql",
 ]
 
 SUM_COLUMNS = COLUMNS[3:]
@@ -105,10 +106,12 @@ def create_tables_sql(dialect: str) -> list[str]:
     ]
 
 
-# (m017's columns: a new store has them from m015 on, an older one gets them added by m017)
+# (m017's columns, and m018's outcome_label of a task and model: a new store has them from m015 on, an
+# older one gets them added by m017 and m018)
 _LATER_TASK_COLUMNS = ("ended_ns {integer} NOT NULL DEFAULT 0, start_week {integer} NOT NULL DEFAULT 0, "
                        "start_month {integer} NOT NULL DEFAULT 0")
-_LATER_MODEL_COLUMNS = "start_week {integer} NOT NULL DEFAULT 0, start_month {integer} NOT NULL DEFAULT 0"
+_LATER_MODEL_COLUMNS = ("start_week {integer} NOT NULL DEFAULT 0, start_month {integer} NOT NULL DEFAULT 0, "
+                        "outcome_label TEXT")
 
 
 def _later_indexes(dialect: str) -> list[str]:
@@ -177,6 +180,34 @@ def ended_and_buckets_sql(dialect: str) -> list[str]:
     ]
 
 
+# The indexes a group's k-th cost is read from when the group is of one outcome (m018), by bucket
+# column ("" for a report without buckets): the tasks of an outcome in cost order, with their kind
+# beside (a kind's tasks of an outcome are those entries of that kind, counted in the walk); and a
+# model's, with the task's outcome beside (a model's calls in tasks of an outcome, the same way).
+OUTCOME_INDEXES = {"": "task_rollup_outcome_cost", "start_day": "task_rollup_outcome_day_cost",
+                   "start_week": "task_rollup_outcome_week_cost", "start_month": "task_rollup_outcome_month_cost"}
+_MODEL_INDEXES = {"": "task_model_rollup_cost", "start_day": "task_model_rollup_day_cost",
+                  "start_week": "task_model_rollup_week_cost", "start_month": "task_model_rollup_month_cost"}
+
+
+def outcome_ranks_sql() -> list[str]:
+    """m018: each task and model's row gets its task's winning outcome label (kept by `refresh` from
+    then on), the per-model cost indexes carry it after the cost, and the per-outcome cost indexes are
+    made. (The column itself is added by the migration, when missing.)"""
+    statements = [
+        "UPDATE task_model_rollup SET outcome_label = (SELECT r.outcome_label FROM task_rollup r "
+        "WHERE r.task_kind = task_model_rollup.task_kind AND r.task_key = task_model_rollup.task_key)",
+    ]
+    for column, name in _MODEL_INDEXES.items():
+        statements += [f"DROP INDEX IF EXISTS {name}",
+                       f"CREATE INDEX {name} ON task_model_rollup(model, {column + ', ' if column else ''}"
+                       "cost_pico, outcome_label)"]
+    for column, name in OUTCOME_INDEXES.items():
+        statements.append(f"CREATE INDEX IF NOT EXISTS {name} ON task_rollup(outcome_label, "
+                          f"{column + ', ' if column else ''}task_cost_pico, kind)")
+    return statements
+
+
 def day_sql(dialect: str, column: str) -> str:
     """The UTC day (days since 1970) a start in ns falls on, as `engine.time_bucket` reads it: a float
     of seconds rounded to the microsecond (a fraction at or past 999999.5 us is the next second). Only
@@ -239,15 +270,17 @@ def _model_rows_sql() -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS)
     return (
         f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, "
-        "start_week, start_month" + "".join(f", {c}" for c in SUM_COLUMNS)
+        "start_week, start_month, outcome_label" + "".join(f", {c}" for c in SUM_COLUMNS)
         + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
-        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month){sums} "
+        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month), MIN(r.outcome_label){sums} "
         "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
-        # (the task's first day, week and month, made just before: what a report by model and bucket ranks by)
+        # (the task's first day, week and month and its winning outcome, made just before: what a report
+        # by model and bucket, or of an outcome, ranks by)
         "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
         "ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, "
-        f"start_week = excluded.start_week, start_month = excluded.start_month, {updates}"
+        f"start_week = excluded.start_week, start_month = excluded.start_month, "
+        f"outcome_label = excluded.outcome_label, {updates}"
     )
 
 
@@ -341,8 +374,8 @@ def refresh_statements(dialect: str) -> list[str]:
         f"DELETE FROM task_rollup WHERE {_IN_DIRTY}",
         f"DELETE FROM task_model_rollup WHERE {_IN_DIRTY}",
         _task_rows_sql(dialect),
+        _WINNERS,  # (before the per-model rows: they copy the winner's label)
         _model_rows_sql(),
-        _WINNERS,
         # the models a task calls under two providers (a report by model then sums them task by task)
         "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
         "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "

@@ -23,7 +23,7 @@ from ..common.errors import StoreError
 from .backend import is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
-from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, sqlite_triggers
+from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, outcome_ranks_sql, sqlite_triggers
 from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
 from .stale_runs import marks_sql
@@ -326,6 +326,19 @@ def _m017_task_rollup_ended(db: sqlite_utils.Database) -> None:
         db.execute(statement)
     # (partial: most runs are nobody's child, so the index stays small)
     db.execute("CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL")
+
+
+@migrations(name="m018_outcome_ranks")
+def _m018_outcome_ranks(db: sqlite_utils.Database) -> None:
+    # A group of one outcome (a report by outcome, or with an outcome filter) has its k-th cost read
+    # in order from an index, as a kind's or a model's (unitcost.report.rollup_sql): each task and
+    # model's row carries its task's winning outcome label, the per-model cost indexes carry it after
+    # the cost, and the per-outcome cost indexes are made (unitcost.store.rollups). A store whose m015
+    # ran after this was written has the column already.
+    if "outcome_label" not in set(db["task_model_rollup"].columns_dict):
+        db.execute("ALTER TABLE task_model_rollup ADD COLUMN outcome_label TEXT")
+    for statement in outcome_ranks_sql():
+        db.execute(statement)
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

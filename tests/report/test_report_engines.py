@@ -274,3 +274,43 @@ def test_a_weeks_or_months_percentiles_are_read_from_an_index(store, monkeypatch
         sql_rows, python_rows = _both(store, monkeypatch, by=by, every=every)
     assert sql_rows == python_rows
     assert len({r["group"][every] for r in python_rows}) > 2
+
+
+# Requests whose groups are each of one outcome (by outcome, or an outcome filter).
+OF_ONE_OUTCOME = [
+    {"by": "outcome"}, {"by": "kind,outcome"}, {"by": "outcome", "kind": "ticket"},
+    {"by": "kind", "where": ["outcome=resolved"]}, {"by": "model", "where": ["outcome=escalated"]},
+    {"by": "outcome,model"}, {"by": "model,outcome"},
+]
+
+
+def outcome_tasks() -> tuple[list, list]:
+    """(runs, outcomes): tasks of two kinds over six weeks and two months, several a day, some without
+    calls, most with one of three outcomes."""
+    runs_ = [(("ticket", "chat")[n % 2], None, MIDNIGHT - 40 * DAY + n * 7 * DAY // 5 + n % 3, "{}",
+              [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)] if n % 7 else [], [])
+             for n in range(40)]
+    labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
+    return runs_, [("run", n, n, labels[n % 5 % 3], None) for n in range(40) if n % 4]
+
+
+@pytest.mark.parametrize("every", [None, "day", "week", "month"])
+@pytest.mark.parametrize("request_", OF_ONE_OUTCOME)
+def test_an_outcomes_percentiles_are_read_from_an_index(store, monkeypatch, every, request_):
+    # The p50/p95 of a group of one outcome, by bucket or not, are read at their rank from the
+    # per-outcome and per-model indexes (m018), never by ranking every cost in Python, and equal the
+    # Python engine's.
+    from unitcost.report import rollup_sql
+
+    _write(store, *outcome_tasks(), [])
+
+    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the costs were ranked in Python")
+
+    with monkeypatch.context() as m:
+        m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
+        sql_rows, python_rows = _both(store, monkeypatch, every=every, **request_)
+    assert sql_rows == python_rows
+    assert len({r["group"].get("outcome") for r in python_rows}) > 1 or "where" in request_
+    if every:
+        assert len({r["group"][every] for r in python_rows}) > 2

@@ -13,10 +13,12 @@ from test_report_engines import (
     MIDNIGHT,
     MODELS,
     NO_CALL,
+    OF_ONE_OUTCOME,
     PLAIN,
     _both,
     _names_no_attribute,
     _write,
+    outcome_tasks,
     outcomes,
     requests,
     runs,
@@ -121,3 +123,24 @@ def test_postgres_gives_the_rows_sqlite_and_python_give(stores, monkeypatch, run
         names = [n for n in (request["by"] or "").split(",") if n] + [w.split("=")[0] for w in request["where"] or []]
         if all(n in ("kind", "model", "provider", "outcome") for n in names) and not isinstance(pg_rows, str):
             assert in_server, request
+
+
+@pytest.mark.parametrize("every", [None, "week"])
+def test_postgres_reads_an_outcomes_percentiles_from_an_index(stores, monkeypatch, every):
+    # As on SQLite (test_an_outcomes_percentiles_are_read_from_an_index): a group of one outcome is
+    # ranked from the indexes in the server, never in Python, and gives the rows SQLite and Python give.
+    from unitcost.report import rollup_sql
+
+    sqlite_db, backend = stores
+    _write(sqlite_db, *outcome_tasks(), [])
+    _write(_Writes(backend), *outcome_tasks(), [])
+
+    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the costs were ranked in Python")
+
+    for request in OF_ONE_OUTCOME:
+        sql_rows, python_rows = _both(sqlite_db, monkeypatch, every=every, **request)
+        with monkeypatch.context() as m:
+            m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
+            pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, **request)
+        assert in_server and pg_rows == sql_rows == python_rows, request
