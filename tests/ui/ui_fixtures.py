@@ -85,7 +85,7 @@ def live_ui() -> Iterator[Callable[..., LiveServer]]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -97,23 +97,17 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is required under CI (.ci/run installs Debian's chromium package)")
         pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
-    # Each test module star-imports these fixtures, so pytest makes one `browser` per module; a
-    # second sync_playwright() while the first runs fails ("Sync API inside the asyncio loop"):
-    # the modules share the first one.
-    if _browsers:
-        yield _browsers[0]
-        return
+    # One browser per test module, closed when the module ends: Playwright's sync API runs an asyncio
+    # loop on this thread while it is open, so a browser kept to the end of the session made every
+    # later test's asyncio.run() fail ("cannot be called from a running event loop") whenever pytest
+    # ran other folders after tests/ui. Each module star-imports these fixtures, so each module's
+    # browser is a fixture of its own; module scope closes one before the next one starts.
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        _browsers.append(launched)
         try:
             yield launched
         finally:
-            _browsers.remove(launched)
             launched.close()
-
-
-_browsers: list[Any] = []  # the one browser of this test session, while it is open
 
 
 @pytest.fixture
