@@ -80,12 +80,6 @@ FIRST_SCHEDULE_SECONDS = 0.1
 # marked dirty and a reader makes them before it reads (StoreBackend.ensure_fresh): reports are exact
 # either way.
 ROLLUP_EVERY_SECONDS = 1.0
-# ... and while the writer is behind (a full batch's worth of spans still queued after the one in hand),
-# a batch goes with the fewest statements: its inserts alone. Its runs' sums and its tasks' rollups are
-# left marked (as a first batch leaves them, see Batch.sums) for the batch that empties the queue, or at
-# the latest one this long after the last refresh. Under eight threads that never wait, the sums and
-# the rollups were half of the writer's time, nearly all of it waiting for the GIL between statements.
-ROLLUP_BEHIND_SECONDS = 5.0
 _inherited: list[Any] = []  # connections copied by fork: never used, never closed, in the child
 
 Rows = tuple[list[tuple[Any, ...]], ...]  # one list per table of unitcost.store.backend.TABLES
@@ -222,7 +216,6 @@ class StoreSpanExporter(SpanExporter):
         self._rollups_owed = False  # a batch since then skipped the refresh
         self._rollups_now = False  # the next batch refreshes whatever the pace (a flush, exit)
         self.after_first_batch: Any = None  # called once a first batch with spans is written
-        self.backlog: Any = None  # spans queued behind the batch in hand (set by StoreSpanProcessor)
         self._tool_costs: dict[tuple[type, Any], int] = {}  # see _tool_cost
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
@@ -360,14 +353,12 @@ class StoreSpanExporter(SpanExporter):
         first = rollups_at is None
         if rollups_at is None:
             rollups_at = self._rollups_at = now
-        since, behind = now - rollups_at, self._behind()
-        rollups = self._rollups_now or since >= ROLLUP_BEHIND_SECONDS or (since >= ROLLUP_EVERY_SECONDS and not behind)
-        # The first batch, and a batch with more queued behind it, go with the fewest statements (see
-        # Batch.sums): in a busy program each is a wait for the GIL, and a crash before the first is
-        # written loses every task ended so far.
-        sums = rollups or not (first or behind)
+        rollups = self._rollups_now or now - rollups_at >= ROLLUP_EVERY_SECONDS
+        # The first batch goes with the fewest statements (see Batch.sums): in a busy program each is
+        # a wait for the GIL, and a crash before it is written loses every task ended so far
         db.write_batch(
-            Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups, sums=sums), self._prices
+            Batch(rows, drops, self._service, earlier_drops=losses, rollups=rollups, sums=not first or rollups),
+            self._prices,
         )
         if rollups:
             self._rollups_at, self._rollups_owed = now, False
@@ -375,16 +366,6 @@ class StoreSpanExporter(SpanExporter):
             self._rollups_owed = True
         self._losses.done(loss_files)
         self._merge_losses = False
-
-    def _behind(self) -> bool:
-        """A full batch's worth of spans waits behind the one in hand: the writer is behind the program."""
-        backlog = self.backlog
-        if backlog is None:
-            return False
-        try:
-            return bool(backlog() >= StoreSpanProcessor.export_batch_size)
-        except Exception:  # noqa: BLE001 - a queue that cannot be read: not behind
-            return False
 
     def _rows(self, spans: Sequence[ReadableSpan]) -> Rows:
         runs: list[tuple[Any, ...]] = []
@@ -651,8 +632,6 @@ class StoreSpanProcessor(BatchSpanProcessor):
         self._emit_lock = threading.Lock()
         # The batch processor's own deque (the SDK keeps it private): its length says when it is full.
         self._queue: Any = getattr(self._batch_processor, "_queue", None)
-        if self._queue is not None:
-            exporter.backlog = self._queue.__len__
         self._each_task = in_child_process()  # write each finished task before it returns (see _emit)
         self._last_yield = 0.0  # time.monotonic() of the last pause for the writer (see _make_way)
         self._queued_since = 0.0  # when a span last entered an empty queue
@@ -662,7 +641,6 @@ class StoreSpanProcessor(BatchSpanProcessor):
     def _after_fork_in_child(self) -> None:
         self._emit_lock = threading.Lock()
         self._queue = getattr(self._batch_processor, "_queue", None)
-        self._exporter.backlog = None if self._queue is None else self._queue.__len__
         self._each_task = True
 
     def _emit(self, span: ReadableSpan) -> None:
