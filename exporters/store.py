@@ -61,7 +61,8 @@ FORK_WAIT_SECONDS = 2.0
 # the waiting writer too late to take it and restarts its 5 ms. Measured on a quiet 2-core machine:
 # each of the writer's statements, and its wake-up, waited 100-290 ms for the GIL, a batch 1.2-1.5 s,
 # and the store fell seconds behind. So when the writer is late (a batch in its hands for longer than
-# WRITER_LATE_SECONDS, or spans queued that long past its schedule), a thread that ends a span sleeps
+# WRITER_LATE_SECONDS, or spans queued that long past its schedule), a thread that ends a span (queued
+# or dropped: a full queue is when the writer is latest) sleeps
 # YIELD_SECONDS (long enough for the writer to wake and take the GIL), at most once every
 # YIELD_EVERY_SECONDS across threads: at most a 10% pause, only while the writer is late, and none at
 # all in a program that does real I/O (the writer runs while it waits). (A pace per thread, tried:
@@ -649,18 +650,25 @@ class StoreSpanProcessor(BatchSpanProcessor):
         processor, which would drop the oldest span uncounted: under this lock no other span enters
         the queue and the exporter only takes from it, so a span that enters is never pushed out.)"""
         queue = self._queue
+        was_empty = False
         with self._emit_lock:
-            if queue is not None and len(queue) >= self.max_queue_size:
+            full = queue is not None and len(queue) >= self.max_queue_size
+            if full:
                 if not self.drops.total:
                     logger.warning(
                         "unitcost: the store's exporter cannot keep up; spans are dropped (and counted: see "
                         "`unitcost doctor`) rather than making your program wait"
                     )
                 self.drops.add("queue_full")
-                return
-            was_empty = queue is not None and not queue
-            self._batch_processor.emit(span)
+            else:
+                was_empty = queue is not None and not queue
+                self._batch_processor.emit(span)
+        # A dropped span makes way as a queued one does: the writer is then at its latest. (Without it the
+        # pauses stopped once drops began, 5-23 a second against 125-150 before, and the writer, waiting
+        # for the GIL after each statement, took up to 8-11 s over one batch: the queue stayed full.)
         self._make_way(was_empty)
+        if full:
+            return
         # Asked at each span, not once: multiprocessing says a process is its child only after it has
         # unpickled the work (a spawn worker's import of the module that configures unitcost).
         if (self._each_task or in_child_process()) and _top_level(span):

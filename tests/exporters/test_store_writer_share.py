@@ -96,3 +96,24 @@ def test_a_forked_child_does_not_inherit_a_late_writer(processor):
     exporter._after_fork_in_child()
     processor._make_way(was_empty=False)
     assert exporter.busy_since is None and processor.sleeps == []
+
+
+def test_a_span_dropped_from_a_full_queue_makes_way_too(processor):
+    """A full queue is when the writer is latest: the span dropped there pauses as a queued one would
+    (without it the pauses stopped once drops began, and the writer starved for seconds a batch)."""
+    queue = processor._queue
+    processor._queue = [None] * processor.max_queue_size  # full (a stand-in: the writer never sees it)
+    try:
+        processor._exporter.busy_since = processor.clock[0] - 2 * WRITER_LATE_SECONDS
+        processor._emit(object())
+        assert processor.drops.total == 1 and len(processor._queue) == processor.max_queue_size
+        assert processor.sleeps == [YIELD_SECONDS]
+        processor._emit(object())  # within the interval: counted, no second pause
+        assert processor.drops.total == 2 and processor.sleeps == [YIELD_SECONDS]
+        processor._exporter.busy_since = None  # the writer caught up (idle, on schedule): no pause
+        processor._exporter.idle_since = processor._queued_since = processor.clock[0] = processor.clock[0] + 1.0
+        processor._emit(object())
+        assert processor.drops.total == 3 and processor.sleeps == [YIELD_SECONDS]
+    finally:
+        processor._queue = queue
+        processor.drops.take()
