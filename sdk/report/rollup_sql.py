@@ -75,20 +75,22 @@ def group_rows(
         for day, label in zip(days, labels, strict=True):
             days_of.setdefault(label, []).append(day)
     order = (["bucket"] if bucket is not None else []) + [k for k in keys]
+    # (whether some task's model went by two providers: then its per-model rows are summed by task and
+    # model before use, else they are used as they are)
+    split = per_model is not None and bool(
+        execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
+    )
     if since_ns is None and until_ns is None and per_model != "provider":
         counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
     else:
         counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
-                                      cte_params)
+                                      cte_params, split)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
     # order (a kind's tasks, an outcome's, a model's, each also by day, week or month), else all read
     # and sorted here (a time window, by kind and model, a model under two providers in one task).
     unwindowed = since_ns is None and until_ns is None
     of_outcome = outcome is not None or "outcome" in order
-    split = per_model is not None and bool(
-        execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
-    )
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
     # bucket's costs in order)
     bucket_at = _bucket_column(days_of)
@@ -292,6 +294,7 @@ def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
 def _counted_from_tasks(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
+    split: bool,
 ) -> list[Any]:
     condition, params = _task_filter(kind, outcome, since_ns, until_ns)
     windowed = since_ns is not None or until_ns is not None
@@ -312,7 +315,7 @@ def _counted_from_tasks(
         entries = (
             f"SELECT {picked}p.cost_pico AS cost, {task}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
             + f" FROM (SELECT task_kind, task_key, {per_model} AS part" + "".join(f", {c}" for c in SUM_COLUMNS)
-            + f" FROM {_parts_sql(per_model, True, True)} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
+            + f" FROM {_parts_sql(per_model, True, split)} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
             f"AND t.task_key = p.task_key{bucket_join} WHERE {condition}"
             f" UNION ALL SELECT {none}0 AS cost, {task}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
             + f" FROM task_rollup t{bucket_join} WHERE t.runs_with_calls = 0 AND {condition}"
