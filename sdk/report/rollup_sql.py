@@ -2,12 +2,13 @@
 
 A report that groups by kind, outcome, model, provider and time bucket, filtered by kind, outcome and
 time window, needs of each task only what ``task_rollup`` holds (its kind, first start, runs, sums,
-tools and winning outcome) and, by model or provider, ``task_model_rollup``. So the groups are summed
+tools and winning outcome) and, by model or provider, ``task_model_rollup`` (by provider, each (task,
+provider)'s cost on the row of its first model, m019). So the groups are summed
 and their task costs ranked straight from those rows (~100k for a million calls) instead of joining
 runs, per-run sums, steps and outcomes first (`unitcost.report.sql`, `unitcost.report.pg_sql`, still
 used for task attributes in --by/--where, and by the tests as the rollups' reference).
 
-Requests and stores it does not take raise `Unfit`: by provider, task attributes, a task identity of kind ''
+Requests and stores it does not take raise `Unfit`: task attributes, a task identity of kind ''
 that meets a run id, a task started before 1970 in a bucketed report, and rollups still marked
 dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..store.rollups import OUTCOME_INDEXES, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
+from ..store.rollups import OUTCOME_INDEXES, PROVIDER_INDEX, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums", "window_sql"]
@@ -55,12 +56,8 @@ def group_rows(
     ``outcome``, started in [``since_ns``, ``until_ns``).
 
     The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
-    cuts through days or they are by provider (then from the task rows); the percentiles from an index
-    or from the task costs, ranked here."""
-    if per_model == "provider":
-        # (the per-day rows hold no provider part: summing the per-model rows task by task costs more
-        # than the full SQL's join)
-        raise Unfit("by provider")
+    cuts through days (then from the task rows); the percentiles from an index or from the task costs,
+    ranked here."""
     _check_fits(execute, bucket is not None)
     with_cte, cte_params = "", []
     days_of: dict[str, list[int]] = {}
@@ -80,15 +77,16 @@ def group_rows(
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )
-    if since_ns is None and until_ns is None and per_model != "provider":
+    if since_ns is None and until_ns is None:
         counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
     else:
         counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
                                       cte_params, split)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
-    # order (a kind's tasks, an outcome's, a model's, each also by day, week or month), else all read
-    # and sorted here (a time window, by kind and model, a model under two providers in one task).
+    # order (a kind's tasks, an outcome's, a model's, each also by day, week or month; a provider's,
+    # not by bucket), else all read and sorted here (a time window, by kind and model, a model under two
+    # providers in one task).
     unwindowed = since_ns is None and until_ns is None
     of_outcome = outcome is not None or "outcome" in order
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
@@ -98,6 +96,8 @@ def group_rows(
     by_index = unwindowed and bucket_at is not None and (
         (per_model is None and (of_outcome or kind is not None or "kind" in order))
         or (per_model == "model" and not split and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
+        or (per_model == "provider" and bucket_at[0] == "" and kind is None
+            and sorted(named) in (["model"], ["model", "outcome"]))
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -106,7 +106,7 @@ def group_rows(
         from_index = _ranked_from_index(execute, order, [
             (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
             for row in counted if row[width]
-        ], kind, outcome, bucket_at, in_process)
+        ], kind, outcome, bucket_at, in_process, per_model)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -149,14 +149,16 @@ def _bucket_column(days_of: dict[str, list[int]]) -> tuple[str, dict[str, int]] 
 def _ranked_from_index(
     execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
     kind: str | None, outcome: str | None, bucket_at: tuple[str, dict[str, int]], in_process: bool,
+    per_model: str | None = None,
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost, and by day,
     week or month task_rollup_day_cost, _week_cost, _month_cost; the same of task_model_rollup and of
-    an outcome, `OUTCOME_INDEXES`): no sort, only the entries before it walked, and a few hundred of
-    them a statement (one round trip to a server).
+    an outcome, `OUTCOME_INDEXES`; a provider's (task, provider) costs, `PROVIDER_INDEX`): no sort,
+    only the entries before it walked, and a few hundred of them a statement (one round trip to a
+    server).
 
     A group of one outcome and kind walks the outcome's entries counting those of the kind, and a
-    model's of one outcome the model's entries counting those of the outcome (each index carries the
+    model's (or a provider's) of one outcome the model's entries counting those of the outcome (each index carries the
     other column after the cost): the walk is longer by the share of the entries the group leaves
     out, and reads no table row."""
     column_of_bucket, bucket_values = bucket_at
@@ -174,9 +176,16 @@ def _ranked_from_index(
             if values[PART] is None:  # the tasks without calls: each costs 0 here
                 found[key] = dict.fromkeys(ranks, 0)
                 continue
-            conditions.insert(0, "model = ?")
             params.insert(0, values[PART])
-            column, table = "cost_pico", "task_model_rollup"
+            if per_model == "provider":
+                # (one entry a (task, provider): on its first model's row)
+                conditions[:0] = ["provider = ?", "provider_cost_pico IS NOT NULL"]
+                column, table = "provider_cost_pico", "task_model_rollup"
+                if in_process:  # (SQLite: the partial index is taken only when named)
+                    table_of = f" INDEXED BY {PROVIDER_INDEX}"
+            else:
+                conditions.insert(0, "model = ?")
+                column, table = "cost_pico", "task_model_rollup"
         else:
             column, table = "task_cost_pico", "task_rollup"
             of_kind = values.get("kind", kind)
@@ -348,7 +357,9 @@ def _entry_costs(
         statements = [(f"SELECT {lead}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico "
                        f"FROM task_rollup t{bucket_join} WHERE {condition}", params)]
     else:
-        parts = _parts_sql(per_model, False, split)
+        parts = (_parts_sql(per_model, False, split) if per_model == "model" else
+                 "(SELECT task_kind, task_key, provider, provider_cost_pico AS cost_pico FROM task_model_rollup "
+                 "WHERE provider_cost_pico IS NOT NULL)")
         needs_task = with_cte or condition != "true" or any(k != PART for k in order)
         if needs_task:
             read = (f"SELECT {lead}p.cost_pico FROM (SELECT task_kind, task_key, {per_model} AS part, cost_pico "

@@ -31,6 +31,7 @@ from .rollups import (
     mark_all_sql,
     outcome_ranks_sql,
     postgres_triggers,
+    provider_parts_sql,
     refresh_statements,
 )
 from .stale_runs import marks_sql, rollup_statement_triggers
@@ -286,6 +287,12 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
     (
         "m018_outcome_ranks",
         ("ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS outcome_label TEXT", *outcome_ranks_sql()),
+    ),
+    # Each (task, provider)'s cost on its first model's row, its index, and rollup_days' provider part
+    # (see unitcost.store.schema's m019); a store made since m015 has the column.
+    (
+        "m019_provider_parts",
+        ("ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS provider_cost_pico BIGINT", *provider_parts_sql()),
     ),
 )
 

@@ -11,7 +11,9 @@ Tables (the same on SQLite and PostgreSQL):
   tools, step blocks, tool and [[runtime]] costs, and its winning outcome (the latest, by recorded
   time then id, naming one of its runs, else its kind and key, else its key alone): id, label,
   success and value.
-- ``task_model_rollup``: the same sums per task, provider and model (what ``--by model`` reads).
+- ``task_model_rollup``: the same sums per task, provider and model (what ``--by model`` reads), and
+  on the row of each (task, provider)'s first model the provider's cost in the task (what ``--by
+  provider`` ranks, m019).
 - ``rollup_dirty``: the identities of tasks whose rows are to be made again.
 
 How they stay exact: triggers on ``runs``, ``steps``, ``run_sums`` and ``outcomes`` put the identity
@@ -36,10 +38,10 @@ from typing import Any
 from .run_totals import COLUMNS
 
 __all__ = [
-    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS", "create_tables_sql",
-    "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql", "month_of_day", "month_sql",
-    "outcome_ranks_sql", "postgres_triggers", "refresh", "refresh_statements", "sqlite_triggers", "week_of_day",
-    "week_sql",
+    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "PROVIDER_INDEX", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS",
+    "create_tables_sql", "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql",
+    "month_of_day", "month_sql", "outcome_ranks_sql", "postgres_triggers", "provider_parts_sql", "refresh",
+    "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
 ]
 
 SUM_COLUMNS = COLUMNS[3:]
@@ -106,12 +108,12 @@ def create_tables_sql(dialect: str) -> list[str]:
     ]
 
 
-# (m017's columns, and m018's outcome_label of a task and model: a new store has them from m015 on, an
-# older one gets them added by m017 and m018)
+# (m017's columns, m018's outcome_label and m019's provider_cost_pico of a task and model: a new store
+# has them from m015 on, an older one gets them added by m017, m018 and m019)
 _LATER_TASK_COLUMNS = ("ended_ns {integer} NOT NULL DEFAULT 0, start_week {integer} NOT NULL DEFAULT 0, "
                        "start_month {integer} NOT NULL DEFAULT 0")
 _LATER_MODEL_COLUMNS = ("start_week {integer} NOT NULL DEFAULT 0, start_month {integer} NOT NULL DEFAULT 0, "
-                        "outcome_label TEXT")
+                        "outcome_label TEXT, provider_cost_pico {integer}")
 
 
 def _later_indexes(dialect: str) -> list[str]:
@@ -208,6 +210,35 @@ def outcome_ranks_sql() -> list[str]:
     return statements
 
 
+# The index a provider's k-th (task, provider) cost is read from (m019): one entry a (task, provider),
+# on the row of its first model, with the task's outcome beside as the per-model indexes have it.
+PROVIDER_INDEX = "task_model_rollup_provider_cost"
+
+
+def _provider_costs_sql(where: str) -> str:
+    """Each task and model row's provider_cost_pico: on the row of the (task, provider)'s first model,
+    the sum of the provider's models' costs in the task; NULL on the others."""
+    same = ("m.task_kind = task_model_rollup.task_kind AND m.task_key = task_model_rollup.task_key "
+            "AND m.provider = task_model_rollup.provider")
+    return (f"UPDATE task_model_rollup SET provider_cost_pico = CASE WHEN model = (SELECT MIN(m.model) "
+            f"FROM task_model_rollup m WHERE {same}) THEN (SELECT SUM(m.cost_pico) FROM task_model_rollup m "
+            f"WHERE {same}) END{where}")
+
+
+def provider_parts_sql() -> list[str]:
+    """m019: each (task, provider)'s cost on its first model's row and the index of them in cost order,
+    and rollup_days' provider part (kept by `refresh` from then on; made again here from every task, so
+    a store whose m015 ran after this was written ends the same). (The column itself is added by the
+    migration, when missing.)"""
+    return [
+        _provider_costs_sql(""),
+        f"CREATE INDEX IF NOT EXISTS {PROVIDER_INDEX} ON task_model_rollup(provider, provider_cost_pico, "
+        "outcome_label) WHERE provider_cost_pico IS NOT NULL",
+        "DELETE FROM rollup_days WHERE part_kind = 'provider'",
+        _day_rows_sql("", everyone=True, parts=("provider",)),
+    ]
+
+
 def day_sql(dialect: str, column: str) -> str:
     """The UTC day (days since 1970) a start in ns falls on, as `engine.time_bucket` reads it: a float
     of seconds rounded to the microsecond (a fraction at or past 999999.5 us is the next second). Only
@@ -302,38 +333,53 @@ _WINNERS = (
 )
 
 
-def _day_rows_sql(sign: str) -> str:
-    """Add (sign "+") or take away ("-") the dirty tasks' part of rollup_days."""
+def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] = ("", "model", "provider")) -> str:
+    """Add (sign "+") or take away ("-") the dirty tasks' part of rollup_days (``everyone``: every
+    task's), of the parts named: the whole task (""), by model, by provider."""
     state = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
     head = f"t.kind, t.start_day, COALESCE(t.outcome_label, ''), {state}"
     task = "COUNT(*), SUM(t.runs), SUM(t.runs_with_calls), SUM(COALESCE(t.outcome_value_pico, 0))"
-    dirty = "(t.task_kind, t.task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
+    dirty = "true" if everyone else "(t.task_kind, t.task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
     sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
-    branches = [
+    branches = [] if "" not in parts else [
         f"SELECT {head}, '', '', 1, {task}, SUM(t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico), "
         f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
         f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
     ]
     # By model: a task's per-model rows are its entries as they are, but for a task with one model under
-    # two providers (summed by model first). (By provider, reports read the task rows: a part of the
-    # writer's work saved for a rarer report.)
+    # two providers (summed by model first).
     model_sums = "".join(f", SUM(m.{c})" for c in SUM_COLUMNS)
     split_parts = (
         "SELECT task_kind, task_key, model" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
         + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, model"
     )
-    branches += [
-        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-        "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
-        "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
-        "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
-        f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-        f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
-        "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
-        # (a task without calls counts once, in the (none) part)
-        f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
-        + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
-    ]
+    # By provider: a task's per-model rows summed by provider (m019).
+    provider_parts = (
+        "SELECT task_kind, task_key, provider" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
+        + f" FROM task_model_rollup WHERE {'true' if everyone else _IN_DIRTY} GROUP BY task_kind, task_key, provider"
+    )
+    if "provider" in parts:
+        branches += [
+            f"SELECT {head}, 'provider', m.provider, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+            f"FROM ({provider_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
+            "WHERE true GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'provider', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+            + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
+        ]
+    if "model" in parts:
+        assert not everyone  # (the model part is only made again for the dirty tasks)
+        branches += [
+            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+            "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
+            "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
+            "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
+            f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
+            "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
+            # (a task without calls counts once, in the (none) part)
+            f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
+            + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
+        ]
     values = ("tasks", *DAY_COUNTS[1:], *SUM_COLUMNS)
     columns = ", ".join((*_DAY_KEY, *values))
     named = ", ".join((*(f"k{i}" for i in range(len(_DAY_KEY))), *(f"v{i}" for i in range(len(values)))))
@@ -376,6 +422,8 @@ def refresh_statements(dialect: str) -> list[str]:
         _task_rows_sql(dialect),
         _WINNERS,  # (before the per-model rows: they copy the winner's label)
         _model_rows_sql(),
+        # (each (task, provider)'s cost on its first model's row: what a report by provider ranks)
+        _provider_costs_sql(f" WHERE {_IN_DIRTY}"),
         # the models a task calls under two providers (a report by model then sums them task by task)
         "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
         "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "

@@ -23,7 +23,14 @@ from ..common.errors import StoreError
 from .backend import is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
-from .rollups import create_tables_sql, ended_and_buckets_sql, mark_all_sql, outcome_ranks_sql, sqlite_triggers
+from .rollups import (
+    create_tables_sql,
+    ended_and_buckets_sql,
+    mark_all_sql,
+    outcome_ranks_sql,
+    provider_parts_sql,
+    sqlite_triggers,
+)
 from .rollups import refresh as refresh_rollups
 from .run_totals import backfill, create_run_sums, create_table
 from .stale_runs import marks_sql
@@ -338,6 +345,19 @@ def _m018_outcome_ranks(db: sqlite_utils.Database) -> None:
     if "outcome_label" not in set(db["task_model_rollup"].columns_dict):
         db.execute("ALTER TABLE task_model_rollup ADD COLUMN outcome_label TEXT")
     for statement in outcome_ranks_sql():
+        db.execute(statement)
+
+
+@migrations(name="m019_provider_parts")
+def _m019_provider_parts(db: sqlite_utils.Database) -> None:
+    # A report by provider counts from rollup_days' provider part and reads a provider's k-th (task,
+    # provider) cost in order from an index, as by model (unitcost.report.rollup_sql): each task and
+    # model's row of the (task, provider)'s first model carries the provider's cost in the task, and the
+    # per-day rows get a provider part (unitcost.store.rollups). A store whose m015 ran after this was
+    # written has the column already; the values are made either way.
+    if "provider_cost_pico" not in set(db["task_model_rollup"].columns_dict):
+        db.execute("ALTER TABLE task_model_rollup ADD COLUMN provider_cost_pico INTEGER")
+    for statement in provider_parts_sql():
         db.execute(statement)
 
 
