@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..store.rollups import OUTCOME_INDEXES, PROVIDER_INDEX, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
+from ..store.rollups import OUTCOME_INDEXES, PROVIDER_INDEXES, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums", "window_sql"]
@@ -84,9 +84,9 @@ def group_rows(
                                       cte_params, split)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
-    # order (a kind's tasks, an outcome's, a model's, each also by day, week or month; a provider's,
-    # not by bucket), else all read and sorted here (a time window, by kind and model, a model under two
-    # providers in one task).
+    # order (a kind's tasks, an outcome's, a model's, a provider's, each also by day, week or month),
+    # else all read and sorted here (a time window, by kind and model, a model under two providers in
+    # one task).
     unwindowed = since_ns is None and until_ns is None
     of_outcome = outcome is not None or "outcome" in order
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
@@ -96,8 +96,7 @@ def group_rows(
     by_index = unwindowed and bucket_at is not None and (
         (per_model is None and (of_outcome or kind is not None or "kind" in order))
         or (per_model == "model" and not split and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
-        or (per_model == "provider" and bucket_at[0] == "" and kind is None
-            and sorted(named) in (["model"], ["model", "outcome"]))
+        or (per_model == "provider" and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -153,7 +152,7 @@ def _ranked_from_index(
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}}, each cost read at its place in an index (task_rollup_cost, and by day,
     week or month task_rollup_day_cost, _week_cost, _month_cost; the same of task_model_rollup and of
-    an outcome, `OUTCOME_INDEXES`; a provider's (task, provider) costs, `PROVIDER_INDEX`): no sort,
+    an outcome, `OUTCOME_INDEXES`; a provider's (task, provider) costs, `PROVIDER_INDEXES`): no sort,
     only the entries before it walked, and a few hundred of them a statement (one round trip to a
     server).
 
@@ -182,7 +181,7 @@ def _ranked_from_index(
                 conditions[:0] = ["provider = ?", "provider_cost_pico IS NOT NULL"]
                 column, table = "provider_cost_pico", "task_model_rollup"
                 if in_process:  # (SQLite: the partial index is taken only when named)
-                    table_of = f" INDEXED BY {PROVIDER_INDEX}"
+                    table_of = f" INDEXED BY {PROVIDER_INDEXES[column_of_bucket]}"
             else:
                 conditions.insert(0, "model = ?")
                 column, table = "cost_pico", "task_model_rollup"
@@ -292,7 +291,7 @@ def _bucket_join(with_cte: str, windowed: bool) -> str:
 
 def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
     """One row a (task, part): task_model_rollup's rows as they are when each (task, model) is one
-    row, else summed by task and part."""
+    row, else summed by task and part. (By provider, `_counted_from_tasks` reads the rows as they are.)"""
     if not split and per_model == "model":
         return "task_model_rollup"
     sums = "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS) if wide else ", SUM(cost_pico) AS cost_pico"
@@ -309,11 +308,14 @@ def _counted_from_tasks(
     windowed = since_ns is not None or until_ns is not None
     g = _task_groups(order, windowed)
     bucket_join = _bucket_join(with_cte, windowed)
-    task = f"t.runs AS runs, {_STATE} AS state, COALESCE(t.outcome_value_pico, 0) AS value"
+    # (n: 1 for an entry that counts its task in the group. By provider, the per-model rows are read as
+    # they are, the task counted on its provider's first model's row only: summing them by task and
+    # provider first took a sub-select over every task's rows whatever the window)
+    task = "{n} AS n, t.runs * {n} AS runs, " + _STATE + " AS state, COALESCE(t.outcome_value_pico, 0) * {n} AS value"
     picked = "".join(f"{c} AS g{i}, " for i, c in enumerate(g))
     if per_model is None:
         entries = (
-            f"SELECT {picked}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico AS cost, {task}, "
+            f"SELECT {picked}t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico AS cost, {task.format(n=1)}, "
             "t.tool_calls AS tools, t.step_blocks AS blocks, t.tool_cost_pico AS tcost, t.runtime_cost_pico AS rcost"
             + "".join(f", t.{c} AS {c}" for c in SUM_COLUMNS) + f" FROM task_rollup t{bucket_join} WHERE {condition}"
         )
@@ -321,20 +323,24 @@ def _counted_from_tasks(
         tools = "SUM(tools), SUM(blocks), SUM(tcost), SUM(rcost)"
     else:
         none = picked.replace("p.part", "NULL")
+        parts, first = ((_parts_sql(per_model, True, split), "1") if per_model == "model"
+                        else ("task_model_rollup", "CASE WHEN provider_cost_pico IS NULL THEN 0 ELSE 1 END"))
         entries = (
-            f"SELECT {picked}p.cost_pico AS cost, {task}" + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
-            + f" FROM (SELECT task_kind, task_key, {per_model} AS part" + "".join(f", {c}" for c in SUM_COLUMNS)
-            + f" FROM {_parts_sql(per_model, True, split)} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
+            f"SELECT {picked}p.cost_pico AS cost, {task.format(n='p.n')}"
+            + "".join(f", p.{c} AS {c}" for c in SUM_COLUMNS)
+            + f" FROM (SELECT task_kind, task_key, {per_model} AS part, {first} AS n"
+            + "".join(f", {c}" for c in SUM_COLUMNS)
+            + f" FROM {parts} AS m) p JOIN task_rollup t ON t.task_kind = p.task_kind "
             f"AND t.task_key = p.task_key{bucket_join} WHERE {condition}"
-            f" UNION ALL SELECT {none}0 AS cost, {task}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
+            f" UNION ALL SELECT {none}0 AS cost, {task.format(n=1)}" + "".join(f", 0 AS {c}" for c in SUM_COLUMNS)
             + f" FROM task_rollup t{bucket_join} WHERE t.runs_with_calls = 0 AND {condition}"
         )
         entry_params = [*params, *params]
         tools = "0, 0, 0, 0"
     group_by = ", ".join(f"g{i}" for i in range(len(g)))
     return execute(  # type: ignore[no-any-return]
-        f"{with_cte}SELECT {group_by}{', ' if g else ''}COUNT(*), SUM(runs), "
-        "SUM(CASE WHEN state = 1 THEN 1 ELSE 0 END), SUM(CASE WHEN state = 2 THEN 1 ELSE 0 END), SUM(value), "
+        f"{with_cte}SELECT {group_by}{', ' if g else ''}SUM(n), SUM(runs), "
+        "SUM(CASE WHEN state = 1 THEN n ELSE 0 END), SUM(CASE WHEN state = 2 THEN n ELSE 0 END), SUM(value), "
         f"SUM(CASE WHEN state = 2 THEN cost ELSE 0 END), {tools}" + "".join(f", SUM({c})" for c in SUM_COLUMNS)
         + f" FROM ({entries}) e" + (f" GROUP BY {group_by}" if g else ""),
         [*cte_params, *entry_params],

@@ -38,7 +38,7 @@ from typing import Any
 from .run_totals import COLUMNS
 
 __all__ = [
-    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "PROVIDER_INDEX", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS",
+    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "PROVIDER_INDEXES", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS",
     "create_tables_sql", "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql",
     "month_of_day", "month_sql", "outcome_ranks_sql", "postgres_triggers", "provider_parts_sql", "refresh",
     "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
@@ -210,9 +210,12 @@ def outcome_ranks_sql() -> list[str]:
     return statements
 
 
-# The index a provider's k-th (task, provider) cost is read from (m019): one entry a (task, provider),
-# on the row of its first model, with the task's outcome beside as the per-model indexes have it.
-PROVIDER_INDEX = "task_model_rollup_provider_cost"
+# The indexes a provider's k-th (task, provider) cost is read from (m019), by bucket column as
+# `OUTCOME_INDEXES`: one entry a (task, provider), on the row of its first model, with the task's
+# outcome beside as the per-model indexes have it.
+PROVIDER_INDEXES = {"": "task_model_rollup_provider_cost", "start_day": "task_model_rollup_provider_day_cost",
+                    "start_week": "task_model_rollup_provider_week_cost",
+                    "start_month": "task_model_rollup_provider_month_cost"}
 
 
 def _provider_costs_sql(where: str) -> str:
@@ -232,8 +235,9 @@ def provider_parts_sql() -> list[str]:
     migration, when missing.)"""
     return [
         _provider_costs_sql(""),
-        f"CREATE INDEX IF NOT EXISTS {PROVIDER_INDEX} ON task_model_rollup(provider, provider_cost_pico, "
-        "outcome_label) WHERE provider_cost_pico IS NOT NULL",
+        *(f"CREATE INDEX IF NOT EXISTS {name} ON task_model_rollup(provider, {column + ', ' if column else ''}"
+          "provider_cost_pico, outcome_label) WHERE provider_cost_pico IS NOT NULL"
+          for column, name in PROVIDER_INDEXES.items()),
         "DELETE FROM rollup_days WHERE part_kind = 'provider'",
         _day_rows_sql("", everyone=True, parts=("provider",)),
     ]
