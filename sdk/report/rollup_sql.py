@@ -18,7 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..store.rollups import OUTCOME_INDEXES, PROVIDER_INDEXES, SUM_COLUMNS, is_dirty, month_of_day, week_of_day
+from ..store.rollups import (
+    MODEL_INDEXES,
+    OUTCOME_INDEXES,
+    PROVIDER_INDEXES,
+    SUM_COLUMNS,
+    is_dirty,
+    month_of_day,
+    week_of_day,
+)
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
 __all__ = ["group_rows", "outside_sums", "window_sql"]
@@ -84,19 +92,26 @@ def group_rows(
                                       cte_params, split)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
-    # order (a kind's tasks, an outcome's, a model's, a provider's, each also by day, week or month),
-    # else all read and sorted here (a time window, by kind and model, a model under two providers in
-    # one task).
+    # order (a kind's tasks, an outcome's, a model's, a provider's, each also by day, week or month,
+    # a model's or provider's also of a kind), else all read and sorted here (a time window, a model
+    # under two providers in one task, a run without a key by kind and model).
     unwindowed = since_ns is None and until_ns is None
     of_outcome = outcome is not None or "outcome" in order
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
     # bucket's costs in order)
     bucket_at = _bucket_column(days_of)
     named = [{PART: "model"}.get(k, k) for k in order if k != "bucket"]
+    # (a model's or a provider's entries of a kind are those of its index with that task_kind, a column
+    # each entry carries (SQLite: the table's key): the task's kind, unless some task is a run without
+    # a key, of identity ('', run id))
+    of_kind = kind is not None or "kind" in order
+    keyless = of_kind and per_model is not None and bool(
+        execute("SELECT EXISTS (SELECT 1 FROM task_model_rollup WHERE task_kind = '')").fetchone()[0]
+    )
     by_index = unwindowed and bucket_at is not None and (
-        (per_model is None and (of_outcome or kind is not None or "kind" in order))
-        or (per_model == "model" and not split and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
-        or (per_model == "provider" and kind is None and sorted(named) in (["model"], ["model", "outcome"]))
+        (per_model is None and (of_outcome or of_kind))
+        or (per_model is not None and not (per_model == "model" and split) and not keyless
+            and set(named) - {"kind", "outcome"} == {"model"})
     )
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -157,9 +172,10 @@ def _ranked_from_index(
     server).
 
     A group of one outcome and kind walks the outcome's entries counting those of the kind, and a
-    model's (or a provider's) of one outcome the model's entries counting those of the outcome (each index carries the
-    other column after the cost): the walk is longer by the share of the entries the group leaves
-    out, and reads no table row."""
+    model's (or a provider's) of one outcome or kind the model's entries counting those of the outcome
+    or kind (each index carries the other column after the cost; SQLite's, the table's key, the task's
+    identity, too): the walk is longer by the share of the entries the group leaves out, and reads no
+    table row (PostgreSQL reads a model's entry's row for its task's kind)."""
     column_of_bucket, bucket_values = bucket_at
     found: dict[tuple[Any, ...], dict[int, int]] = {}
     lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
@@ -185,6 +201,12 @@ def _ranked_from_index(
             else:
                 conditions.insert(0, "model = ?")
                 column, table = "cost_pico", "task_model_rollup"
+            of_kind = values.get("kind", kind)
+            if of_kind is not None:
+                conditions.append("task_kind = ?")
+                params.append(of_kind)
+                if in_process and per_model != "provider":  # (SQLite would rather take the table's key)
+                    table_of = f" INDEXED BY {MODEL_INDEXES[column_of_bucket]}"
         else:
             column, table = "task_cost_pico", "task_rollup"
             of_kind = values.get("kind", kind)

@@ -38,10 +38,10 @@ from typing import Any
 from .run_totals import COLUMNS
 
 __all__ = [
-    "BUCKET_COLUMNS", "OUTCOME_INDEXES", "PROVIDER_INDEXES", "ROLLUP_TABLES", "SUM_COLUMNS", "TASK_COLUMNS",
-    "create_tables_sql", "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty", "mark_all_sql",
-    "month_of_day", "month_sql", "outcome_ranks_sql", "postgres_triggers", "provider_parts_sql", "refresh",
-    "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
+    "BUCKET_COLUMNS", "MODEL_INDEXES", "OUTCOME_INDEXES", "PROVIDER_INDEXES", "ROLLUP_TABLES", "SUM_COLUMNS",
+    "TASK_COLUMNS", "create_tables_sql", "day_sql", "duration_sql", "ended_and_buckets_sql", "is_dirty",
+    "mark_all_sql", "month_of_day", "month_sql", "outcome_ranks_sql", "postgres_triggers", "provider_parts_sql",
+    "refresh", "refresh_statements", "sqlite_triggers", "week_of_day", "week_sql",
 ]
 
 SUM_COLUMNS = COLUMNS[3:]
@@ -188,7 +188,7 @@ def ended_and_buckets_sql(dialect: str) -> list[str]:
 # model's, with the task's outcome beside (a model's calls in tasks of an outcome, the same way).
 OUTCOME_INDEXES = {"": "task_rollup_outcome_cost", "start_day": "task_rollup_outcome_day_cost",
                    "start_week": "task_rollup_outcome_week_cost", "start_month": "task_rollup_outcome_month_cost"}
-_MODEL_INDEXES = {"": "task_model_rollup_cost", "start_day": "task_model_rollup_day_cost",
+MODEL_INDEXES = {"": "task_model_rollup_cost", "start_day": "task_model_rollup_day_cost",
                   "start_week": "task_model_rollup_week_cost", "start_month": "task_model_rollup_month_cost"}
 
 
@@ -200,7 +200,7 @@ def outcome_ranks_sql() -> list[str]:
         "UPDATE task_model_rollup SET outcome_label = (SELECT r.outcome_label FROM task_rollup r "
         "WHERE r.task_kind = task_model_rollup.task_kind AND r.task_key = task_model_rollup.task_key)",
     ]
-    for column, name in _MODEL_INDEXES.items():
+    for column, name in MODEL_INDEXES.items():
         statements += [f"DROP INDEX IF EXISTS {name}",
                        f"CREATE INDEX {name} ON task_model_rollup(model, {column + ', ' if column else ''}"
                        "cost_pico, outcome_label)"]
