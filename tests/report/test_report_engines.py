@@ -313,3 +313,39 @@ def test_an_outcomes_percentiles_are_read_from_an_index(store, monkeypatch, ever
     assert len({r["group"].get("outcome") for r in python_rows}) > 1 or "where" in request_
     if every:
         assert len({r["group"][every] for r in python_rows}) > 2
+
+
+# Requests by provider, or by model or provider and kind (m019): each group's costs in an index's order.
+BY_PART_AND_KIND = [
+    {"by": "provider"}, {"by": "provider,outcome"}, {"by": "provider", "where": ["outcome=resolved"]},
+    {"by": "kind,provider"}, {"by": "kind,model"}, {"by": "model", "kind": "ticket"},
+    {"by": "kind,model,outcome"}, {"by": "provider", "kind": "chat", "where": ["outcome=escalated"]},
+]
+
+
+@pytest.mark.parametrize("every", [None, "day", "week", "month"])
+@pytest.mark.parametrize("request_", BY_PART_AND_KIND)
+def test_a_providers_or_a_kinds_models_percentiles_are_read_from_an_index(store, monkeypatch, every, request_):
+    # Keyed tasks of two kinds, of several runs, some calling two models of one provider (a task's cost
+    # under a provider is then its models' added): the p50/p95 of a provider, and of a model or a
+    # provider of one kind, by bucket or not, are read at their rank from the per-provider (m019) and
+    # per-model indexes, never by ranking every cost in Python, and equal the Python engine's.
+    from unitcost.report import rollup_sql
+
+    def calls(n: int) -> list:
+        one = [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)]
+        return one + [(MODELS[1], 50, 0, 5, 0, (n * 104729) % 10**8, False, 0)] if n % 3 == 0 else one
+
+    runs_ = [(("ticket", "chat")[n % 2], f"K{n % 18}", MIDNIGHT - 40 * DAY + n * 7 * DAY // 5 + n % 3, "{}",
+              calls(n) if n % 7 else [], []) for n in range(48)]
+    labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
+    _write(store, runs_, [("run", n, n, labels[n % 5 % 3], None) for n in range(48) if n % 4], [])
+
+    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the costs were ranked in Python")
+
+    with monkeypatch.context() as m:
+        m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
+        sql_rows, python_rows = _both(store, monkeypatch, every=every, **request_)
+    assert sql_rows == python_rows
+    assert len(python_rows) > 1
