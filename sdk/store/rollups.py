@@ -371,7 +371,8 @@ def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] =
             + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
         ]
     if "model" in parts:
-        assert not everyone  # (the model part is only made again for the dirty tasks)
+        if everyone:  # (the model part is only ever made again for the dirty tasks: its SQL reads them)
+            raise ValueError("the model part of rollup_days is made for the dirty tasks only")
         branches += [
             f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
             "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "

@@ -335,17 +335,22 @@ def _m017_task_rollup_ended(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL")
 
 
+def _add_model_column_then(db: sqlite_utils.Database, column: str, sql_type: str, statements: list[str]) -> None:
+    """A column of task_model_rollup added when missing (a store whose m015 ran after the column was
+    written has it already), then the statements that fill it and index it."""
+    if column not in set(db["task_model_rollup"].columns_dict):
+        db.execute(f"ALTER TABLE task_model_rollup ADD COLUMN {column} {sql_type}")
+    for statement in statements:
+        db.execute(statement)
+
+
 @migrations(name="m018_outcome_ranks")
 def _m018_outcome_ranks(db: sqlite_utils.Database) -> None:
     # A group of one outcome (a report by outcome, or with an outcome filter) has its k-th cost read
     # in order from an index, as a kind's or a model's (unitcost.report.rollup_sql): each task and
     # model's row carries its task's winning outcome label, the per-model cost indexes carry it after
-    # the cost, and the per-outcome cost indexes are made (unitcost.store.rollups). A store whose m015
-    # ran after this was written has the column already.
-    if "outcome_label" not in set(db["task_model_rollup"].columns_dict):
-        db.execute("ALTER TABLE task_model_rollup ADD COLUMN outcome_label TEXT")
-    for statement in outcome_ranks_sql():
-        db.execute(statement)
+    # the cost, and the per-outcome cost indexes are made (unitcost.store.rollups).
+    _add_model_column_then(db, "outcome_label", "TEXT", outcome_ranks_sql())
 
 
 @migrations(name="m019_provider_parts")
@@ -353,12 +358,8 @@ def _m019_provider_parts(db: sqlite_utils.Database) -> None:
     # A report by provider counts from rollup_days' provider part and reads a provider's k-th (task,
     # provider) cost in order from an index, as by model (unitcost.report.rollup_sql): each task and
     # model's row of the (task, provider)'s first model carries the provider's cost in the task, and the
-    # per-day rows get a provider part (unitcost.store.rollups). A store whose m015 ran after this was
-    # written has the column already; the values are made either way.
-    if "provider_cost_pico" not in set(db["task_model_rollup"].columns_dict):
-        db.execute("ALTER TABLE task_model_rollup ADD COLUMN provider_cost_pico INTEGER")
-    for statement in provider_parts_sql():
-        db.execute(statement)
+    # per-day rows get a provider part (unitcost.store.rollups); the values are made either way.
+    _add_model_column_then(db, "provider_cost_pico", "INTEGER", provider_parts_sql())
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

@@ -253,24 +253,29 @@ def test_a_store_the_sql_would_read_otherwise_is_reported_by_the_python_engine(s
     assert (row["group"], row["tasks"], row["runs"]) == ({"kind": "ticket"}, 1, 2)
 
 
-@pytest.mark.parametrize("every", ["day", "week", "month"])
-@pytest.mark.parametrize("by", ["kind", "model"])
-def test_a_weeks_or_months_percentiles_are_read_from_an_index(store, monkeypatch, every, by):
-    # Tasks over six weeks and two months, several a day: each bucket's p50/p95 are read at their rank
-    # from the (kind or model, bucket, cost) indexes (m017), never by ranking every cost in Python,
-    # and equal the Python engine's.
+def _both_from_indexes(store: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> Any:
+    """`_both`, failing if the rollups' engine ranked any group's costs in Python (read them all and
+    sorted them) rather than reading each rank from an index."""
     from unitcost.report import rollup_sql
-
-    runs_ = [(("ticket", "chat")[n % 2], None, MIDNIGHT - 40 * DAY + n * 7 * DAY // 5 + n % 3, "{}",
-              [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)], []) for n in range(30)]
-    _write(store, runs_, [], [])
 
     def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the costs were ranked in Python")
 
     with monkeypatch.context() as m:
         m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
-        sql_rows, python_rows = _both(store, monkeypatch, by=by, every=every)
+        return _both(store, monkeypatch, **options)
+
+
+@pytest.mark.parametrize("every", ["day", "week", "month"])
+@pytest.mark.parametrize("by", ["kind", "model"])
+def test_a_weeks_or_months_percentiles_are_read_from_an_index(store, monkeypatch, every, by):
+    # Tasks over six weeks and two months, several a day: each bucket's p50/p95 are read at their rank
+    # from the (kind or model, bucket, cost) indexes (m017), never by ranking every cost in Python,
+    # and equal the Python engine's.
+    runs_ = [(("ticket", "chat")[n % 2], None, MIDNIGHT - 40 * DAY + n * 7 * DAY // 5 + n % 3, "{}",
+              [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)], []) for n in range(30)]
+    _write(store, runs_, [], [])
+    sql_rows, python_rows = _both_from_indexes(store, monkeypatch, by=by, every=every)
     assert sql_rows == python_rows
     assert len({r["group"][every] for r in python_rows}) > 2
 
@@ -299,16 +304,9 @@ def test_an_outcomes_percentiles_are_read_from_an_index(store, monkeypatch, ever
     # The p50/p95 of a group of one outcome, by bucket or not, are read at their rank from the
     # per-outcome and per-model indexes (m018), never by ranking every cost in Python, and equal the
     # Python engine's.
-    from unitcost.report import rollup_sql
-
     _write(store, *outcome_tasks(), [])
 
-    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the costs were ranked in Python")
-
-    with monkeypatch.context() as m:
-        m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
-        sql_rows, python_rows = _both(store, monkeypatch, every=every, **request_)
+    sql_rows, python_rows = _both_from_indexes(store, monkeypatch, every=every, **request_)
     assert sql_rows == python_rows
     assert len({r["group"].get("outcome") for r in python_rows}) > 1 or "where" in request_
     if every:
@@ -330,8 +328,6 @@ def test_a_providers_or_a_kinds_models_percentiles_are_read_from_an_index(store,
     # under a provider is then its models' added): the p50/p95 of a provider, and of a model or a
     # provider of one kind, by bucket or not, are read at their rank from the per-provider (m019) and
     # per-model indexes, never by ranking every cost in Python, and equal the Python engine's.
-    from unitcost.report import rollup_sql
-
     def calls(n: int) -> list:
         one = [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)]
         return one + [(MODELS[1], 50, 0, 5, 0, (n * 104729) % 10**8, False, 0)] if n % 3 == 0 else one
@@ -341,11 +337,6 @@ def test_a_providers_or_a_kinds_models_percentiles_are_read_from_an_index(store,
     labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
     _write(store, runs_, [("run", n, n, labels[n % 5 % 3], None) for n in range(48) if n % 4], [])
 
-    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("the costs were ranked in Python")
-
-    with monkeypatch.context() as m:
-        m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
-        sql_rows, python_rows = _both(store, monkeypatch, every=every, **request_)
+    sql_rows, python_rows = _both_from_indexes(store, monkeypatch, every=every, **request_)
     assert sql_rows == python_rows
     assert len(python_rows) > 1
