@@ -29,7 +29,7 @@ from ..pipeline.adopt import merge_or_hold
 from ..pricing.book import PriceBook
 from ..pricing.call import call_terms, price_call
 from ..pricing.usage import clean_count
-from ..store.backend import CALL_COLUMNS, Batch, StoreBackend, redact_url
+from ..store.backend import CALL_COLUMNS, NEWER_WARNING, Batch, StoreBackend, redact_url
 from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
 from ..store.losses import loss_file_for
@@ -260,6 +260,8 @@ class StoreSpanExporter(SpanExporter):
 
     def _connect(self) -> None:
         self._db = open_backend(self._db_path)
+        if self._db.newer_migrations:
+            logger.warning("unitcost: %s", NEWER_WARNING.format(", ".join(self._db.newer_migrations)))
         self._inode = _inode(self._db_path)
         self._merge_losses = True
 

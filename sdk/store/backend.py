@@ -31,7 +31,8 @@ What a backend does, and who calls it:
   migrations), ``rows``, ``dropped_spans`` and ``dropped_by_reason``, ``problems``, ``warnings``, ``ok``.
 - ``dropped_spans(since, until)``: the spans dropped instead of stored, which every report shows.
 - ``ensure_fresh()``: make the per-run sums agree with the calls when something other than
-  `write_batch` wrote calls (reports call it before reading the sums).
+  `write_batch` wrote calls (reports call it before reading the sums). On a store a newer unitcost
+  has migrated (``newer_migrations``) it raises instead, and `write_batch` writes rows only.
 - `is_refusal` (the writer: retry the batch later?) and `is_damage` (the CLI: say the store is
   damaged) classify the driver's exceptions, so no caller imports a driver.
 - `close`.
@@ -45,8 +46,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from ..common.errors import StoreError
+
 __all__ = [
-    "CALL_COLUMNS", "Batch", "Result", "StoreBackend", "TABLES", "Table", "is_url", "redact_url",
+    "CALL_COLUMNS", "NEWER_WARNING", "Batch", "Result", "StoreBackend", "TABLES", "Table", "is_url", "redact_url",
 ]
 
 CALL_COLUMNS = (
@@ -87,6 +90,13 @@ TABLES = (
     Table("outcomes", ("recorded_ns", "run_id", "kind", "key", "label", "success", "value_pico", "source", "origin"),
           "ignore"),
     Table("call_content", ("span_id", "input_messages", "output_messages"), "replace"),
+)
+
+
+# What doctor says of a store a newer unitcost upgraded (`StoreBackend.newer_migrations`).
+NEWER_WARNING = (
+    "a newer unitcost upgraded this store ({}): this unitcost's programs store rows only (a newer one sums "
+    "them) and its reports refuse to read it; upgrade unitcost"
 )
 
 
@@ -136,6 +146,20 @@ class StoreBackend(ABC):
     dialect: ClassVar[str]  # "sqlite", "postgresql"
     paramstyle: ClassVar[str] = "qmark"  # what `execute` takes; a backend translates for its driver
     location: str  # a file path, or a URL with its password redacted: safe to show
+    # The migrations the store has that this unitcost does not know: a newer unitcost upgraded it (say,
+    # mid-way through a fleet's rolling upgrade). Its sums and rollups may then hold columns this
+    # unitcost would leave empty, so it writes rows only (the store's triggers mark what they touch, for
+    # the newer one to sum) and refuses to read reports (`refuse_if_newer`). Set when the store is opened.
+    newer_migrations: tuple[str, ...] = ()
+
+    def refuse_if_newer(self) -> None:
+        """Raise StoreError when a newer unitcost upgraded the store: this one cannot read it right."""
+        if self.newer_migrations:
+            raise StoreError(
+                f"the store at {self.location} was upgraded by a newer unitcost (migrations "
+                f"{', '.join(self.newer_migrations)}): upgrade unitcost to read it. Programs with this "
+                "unitcost still store their spans in it, and leave their sums to the newer one."
+            )
 
     @abstractmethod
     def write_batch(self, batch: Batch, prices: Any) -> None:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..common.errors import StoreError
-from .backend import TABLES, Batch, Result, StoreBackend
+from .backend import NEWER_WARNING, TABLES, Batch, Result, StoreBackend
 from .losses import dropped_by_reason, loss_file_for
 from .losses import dropped_spans as count_dropped
 from .postgres_schema import (
@@ -130,6 +130,8 @@ class PostgresBackend(StoreBackend):
                 )
             if self._migrate and len(applied) < len(MIGRATIONS):
                 migrate(conn)
+            known = {name for name, _ in MIGRATIONS}
+            self.newer_migrations = tuple(name for name in applied if name not in known)
         except BaseException:
             conn.close()
             raise
@@ -163,8 +165,11 @@ class PostgresBackend(StoreBackend):
         calls = batch.rows[1]
         written = list(map(_totals_fields, calls)) if calls else []
         tables = [(t.name, t.columns, t.conflict, rows) for t, rows in zip(TABLES, batch.rows, strict=True)]
+        # (a store a newer unitcost upgraded: rows only, their runs and tasks left marked for it)
+        newer = bool(self.newer_migrations)
         try:
-            self._writer.write(conn, tables, written, batch.drops, batch.service, prices, rollups=batch.rollups,
+            self._writer.write(conn, tables, [] if newer else written, batch.drops, batch.service, prices,
+                               rollups=batch.rollups and not newer, sums=not newer,
                                earlier_drops=batch.earlier_drops)
         except BaseException as exc:
             self._after_failure(exc)
@@ -211,6 +216,8 @@ class PostgresBackend(StoreBackend):
 
     def ensure_fresh(self, prices: Any = None) -> None:
         """As `unitcost.store.run_totals.ensure_fresh`: cheap when the sums agree with the calls."""
+        self._connection()  # (what the store's migrations are is read on connecting)
+        self.refuse_if_newer()
         self._ensure_sums(prices)
         conn = self._connection()
         if is_dirty(self.execute):  # rows written by something else
@@ -260,6 +267,8 @@ class PostgresBackend(StoreBackend):
         pending = [name for name in known if name not in applied]
         if pending:
             warnings.append("schema migrations pending (applied when an instrumented program next opens the store)")
+        if newer := [n for n in applied if n not in known]:
+            warnings.append(NEWER_WARNING.format(", ".join(newer)))
         if superuser == "on":
             warnings.append(f"the role {role!r} is a superuser: give unitcost a role that owns only its store")
         return {
@@ -273,7 +282,7 @@ class PostgresBackend(StoreBackend):
             "size_bytes": sum(v or 0 for v in sizes.values()),
             "table_bytes": sizes,
             "database_bytes": x("SELECT pg_database_size(current_database())").fetchone()[0],
-            "schema": {"applied": applied, "pending": pending, "unknown": [n for n in applied if n not in known]},
+            "schema": {"applied": applied, "pending": pending, "unknown": newer},
             "rows": rows,
             "dropped_spans": sum(dropped.values()),
             "dropped_by_reason": dropped,

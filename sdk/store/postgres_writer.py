@@ -61,34 +61,36 @@ class PostgresWriter:
     def write(
         self, conn: Any, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]],
         drops: Mapping[str, int], service: str = "", prices: Any = None, *, rollups: bool = True,
-        earlier_drops: Sequence[tuple[int, str, int, str]] = (),
+        sums: bool = True, earlier_drops: Sequence[tuple[int, str, int, str]] = (),
     ) -> None:
         """One batch in one transaction: the rows, the per-run sums of the runs ``written_calls`` touch
         (as (span_id, started_ns, *CALL_FIELDS) tuples), and the drops counted since the last batch.
         ``rollups``: make the touched tasks' rollups again now (else they stay marked: `Batch.rollups`);
+        ``sums``: this transaction keeps its calls' sums (else the store's triggers mark their runs stale);
         ``earlier_drops``: counts an earlier writer kept beside the store (`Batch.earlier_drops`), moved in."""
         if conn is not self._conn:  # a new connection: its temporary tables are still to make
             self._conn, self._staged = conn, set()
         prices = prices if prices is not None else self._prices
         try:
-            self._write(tables, written_calls, drops, service, prices, rollups, earlier_drops)
+            self._write(tables, written_calls, drops, service, prices, rollups, sums, earlier_drops)
         except Exception as exc:
             # Text PostgreSQL cannot hold (a NUL, a lone surrogate) fails the whole batch: once more, cleaned.
             if conn.broken or conn.closed or not (
                 isinstance(exc, _Unclean | UnicodeError) or type(exc).__name__ in _UNCLEAN_ERRORS
             ):
                 raise
-            self._write(clean_rows(tables), written_calls, drops, service, prices, rollups, earlier_drops)
+            self._write(clean_rows(tables), written_calls, drops, service, prices, rollups, sums, earlier_drops)
 
     def _write(
         self, tables: Sequence[TableRows], written_calls: Sequence[tuple[Any, ...]], drops: Mapping[str, int],
-        service: str, prices: Any, rollups: bool, earlier_drops: Sequence[tuple[int, str, int, str]],
+        service: str, prices: Any, rollups: bool, sums: bool, earlier_drops: Sequence[tuple[int, str, int, str]],
     ) -> None:
         conn = self._conn
         try:
             with conn.transaction():
-                runs = sorted({c[2] for c in written_calls if c[2] is not None})
-                lock_runs(conn, runs, writer=True)
+                runs = sorted({c[2] for c in written_calls if c[2] is not None}) if sums else []
+                if sums:
+                    lock_runs(conn, runs, writer=True)
                 for table, columns, verb, rows in tables:
                     if rows and not self._copy_in(table, tuple(columns), rows):
                         self._upsert(table, tuple(columns), verb, rows)

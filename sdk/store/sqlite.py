@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
-from .schema import database, dropped_spans, open_connection
+from .schema import database, dropped_spans, migrations, open_connection
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -75,6 +76,10 @@ class SqliteBackend(StoreBackend):
         # Per table of _WRITES, the columns an INSERT may leave out when all its rows hold None there
         # (unitcost.store.bulk): read from the schema at the first batch.
         self._nullable: tuple[frozenset[int], ...] | None = None
+        try:
+            self.newer_migrations = migrations.unknown(self.conn)
+        except sqlite3.DatabaseError:  # a damaged file: what reads it next says so (doctor, the CLI)
+            self.newer_migrations = ()
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> SqliteBackend:
@@ -107,6 +112,8 @@ class SqliteBackend(StoreBackend):
 
     def write_batch(self, batch: Batch, prices: Any) -> None:
         conn = self.conn
+        if self.newer_migrations:  # rows only: the triggers mark their runs and tasks for the newer unitcost
+            batch = replace(batch, sums=False, rollups=False)
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch.sums:
@@ -166,6 +173,7 @@ class SqliteBackend(StoreBackend):
         return {r[1] for r in self.conn.execute("SELECT * FROM pragma_table_info(?)", [table])}
 
     def ensure_fresh(self, prices: Any = None) -> None:
+        self.refuse_if_newer()
         conn = self.conn
         tables = self.tables()
         if "run_sums_dirty" in tables:
