@@ -22,6 +22,7 @@ COMMANDS = {
     "show": ("task_cmds", "show_command"),
     "outcome": ("task_cmds", "outcome_command"),
     "prune": ("store_cmds", "prune_command"),
+    "migrate": ("store_cmds", "migrate_command"),
     "demo": ("demo_cmd", "demo_command"),
     "export": ("export_cmds", "export_command"),
     "serve": ("serve_cmd", "serve_command"),

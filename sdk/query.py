@@ -25,7 +25,7 @@ from .store.prune import prune
 from .store.schema import default_db_path
 
 __all__ = [
-    "ImportError_", "import_outcomes", "open_store", "prune", "redact_url", "report", "store_health",
+    "ImportError_", "import_outcomes", "migrate", "open_store", "prune", "redact_url", "report", "store_health",
     "store_location", "tasks",
 ]
 
@@ -51,6 +51,18 @@ def store_health(db: str | os.PathLike[str] | None = None, *, full_check: bool =
     """What ``unitcost doctor`` shows, read without changing the store (see StoreBackend.health)."""
     with open_store(db, migrate=False) as store:
         return store.health(full_check=full_check)
+
+
+def migrate(db: str | os.PathLike[str] | None = None) -> list[str]:
+    """Bring the store's schema up to this unitcost now, and return the names of the migrations that
+    applied (none when it was up to date). Every program and command does this when it first opens
+    the store; doing it ahead of a rollout spares the programs' `configure()` the wait on a big store.
+    Raises StoreError when there is no store there, or a newer unitcost has migrated it."""
+    with open_store(db, migrate=False) as store:
+        before = store.migrations()
+        store.refuse_if_newer()
+    with open_store(db) as store:
+        return [name for name in store.migrations() if name not in before]
 
 
 @contextmanager

@@ -29,6 +29,7 @@ What a backend does, and who calls it:
 - **doctor** (`health`): a JSON-ready dict of facts, read without changing anything: ``path`` (a file
   path, or the URL with its password redacted), sizes, ``schema`` (applied / pending / unknown
   migrations), ``rows``, ``dropped_spans`` and ``dropped_by_reason``, ``problems``, ``warnings``, ``ok``.
+- ``migrations()``: the schema migrations the store has, in order (`unitcost migrate` says which it applied).
 - ``dropped_spans(since, until)``: the spans dropped instead of stored, which every report shows.
 - ``ensure_fresh()``: make the per-run sums agree with the calls when something other than
   `write_batch` wrote calls (reports call it before reading the sums). On a store a newer unitcost
@@ -188,6 +189,10 @@ class StoreBackend(ABC):
     @abstractmethod
     def ensure_fresh(self, prices: Any = None) -> None:
         """Refresh the per-run sums of runs whose calls something other than `write_batch` wrote."""
+
+    @abstractmethod
+    def migrations(self) -> list[str]:
+        """The names of the schema migrations the store has, in the order they were applied."""
 
     @abstractmethod
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:

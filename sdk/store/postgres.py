@@ -239,6 +239,9 @@ class PostgresBackend(StoreBackend):
             lock_runs(conn, stale)  # the writers' locks: one of them may be adding calls to these runs
             refresh_totals(conn, stale, prices)
 
+    def migrations(self) -> list[str]:
+        return applied_migrations(self._connection())
+
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         # The loss file is the one a writer that could not reach this server kept (in the per-user
         # state directory, named from the URL without its password).

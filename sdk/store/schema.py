@@ -93,14 +93,18 @@ class MigrationList:
         done = {r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", [self.name])}
         return all(m.name in done for m in self._migrations)
 
-    def unknown(self, conn: sqlite3.Connection) -> tuple[str, ...]:
-        """The migrations the store on `conn` has that this list lacks: a newer unitcost's, in order."""
+    def names_applied(self, conn: sqlite3.Connection) -> list[str]:
+        """The names of the migrations the store on `conn` has, in the order they were applied."""
         table = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [MIGRATIONS_TABLE])
         if not table.fetchone():
-            return ()
-        known = {m.name for m in self._migrations}
+            return []
         done = conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid", [self.name])
-        return tuple(name for (name,) in done if name not in known)
+        return [name for (name,) in done]
+
+    def unknown(self, conn: sqlite3.Connection) -> tuple[str, ...]:
+        """The migrations the store on `conn` has that this list lacks: a newer unitcost's, in order."""
+        known = {m.name for m in self._migrations}
+        return tuple(name for name in self.names_applied(conn) if name not in known)
 
     def pending(self, db: sqlite_utils.Database) -> list[Any]:
         return self._sqlite_utils().pending(db)

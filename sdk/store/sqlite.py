@@ -214,6 +214,9 @@ class SqliteBackend(StoreBackend):
 
         sum_again(conn, prices, taken)
 
+    def migrations(self) -> list[str]:
+        return migrations.names_applied(self.conn)
+
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.conn, since_ns, until_ns)
 
