@@ -377,3 +377,19 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def make_older_postgres_store(conn: Any, migrations: int = 4) -> None:
+    """The store on ``conn`` (a psycopg connection) as an older unitcost left it: the first ``migrations``
+    of this one's, on record."""
+    from unitcost.store.postgres_schema import MIGRATIONS
+
+    with conn.transaction():
+        conn.execute("CREATE TABLE _unitcost_migrations (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
+                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_order BIGINT GENERATED ALWAYS AS "
+                     "IDENTITY, PRIMARY KEY (migration_set, name))")
+        for name, ddl in MIGRATIONS[:migrations]:
+            for statement in ddl.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO _unitcost_migrations (migration_set, name) VALUES ('unitcost', %s)", (name,))

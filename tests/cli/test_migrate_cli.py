@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from click.testing import CliRunner
+from conftest import make_older_postgres_store
 
 from unitcost.cli.main import cli
 from unitcost.store.connect import open_backend
@@ -51,15 +52,8 @@ def test_no_store_is_made_where_there_is_none(tmp_path):
 
 
 def test_an_older_postgres_store_is_migrated_in_place(pg_url):
-    with connect(pg_url) as conn, conn.transaction():  # as an older unitcost left it: the first four migrations
-        conn.execute("CREATE TABLE _unitcost_migrations (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
-                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_order BIGINT GENERATED ALWAYS AS "
-                     "IDENTITY, PRIMARY KEY (migration_set, name))")
-        for name, ddl in MIGRATIONS[:4]:
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO _unitcost_migrations (migration_set, name) VALUES ('unitcost', %s)", (name,))
+    with connect(pg_url) as conn:
+        make_older_postgres_store(conn)  # the first four migrations
     code, out = _migrate(pg_url)
     assert code == 0 and out.rstrip().endswith(", ".join(name for name, _ in MIGRATIONS[4:])), out
     assert f"applied {len(MIGRATIONS) - 4} migration(s)" in out

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from conftest import make_older_postgres_store
 
 from unitcost.common.errors import StoreError
 from unitcost.exporters.store import CALL_COLUMNS
@@ -87,16 +88,8 @@ def test_many_processes_opening_a_new_store_at_once_apply_each_migration_once(pg
 
 def test_an_older_store_is_migrated_in_place(pg_url: str) -> None:
     conn = connect(pg_url)
-    with conn.transaction():  # a store as an older unitcost left it: the first four migrations
-        conn.execute("CREATE TABLE _unitcost_migrations (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
-                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_order BIGINT GENERATED ALWAYS AS "
-                     "IDENTITY, PRIMARY KEY (migration_set, name))")
-        for name, ddl in MIGRATIONS[:4]:
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO _unitcost_migrations (migration_set, name) VALUES ('unitcost', %s)", (name,))
-        conn.execute("INSERT INTO runs (run_id, trace_id, kind, started_ns, ended_ns) VALUES ('r', 't', 'k', 1, 2)")
+    make_older_postgres_store(conn)  # the first four migrations
+    conn.execute("INSERT INTO runs (run_id, trace_id, kind, started_ns, ended_ns) VALUES ('r', 't', 'k', 1, 2)")
     assert migrate(conn) == [name for name, _ in MIGRATIONS[4:]]
     assert conn.execute("SELECT run_id FROM runs").fetchall() == [("r",)]
     conn.close()
@@ -205,15 +198,8 @@ def test_a_store_from_before_energy_counts_its_calls_as_unestimated(pg_url: str)
     # m014_call_energy on a store with sums: every call stored before it has no estimate.
     before = [name for name, _ in MIGRATIONS].index("m014_call_energy")
     conn = connect(pg_url)
+    make_older_postgres_store(conn, before)
     with conn.transaction():
-        conn.execute("CREATE TABLE _unitcost_migrations (migration_set TEXT NOT NULL, name TEXT NOT NULL, "
-                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_order BIGINT GENERATED ALWAYS AS "
-                     "IDENTITY, PRIMARY KEY (migration_set, name))")
-        for name, ddl in MIGRATIONS[:before]:
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO _unitcost_migrations (migration_set, name) VALUES ('unitcost', %s)", (name,))
         conn.execute("INSERT INTO run_sums (run_id, calls) VALUES ('r', 3)")
         conn.execute("INSERT INTO run_totals (run_id, provider, model, calls) VALUES ('r', 'openai', 'm', 3)")
     assert migrate(conn) == [name for name, _ in MIGRATIONS[before:]]
