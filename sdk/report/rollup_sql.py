@@ -117,13 +117,14 @@ def group_rows(
         counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
                                       cte_params, split)
     else:
-        days, edges = inner
+        whole_days, edges = inner
         at_edges = [row for lower, upper in edges for row in _counted_from_tasks(
-            execute, order, per_model, kind, outcome, lower, upper, with_cte, cte_params, split, days)]
+            execute, order, per_model, kind, outcome, lower, upper, with_cte, cte_params, split, whole_days)]
         counted = _added(width, [
-            *_counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params, days), *at_edges])
+            *_counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params, whole_days),
+            *at_edges])
         # (the edges' tasks' costs are read only if there are some)
-        inner = days, edges if any(row[width] for row in at_edges) else []
+        inner = whole_days, edges if any(row[width] for row in at_edges) else []
     by_index = indexed and (unwindowed or inner is not None)
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
@@ -276,12 +277,14 @@ def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, un
                  days_out: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
     """Conditions over a task_rollup row `t`, and their parameters; ``days_out``: the tasks of these
     days (first, last) left out."""
-    conditions, params = [], []
+    conditions: list[str] = []
+    params: list[Any] = []
     for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome)):
         if value is not None:
             conditions.append(condition)
             params.append(value)
     window, window_params = window_sql(since_ns, until_ns)
+    window_params = [*window_params]
     if days_out is not None:
         window.append("(t.start_day < ? OR t.start_day > ?)")
         window_params.extend(days_out)
@@ -353,7 +356,8 @@ def _ranked_in_window(
     are those of the window's whole days, read from the per-day index (no task row read), and those of
     the tasks of its edges, read from their rows."""
     (first, last), edges = inner
-    whole, cut = [], []
+    whole: list[tuple[tuple[Any, ...], int, set[int]]] = []
+    cut: list[tuple[tuple[Any, ...], int, set[int]]] = []
     for group in groups:
         label = dict(zip(order, group[0], strict=True)).get("bucket")
         days = days_of.get(label, []) if label is not None else []
@@ -404,7 +408,8 @@ def _counted_from_days(
                "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
                PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
     g = [columns[k] for k in order]
-    conditions, params = ["d.part_kind = ?"], [per_model or ""]
+    conditions: list[str] = ["d.part_kind = ?"]
+    params: list[Any] = [per_model or ""]
     if kind is not None:
         conditions.append("d.kind = ?")
         params.append(kind)
