@@ -376,16 +376,28 @@ def _ranked_in_window(
         if entries is None:  # the tasks without calls: each costs 0 here
             found[key] = dict.fromkeys(ranks, 0)
             continue
-        _, read, params = entries
         days = days_of[values["bucket"]] if "bucket" in values else [first, last]
-        costs = [c for (c,) in execute(f"{read} AND start_day >= ? AND start_day <= ?",
-                                       [*params, max(first, min(days)), min(last, max(days))])]
-        costs += at_edges.get(key, [])
-        if len(costs) != n:
-            raise Unfit("a window's entries and its count differ")
-        costs.sort()
-        found[key] = {r: costs[r - 1] for r in ranks}
+        found[key] = _ranked_over_days(execute, entries, (max(first, min(days)), min(last, max(days))),
+                                       at_edges.get(key, []), n, ranks)
     return found
+
+
+def _ranked_over_days(
+    execute: Callable[..., Any], entries: tuple[str, str, list[Any]], days: tuple[int, int], others: list[int],
+    n: int, ranks: set[int],
+) -> dict[int, int]:
+    """{rank: cost} among a group's ``n`` entries: those of its index (`_index_entries`, the per-day
+    one) on ``days`` (first, last; none when first > last: a bucket of the window's edge days), and
+    ``others``."""
+    _, read, params = entries
+    costs = [] if days[0] > days[1] else [
+        c for (c,) in execute(f"{read} AND start_day >= ? AND start_day <= ?", [*params, *days])
+    ]
+    costs += others
+    if len(costs) != n:
+        raise Unfit("a window's entries and its count differ")
+    costs.sort()
+    return {r: costs[r - 1] for r in ranks}
 
 
 def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[int]]:
