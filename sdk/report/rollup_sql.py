@@ -15,6 +15,7 @@ dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -201,7 +202,8 @@ def _ranked_from_index(
         if entries is None:  # the tasks without calls: each costs 0 here
             found[key] = dict.fromkeys(ranks, 0)
             continue
-        column, read, params = entries
+        column, where, params = entries
+        read = f"SELECT {column} AS c {where}"
         if "bucket" in values:
             read += f" AND {column_of_bucket} = ?"
             params.append(bucket_values[values["bucket"]])
@@ -231,7 +233,7 @@ def _index_entries(
     values: dict[str, Any], kind: str | None, outcome: str | None, column_of_bucket: str, in_process: bool,
     per_model: str | None,
 ) -> tuple[str, str, list[Any]] | None:
-    """(the cost column, ``SELECT <it> AS c FROM <table> WHERE <conditions>``, its parameters): a
+    """(the cost column, ``FROM <table> WHERE <conditions>``, its parameters): a
     group's entries (``values``: its key by name) in the index that holds them in cost order after
     ``column_of_bucket`` ("" for none; the bucket's own condition is the caller's); None for the group
     of tasks without calls (each costs 0)."""
@@ -270,7 +272,7 @@ def _index_entries(
             # (SQLite would rather take the kind's index, with an equality on it too, and read each
             # entry's row for its outcome)
             table_of = f" INDEXED BY {OUTCOME_INDEXES[column_of_bucket]}"
-    return column, f"SELECT {column} AS c FROM {table}{table_of} WHERE {' AND '.join(conditions)}", params
+    return column, f"FROM {table}{table_of} WHERE {' AND '.join(conditions)}", params
 
 
 def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
@@ -370,35 +372,96 @@ def _ranked_in_window(
         for key, costs in _entry_costs(execute, order, per_model, kind, outcome, lower, upper, with_cte, cte_params,
                                        split, (first, last)).items():
             at_edges.setdefault(tuple(key), []).extend(costs)
+    # (each group's entries on each whole day: its tasks there, or by model or provider its (task, part)s)
+    on_days: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    width = len(order)
+    for row in _counted_from_days(execute, [*order, "day"], per_model, kind, outcome, with_cte, cte_params,
+                                  (first, last)):
+        if row[width + 1]:
+            on_days.setdefault(tuple(row[:width]), []).append((row[width], row[width + 1]))
     for key, n, ranks in cut:
         values = dict(zip(order, key, strict=True))
         entries = _index_entries(values, kind, outcome, "start_day", in_process, per_model)
         if entries is None:  # the tasks without calls: each costs 0 here
             found[key] = dict.fromkeys(ranks, 0)
             continue
-        days = days_of[values["bucket"]] if "bucket" in values else [first, last]
-        found[key] = _ranked_over_days(execute, entries, (max(first, min(days)), min(last, max(days))),
-                                       at_edges.get(key, []), n, ranks)
+        found[key] = _ranked_over_days(execute, entries, sorted(on_days.get(key, [])), at_edges.get(key, []), n,
+                                       ranks, in_process)
     return found
 
 
 def _ranked_over_days(
-    execute: Callable[..., Any], entries: tuple[str, str, list[Any]], days: tuple[int, int], others: list[int],
-    n: int, ranks: set[int],
+    execute: Callable[..., Any], entries: tuple[str, str, list[Any]], counts: list[tuple[int, int]],
+    others: list[int], n: int, ranks: set[int], in_process: bool,
 ) -> dict[int, int]:
     """{rank: cost} among a group's ``n`` entries: those of its index (`_index_entries`, the per-day
-    one) on ``days`` (first, last; none when first > last: a bucket of the window's edge days), and
-    ``others``."""
-    _, read, params = entries
-    costs = [] if days[0] > days[1] else [
-        c for (c,) in execute(f"{read} AND start_day >= ? AND start_day <= ?", [*params, *days])
-    ]
-    costs += others
-    if len(costs) != n:
-        raise Unfit("a window's entries and its count differ")
-    costs.sort()
-    return {r: costs[r - 1] for r in ranks}
+    one) on the days of ``counts`` ((day, its entries), by day; none for a bucket of the window's edge
+    days), and ``others``; each rank read from the index, no entry of it read but a few around it.
 
+    Each day's entries are a run in cost order, and so are ``others`` once sorted. For the r-th of all,
+    each run's entries at ranks i and i + 1, i = r * (its entries) // n, are read at their place: the
+    r-th lies between the least of the first and the greatest of the second (fewer than r entries are
+    below the one, at least r at or below the other). Those below the bracket are counted and those in
+    it read (one statement each, the days joined to the index: each day's entries entered at the bracket),
+    and the r-th is found among them."""
+    column, where, params = entries
+    others = sorted(others)
+    if sum(count for _, count in counts) + len(others) != n:
+        raise Unfit("a window's entries and its count differ")
+    if not counts:
+        return {r: others[r - 1] for r in ranks}
+    on_days = f"WITH dd (d) AS (VALUES {', '.join('(?)' for _ in counts)}) SELECT {{}} FROM dd CROSS JOIN " + \
+        where.removeprefix("FROM ") + " AND start_day = dd.d"
+    day_params = [day for day, _ in counts]
+    found = {}
+    for r in ranks:
+        # (1-based ranks a <= b of each run, and the statements that read them at their place, from the
+        # nearer end)
+        lookups: list[tuple[str, list[Any]]] = []
+        for day, count in counts:
+            i = r * count // n
+            a, b = max(1, i), min(count, i + 1)
+            ascending = a - 1 <= count - b
+            lookups.append((f"SELECT {column} AS c {where} AND start_day = ? ORDER BY {column}"
+                            f"{'' if ascending else ' DESC'} LIMIT ? OFFSET ?",
+                            [*params, day, b - a + 1, a - 1 if ascending else count - b]))
+        read = _read_all(execute, lookups, in_process)
+        low, high = min(min(costs) for costs in read), max(max(costs) for costs in read)
+        if others:
+            i = r * len(others) // n
+            low, high = min(low, others[max(1, i) - 1]), max(high, others[min(len(others), i + 1) - 1])
+        # (the entries below the bracket, counted from the nearer end)
+        if r <= n - r:
+            below = execute(on_days.format("COUNT(*)") + f" AND {column} < ?", [*day_params, *params, low])
+            below_count = below.fetchone()[0]
+        else:
+            at_or_above = execute(on_days.format("COUNT(*)") + f" AND {column} >= ?", [*day_params, *params, low])
+            below_count = sum(count for _, count in counts) - at_or_above.fetchone()[0]
+        bracket = [c for (c,) in execute(on_days.format(column) + f" AND {column} >= ? AND {column} <= ?",
+                                         [*day_params, *params, low, high])]
+        below_count += bisect_left(others, low)
+        bracket += others[bisect_left(others, low):bisect_right(others, high)]
+        bracket.sort()
+        if not below_count < r <= below_count + len(bracket):
+            raise Unfit("a rank out of its bracket")
+        found[r] = bracket[r - below_count - 1]
+    return found
+
+
+def _read_all(execute: Callable[..., Any], lookups: list[tuple[str, list[Any]]], in_process: bool,
+              ) -> list[list[Any]]:
+    """Each statement's first column's values: SQLite runs each (prepared once, ~35 us a run), a server
+    a few hundred in one compound (one round trip)."""
+    if in_process:
+        return [[c for (c,) in execute(text, params)] for text, params in lookups]
+    found: list[list[Any]] = [[] for _ in lookups]
+    for chunk in range(0, len(lookups), 200):
+        some = lookups[chunk : chunk + 200]
+        statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
+                                       for i, (text, _) in enumerate(some))
+        for i, cost in execute(statement, [p for _, params in some for p in params]):
+            found[chunk + i].append(cost)
+    return found
 
 def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[int]]:
     """Conditions over a task_rollup row `t` keeping the tasks started in [since, until), and their
@@ -416,7 +479,7 @@ def _counted_from_days(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, with_cte: str, cte_params: list[Any], days: tuple[int, int] | None = None,
 ) -> list[Any]:
-    columns = {"bucket": "b.label", "kind": "d.kind",
+    columns = {"bucket": "b.label", "kind": "d.kind", "day": "d.start_day",
                "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
                PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
     g = [columns[k] for k in order]
