@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date
 from typing import Any
 
 from ..store.rollups import (
@@ -381,30 +382,65 @@ def _ranked_in_window(
             on_days.setdefault(tuple(row[:width]), []).append((row[width], row[width + 1]))
     for key, n, ranks in cut:
         values = dict(zip(order, key, strict=True))
-        entries = _index_entries(values, kind, outcome, "start_day", in_process, per_model)
-        if entries is None:  # the tasks without calls: each costs 0 here
+        entries = {column: _index_entries(values, kind, outcome, column, in_process, per_model)
+                   for column in _BUCKET_OF_DAY}
+        if entries["start_day"] is None:  # the tasks without calls: each costs 0 here
             found[key] = dict.fromkeys(ranks, 0)
             continue
-        found[key] = _ranked_over_days(execute, entries, sorted(on_days.get(key, [])), at_edges.get(key, []), n,
+        # (the days whose entries it may read by week or month: the window's whole days in its bucket)
+        days = days_of[values["bucket"]] if "bucket" in values else [first, last]
+        found[key] = _ranked_over_days(execute, entries, sorted(on_days.get(key, [])),
+                                       (max(first, min(days)), min(last, max(days))), at_edges.get(key, []), n,
                                        ranks, in_process)
     return found
 
 
-def _ranked_over_days(
-    execute: Callable[..., Any], entries: tuple[str, str, list[Any]], counts: list[tuple[int, int]],
-    others: list[int], n: int, ranks: set[int], in_process: bool,
-) -> dict[int, int]:
-    """{rank: cost} among a group's ``n`` entries: those of its index (`_index_entries`, the per-day
-    one) on the days of ``counts`` ((day, its entries), by day; none for a bucket of the window's edge
-    days), and ``others``; each rank read from the index, no entry of it read but a few around it.
+def _runs(counts: list[tuple[int, int]], allowed: tuple[int, int]) -> list[tuple[str, int, int]]:
+    """(bucket column, its value, entries): the days of ``counts`` ((day, its entries)) as whole months
+    and whole weeks where those lie in ``allowed`` (first, last day), else as days."""
+    first, last = allowed
 
-    Each day's entries are a run in cost order, and so are ``others`` once sorted. For the r-th of all,
-    each run's entries at ranks i and i + 1, i = r * (its entries) // n, are read at their place: the
-    r-th lies between the least of the first and the greatest of the second (fewer than r entries are
-    below the one, at least r at or below the other). Those below the bracket are counted and those in
-    it read (one statement each, the days joined to the index: each day's entries entered at the bracket),
-    and the r-th is found among them."""
-    column, where, params = entries
+    def whole_month(day: int) -> bool:
+        month = month_of_day(day)
+        begins = (date(month // 12, month % 12 + 1, 1) - _EPOCH).days
+        ends = (date(month // 12 + (month % 12 == 11), (month + 1) % 12 + 1, 1) - _EPOCH).days - 1
+        return first <= begins and ends <= last
+
+    runs: dict[tuple[str, int], int] = {}
+    for day, count in counts:
+        week = week_of_day(day)
+        # (a week, when none of its days is in a whole month: each entry in one run)
+        run = (("start_month", month_of_day(day)) if whole_month(day)
+               else ("start_week", week) if first <= week and week + 6 <= last
+               and not whole_month(week) and not whole_month(week + 6) else ("start_day", day))
+        runs[run] = runs.get(run, 0) + count
+    return [(column, value, count) for (column, value), count in runs.items()]
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _ranked_over_days(
+    execute: Callable[..., Any], entries: dict[str, tuple[str, str, list[Any]] | None],
+    counts: list[tuple[int, int]], allowed: tuple[int, int], others: list[int], n: int, ranks: set[int],
+    in_process: bool,
+) -> dict[int, int]:
+    """{rank: cost} among a group's ``n`` entries: those of its indexes (``entries``: `_index_entries`
+    by bucket column) on the days of ``counts`` ((day, its entries), by day; none for a bucket of the
+    window's edge days), and ``others``; each rank read from the indexes, no entry read but a few
+    around it. ``allowed`` (first, last day): where whole weeks and months may be read by their index.
+
+    The days' entries are runs in cost order (a whole month's or week's in its index, `_runs`, else a
+    day's), and so are ``others`` once sorted. For the r-th of all, each run's entries at ranks i and
+    i + 1, i = r * (its entries) // n, are read at their place: the r-th lies between the least of the
+    first and the greatest of the second (fewer than r entries are below the one, at least r at or
+    below the other). Those below the bracket are counted and those in it read (one statement each,
+    the days joined to the per-day index: each day's entries entered at the bracket), and the r-th is
+    found among them."""
+    day_entries = entries["start_day"]
+    if day_entries is None:  # (said again for mypy: the caller ranks those without calls)
+        return dict.fromkeys(ranks, 0)
+    column, where, params = day_entries
     others = sorted(others)
     if sum(count for _, count in counts) + len(others) != n:
         raise Unfit("a window's entries and its count differ")
@@ -418,13 +454,14 @@ def _ranked_over_days(
         # (1-based ranks a <= b of each run, and the statements that read them at their place, from the
         # nearer end)
         lookups: list[tuple[str, list[Any]]] = []
-        for day, count in counts:
+        for bucket_column, value, count in _runs(counts, allowed):
             i = r * count // n
             a, b = max(1, i), min(count, i + 1)
             ascending = a - 1 <= count - b
-            lookups.append((f"SELECT {column} AS c {where} AND start_day = ? ORDER BY {column}"
+            _, run_where, run_params = entries[bucket_column] or day_entries
+            lookups.append((f"SELECT {column} AS c {run_where} AND {bucket_column} = ? ORDER BY {column}"
                             f"{'' if ascending else ' DESC'} LIMIT ? OFFSET ?",
-                            [*params, day, b - a + 1, a - 1 if ascending else count - b]))
+                            [*run_params, value, b - a + 1, a - 1 if ascending else count - b]))
         read = _read_all(execute, lookups, in_process)
         low, high = min(min(costs) for costs in read), max(max(costs) for costs in read)
         if others:
@@ -437,11 +474,15 @@ def _ranked_over_days(
         else:
             at_or_above = execute(on_days.format("COUNT(*)") + f" AND {column} >= ?", [*day_params, *params, low])
             below_count = sum(count for _, count in counts) - at_or_above.fetchone()[0]
-        bracket = [c for (c,) in execute(on_days.format(column) + f" AND {column} >= ? AND {column} <= ?",
-                                         [*day_params, *params, low, high])]
         below_count += bisect_left(others, low)
-        bracket += others[bisect_left(others, low):bisect_right(others, high)]
-        bracket.sort()
+        if low == high:  # (a bracket of one value, often many entries alike: counted, not read)
+            in_bracket = execute(on_days.format("COUNT(*)") + f" AND {column} = ?", [*day_params, *params, low])
+            bracket = [low] * (in_bracket.fetchone()[0] + bisect_right(others, high) - bisect_left(others, low))
+        else:
+            bracket = [c for (c,) in execute(on_days.format(column) + f" AND {column} >= ? AND {column} <= ?",
+                                             [*day_params, *params, low, high])]
+            bracket += others[bisect_left(others, low):bisect_right(others, high)]
+            bracket.sort()
         if not below_count < r <= below_count + len(bracket):
             raise Unfit("a rank out of its bracket")
         found[r] = bracket[r - below_count - 1]
