@@ -356,8 +356,8 @@ def _ranked_in_window(
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}} in a time window (`_inner_days`): a group whose bucket's days are all
     whole days of the window is ranked as without the window (`_ranked_from_index`); another's entries
-    are those of the window's whole days, read from the per-day index (no task row read), and those of
-    the tasks of its edges, read from their rows."""
+    are those of the window's whole days, ranked in their per-day, per-week and per-month indexes
+    (`_ranked_over_days`: no task row read), and those of the tasks of its edges, read from their rows."""
     (first, last), edges = inner
     whole: list[tuple[tuple[Any, ...], int, set[int]]] = []
     cut: list[tuple[tuple[Any, ...], int, set[int]]] = []
