@@ -30,7 +30,14 @@ PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/?by=outc
          "/tasks", "/tasks?sort=cost&dir=desc",
          "/tasks?kind=support_ticket&sort=cost&dir=desc", "/tasks?retried=1&sort=runs", "/tasks?q=zzz",
          "/tasks?q=0", "/tasks?q=T-4242", "/tasks?sort=duration", "/tasks?page=1000", "TASK",
-         "/compare?a=14d..7d&b=7d..", "/whatif?model=gpt-4o-mini"]
+         "/compare?a=14d..7d&b=7d..", "/whatif?model=gpt-4o-mini",
+         # time windows (the store's 90 days end 2025-11-23): their whole days counted from the per-day
+         # rows and ranked from the per-day indexes, the tasks of the days an edge cuts through read
+         # from their rows; by model and outcome (not a window: many small groups walked in an index)
+         "/?by=model&since=2025-11-01", "/?since=2025-11-16&by=model", "/?by=provider&since=2025-11-01",
+         "/?by=outcome&since=2025-10-01", "/?since=2025-11-01&every=week&by=outcome",
+         "/?by=kind,outcome&since=2025-11-01", "/?by=model&since=2025-08-28",
+         "/?by=model&since=2025-10-03T12%3A00&until=2025-11-05T06%3A30", "/?by=model,outcome"]
 
 
 def _timed(client: Any, page: str) -> tuple[Any, float, float]:

@@ -15,7 +15,9 @@ dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date
 from typing import Any
 
 from ..store.rollups import (
@@ -85,16 +87,11 @@ def group_rows(
     split = per_model is not None and bool(
         execute("SELECT COALESCE(SUM(split_tasks), 0) FROM rollup_days WHERE part_kind = ''").fetchone()[0]
     )
-    if since_ns is None and until_ns is None:
-        counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
-    else:
-        counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
-                                      cte_params, split)
     width = len(order)
     # A group's ranked costs: read at their rank from an index where one holds the group's costs in
     # order (a kind's tasks, an outcome's, a model's, a provider's, each also by day, week or month,
-    # a model's or provider's also of a kind), else all read and sorted here (a time window, a model
-    # under two providers in one task, a run without a key by kind and model).
+    # a model's or provider's also of a kind), else all read and sorted here (a model under two
+    # providers in one task, a run without a key by kind and model).
     unwindowed = since_ns is None and until_ns is None
     of_outcome = outcome is not None or "outcome" in order
     # (the buckets' days, whether each bucket is a day, a week or a month: the index that holds each
@@ -108,19 +105,40 @@ def group_rows(
     keyless = of_kind and per_model is not None and bool(
         execute("SELECT EXISTS (SELECT 1 FROM task_model_rollup WHERE task_kind = '')").fetchone()[0]
     )
-    by_index = unwindowed and bucket_at is not None and (
+    indexed = bucket_at is not None and (
         (per_model is None and (of_outcome or of_kind))
         or (per_model is not None and not (per_model == "model" and split) and not keyless
             and set(named) - {"kind", "outcome"} == {"model"})
     )
+    # A time window: its whole days (every task of them in the window) are read as the report without
+    # a window reads every day, the tasks of its edge days from their rows.
+    inner = None if unwindowed or not indexed else _inner_days(execute, since_ns, until_ns)
+    if unwindowed:
+        counted = _counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params)
+    elif inner is None:
+        counted = _counted_from_tasks(execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte,
+                                      cte_params, split)
+    else:
+        whole_days, edges = inner
+        at_edges = [row for lower, upper in edges for row in _counted_from_tasks(
+            execute, order, per_model, kind, outcome, lower, upper, with_cte, cte_params, split, whole_days)]
+        counted = _added(width, [
+            *_counted_from_days(execute, order, per_model, kind, outcome, with_cte, cte_params, whole_days),
+            *at_edges])
+        # (the edges' tasks' costs are read only if there are some)
+        inner = whole_days, edges if any(row[width] for row in at_edges) else []
+    by_index = indexed and (unwindowed or inner is not None)
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split
     )
     if by_index and bucket_at is not None:  # (by_index implies it: said again for mypy)
-        from_index = _ranked_from_index(execute, order, [
-            (tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
-            for row in counted if row[width]
-        ], kind, outcome, bucket_at, in_process, per_model)
+        groups = [(tuple(row[:width]), row[width], {nearest_rank(row[width], p) for p in percentiles})
+                  for row in counted if row[width]]
+        if inner is None:
+            from_index = _ranked_from_index(execute, order, groups, kind, outcome, bucket_at, in_process, per_model)
+        else:
+            from_index = _ranked_in_window(execute, order, groups, kind, outcome, bucket_at, days_of, inner,
+                                           in_process, per_model, with_cte, cte_params, split)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -181,47 +199,17 @@ def _ranked_from_index(
     lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
     for key, n, ranks in groups:
         values = dict(zip(order, key, strict=True))
-        of_outcome = "outcome" in values or outcome is not None
-        label = values.get("outcome", outcome)
-        # (a task without an outcome has no label: the group of those is the NULL one)
-        conditions, params = ([] if not of_outcome else ["outcome_label IS NULL"] if label is None
-                              else ["outcome_label = ?"]), ([] if label is None else [label])
-        table_of = ""
-        if PART in values:
-            if values[PART] is None:  # the tasks without calls: each costs 0 here
-                found[key] = dict.fromkeys(ranks, 0)
-                continue
-            params.insert(0, values[PART])
-            if per_model == "provider":
-                # (one entry a (task, provider): on its first model's row)
-                conditions[:0] = ["provider = ?", "provider_cost_pico IS NOT NULL"]
-                column, table = "provider_cost_pico", "task_model_rollup"
-                if in_process:  # (SQLite: the partial index is taken only when named)
-                    table_of = f" INDEXED BY {PROVIDER_INDEXES[column_of_bucket]}"
-            else:
-                conditions.insert(0, "model = ?")
-                column, table = "cost_pico", "task_model_rollup"
-            of_kind = values.get("kind", kind)
-            if of_kind is not None:
-                conditions.append("task_kind = ?")
-                params.append(of_kind)
-                if in_process and per_model != "provider":  # (SQLite would rather take the table's key)
-                    table_of = f" INDEXED BY {MODEL_INDEXES[column_of_bucket]}"
-        else:
-            column, table = "task_cost_pico", "task_rollup"
-            of_kind = values.get("kind", kind)
-            if of_kind is not None:
-                conditions.append("kind = ?")
-                params.append(of_kind)
-            if of_outcome and in_process:
-                # (SQLite would rather take the kind's index, with an equality on it too, and read each
-                # entry's row for its outcome)
-                table_of = f" INDEXED BY {OUTCOME_INDEXES[column_of_bucket]}"
+        entries = _index_entries(values, kind, outcome, column_of_bucket, in_process, per_model)
+        if entries is None:  # the tasks without calls: each costs 0 here
+            found[key] = dict.fromkeys(ranks, 0)
+            continue
+        column, where, params = entries
+        read = f"SELECT {column} AS c {where}"
         if "bucket" in values:
-            conditions.append(f"{column_of_bucket} = ?")
+            read += f" AND {column_of_bucket} = ?"
             params.append(bucket_values[values["bucket"]])
         found[key] = {}
-        read = f"SELECT {column} AS c FROM {table}{table_of} WHERE {' AND '.join(conditions)} ORDER BY {column}"
+        read += f" ORDER BY {column}"
         for r in ranks:
             # (a rank past the middle is read from the other end: fewer entries walked)
             lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
@@ -242,17 +230,279 @@ def _ranked_from_index(
     return found
 
 
+def _index_entries(
+    values: dict[str, Any], kind: str | None, outcome: str | None, column_of_bucket: str, in_process: bool,
+    per_model: str | None,
+) -> tuple[str, str, list[Any]] | None:
+    """(the cost column, ``FROM <table> WHERE <conditions>``, its parameters): a
+    group's entries (``values``: its key by name) in the index that holds them in cost order after
+    ``column_of_bucket`` ("" for none; the bucket's own condition is the caller's); None for the group
+    of tasks without calls (each costs 0)."""
+    of_outcome = "outcome" in values or outcome is not None
+    label = values.get("outcome", outcome)
+    # (a task without an outcome has no label: the group of those is the NULL one)
+    conditions, params = ([] if not of_outcome else ["outcome_label IS NULL"] if label is None
+                          else ["outcome_label = ?"]), ([] if label is None else [label])
+    table_of = ""
+    if PART in values:
+        if values[PART] is None:
+            return None
+        params.insert(0, values[PART])
+        if per_model == "provider":
+            # (one entry a (task, provider): on its first model's row)
+            conditions[:0] = ["provider = ?", "provider_cost_pico IS NOT NULL"]
+            column, table = "provider_cost_pico", "task_model_rollup"
+            if in_process:  # (SQLite: the partial index is taken only when named)
+                table_of = f" INDEXED BY {PROVIDER_INDEXES[column_of_bucket]}"
+        else:
+            conditions.insert(0, "model = ?")
+            column, table = "cost_pico", "task_model_rollup"
+        of_kind = values.get("kind", kind)
+        if of_kind is not None:
+            conditions.append("task_kind = ?")
+            params.append(of_kind)
+            if in_process and per_model != "provider":  # (SQLite would rather take the table's key)
+                table_of = f" INDEXED BY {MODEL_INDEXES[column_of_bucket]}"
+    else:
+        column, table = "task_cost_pico", "task_rollup"
+        of_kind = values.get("kind", kind)
+        if of_kind is not None:
+            conditions.append("kind = ?")
+            params.append(of_kind)
+        if of_outcome and in_process:
+            # (SQLite would rather take the kind's index, with an equality on it too, and read each
+            # entry's row for its outcome)
+            table_of = f" INDEXED BY {OUTCOME_INDEXES[column_of_bucket]}"
+    return column, f"FROM {table}{table_of} WHERE {' AND '.join(conditions)}", params
+
+
 def _task_filter(kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
-                 ) -> tuple[str, list[Any]]:
-    """Conditions over a task_rollup row `t`, and their parameters."""
-    conditions, params = [], []
+                 days_out: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
+    """Conditions over a task_rollup row `t`, and their parameters; ``days_out``: the tasks of these
+    days (first, last) left out."""
+    conditions: list[str] = []
+    params: list[Any] = []
     for condition, value in (("t.kind = ?", kind), ("t.outcome_label = ?", outcome)):
         if value is not None:
             conditions.append(condition)
             params.append(value)
     window, window_params = window_sql(since_ns, until_ns)
+    window_params = [*window_params]
+    if days_out is not None:
+        window.append("(t.start_day < ? OR t.start_day > ?)")
+        window_params.extend(days_out)
     return " AND ".join([*conditions, *window]) or "true", [*params, *window_params]
 
+
+DAY_NS = 86_400 * 10**9
+# How far from midnight a task's start_day may put it (`unitcost.store.rollups.day_sql` rounds a start
+# to the microsecond through a float: ~1 us at most): a window's edge days are looked for this far in.
+_EDGE_NS = 10**9
+
+
+def _inner_days(execute: Callable[..., Any], since_ns: int | None, until_ns: int | None,
+                ) -> tuple[tuple[int, int], list[tuple[int, int]]] | None:
+    """((first, last): the whole days in [``since_ns``, ``until_ns``), those whose every task started in
+    it, by their start_day; [(from, to)]: the spans of ns (at most two, at the window's edges) where
+    the window's other tasks started), or None: no whole day, or a task started before 1970 (its
+    start_day is not its day), or some task of those days started out of the window (start_day rounds
+    a start within a microsecond of midnight to the next day)."""
+    first = 0 if since_ns is None else max(0, -(-since_ns // DAY_NS))
+    last = 10**7 if until_ns is None else min(10**7, until_ns // DAY_NS - 1)  # (10**7 days: past year 2262)
+    if first > last or execute("SELECT MIN(started_ns) < 0 FROM task_rollup").fetchone()[0]:
+        return None
+    outside = []
+    if since_ns is not None:
+        outside.append(("t.start_day >= ?", [_int64(since_ns - _EDGE_NS), since_ns, first]))
+    if until_ns is not None:
+        outside.append(("t.start_day <= ?", [until_ns, _int64(until_ns + _EDGE_NS), last]))
+    for condition, params in outside:
+        if execute("SELECT EXISTS (SELECT 1 FROM task_rollup t WHERE t.started_ns >= ? AND t.started_ns < ? "
+                   f"AND {condition})", params).fetchone()[0]:
+            return None
+    # (a task of an earlier day started before the first whole day's first second; of a later day,
+    # after the last whole day's last second)
+    lower, upper = _int64(first * DAY_NS + _EDGE_NS), (last + 1) * DAY_NS - _EDGE_NS
+    edges = []
+    if since_ns is not None:
+        edges.append((since_ns, lower if until_ns is None else min(until_ns, lower)))
+    if until_ns is not None:
+        edges.append((upper, until_ns))
+    return (first, last), [(a, b) for a, b in edges if a < b]
+
+
+def _int64(value: int) -> int:
+    return max(-(2**63), min(value, 2**63 - 1))
+
+
+def _added(width: int, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of counts and sums by group (the key: the first ``width`` columns) added by group."""
+    found: dict[tuple[Any, ...], list[Any]] = {}
+    for row in rows:
+        key = tuple(row[:width])
+        if key in found:
+            found[key] = [None if a is None and b is None else (a or 0) + (b or 0)
+                          for a, b in zip(found[key], row[width:], strict=True)]
+        else:
+            found[key] = list(row[width:])
+    return [[*key, *sums] for key, sums in found.items()]
+
+
+def _ranked_in_window(
+    execute: Callable[..., Any], order: Sequence[str], groups: list[tuple[tuple[Any, ...], int, set[int]]],
+    kind: str | None, outcome: str | None, bucket_at: tuple[str, dict[str, int]], days_of: dict[str, list[int]],
+    inner: tuple[tuple[int, int], list[tuple[int, int]]], in_process: bool, per_model: str | None,
+    with_cte: str, cte_params: list[Any], split: bool,
+) -> dict[tuple[Any, ...], dict[int, int]]:
+    """{group key: {rank: cost}} in a time window (`_inner_days`): a group whose bucket's days are all
+    whole days of the window is ranked as without the window (`_ranked_from_index`); another's entries
+    are those of the window's whole days, ranked in their per-day, per-week and per-month indexes
+    (`_ranked_over_days`: no task row read), and those of the tasks of its edges, read from their rows."""
+    (first, last), edges = inner
+    whole: list[tuple[tuple[Any, ...], int, set[int]]] = []
+    cut: list[tuple[tuple[Any, ...], int, set[int]]] = []
+    for group in groups:
+        label = dict(zip(order, group[0], strict=True)).get("bucket")
+        days = days_of.get(label, []) if label is not None else []
+        (whole if days and first <= min(days) and max(days) <= last else cut).append(group)
+    found = _ranked_from_index(execute, order, whole, kind, outcome, bucket_at, in_process, per_model)
+    if not cut:
+        return found
+    at_edges: dict[tuple[Any, ...], list[int]] = {}
+    for lower, upper in edges:
+        for key, costs in _entry_costs(execute, order, per_model, kind, outcome, lower, upper, with_cte, cte_params,
+                                       split, (first, last)).items():
+            at_edges.setdefault(tuple(key), []).extend(costs)
+    # (each group's entries on each whole day: its tasks there, or by model or provider its (task, part)s)
+    on_days: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    width = len(order)
+    for row in _counted_from_days(execute, [*order, "day"], per_model, kind, outcome, with_cte, cte_params,
+                                  (first, last)):
+        if row[width + 1]:
+            on_days.setdefault(tuple(row[:width]), []).append((row[width], row[width + 1]))
+    for key, n, ranks in cut:
+        values = dict(zip(order, key, strict=True))
+        entries = {column: _index_entries(values, kind, outcome, column, in_process, per_model)
+                   for column in _BUCKET_OF_DAY}
+        if entries["start_day"] is None:  # the tasks without calls: each costs 0 here
+            found[key] = dict.fromkeys(ranks, 0)
+            continue
+        # (the days whose entries it may read by week or month: the window's whole days in its bucket)
+        days = days_of[values["bucket"]] if "bucket" in values else [first, last]
+        found[key] = _ranked_over_days(execute, entries, sorted(on_days.get(key, [])),
+                                       (max(first, min(days)), min(last, max(days))), at_edges.get(key, []), n,
+                                       ranks, in_process)
+    return found
+
+
+def _runs(counts: list[tuple[int, int]], allowed: tuple[int, int]) -> list[tuple[str, int, int]]:
+    """(bucket column, its value, entries): the days of ``counts`` ((day, its entries)) as whole months
+    and whole weeks where those lie in ``allowed`` (first, last day), else as days."""
+    first, last = allowed
+
+    def whole_month(day: int) -> bool:
+        month = month_of_day(day)
+        begins = (date(month // 12, month % 12 + 1, 1) - _EPOCH).days
+        ends = (date(month // 12 + (month % 12 == 11), (month + 1) % 12 + 1, 1) - _EPOCH).days - 1
+        return first <= begins and ends <= last
+
+    runs: dict[tuple[str, int], int] = {}
+    for day, count in counts:
+        week = week_of_day(day)
+        # (a week, when none of its days is in a whole month: each entry in one run)
+        run = (("start_month", month_of_day(day)) if whole_month(day)
+               else ("start_week", week) if first <= week and week + 6 <= last
+               and not whole_month(week) and not whole_month(week + 6) else ("start_day", day))
+        runs[run] = runs.get(run, 0) + count
+    return [(column, value, count) for (column, value), count in runs.items()]
+
+
+_EPOCH = date(1970, 1, 1)
+
+
+def _ranked_over_days(
+    execute: Callable[..., Any], entries: dict[str, tuple[str, str, list[Any]] | None],
+    counts: list[tuple[int, int]], allowed: tuple[int, int], others: list[int], n: int, ranks: set[int],
+    in_process: bool,
+) -> dict[int, int]:
+    """{rank: cost} among a group's ``n`` entries: those of its indexes (``entries``: `_index_entries`
+    by bucket column) on the days of ``counts`` ((day, its entries), by day; none for a bucket of the
+    window's edge days), and ``others``; each rank read from the indexes, no entry read but a few
+    around it. ``allowed`` (first, last day): where whole weeks and months may be read by their index.
+
+    The days' entries are runs in cost order (a whole month's or week's in its index, `_runs`, else a
+    day's), and so are ``others`` once sorted. For the r-th of all, each run's entries at ranks i and
+    i + 1, i = r * (its entries) // n, are read at their place: the r-th lies between the least of the
+    first and the greatest of the second (fewer than r entries are below the one, at least r at or
+    below the other). Those below the bracket are counted and those in it read (one statement each,
+    the days joined to the per-day index: each day's entries entered at the bracket), and the r-th is
+    found among them."""
+    day_entries = entries["start_day"]
+    if day_entries is None:  # (said again for mypy: the caller ranks those without calls)
+        return dict.fromkeys(ranks, 0)
+    column, where, params = day_entries
+    others = sorted(others)
+    if sum(count for _, count in counts) + len(others) != n:
+        raise Unfit("a window's entries and its count differ")
+    if not counts:
+        return {r: others[r - 1] for r in ranks}
+    on_days = f"WITH dd (d) AS (VALUES {', '.join('(?)' for _ in counts)}) SELECT {{}} FROM dd CROSS JOIN " + \
+        where.removeprefix("FROM ") + " AND start_day = dd.d"
+    day_params = [day for day, _ in counts]
+    found = {}
+    for r in ranks:
+        # (1-based ranks a <= b of each run, and the statements that read them at their place, from the
+        # nearer end)
+        lookups: list[tuple[str, list[Any]]] = []
+        for bucket_column, value, count in _runs(counts, allowed):
+            i = r * count // n
+            a, b = max(1, i), min(count, i + 1)
+            ascending = a - 1 <= count - b
+            _, run_where, run_params = entries[bucket_column] or day_entries
+            lookups.append((f"SELECT {column} AS c {run_where} AND {bucket_column} = ? ORDER BY {column}"
+                            f"{'' if ascending else ' DESC'} LIMIT ? OFFSET ?",
+                            [*run_params, value, b - a + 1, a - 1 if ascending else count - b]))
+        read = _read_all(execute, lookups, in_process)
+        low, high = min(min(costs) for costs in read), max(max(costs) for costs in read)
+        if others:
+            i = r * len(others) // n
+            low, high = min(low, others[max(1, i) - 1]), max(high, others[min(len(others), i + 1) - 1])
+        # (the entries below the bracket, counted from the nearer end)
+        if r <= n - r:
+            below = execute(on_days.format("COUNT(*)") + f" AND {column} < ?", [*day_params, *params, low])
+            below_count = below.fetchone()[0]
+        else:
+            at_or_above = execute(on_days.format("COUNT(*)") + f" AND {column} >= ?", [*day_params, *params, low])
+            below_count = sum(count for _, count in counts) - at_or_above.fetchone()[0]
+        below_count += bisect_left(others, low)
+        if low == high:  # (a bracket of one value, often many entries alike: counted, not read)
+            in_bracket = execute(on_days.format("COUNT(*)") + f" AND {column} = ?", [*day_params, *params, low])
+            bracket = [low] * (in_bracket.fetchone()[0] + bisect_right(others, high) - bisect_left(others, low))
+        else:
+            bracket = [c for (c,) in execute(on_days.format(column) + f" AND {column} >= ? AND {column} <= ?",
+                                             [*day_params, *params, low, high])]
+            bracket += others[bisect_left(others, low):bisect_right(others, high)]
+            bracket.sort()
+        if not below_count < r <= below_count + len(bracket):
+            raise Unfit("a rank out of its bracket")
+        found[r] = bracket[r - below_count - 1]
+    return found
+
+
+def _read_all(execute: Callable[..., Any], lookups: list[tuple[str, list[Any]]], in_process: bool,
+              ) -> list[list[Any]]:
+    """Each statement's first column's values: SQLite runs each (prepared once, ~35 us a run), a server
+    a few hundred in one compound (one round trip)."""
+    if in_process:
+        return [[c for (c,) in execute(text, params)] for text, params in lookups]
+    found: list[list[Any]] = [[] for _ in lookups]
+    for chunk in range(0, len(lookups), 200):
+        some = lookups[chunk : chunk + 200]
+        statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
+                                       for i, (text, _) in enumerate(some))
+        for i, cost in execute(statement, [p for _, params in some for p in params]):
+            found[chunk + i].append(cost)
+    return found
 
 def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[int]]:
     """Conditions over a task_rollup row `t` keeping the tasks started in [since, until), and their
@@ -268,19 +518,23 @@ def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], l
 
 def _counted_from_days(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
-    outcome: str | None, with_cte: str, cte_params: list[Any],
+    outcome: str | None, with_cte: str, cte_params: list[Any], days: tuple[int, int] | None = None,
 ) -> list[Any]:
-    columns = {"bucket": "b.label", "kind": "d.kind",
+    columns = {"bucket": "b.label", "kind": "d.kind", "day": "d.start_day",
                "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
                PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
     g = [columns[k] for k in order]
-    conditions, params = ["d.part_kind = ?"], [per_model or ""]
+    conditions: list[str] = ["d.part_kind = ?"]
+    params: list[Any] = [per_model or ""]
     if kind is not None:
         conditions.append("d.kind = ?")
         params.append(kind)
     if outcome is not None:
         conditions.append("d.state <> 0 AND d.outcome_label = ?")
         params.append(outcome)
+    if days is not None:
+        conditions.append("d.start_day >= ? AND d.start_day <= ?")
+        params.extend(days)
     return execute(  # type: ignore[no-any-return]
         f"{with_cte}SELECT {''.join(f'{c}, ' for c in g)}SUM(d.tasks), SUM(d.runs), "
         "SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), "
@@ -324,9 +578,9 @@ def _parts_sql(per_model: str, wide: bool, split: bool) -> str:
 def _counted_from_tasks(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
-    split: bool,
+    split: bool, days_out: tuple[int, int] | None = None,
 ) -> list[Any]:
-    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns, days_out)
     windowed = since_ns is not None or until_ns is not None
     g = _task_groups(order, windowed)
     bucket_join = _bucket_join(with_cte, windowed)
@@ -372,11 +626,11 @@ def _counted_from_tasks(
 def _entry_costs(
     execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
     outcome: str | None, since_ns: int | None, until_ns: int | None, with_cte: str, cte_params: list[Any],
-    split: bool,
+    split: bool, days_out: tuple[int, int] | None = None,
 ) -> dict[tuple[Any, ...], list[int]]:
     """Each group's entry costs (a task's whole cost; by model or provider, each (task, part)'s LLM cost),
     read narrow and ranked in Python: a sort of 100k integers there costs less than SQL's window functions."""
-    condition, params = _task_filter(kind, outcome, since_ns, until_ns)
+    condition, params = _task_filter(kind, outcome, since_ns, until_ns, days_out)
     windowed = since_ns is not None or until_ns is not None
     g = _task_groups(order, windowed)
     bucket_join = _bucket_join(with_cte, windowed)

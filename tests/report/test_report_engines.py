@@ -24,6 +24,7 @@ from unitcost.report.engine import ReportError, report, row_for_json
 from unitcost.store.schema import open_store
 
 DAY = 86_400 * 10**9
+HOUR = 3_600 * 10**9
 MIDNIGHT = 1_764_028_800 * 10**9  # 2025-11-25T00:00:00Z, a Tuesday
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5"), ("acme", "gpt-4o")]
 
@@ -89,7 +90,8 @@ requests = st.fixed_dictionaries(
         "where": st.sampled_from([None, ["customer=acme"], ["outcome=resolved"], ["kind=ticket"], ["prompt=2"]]),
         "kind": st.sampled_from([None, "ticket"]),
         "window": st.sampled_from(
-            [(None, None), (MIDNIGHT - 7 * DAY, None), (None, MIDNIGHT), (MIDNIGHT - DAY, MIDNIGHT + DAY)]
+            [(None, None), (MIDNIGHT - 7 * DAY, None), (None, MIDNIGHT), (MIDNIGHT - DAY, MIDNIGHT + DAY),
+             (MIDNIGHT - 9 * DAY + 7 * HOUR, MIDNIGHT + 13 * HOUR)]  # (its edges cut through days)
         ),
     }
 )
@@ -340,3 +342,84 @@ def test_a_providers_or_a_kinds_models_percentiles_are_read_from_an_index(store,
     sql_rows, python_rows = _both_from_indexes(store, monkeypatch, every=every, **request_)
     assert sql_rows == python_rows
     assert len(python_rows) > 1
+
+
+def part_and_kind_tasks() -> tuple[list, list]:
+    """(runs, outcomes): keyed tasks of two kinds over six weeks and two months, several a day, of
+    several runs, some without calls, some calling two models of one provider, most with an outcome."""
+    def calls(n: int) -> list:
+        one = [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)]
+        return one + [(MODELS[1], 50, 0, 5, 0, (n * 104729) % 10**8, False, 0)] if n % 3 == 0 else one
+
+    runs_ = [(("ticket", "chat")[n % 2], f"K{n % 120}", MIDNIGHT - 60 * DAY + n * DAY // 3 + n % 3, "{}",
+              calls(n) if n % 7 else [], []) for n in range(240)]
+    labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
+    return runs_, [("run", n, n, labels[n % 5 % 3], None) for n in range(120) if n % 4]
+
+
+# Windows over the tasks' forty days (from 2025-09-26): from a Monday's midnight on (a whole month,
+# whole weeks and days); cutting through a day at each end; up to a midnight (a Saturday's: it cuts
+# through a week).
+WINDOWS = [(MIDNIGHT - 57 * DAY, None), (MIDNIGHT - 50 * DAY + 5 * HOUR, MIDNIGHT - 24 * DAY + 17 * HOUR),
+           (None, MIDNIGHT - 31 * DAY)]
+IN_A_WINDOW = [
+    {"by": "model"}, {"by": "provider"}, {"by": "outcome"}, {"by": "kind,outcome"}, {"by": "model,outcome"},
+    {"by": "kind,model"}, {"by": "provider", "where": ["outcome=resolved"]}, {"by": "kind", "kind": "chat"},
+]
+
+
+@pytest.mark.parametrize("every", [None, "day", "week"])
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("request_", IN_A_WINDOW)
+def test_a_windows_whole_days_are_read_from_the_per_day_rows_and_indexes(store, monkeypatch, every, window,
+                                                                          request_):
+    # In a time window, the tasks of its whole days are counted from the per-day rows and their costs
+    # read from the per-day indexes; only the tasks of the days its edges cut through are read from
+    # their rows (never a span of more than a day and its edges' seconds), none when it starts and
+    # ends at midnights and no task starts then; a day's bucket of whole days is read at its ranks
+    # (never every cost read). The rows equal the Python engine's.
+    from unitcost.report import rollup_sql
+
+    _write(store, *part_and_kind_tasks(), [])
+    entry_costs, over_days = rollup_sql._entry_costs, rollup_sql._ranked_over_days
+    spans: list[int] = []
+    read_over_days: list[Any] = []
+
+    def at_the_edges(*args: Any) -> Any:
+        since, until = args[5], args[6]
+        spans.append(until - since)
+        return entry_costs(*args)
+
+    def recorded(*args: Any) -> Any:
+        read_over_days.append(args[2])
+        return over_days(*args)
+
+    since, until = window
+    with monkeypatch.context() as m:
+        m.setattr(rollup_sql, "_entry_costs", at_the_edges)
+        m.setattr(rollup_sql, "_ranked_over_days", recorded)
+        sql_rows, python_rows = _both(store, monkeypatch, every=every, since_ns=since, until_ns=until, **request_)
+    assert sql_rows == python_rows
+    assert python_rows and (every == "day" or any(r["tasks"] > 2 for r in python_rows))
+    # (_both's second, joined, report reads no rollup)
+    assert all(span <= DAY + 2 * 10**9 for span in spans), spans
+    if (since is None or since % DAY == 0) and (until is None or until % DAY == 0):
+        assert not spans
+    if every == "day":  # (a day the window cuts through: its tasks' costs, read from their rows)
+        assert not any(read_over_days), read_over_days
+    elif every is None:
+        assert read_over_days
+
+
+@pytest.mark.parametrize("moment", [-1, -499, -500, 0, 1])
+def test_a_task_started_by_a_windows_edge_is_counted_on_its_side(store, monkeypatch, moment):
+    # A start less than half a microsecond before midnight is on the next day (start_day rounds it,
+    # as the buckets do): in a window from that midnight, it is no task of the window's first day.
+    runs_ = [("ticket", None, MIDNIGHT + moment, "{}", [(MODELS[0], 100, 0, 10, 0, 10**6, False, 0)], []),
+             ("ticket", None, MIDNIGHT + HOUR, "{}", [(MODELS[0], 100, 0, 10, 0, 3 * 10**6, False, 0)], []),
+             ("ticket", None, MIDNIGHT - HOUR, "{}", [(MODELS[0], 100, 0, 10, 0, 5 * 10**6, False, 0)], [])]
+    _write(store, runs_, [], [])
+    for window in [(MIDNIGHT, None), (None, MIDNIGHT), (MIDNIGHT - DAY, MIDNIGHT + DAY)]:
+        for by in ("model", "kind"):
+            sql_rows, python_rows = _both(store, monkeypatch, by=by, since_ns=window[0], until_ns=window[1])
+            assert sql_rows == python_rows, (window, by)

@@ -10,16 +10,19 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_report_engines import (
+    IN_A_WINDOW,
     MIDNIGHT,
     MODELS,
     NO_CALL,
     OF_ONE_OUTCOME,
     PLAIN,
+    WINDOWS,
     _both,
     _names_no_attribute,
     _write,
     outcome_tasks,
     outcomes,
+    part_and_kind_tasks,
     requests,
     runs,
     stray,
@@ -144,3 +147,30 @@ def test_postgres_reads_an_outcomes_percentiles_from_an_index(stores, monkeypatc
             m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
             pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, **request)
         assert in_server and pg_rows == sql_rows == python_rows, request
+
+
+@pytest.mark.parametrize("every", [None, "day", "week"])
+def test_postgres_reads_a_windows_whole_days_from_the_per_day_rows_and_indexes(stores, monkeypatch, every):
+    # As on SQLite (test_a_windows_whole_days_are_read_from_the_per_day_rows_and_indexes): in a time
+    # window, only the tasks of the days its edges cut through are read from their rows, and the rows
+    # equal SQLite's and Python's.
+    from unitcost.report import rollup_sql
+
+    sqlite_db, backend = stores
+    _write(sqlite_db, *part_and_kind_tasks(), [])
+    _write(_Writes(backend), *part_and_kind_tasks(), [])
+    entry_costs = rollup_sql._entry_costs
+
+    def at_the_edges(*args: Any) -> Any:
+        assert args[6] - args[5] <= 86_400 * 10**9 + 2 * 10**9, "a window's tasks were read from their rows"
+        return entry_costs(*args)
+
+    for since, until in WINDOWS:
+        for request in IN_A_WINDOW:
+            sql_rows, python_rows = _both(sqlite_db, monkeypatch, every=every, since_ns=since, until_ns=until,
+                                          **request)
+            with monkeypatch.context() as m:
+                m.setattr(rollup_sql, "_entry_costs", at_the_edges)
+                pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, since_ns=since,
+                                                    until_ns=until, **request)
+            assert in_server and pg_rows == sql_rows == python_rows, (since, until, request)
