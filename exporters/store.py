@@ -260,6 +260,7 @@ class StoreSpanExporter(SpanExporter):
 
     def _connect(self) -> None:
         self._db = open_backend(self._db_path)
+        self._db.prepare_writer()
         self._inode = _inode(self._db_path)
         self._merge_losses = True
 
