@@ -37,14 +37,18 @@ _SMALLEST = 8  # padding a handful of rows up to 8 costs less than one more comp
 
 
 @lru_cache(maxsize=64)
-def statement_sizes(columns: int) -> tuple[int, ...]:
+def statement_sizes(columns: int, parameters: int = _MAX_PARAMETERS, rows: int = _MAX_ROWS) -> tuple[int, ...]:
     """The row counts statements are compiled for, for a table of this many columns: 8, 12, 16, 24,
-    32, 48, ... up to what SQLite's limit on host parameters allows (and at most `_MAX_ROWS`)."""
-    most = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // columns))
+    32, 48, ... up to what SQLite's limit on host ``parameters`` allows (and at most ``rows``); past
+    2,048 rows, steps of an eighth (a statement of thousands of rows costs more to pad than to compile)."""
+    most = max(1, min(rows, parameters // columns))
     sizes = []
     size = _SMALLEST
     while size <= most:
         sizes.append(size)
+        if size >= _MAX_ROWS:
+            size += size // 8
+            continue
         if size + size // 2 <= most:
             sizes.append(size + size // 2)
         size *= 2
