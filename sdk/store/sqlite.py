@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import operator
 import sqlite3
 import time
@@ -125,17 +124,16 @@ def _batch_rows(batch: Batch, prices: Any) -> tuple[tuple[int, ...], list[tuple[
     binding a None costs Python's sqlite3 ~5 times an integer: see unitcost.store.bulk); a table's row
     binds zeros in the columns past its own."""
     rows = batch.rows
-    summed: list[str] = []
     sums: tuple[list[tuple[Any, ...]], ...] = ([], [])
     calls = rows[1]
     if calls and batch.sums:
-        summed, *found = fresh_sums(map(_totals_fields, calls), prices)
-        sums = (found[0], found[1])
+        _, totals, per_run = fresh_sums(map(_totals_fields, calls), prices)
+        sums = (totals, per_run)
     drops: list[tuple[Any, ...]] = list(batch.earlier_drops)
     if batch.drops:
         now = time.time_ns()
         drops[:0] = [(now, reason, n, batch.service) for reason, n in batch.drops.items()]
-    groups = [((_TAGS[_HEADER],), [(1 if batch.sums else 0, json.dumps(summed) if summed else None)])]
+    groups: list[tuple[tuple[int], Sequence[tuple[Any, ...]]]] = [((_TAGS[_HEADER],), [(1 if batch.sums else 0,)])]
     for (table, _, _), table_rows in zip((*_WRITES, *_SUMS_TABLES, _DROPS_TABLE), (*rows, *sums, drops), strict=True):
         if table_rows:
             groups.append(((_TAGS[table],), [tuple(row) for row in table_rows] if type(table_rows[0]) is not tuple
