@@ -76,8 +76,8 @@ SCHEDULE_SECONDS = 0.5  # the processor exports at least this often
 # reader waits for most, and the program's threads are then busiest starting up.
 FIRST_SCHEDULE_SECONDS = 0.1
 # The per-task rollups (unitcost.store.rollups) are made again at most this often, and at every flush
-# and at exit: their refresh is SQL linear in the tasks it covers, and 4 more statements (SQLite: see
-# unitcost.store.sqlite), each a GIL hand-off that a busy program makes costly. Between refreshes the tasks stay
+# and at exit: their refresh is ~15 statements, each a GIL hand-off that a busy program makes costly
+# (see unitcost.store.bulk), whatever the number of tasks it covers. Between refreshes the tasks stay
 # marked dirty and a reader makes them before it reads (StoreBackend.ensure_fresh): reports are exact
 # either way.
 ROLLUP_EVERY_SECONDS = 1.0
@@ -260,7 +260,6 @@ class StoreSpanExporter(SpanExporter):
 
     def _connect(self) -> None:
         self._db = open_backend(self._db_path)
-        self._db.prepare_writer()
         self._inode = _inode(self._db_path)
         self._merge_losses = True
 

@@ -188,9 +188,6 @@ class StoreBackend(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def prepare_writer(self) -> None:  # noqa: B027 - optional: what the store writer's connection alone needs
-        """Called once the store is open for the writer (at configure(), on the caller's thread)."""
-
     def limit_waits(self, seconds: float) -> None:  # noqa: B027 - optional: a backend that cannot, ignores it
         """Let the next `write_batch` wait at most ``seconds`` for a store another writer holds (the
         store writer bounds flush() and the exit with it)."""

@@ -28,7 +28,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["insert_rows", "json_rows_sql", "nullable_columns", "statement_sizes"]
+__all__ = ["insert_rows", "nullable_columns", "statement_sizes"]
 
 # SQLite's limit on host parameters: 32,766 since 3.32, 999 before.
 _MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -37,18 +37,14 @@ _SMALLEST = 8  # padding a handful of rows up to 8 costs less than one more comp
 
 
 @lru_cache(maxsize=64)
-def statement_sizes(columns: int, parameters: int = _MAX_PARAMETERS, rows: int = _MAX_ROWS) -> tuple[int, ...]:
+def statement_sizes(columns: int) -> tuple[int, ...]:
     """The row counts statements are compiled for, for a table of this many columns: 8, 12, 16, 24,
-    32, 48, ... up to what SQLite's limit on host ``parameters`` allows (and at most ``rows``); past
-    2,048 rows, steps of an eighth (a statement of thousands of rows costs more to pad than to compile)."""
-    most = max(1, min(rows, parameters // columns))
+    32, 48, ... up to what SQLite's limit on host parameters allows (and at most `_MAX_ROWS`)."""
+    most = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // columns))
     sizes = []
     size = _SMALLEST
     while size <= most:
         sizes.append(size)
-        if size >= _MAX_ROWS:
-            size += size // 8
-            continue
         if size + size // 2 <= most:
             sizes.append(size + size // 2)
         size *= 2
@@ -64,16 +60,6 @@ def _statement(verb: str, table: str, columns: tuple[str, ...], rows: int) -> st
         f"{verb} INTO {table} ({', '.join(columns)}) "
         f"SELECT * FROM (VALUES {', '.join([row] * rows)}) WHERE column1 IS NOT NULL"
     )
-
-
-def json_rows_sql(verb: str, table: str, columns: Sequence[str], source: str, where: str = "") -> str:
-    """A statement (for a trigger's body: unitcost.store.sqlite's one statement a batch) that inserts the
-    rows of ``source``, a JSON array of rows (each an array of one value per column, as
-    ``json.dumps`` writes a list of tuples); NULL or ``[]`` inserts none. ``where``: a condition on
-    ``value``, one row's array."""
-    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    return (f"{verb} INTO {table} ({', '.join(columns)}) SELECT {values} FROM json_each({source})"
-            + (f" WHERE {where}" if where else ""))
 
 
 def nullable_columns(conn: sqlite3.Connection, table: str, columns: Sequence[str]) -> frozenset[int]:

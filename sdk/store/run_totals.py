@@ -23,9 +23,8 @@ from .bulk import insert_rows
 
 __all__ = [
     "STALE_RUNS_SQL",
-    "CALL_FIELDS", "COLUMNS", "RUN_COLUMNS", "SUMS", "Sum", "add_up", "backfill", "call_sums", "create_run_sums",
-    "create_table", "ensure_fresh", "fresh_sums", "refresh", "resend_cost", "resend_rates", "resent_tokens",
-    "sum_again",
+    "CALL_FIELDS", "COLUMNS", "SUMS", "Sum", "add_up", "backfill", "call_sums", "create_run_sums", "create_table",
+    "ensure_fresh", "refresh", "resend_cost", "resend_rates", "resent_tokens", "sum_again",
 ]
 
 
@@ -80,7 +79,7 @@ SUMS = (
 )
 COLUMNS = ("run_id", "provider", "model", *(s.column for s in SUMS))
 # The same sums over all of a run's models: what a report not grouped by model reads.
-RUN_COLUMNS = ("run_id", *COLUMNS[3:])
+_RUN_COLUMNS = ("run_id", *COLUMNS[3:])
 _MTOK = 1_000_000
 
 
@@ -178,35 +177,13 @@ def refresh(
         rows.append(json.loads(conn.execute(_STORED_CALLS, (listed,)).fetchone()[0]))
     if new:
         rows.append(call[1:] for run_id in new for call in _in_start_order(fresh_calls[run_id]))
-    totals, per_run = _sum_rows(add_up(itertools.chain(*rows), prices, rate_cache))
-    insert_rows(conn, "run_totals", COLUMNS, totals)
-    insert_rows(conn, "run_sums", RUN_COLUMNS, per_run)
-
-
-def _sum_rows(sums: dict[tuple[str, str, str], list[Any]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """`add_up`'s sums as rows of run_totals (`COLUMNS`) and of run_sums (`RUN_COLUMNS`)."""
+    sums = add_up(itertools.chain(*rows), prices, rate_cache)
+    insert_rows(conn, "run_totals", COLUMNS, [(*key, *acc) for key, acc in sums.items()])
     per_run: dict[str, list[Any]] = {}
     for (run_id, _, _), acc in sums.items():
         total = per_run.get(run_id)
         per_run[run_id] = list(acc) if total is None else [a + b for a, b in zip(total, acc, strict=True)]
-    return [(*key, *acc) for key, acc in sums.items()], [(run_id, *acc) for run_id, acc in per_run.items()]
-
-
-def fresh_sums(
-    written: Iterable[tuple[Any, ...]], prices: Any
-) -> tuple[list[str], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The sums of runs made from the calls a transaction writes alone, as `refresh` makes those of a run
-    without sums yet: (the runs, their run_totals rows, their run_sums rows). ``written``: (span_id,
-    started_ns, *CALL_FIELDS) tuples. The writer stores them only for the runs that have no sums yet
-    (unitcost.store.sqlite's one statement a batch); the others' are made again from the store."""
-    fresh_calls: dict[str, dict[Any, tuple[Any, ...]]] = {}
-    for span_id, started, *fields in written:
-        if fields[0] is not None:  # (a call outside any run has no run to sum)
-            fresh_calls.setdefault(fields[0], {})[span_id] = (started, *fields)  # a span written twice counts once
-    ids = sorted(fresh_calls)
-    calls = (call[1:] for run_id in ids for call in _in_start_order(fresh_calls[run_id]))
-    totals, per_run = _sum_rows(add_up(calls, prices, {}))
-    return ids, totals, per_run
+    insert_rows(conn, "run_sums", _RUN_COLUMNS, [(run_id, *acc) for run_id, acc in per_run.items()])
 
 
 _IDS = "(SELECT value FROM json_each(?))"

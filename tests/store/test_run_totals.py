@@ -124,12 +124,10 @@ def test_a_batch_refused_for_its_contents_is_counted_not_retried_forever(tmp_pat
 
     path = str(tmp_path / "store.db")
     exporter = StoreSpanExporter(path, PriceBook())
-    real, real_rows = store.insert_rows, store._batch_rows  # (a batch in one statement: its rows)
+    real = store.insert_rows
     monkeypatch.setattr(store, "insert_rows", lambda *a, **k: (_ for _ in ()).throw(OverflowError("bad row")))
-    monkeypatch.setattr(store, "_batch_rows", lambda *a, **k: (_ for _ in ()).throw(OverflowError("bad row")))
     exporter.export([_span(0, RUNS[0], MODELS[0], 100, 0, 10)])
     monkeypatch.setattr(store, "insert_rows", real)
-    monkeypatch.setattr(store, "_batch_rows", real_rows)
     exporter.export([_span(1, RUNS[1], MODELS[0], 100, 0, 10)])  # the next batch goes in
     exporter.shutdown()
     with sqlite3.connect(path) as conn:
