@@ -37,8 +37,8 @@ from .span_attributes import set_own_attributes
 
 __all__ = [
     "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "field_of",
-    "in_wrapped_call", "json_field", "mark_wrapped", "note_retries", "provider_span_at_shutdown", "run_call",
-    "run_call_async", "unmark_wrapped",
+    "in_wrapped_call", "json_field", "mark_wrapped", "note_retries", "note_retry_count", "provider_span_at_shutdown",
+    "run_call", "run_call_async", "unmark_wrapped",
 ]
 
 
@@ -272,6 +272,14 @@ def note_retries(headers: Any) -> None:
             call.set_retries(int(value))
     except (AttributeError, TypeError, ValueError):
         pass
+
+
+def note_retry_count(retries: int) -> None:
+    """The SDK is making attempt ``retries + 1`` of the active call (`note_retries` when the count is
+    known without reading the request's headers)."""
+    call = active_call.get()
+    if call is not None:
+        call.set_retries(retries)
 
 
 def _note_retries_from_error(call: LLMCall, error: BaseException) -> None:
