@@ -94,12 +94,17 @@ def _on_result(api: API, watcher: StreamWatcher | None, *, is_async: bool) -> An
 
 def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
     """A wrapt wrapper ``(wrapped, instance, args, kwargs)`` recording one call of ``api``."""
+    # The result handler of a call that is not streamed, made once (a stream's holds its watcher).
+    plain = _on_result(api, None, is_async=is_async)
     if is_async:
 
         async def wrap_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
             return await run_call_async(
-                call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=True), api.error_usage
+                call,
+                lambda: wrapped(*args, **kwargs),
+                plain if watcher is None else _on_result(api, watcher, is_async=True),
+                api.error_usage,
             )
 
         return wrap_async
@@ -107,7 +112,10 @@ def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
     def wrap(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
         return run_call(
-            call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=False), api.error_usage
+            call,
+            lambda: wrapped(*args, **kwargs),
+            plain if watcher is None else _on_result(api, watcher, is_async=False),
+            api.error_usage,
         )
 
     return wrap
