@@ -21,6 +21,7 @@ from ..record.llm import (
     StreamWatcher,
     SyncStreamProxy,
     note_retries,
+    note_retry_count,
     run_call,
     run_call_async,
 )
@@ -93,12 +94,17 @@ def _on_result(api: API, watcher: StreamWatcher | None, *, is_async: bool) -> An
 
 def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
     """A wrapt wrapper ``(wrapped, instance, args, kwargs)`` recording one call of ``api``."""
+    # The result handler of a call that is not streamed, made once (a stream's holds its watcher).
+    plain = _on_result(api, None, is_async=is_async)
     if is_async:
 
         async def wrap_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
             return await run_call_async(
-                call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=True), api.error_usage
+                call,
+                lambda: wrapped(*args, **kwargs),
+                plain if watcher is None else _on_result(api, watcher, is_async=True),
+                api.error_usage,
             )
 
         return wrap_async
@@ -106,7 +112,10 @@ def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
     def wrap(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         call, watcher = _start(api, instance, kwargs, may_stream and _streams(kwargs))
         return run_call(
-            call, lambda: wrapped(*args, **kwargs), _on_result(api, watcher, is_async=False), api.error_usage
+            call,
+            lambda: wrapped(*args, **kwargs),
+            plain if watcher is None else _on_result(api, watcher, is_async=False),
+            api.error_usage,
         )
 
     return wrap
@@ -114,9 +123,21 @@ def _wrapper(api: API, *, is_async: bool, may_stream: bool = True) -> Any:
 
 @observer
 def wrap_build_request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Every attempt the SDK makes builds its request here; its retry-count header counts retries."""
+    """Every attempt the SDK makes builds its request here; its retry-count header counts retries.
+
+    The SDK sets that header to ``str(retries_taken)`` unless the request's own headers
+    (``extra_headers``) name it, so without such headers the count is read from ``retries_taken``:
+    the same number, where reading the header is a pass over every header (httpx's ``Headers.get``,
+    ~20,000 instructions an attempt). Otherwise, or when the SDK passes no ``retries_taken``, the
+    header itself is read."""
     request = wrapped(*args, **kwargs)
-    note_retries(getattr(request, "headers", None))
+    retries = kwargs.get("retries_taken")
+    options = args[0] if args else kwargs.get("options")
+    if type(retries) is int and not getattr(options, "headers", True):
+        if retries:
+            note_retry_count(retries)
+    else:
+        note_retries(getattr(request, "headers", None))
     return request
 
 

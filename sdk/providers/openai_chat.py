@@ -24,11 +24,13 @@ def chat_usage(usage: Any) -> TokenUsage | None:
     """Chat Completions ``usage`` -> TokenUsage. ``prompt_tokens`` already includes cached tokens."""
     if usage is None:
         return None
-    prompt = get(usage, "prompt_tokens_details")
-    completion = get(usage, "completion_tokens_details")
+    # getattr itself on an SDK object (no call of unitcost's per field: this runs for every call).
+    field = json_field if isinstance(usage, dict) else getattr
+    prompt = field(usage, "prompt_tokens_details", None)
+    completion = field(usage, "completion_tokens_details", None)
     return TokenUsage(
-        input_tokens=clean_count(get(usage, "prompt_tokens")) or 0,
-        output_tokens=clean_count(get(usage, "completion_tokens")) or 0,
+        input_tokens=clean_count(field(usage, "prompt_tokens", None)) or 0,
+        output_tokens=clean_count(field(usage, "completion_tokens", None)) or 0,
         cache_read_tokens=clean_count(get(prompt, "cached_tokens")) or 0,
         cache_write_tokens=clean_count(get(prompt, "cache_write_tokens")) or 0,
         reasoning_tokens=clean_count(get(completion, "reasoning_tokens")) or 0,
@@ -50,15 +52,17 @@ def _choice_texts(choices: Any) -> list[Any]:
 
 def finish_completion(call: LLMCall, result: Any) -> None:
     """A chat completion or a legacy completion (object or JSON body)."""
+    field = json_field if isinstance(result, dict) else getattr  # as in chat_usage
+    choices = field(result, "choices", None)
+    reasons = _finish_reasons(choices)
     if _content.enabled:
-        reasons = _finish_reasons(get(result, "choices"))
-        call.capture_output(lambda: _choice_texts(get(result, "choices")), reasons[0] if reasons else None)
+        call.capture_output(lambda: _choice_texts(choices), reasons[0] if reasons else None)
     call.finish(
-        chat_usage(get(result, "usage")),
-        response_id=get(result, "id"),
-        response_model=get(result, "model"),
-        finish_reasons=_finish_reasons(get(result, "choices")),
-        service_tier=get(result, "service_tier"),
+        chat_usage(field(result, "usage", None)),
+        response_id=field(result, "id", None),
+        response_model=field(result, "model", None),
+        finish_reasons=reasons,
+        service_tier=field(result, "service_tier", None),
     )
 
 

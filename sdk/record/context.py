@@ -16,6 +16,9 @@ from .outcomes import Outcome
 __all__ = ["TaskRun", "current_run", "current_task", "outcome"]
 
 
+_NOTHING = Decimal(0)  # a run's spending at its start (a Decimal is immutable: one for every run)
+
+
 class TaskRun:
     """One run of a task: what ``with unitcost.task(...) as t`` gives and `current_task()` returns.
 
@@ -46,7 +49,7 @@ class TaskRun:
         self.parent = parent
         self.budget = budget  # USD, or None
         self.on_budget = on_budget
-        self.spent = Decimal(0)  # what this run's priced calls and tools cost so far (budgeted runs only)
+        self.spent = _NOTHING  # what this run's priced calls and tools cost so far (budgeted runs only)
         self.over_budget = False
 
     def set_outcome(self, label: str, success: bool | None = None, value: object = None) -> None:

@@ -175,14 +175,14 @@ def _gated(wrapper: Callable[..., Any]) -> Callable[..., Any]:
     if getattr(wrapper, "__unitcost_observer__", False):
 
         def observe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not _enabled(instance):
+            if not (_wanted or _enabled(instance)):
                 return wrapped(*args, **kwargs)
             return wrapper(wrapped, instance, args, kwargs)
 
         return observe
 
     def gate(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        if in_wrapped_call() or not _enabled(instance):
+        if in_wrapped_call() or not (_wanted or _enabled(instance)):
             return wrapped(*args, **kwargs)
         return wrapper(wrapped, instance, args, kwargs)
 

@@ -37,8 +37,8 @@ from .span_attributes import set_own_attributes
 
 __all__ = [
     "AsyncStreamProxy", "LLMCall", "RETRY_COUNT_HEADER", "StreamWatcher", "SyncStreamProxy", "field_of",
-    "in_wrapped_call", "json_field", "mark_wrapped", "note_retries", "provider_span_at_shutdown", "run_call",
-    "run_call_async", "unmark_wrapped",
+    "in_wrapped_call", "json_field", "mark_wrapped", "note_retries", "note_retry_count", "provider_span_at_shutdown",
+    "run_call", "run_call_async", "unmark_wrapped",
 ]
 
 
@@ -246,8 +246,8 @@ _in_wrapped: ContextVar[bool] = ContextVar("unitcost_in_wrapped", default=False)
 RETRY_COUNT_HEADER = "x-stainless-retry-count"  # sent by the openai and anthropic SDKs on each attempt
 
 
-def in_wrapped_call() -> bool:
-    return _in_wrapped.get()
+# True inside a wrapped SDK method in this context (the ContextVar's own ``get``: no Python frame per call).
+in_wrapped_call: Callable[[], bool] = _in_wrapped.get
 
 
 def mark_wrapped() -> Token[bool]:
@@ -272,6 +272,14 @@ def note_retries(headers: Any) -> None:
             call.set_retries(int(value))
     except (AttributeError, TypeError, ValueError):
         pass
+
+
+def note_retry_count(retries: int) -> None:
+    """The SDK is making attempt ``retries + 1`` of the active call (`note_retries` when the count is
+    known without reading the request's headers)."""
+    call = active_call.get()
+    if call is not None:
+        call.set_retries(retries)
 
 
 def _note_retries_from_error(call: LLMCall, error: BaseException) -> None:
@@ -567,8 +575,9 @@ def run_call(
             unmark_wrapped(inside)
     token = active_call.set(call)
     try:
-        check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
-        inside = mark_wrapped()
+        if call.run is not None:
+            check_before_spending(call.run)  # raises BudgetExceeded when the run asked to stop
+        inside = _in_wrapped.set(True)  # (mark_wrapped, without a call of its own on every LLM call)
         # The call is the current span while the SDK method runs: another instrumentation's span for
         # the same request starts under it (unitcost.pipeline.coexist), and so does an HTTP span.
         current = otel_context.attach(set_span_in_context(call.span))
@@ -576,7 +585,7 @@ def run_call(
             result = invoke()
         finally:
             otel_context.detach(current)
-            unmark_wrapped(inside)
+            _in_wrapped.reset(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise
@@ -604,14 +613,15 @@ async def run_call_async(
             unmark_wrapped(inside)
     token = active_call.set(call)
     try:
-        check_before_spending(call.run)
-        inside = mark_wrapped()
+        if call.run is not None:
+            check_before_spending(call.run)
+        inside = _in_wrapped.set(True)  # (mark_wrapped, without a call of its own on every LLM call)
         current = otel_context.attach(set_span_in_context(call.span))
         try:
             result = await invoke()
         finally:
             otel_context.detach(current)
-            unmark_wrapped(inside)
+            _in_wrapped.reset(inside)
     except BaseException as exc:
         _failed(call, exc, on_error)
         raise

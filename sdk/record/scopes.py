@@ -300,7 +300,7 @@ class _Scope:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            active, tokens = enter(*arguments(args, kwargs))
+            active, tokens = enter(args, kwargs) if signature is None else enter(*arguments(args, kwargs))
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -422,8 +422,10 @@ class task(_Scope):  # noqa: N801 - used like a function: @unitcost.task("kind")
         attrs[A.TASK_ID] = run_id  # (in place of the id of the task above, which the start gave it)
         if parent is not None:
             attrs[A.TASK_PARENT_ID] = parent.id
-        prefix = len(A.TASK_ATTR_PREFIX)
-        user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
+        user_attrs: dict[str, Any] = {}
+        if self.attributes is not None:  # else no attribute of the user's is in attrs: no pass over them
+            prefix = len(A.TASK_ATTR_PREFIX)
+            user_attrs = {k[prefix:]: v for k, v in attrs.items() if k.startswith(A.TASK_ATTR_PREFIX)}
         return TaskRun(run_id, self.name, attrs.get(A.TASK_KEY), user_attrs, parent, self.budget, self.on_budget)
 
 

@@ -66,6 +66,23 @@ def test_async_retries_that_end_in_failure(store_db, openai_client):
     assert (row["input_tokens"], row["output_tokens"], row["cost_pico"]) == (0, 0, 0)  # failed, priced at nothing
 
 
+@pytest.mark.parametrize(
+    ("extra_headers", "sent", "retries"),
+    [
+        # The request's own retry-count header wins over the SDK's count, and is what is recorded.
+        ({"X-Stainless-Retry-Count": "7"}, ["7", "7"], 7),
+        # Other headers of the request's own: the count is still the SDK's, read from the header.
+        ({"x-request-tag": "a"}, ["0", "1"], 1),
+    ],
+)
+def test_retries_read_from_the_header_the_request_sends(store_db, openai_client, extra_headers, sent, retries):
+    handler = Flaky(failures=1)
+    client = openai_client(handler, max_retries=1)
+    client.chat.completions.create(model="gpt-4o-mini", messages=PROMPT, extra_headers=extra_headers)
+    assert handler.retry_counts == sent
+    assert call_row(store_db)["retries"] == retries
+
+
 def test_a_call_without_retries_records_zero(store_db, openai_client):
     client = openai_client(ChatServer(usage=USAGE))
     client.responses  # noqa: B018 - another resource of the same client, untouched
