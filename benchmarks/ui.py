@@ -37,7 +37,10 @@ PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/?by=outc
          "/?by=model&since=2025-11-01", "/?since=2025-11-16&by=model", "/?by=provider&since=2025-11-01",
          "/?by=outcome&since=2025-10-01", "/?since=2025-11-01&every=week&by=outcome",
          "/?by=kind,outcome&since=2025-11-01", "/?by=model&since=2025-08-28",
-         "/?by=model&since=2025-10-03T12%3A00&until=2025-11-05T06%3A30", "/?by=model,outcome"]
+         "/?by=model&since=2025-10-03T12%3A00&until=2025-11-05T06%3A30", "/?by=model,outcome",
+         "/?by=kind,model,outcome",
+         # by a task attribute, or of one value: no rollup holds attributes, so the full SQL over the runs
+         "/?by=customer", "/?where=customer%3Dcustomer-45"]
 
 
 def _timed(client: Any, page: str) -> tuple[Any, float, float]:
