@@ -215,7 +215,12 @@ class SqliteBackend(StoreBackend):
         sum_again(conn, prices, taken)
 
     def migrations(self) -> list[str]:
-        return migrations.names_applied(self.conn)
+        try:
+            return migrations.names_applied(self.conn)
+        except sqlite3.DatabaseError as exc:  # (a damaged file: said as open_connection says it)
+            raise StoreError(
+                f"{self.location} is not a usable unitcost store ({exc}); unitcost has not changed it"
+            ) from exc
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.conn, since_ns, until_ns)

@@ -45,6 +45,15 @@ def test_a_store_a_newer_unitcost_migrated_is_refused(tmp_path):
     assert code == 1 and "upgraded by a newer unitcost" in out and "m999_next" in out
 
 
+def test_a_damaged_file_is_a_clear_error_and_left_as_it_is(tmp_path):
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 12)
+    before = path.read_bytes()
+    code, out = _migrate(str(path))
+    assert code == 1 and "is not a usable unitcost store" in out and "Traceback" not in out
+    assert path.read_bytes() == before
+
+
 def test_no_store_is_made_where_there_is_none(tmp_path):
     code, out = _migrate(str(tmp_path / "none.db"))
     assert code == 1 and "no unitcost store" in out
