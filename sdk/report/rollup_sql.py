@@ -214,19 +214,9 @@ def _ranked_from_index(
             # (a rank past the middle is read from the other end: fewer entries walked)
             lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
                             [*params, r - 1 if r <= n - r else n - r]))
-    if in_process:
-        # (SQLite: each small statement is prepared once and run again per rank, ~35 us; the
-        # compounds below, one round trip to a server each, cost more to prepare than to run here)
-        for key, r, text, params in lookups:
-            found[key][r] = execute(text, params).fetchone()[0]
-        return found
-    for chunk in range(0, len(lookups), 200):  # (SQLite takes up to 500 SELECTs in one compound)
-        some = lookups[chunk : chunk + 200]
-        statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
-                                       for i, (_, _, text, _) in enumerate(some))
-        for i, cost in execute(statement, [p for *_, params in some for p in params]):
-            key, r, _, _ = some[i]
-            found[key][r] = cost
+    read = _read_all(execute, [(text, params) for _, _, text, params in lookups], in_process)
+    for (key, r, _, _), (cost,) in zip(lookups, read, strict=True):  # (each statement: LIMIT 1)
+        found[key][r] = cost
     return found
 
 
@@ -491,18 +481,19 @@ def _ranked_over_days(
 
 def _read_all(execute: Callable[..., Any], lookups: list[tuple[str, list[Any]]], in_process: bool,
               ) -> list[list[Any]]:
-    """Each statement's first column's values: SQLite runs each (prepared once, ~35 us a run), a server
-    a few hundred in one compound (one round trip)."""
+    """Each statement's first column's values: SQLite runs each (prepared once, ~35 us a run: a compound
+    costs more to prepare than to run in process), a server a few hundred in one compound (one round trip)."""
     if in_process:
         return [[c for (c,) in execute(text, params)] for text, params in lookups]
     found: list[list[Any]] = [[] for _ in lookups]
-    for chunk in range(0, len(lookups), 200):
+    for chunk in range(0, len(lookups), 200):  # (SQLite takes up to 500 SELECTs in one compound)
         some = lookups[chunk : chunk + 200]
         statement = " UNION ALL ".join(f"SELECT {i} AS i, s{i}.c FROM ({text}) AS s{i}"
                                        for i, (text, _) in enumerate(some))
         for i, cost in execute(statement, [p for _, params in some for p in params]):
             found[chunk + i].append(cost)
     return found
+
 
 def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], list[int]]:
     """Conditions over a task_rollup row `t` keeping the tasks started in [since, until), and their
