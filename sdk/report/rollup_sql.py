@@ -214,8 +214,8 @@ def _ranked_from_index(
             # (a rank past the middle is read from the other end: fewer entries walked)
             lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
                             [*params, r - 1 if r <= n - r else n - r]))
-    read = _read_all(execute, [(text, params) for _, _, text, params in lookups], in_process)
-    for (key, r, _, _), (cost,) in zip(lookups, read, strict=True):  # (each statement: LIMIT 1)
+    costs = _read_all(execute, [(text, params) for _, _, text, params in lookups], in_process)
+    for (key, r, _, _), (cost,) in zip(lookups, costs, strict=True):  # (each statement: LIMIT 1)
         found[key][r] = cost
     return found
 
