@@ -17,7 +17,7 @@ from typing import Any
 from ..common.errors import StoreError
 from .backend import NEWER_WARNING
 from .losses import dropped_by_reason, loss_file_for
-from .schema import UNITCOST_TABLES, migrations
+from .schema import UNITCOST_TABLES, migrations, unusable
 
 __all__ = ["store_health"]
 
@@ -93,7 +93,7 @@ def store_health(path: str | os.PathLike[str], *, full_check: bool = True) -> di
             if result != ["ok"]:
                 problems.append(f"SQLite's {check} found problems: {'; '.join(result[:3])}")
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
+        raise unusable(path, exc) from exc
     if health.get("schema", {}).get("unknown"):
         warnings.append(NEWER_WARNING.format(", ".join(health["schema"]["unknown"])))
     if health.get("schema", {}).get("pending"):

@@ -27,6 +27,7 @@ from .losses import dropped_spans as count_dropped
 from .postgres_schema import (
     MIGRATIONS,
     STORE_TABLES,
+    MigrationBusy,
     applied_migrations,
     connect,
     migrate,
@@ -132,6 +133,12 @@ class PostgresBackend(StoreBackend):
                 migrate(conn)
             known = {name for name, _ in MIGRATIONS}
             self.newer_migrations = tuple(name for name in applied if name not in known)
+        except MigrationBusy as exc:
+            # (as an unreachable server: the writer keeps its batches and comes back after a backoff)
+            conn.close()
+            self._failures += 1
+            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            raise StoreUnavailable(str(exc)) from exc
         except BaseException:
             conn.close()
             raise

@@ -45,6 +45,11 @@ __all__ = [
 _SCHEMES = ("postgresql://", "postgres://")
 # pg_advisory_xact_lock's key for migrations: "unitcost" as a 64-bit integer.
 MIGRATION_LOCK = 0x756E6974636F7374
+# How long a process waits for a lock its migration needs: the migration lock while another process
+# migrates, or a table a migration alters while a long report reads it. Past it the process gives up
+# for now (`MigrationBusy`): the SDK's writer keeps its batches and tries again with backoff, a command
+# says so. A migration of a store of a million calls takes tens of seconds (benchmarks/RESULTS.md).
+MIGRATION_WAIT_S = 120.0
 _MIGRATIONS_TABLE = "_unitcost_migrations"
 STORE_TABLES = ("runs", "calls", "steps", "outcomes", "call_content")
 
@@ -309,23 +314,37 @@ def pending_migrations(conn: Any) -> list[str]:
     return [name for name, _ in MIGRATIONS if name not in applied]
 
 
+class MigrationBusy(StoreError):
+    """A lock the migration needs was held past `MIGRATION_WAIT_S` (another process migrating, or a
+    long transaction on a table it alters)."""
+
+
 class _StaleCatalog(Exception):
     """This session's catalog cache predates another session's migration (see `migrate`)."""
 
 
-def migrate(conn: Any) -> list[str]:
+def migrate(conn: Any, *, wait: float | None = None) -> list[str]:
     """Create or migrate the store in the connection's schema, once however many processes try at
-    the same moment; returns the names applied by this call. A foreign database is refused."""
+    the same moment; returns the names applied by this call. A foreign database is refused; a lock
+    held by another process past ``wait`` seconds (default `MIGRATION_WAIT_S`) raises MigrationBusy."""
+    wait = MIGRATION_WAIT_S if wait is None else wait
     for _ in range(5):
         try:
-            return _migrate_once(conn)
+            return _migrate_once(conn, wait)
         except _StaleCatalog:
             continue  # a new transaction reads the catalog afresh
+        except _driver().errors.LockNotAvailable as exc:
+            raise MigrationBusy(
+                f"waited {wait:g} s for another process's migration of the store (or a long transaction on a "
+                "table the migration alters) to end; nothing was changed, and it is tried again later"
+            ) from exc
     raise StoreError("the store's schema kept changing while unitcost migrated it; try again")
 
 
-def _migrate_once(conn: Any) -> list[str]:
+def _migrate_once(conn: Any, wait: float) -> list[str]:
     with conn.transaction():
+        # (lock_timeout bounds each lock wait of this transaction: the advisory lock and every ALTER's)
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, round(wait * 1000))}ms",))
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         # A session that waited on the lock while another one migrated still has the catalog cache of
         # before (an advisory lock does not refresh it, a new transaction does): compare it with what

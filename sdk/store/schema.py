@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 __all__ = [
-    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "database", "default_db_path", "dropped_spans",
-    "migrations", "open_connection", "open_store",
+    "BUSY_TIMEOUT_S", "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "database", "default_db_path",
+    "dropped_spans", "migrations", "open_connection", "open_store", "unusable",
 ]
 
 
@@ -436,6 +436,22 @@ def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
+# How long a process waits for another one's write lock on the store (a migration, or a batch, in
+# progress) before it gives up with `unusable`'s "locked" error.
+BUSY_TIMEOUT_S = 10.0
+
+
+def unusable(path: object, exc: sqlite3.DatabaseError) -> StoreError:
+    """The error for a store SQLite could not use: locked by another process past the busy timeout
+    (worth trying again), or damaged or not SQLite at all. Either way nothing was changed."""
+    if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StoreError(
+            f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s for its migration, write or open "
+            "transaction to end); unitcost has not changed it: try again"
+        )
+    return StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it")
+
+
 def open_connection(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
     """`open_store`'s connection: open, created or migrated. Raises StoreError when it can't."""
     path = Path(path)
@@ -459,13 +475,15 @@ def open_connection(path: str | os.PathLike[str], *, create: bool = True) -> sql
     conn = None
     try:
         # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
-        conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None, cached_statements=512)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None, cached_statements=512
+        )
         conn.execute("PRAGMA recursive_triggers = on")  # as sqlite-utils sets it on every connection it wraps
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not (tables & UNITCOST_TABLES) and MIGRATIONS_TABLE not in tables:
             conn.close()
             raise StoreError(f"{path} is an SQLite database but not a unitcost store; refusing to touch it")
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {round(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         if not migrations.has_all(conn, tables) and migrations.pending(db := database(conn)):
@@ -483,5 +501,5 @@ def open_connection(path: str | os.PathLike[str], *, create: bool = True) -> sql
         if conn is not None:
             conn.close()
         # A corrupt file or one that is not SQLite at all: reported, and left exactly as it is.
-        raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
+        raise unusable(path, exc) from exc
     return conn

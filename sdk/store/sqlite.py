@@ -18,7 +18,7 @@ from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
-from .schema import database, dropped_spans, migrations, open_connection
+from .schema import BUSY_TIMEOUT_S, database, dropped_spans, migrations, open_connection, unusable
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -93,9 +93,9 @@ class SqliteBackend(StoreBackend):
         if not path.exists():
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
-            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it") from exc
+            raise unusable(path, exc) from exc
         return cls(conn, str(path))
 
     @property
@@ -218,9 +218,7 @@ class SqliteBackend(StoreBackend):
         try:
             return migrations.names_applied(self.conn)
         except sqlite3.DatabaseError as exc:  # (a damaged file: said as open_connection says it)
-            raise StoreError(
-                f"{self.location} is not a usable unitcost store ({exc}); unitcost has not changed it"
-            ) from exc
+            raise unusable(self.location, exc) from exc
 
     def dropped_spans(self, since_ns: int | None = None, until_ns: int | None = None) -> int:
         return dropped_spans(self.conn, since_ns, until_ns)

@@ -1,5 +1,6 @@
 """`unitcost migrate`: a store brought up to this unitcost ahead of a rollout, on both stores; one a
-newer unitcost migrated is refused, and one that is not there is not made."""
+newer unitcost migrated is refused, one another process holds locked is said so, and one that is not
+there is not made."""
 
 from __future__ import annotations
 
@@ -67,3 +68,21 @@ def test_an_older_postgres_store_is_migrated_in_place(pg_url):
     assert code == 0 and out.rstrip().endswith(", ".join(name for name, _ in MIGRATIONS[4:])), out
     assert f"applied {len(MIGRATIONS) - 4} migration(s)" in out
     assert _migrate(pg_url) == (0, "the store is up to date: nothing to apply\n")
+
+
+def test_a_store_another_process_holds_locked_is_said_so_and_left_as_it_is(tmp_path, monkeypatch):
+    from unitcost.store import schema
+
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_S", 0.2)  # (10 s in use)
+    path = tmp_path / "locked.db"
+    older = sqlite3.connect(path, isolation_level=None)
+    migrations.apply(database(older), stop_before=migrations._migrations[-1].name)  # one migration behind
+    older.execute("BEGIN EXCLUSIVE")  # another process mid-write: the migration cannot start
+    try:
+        code, out = _migrate(str(path))
+    finally:
+        older.execute("ROLLBACK")
+        older.close()
+    assert code == 1 and "is locked by another process" in out and "try again" in out, out
+    assert "not a usable" not in out and "Traceback" not in out
+    assert _migrate(str(path))[0] == 0  # once it is free
