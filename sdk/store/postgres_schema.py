@@ -38,8 +38,9 @@ from .stale_runs import marks_sql, rollup_statement_triggers
 from .stale_runs import postgres_triggers as sums_triggers
 
 __all__ = [
-    "MIGRATIONS", "MIGRATION_LOCK", "STORE_TABLES", "applied_migrations", "connect", "is_postgres_url", "migrate",
-    "open_connection", "pending_migrations", "redact_url", "retry_after", "server_gone", "without_password",
+    "MIGRATIONS", "MIGRATION_LOCK", "MIGRATION_WAIT_S", "STORE_TABLES", "MigrationBusy", "applied_migrations",
+    "connect", "is_postgres_url", "migrate", "open_connection", "pending_migrations", "redact_url", "retry_after",
+    "server_gone", "without_password",
 ]
 
 _SCHEMES = ("postgresql://", "postgres://")
