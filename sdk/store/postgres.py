@@ -97,6 +97,7 @@ class PostgresBackend(StoreBackend):
         self._conn: Any = None
         self._failures = 0
         self._retry_at = 0.0
+        self._why = ""
         self._writer: PostgresWriter | None = None
         try:
             self._connection()
@@ -114,14 +115,11 @@ class PostgresBackend(StoreBackend):
         self._drop_connection()
         now = time.monotonic()
         if now < self._retry_at:
-            raise StoreUnavailable(
-                f"the store at {self.location} is unreachable; next try in {self._retry_at - now:.1f} s"
-            )
+            raise StoreUnavailable(f"{self._why}; next try in {self._retry_at - now:.1f} s")
         try:
             conn = connect(self.url, connect_timeout=self._timeout, autocommit=True)
         except StoreError as exc:
-            self._failures += 1
-            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            self._back_off(f"the store at {self.location} is unreachable")
             raise StoreUnavailable(str(exc)) from exc.__cause__
         try:
             applied = applied_migrations(conn)
@@ -136,8 +134,7 @@ class PostgresBackend(StoreBackend):
         except MigrationBusy as exc:
             # (as an unreachable server: the writer keeps its batches and comes back after a backoff)
             conn.close()
-            self._failures += 1
-            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            self._back_off(f"the store at {self.location} is being migrated by another process")
             raise StoreUnavailable(str(exc)) from exc
         except BaseException:
             conn.close()
@@ -160,8 +157,13 @@ class PostgresBackend(StoreBackend):
     def _after_failure(self, exc: BaseException) -> None:
         if server_gone(exc) or (self._conn is not None and (self._conn.closed or self._conn.broken)):
             self._drop_connection()
-            self._failures += 1
-            self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+            self._back_off(f"the store at {self.location} is unreachable")
+
+    def _back_off(self, why: str) -> None:
+        """No new connection is tried for a while, longer after each failure in a row (said as ``why``)."""
+        self._failures += 1
+        self._retry_at = time.monotonic() + retry_after(self._failures - 1)
+        self._why = why
 
     # --- the seam ---------------------------------------------------------------------------------
 

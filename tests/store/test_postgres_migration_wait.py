@@ -79,6 +79,8 @@ def test_the_writer_keeps_its_batches_and_a_command_says_why(pg_url: str, monkey
             store.execute("SELECT 1")
         # ... and what it meets is a refusal, so the pipeline keeps the batch and tries again later.
         assert store.is_refusal(caught.value)
+        with pytest.raises(StoreUnavailable, match="being migrated by another process; next try in"):
+            store.execute("SELECT 1")  # (within the backoff: no new connection, the reason kept)
         result = CliRunner().invoke(cli, ["migrate", "--db", pg_url])
         assert result.exit_code == 1
         assert "another process's migration" in result.output
