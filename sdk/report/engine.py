@@ -441,6 +441,7 @@ def report(
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
     request = _Request(names, every, since_ns, until_ns, kind, where)
+    request.check()
     db = open_backend(db)  # an open sqlite_utils.Database is taken too
     grouped = None
     if reprice is None:
@@ -499,11 +500,17 @@ class _Request:
             name in ("kind", "outcome") for name in parse_where(self.where)
         )
 
+    def check(self) -> None:
+        """Raise now the errors that need no task attribute (by model and provider, --where model=...):
+        `resolve` would say them only after the store's attributes were read, seconds on a big store."""
+        named = [n for n in self.names if n in GROUP_FIELDS]
+        if sum(n in ("model", "provider") for n in named) > 1:
+            raise ReportError("--by can group by model or by provider, not both")
+        TaskSelector(set(), where={n: v for n, v in parse_where(self.where).items() if n in GROUP_FIELDS})
+
     def resolve(self, known: set[str]) -> tuple[list[tuple[str, str]], TaskSelector, str | None]:
         """(name, field) pairs to group by, the task selector, and "model"/"provider" or None."""
-        fields = _resolve_names(self.names, known, "--by")
-        if sum(f in ("model", "provider") for _, f in fields) > 1:
-            raise ReportError("--by can group by model or by provider, not both")
+        fields = _resolve_names(self.names, known, "--by")  # (by model and provider: refused by `check`)
         selector = TaskSelector(
             known, since_ns=self.since_ns, until_ns=self.until_ns, kind=self.kind, where=self.where
         )

@@ -327,6 +327,25 @@ def test_unknown_by_name_is_a_clear_error(store_db, mini):
     assert "not both" in result.output
 
 
+def test_what_needs_no_attribute_is_refused_before_the_attributes_are_read(store_db, mini, monkeypatch):
+    # (on a store of a million calls, reading every task's attributes took seconds before the error)
+    from unitcost.report import sql
+
+    with unitcost.task("support_ticket", attributes={"customer": "acme"}):
+        ask(mini)
+    unitcost.flush()
+
+    def no_read(self):
+        raise AssertionError("the task attributes were read")
+
+    monkeypatch.setattr(sql.TaskTables, "build", no_read)
+    for args, said in ((["--where", "model=gpt-4o-mini"], "--where model=... cannot select tasks"),
+                       (["--where", "provider=openai", "--by", "customer"], "--where provider=... cannot select"),
+                       (["--by", "customer,model,provider"], "not both")):
+        result = run_cli("report", "--db", str(store_db), *args, expect=1)
+        assert said in result.output, result.output
+
+
 # --- time window -------------------------------------------------------------------------------------------
 
 
