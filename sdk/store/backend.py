@@ -50,8 +50,14 @@ from typing import Any, ClassVar, Protocol
 from ..common.errors import StoreError
 
 __all__ = [
-    "CALL_COLUMNS", "NEWER_WARNING", "Batch", "Result", "StoreBackend", "TABLES", "Table", "is_url", "redact_url",
+    "CALL_COLUMNS", "LOCK_WAIT_S", "NEWER_WARNING", "Batch", "Result", "StoreBackend", "TABLES", "Table", "is_url",
+    "redact_url",
 ]
+
+# How long a process waits for a lock another one holds on the store (a migration or a batch in
+# progress) before it gives up: a command says the store is locked, the writer keeps the batch for
+# its next try (the writer's own limit, `StoreBackend.limit_waits`, is shorter at flush and exit).
+LOCK_WAIT_S = 10.0
 
 CALL_COLUMNS = (
     "span_id", "trace_id", "parent_span_id", "run_id", "started_ns", "ended_ns", "provider", "operation",

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..common.errors import StoreError
-from .backend import NEWER_WARNING, TABLES, Batch, Result, StoreBackend
+from .backend import LOCK_WAIT_S, NEWER_WARNING, TABLES, Batch, Result, StoreBackend
 from .losses import dropped_by_reason, loss_file_for
 from .losses import dropped_spans as count_dropped
 from .postgres_schema import (
@@ -43,6 +43,11 @@ from .stale_runs import TAKE_MARKS_SQL
 
 __all__ = ["PostgresBackend", "StoreUnavailable"]
 
+# A writer's batch transaction left idle this long (its process stopped, its host cut off mid-batch) is
+# ended by the server, which frees the run locks every other writer needs; otherwise the server holds
+# them until its TCP keepalive gives up on the connection, hours by default.
+STALLED_BATCH_S = 60
+_LOCK_WAIT = "55P03"  # lock_not_available: a lock_timeout ran out
 _CALL_COLUMNS = TABLES[1].columns
 _TOTALS_AT = tuple(_CALL_COLUMNS.index(c) for c in ("span_id", "started_ns", *CALL_FIELDS))
 _totals_fields = operator.itemgetter(*_TOTALS_AT)  # (in C: no Python call per row)
@@ -98,6 +103,8 @@ class PostgresBackend(StoreBackend):
         self._failures = 0
         self._retry_at = 0.0
         self._why = ""
+        self._wait_ms = round(LOCK_WAIT_S * 1000)
+        self._waits_set: tuple[Any, int] | None = None  # (the connection, the limit) it was last sent for
         self._writer: PostgresWriter | None = None
         try:
             self._connection()
@@ -167,8 +174,21 @@ class PostgresBackend(StoreBackend):
 
     # --- the seam ---------------------------------------------------------------------------------
 
+    def limit_waits(self, seconds: float) -> None:
+        self._wait_ms = max(1, round(seconds * 1000))  # (0 would be no limit to PostgreSQL)
+
     def write_batch(self, batch: Batch, prices: Any) -> None:
         conn = self._connection()
+        if self._waits_set != (conn, self._wait_ms):
+            # Session settings of the writer's connection, sent when the limit changes or the connection
+            # is new: a lock another writer holds (a run's slot, the rollups') is waited for at most the
+            # limit, then the batch is refused and kept for the next (`is_refusal`).
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, false), "
+                "set_config('idle_in_transaction_session_timeout', %s, false)",
+                (f"{self._wait_ms}ms", f"{STALLED_BATCH_S * 1000}ms"),
+            )
+            self._waits_set = (conn, self._wait_ms)
         if self._writer is None:
             self._writer = PostgresWriter(prices)
         calls = batch.rows[1]
@@ -312,7 +332,9 @@ class PostgresBackend(StoreBackend):
             conn.execute(f"VACUUM (ANALYZE) {table}")
 
     def is_refusal(self, exc: BaseException) -> bool:
-        return isinstance(exc, StoreUnavailable) or server_gone(exc)
+        # (a lock held past `limit_waits`: another writer mid-batch, or one stalled until the server ends it)
+        return isinstance(exc, StoreUnavailable) or server_gone(exc) or getattr(exc, "sqlstate", None) == _LOCK_WAIT
+
 
     def is_damage(self, exc: BaseException) -> bool:
         import psycopg  # (already loaded: this backend is in use)

@@ -414,7 +414,8 @@ def server_gone(exc: BaseException) -> bool:
     new connection), False when the batch itself is at fault or a query was cancelled."""
     psycopg = _driver()
     errors = psycopg.errors
-    if isinstance(exc, errors.AdminShutdown | errors.CrashShutdown | errors.CannotConnectNow):
+    if isinstance(exc, errors.AdminShutdown | errors.CrashShutdown | errors.CannotConnectNow
+                  | errors.IdleInTransactionSessionTimeout):  # (the server ended a stalled batch's session)
         return True
     if isinstance(exc, errors.QueryCanceled):
         return False

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
-from .backend import is_url
+from .backend import LOCK_WAIT_S, is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
 from .rollups import (
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 __all__ = [
-    "BUSY_TIMEOUT_S", "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "database", "default_db_path",
+    "SESSION_COST_SQL", "TOOL_COST_SQL", "UNITCOST_TABLES", "database", "default_db_path",
     "dropped_spans", "migrations", "open_connection", "open_store", "unusable",
 ]
 
@@ -436,17 +436,12 @@ def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn, execute_plugins=False)
 
 
-# How long a process waits for another one's write lock on the store (a migration, or a batch, in
-# progress) before it gives up with `unusable`'s "locked" error.
-BUSY_TIMEOUT_S = 10.0
-
-
 def unusable(path: object, exc: sqlite3.DatabaseError) -> StoreError:
     """The error for a store SQLite could not use: locked by another process past the busy timeout
     (worth trying again), or damaged or not SQLite at all. Either way nothing was changed."""
     if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return StoreError(
-            f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s for its migration, write or open "
+            f"{path} is locked by another process (waited {LOCK_WAIT_S:g} s for its migration, write or open "
             "transaction to end); unitcost has not changed it: try again"
         )
     return StoreError(f"{path} is not a usable unitcost store ({exc}); unitcost has not changed it")
@@ -476,14 +471,14 @@ def open_connection(path: str | os.PathLike[str], *, create: bool = True) -> sql
     try:
         # Room for the writer's statements of every batch size (unitcost.store.bulk) besides the rest.
         conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None, cached_statements=512
+            path, timeout=LOCK_WAIT_S, check_same_thread=False, isolation_level=None, cached_statements=512
         )
         conn.execute("PRAGMA recursive_triggers = on")  # as sqlite-utils sets it on every connection it wraps
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not (tables & UNITCOST_TABLES) and MIGRATIONS_TABLE not in tables:
             conn.close()
             raise StoreError(f"{path} is an SQLite database but not a unitcost store; refusing to touch it")
-        conn.execute(f"PRAGMA busy_timeout = {round(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout = {round(LOCK_WAIT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         if not migrations.has_all(conn, tables) and migrations.pending(db := database(conn)):

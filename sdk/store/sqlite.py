@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
-from .backend import TABLES, Batch, Result, StoreBackend
+from .backend import LOCK_WAIT_S, TABLES, Batch, Result, StoreBackend
 from .bulk import insert_rows, nullable_columns
 from .rollups import is_dirty
 from .rollups import refresh as refresh_rollups
 from .run_totals import CALL_FIELDS, ensure_fresh, refresh, sum_again
-from .schema import BUSY_TIMEOUT_S, database, dropped_spans, migrations, open_connection, unusable
+from .schema import database, dropped_spans, migrations, open_connection, unusable
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -93,7 +93,7 @@ class SqliteBackend(StoreBackend):
         if not path.exists():
             raise StoreError(f"no unitcost store at {path} (run an instrumented program first, or pass --db)")
         try:
-            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=LOCK_WAIT_S)
         except sqlite3.DatabaseError as exc:
             raise unusable(path, exc) from exc
         return cls(conn, str(path))

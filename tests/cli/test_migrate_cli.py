@@ -73,7 +73,7 @@ def test_an_older_postgres_store_is_migrated_in_place(pg_url):
 def test_a_store_another_process_holds_locked_is_said_so_and_left_as_it_is(tmp_path, monkeypatch):
     from unitcost.store import schema
 
-    monkeypatch.setattr(schema, "BUSY_TIMEOUT_S", 0.2)  # (10 s in use)
+    monkeypatch.setattr(schema, "LOCK_WAIT_S", 0.2)  # (10 s in use)
     path = tmp_path / "locked.db"
     older = sqlite3.connect(path, isolation_level=None)
     migrations.apply(database(older), stop_before=migrations._migrations[-1].name)  # one migration behind

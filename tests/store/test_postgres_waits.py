@@ -1,0 +1,209 @@
+"""Every wait on a PostgreSQL store is bounded.
+
+- A process whose migration cannot get a lock it needs (another process migrating, a long transaction
+  on a table the migration alters) gives up after `MIGRATION_WAIT_S`, changes nothing, and says so; the
+  SDK's writer treats it as a server it cannot reach yet (keeps its batches, tries again after a backoff).
+- A writer whose batch needs a lock another writer holds (a run's slot, the rollups') waits at most its
+  limit (`limit_waits`: 10 s, less at flush and exit), then keeps the batch for its next try: `flush`
+  and the program's exit stay bounded, and what is not stored by then is counted where `doctor` looks.
+- A writer stalled in the middle of its batch (its process stopped, its host cut off) has its
+  transaction ended by the server after `STALLED_BATCH_S`, so the locks it held are freed for the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from conftest import make_older_postgres_store
+
+import unitcost
+from unitcost.cli.main import cli
+from unitcost.exporters.store import EXIT_WAIT_SECONDS
+from unitcost.store import postgres, postgres_schema
+from unitcost.store.backend import TABLES, Batch
+from unitcost.store.postgres import PostgresBackend, StoreUnavailable
+from unitcost.store.postgres_schema import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    MigrationBusy,
+    connect,
+    migrate,
+    pending_migrations,
+)
+from unitcost.store.postgres_writer import _RUN_LOCK_BASE, RUN_LOCK_SLOTS
+from unitcost.store.rollups import ROLLUP_LOCK
+
+
+def _held(url: str, statement: str) -> Any:
+    """Another session holding a lock: the migration lock, or a table in an open transaction."""
+    other = psycopg.connect(url)
+    other.execute(statement)
+    return other
+
+
+def test_a_migration_waits_a_bounded_time_for_another_processs_then_says_so(pg_url: str) -> None:
+    other = _held(pg_url, f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")  # (until `other` commits)
+    conn = connect(pg_url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(MigrationBusy, match=r"waited 0\.5 s for another process's migration"):
+            migrate(conn, wait=0.5)
+        assert time.monotonic() - started < 30  # (bounded; not a timing assertion on 0.5 s itself)
+        assert pending_migrations(conn) == [name for name, _ in MIGRATIONS]  # nothing was made
+        conn.rollback()
+    finally:
+        other.rollback()
+        other.close()
+    assert migrate(conn, wait=0.5) == [name for name, _ in MIGRATIONS]
+    conn.close()
+
+
+def test_a_long_transaction_on_a_table_the_migration_alters_bounds_its_wait(pg_url: str) -> None:
+    with connect(pg_url, autocommit=True) as conn:
+        make_older_postgres_store(conn)  # the first four migrations: the next ones alter `calls`
+    reader = _held(pg_url, "LOCK TABLE calls IN ACCESS SHARE MODE")  # a long report reading the calls
+    conn = connect(pg_url)
+    try:
+        with pytest.raises(MigrationBusy):
+            migrate(conn, wait=0.5)
+        assert pending_migrations(conn) == [name for name, _ in MIGRATIONS[4:]]  # rolled back whole
+        conn.rollback()
+    finally:
+        reader.rollback()
+        reader.close()
+    assert migrate(conn, wait=0.5) == [name for name, _ in MIGRATIONS[4:]]
+    conn.close()
+
+
+def test_the_writer_keeps_its_batches_and_a_command_says_why(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres_schema, "MIGRATION_WAIT_S", 0.3)
+    with connect(pg_url, autocommit=True) as conn:
+        make_older_postgres_store(conn)  # (a store for `unitcost migrate` to bring up to date)
+    other = _held(pg_url, f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+    try:
+        # The SDK's store (create=True, as `configure()` opens it) while the lock is held: no error at start ...
+        store = PostgresBackend(pg_url)
+        with pytest.raises(StoreUnavailable) as caught:
+            store.execute("SELECT 1")
+        # ... and what it meets is a refusal, so the pipeline keeps the batch and tries again later.
+        assert store.is_refusal(caught.value)
+        with pytest.raises(StoreUnavailable, match="being migrated by another process; next try in"):
+            store.execute("SELECT 1")  # (within the backoff: no new connection, the reason kept)
+        result = CliRunner().invoke(cli, ["migrate", "--db", pg_url])
+        assert result.exit_code == 1
+        assert "another process's migration" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        other.rollback()
+        other.close()
+    store._retry_at = 0.0  # (skip the backoff: the next try comes now)
+    assert store.execute("SELECT COUNT(*) FROM _unitcost_migrations").fetchone()[0] == len(MIGRATIONS)
+    store.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import json, sys, time, unitcost
+    unitcost.configure(service_name="blocked", db=sys.argv[1])
+    for i in range(int(sys.argv[2])):
+        with unitcost.task("ticket", key=f"T-{i}"):
+            unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100, output_tokens=10)
+    started = time.monotonic()
+    flushed = unitcost.flush(timeout_seconds=1)
+    print(json.dumps({"flushed": flushed, "flush_s": time.monotonic() - started}), flush=True)
+    """
+)
+
+
+def _every_writer_lock(url: str) -> Any:
+    """A session holding what a writer's batch needs, as a writer stalled mid-batch would."""
+    holder = psycopg.connect(url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s + k) FROM generate_series(0, %s - 1) AS k",
+                   (_RUN_LOCK_BASE, RUN_LOCK_SLOTS))
+    holder.execute("SELECT pg_advisory_lock(%s)", (ROLLUP_LOCK,))
+    return holder
+
+
+def test_a_writer_blocked_by_another_bounds_flush_and_exit_and_counts_the_loss(pg_url: str) -> None:
+    tasks = 40
+    with connect(pg_url, autocommit=True) as conn:
+        migrate(conn)
+    holder = _every_writer_lock(pg_url)
+    try:
+        # Before: the batch waited on the locks for as long as they were held, and so did the exit.
+        proc = subprocess.run(
+            [sys.executable, "-c", _WRITER, pg_url, str(tasks)], capture_output=True, text=True,
+            timeout=60 + EXIT_WAIT_SECONDS, env={**os.environ, "UNITCOST_STRICT": "0"},
+        )
+    finally:
+        holder.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["flushed"] is False
+    assert result["flush_s"] < 1 + 10, result  # returned by its timeout (slack for a loaded machine)
+
+    # Counted where doctor looks; the next writer, with the locks free, moves the count into the store.
+    runner = CliRunner()
+    doctor = json.loads(runner.invoke(cli, ["doctor", "--db", pg_url, "--format", "json"]).output)
+    assert doctor["dropped_spans"] == 2 * tasks, doctor
+    unitcost.configure(db=pg_url)
+    try:
+        with unitcost.task("ticket", key="after"):
+            pass
+        assert unitcost.flush()
+    finally:
+        unitcost.shutdown()
+    with connect(pg_url) as conn:
+        assert conn.execute("SELECT SUM(count) FROM dropped_spans").fetchone()[0] == 2 * tasks
+        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+
+
+def test_a_batch_refused_for_a_lock_is_kept_and_written_when_it_is_free(pg_url: str) -> None:
+    store = PostgresBackend(pg_url)
+    store.limit_waits(0.3)
+    holder = _every_writer_lock(pg_url)
+    run = {"run_id": "r-1", "trace_id": "t-1", "kind": "ticket", "key": "K-1", "service": "", "attributes": "{}",
+           "started_ns": 1_764_061_200_000_000_000, "ended_ns": 1_764_061_200_000_000_500}
+    rows = tuple([] for _ in TABLES)
+    runs_at = [t.name for t in TABLES].index("runs")
+    rows[runs_at].append(tuple(run.get(c) for c in TABLES[runs_at].columns))  # (its task's rollup needs a lock)
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            store.write_batch(Batch(rows), None)
+        assert store.is_refusal(caught.value)  # kept for the next batch, not dropped
+    finally:
+        holder.close()
+    store.write_batch(Batch(rows), None)
+    assert store.execute("SELECT run_id, kind FROM runs").fetchall() == [("r-1", "ticket")]
+    store.close()
+
+
+def test_a_writer_stalled_mid_batch_has_its_transaction_ended_by_the_server(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "STALLED_BATCH_S", 1)
+    store = PostgresBackend(pg_url)
+    store.write_batch(Batch(tuple([] for _ in TABLES)), None)  # (the writer's session settings are sent)
+    other = psycopg.connect(pg_url, autocommit=True)
+    slot = _RUN_LOCK_BASE + 7
+    with pytest.raises(psycopg.Error) as caught, store.transaction():
+        store.execute("SELECT pg_advisory_xact_lock(?)", [slot])  # mid-batch, holding a run's slot ...
+        # ... and stalled: the other writer gets the slot once the server has ended the stalled transaction
+        deadline = time.monotonic() + 60
+        while not other.execute("SELECT pg_try_advisory_lock(%s)", (slot,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the stalled batch's lock was never freed"
+            time.sleep(0.2)
+    other.close()
+    assert store.is_refusal(caught.value)  # the stalled writer's batch is kept and tried again
+    time.sleep(0.2)  # (its backoff after a lost connection: 0.1 s)
+    assert store.execute("SELECT 1").fetchone() == (1,)  # on a new connection
+    store.close()
