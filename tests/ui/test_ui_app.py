@@ -162,3 +162,33 @@ def test_a_whatif_kept_is_shown_while_the_changed_store_is_re_priced(demo_copy: 
     kept, _ = reader.whatif(what, Filters())
     assert kept is first  # the one kept, at once, while the new one is computed
     wait_for(lambda v: v is not first)
+
+
+def test_the_overview_draws_the_trends_of_the_groups_it_shows_only(tmp_path: Path) -> None:
+    # (by a task attribute of 100 values, drawing every group's trends took 300-400 ms of the page)
+    import unitcost
+    from unitcost.ui.app import TREND_GROUPS
+
+    db = tmp_path / "many.db"
+    unitcost.configure(db=db)
+    try:
+        for n in range(TREND_GROUPS + 3):
+            with unitcost.task("ticket", key=f"T-{n}", attributes={"customer": f"c-{n:02d}"}):
+                unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=100 + n, output_tokens=10)
+        assert unitcost.flush()
+    finally:
+        unitcost.shutdown()
+    page = TestClient(create_app(db)).get("/?by=customer").text
+    rows = re.findall(r'<tr data-group="(c-\d\d)">', page)
+    drawn = re.findall(r'<h3 id="trend-\d+">(c-\d\d)</h3>', page)
+    assert rows == [f"c-{n:02d}" for n in range(TREND_GROUPS + 3)]  # every group in the table ...
+    assert drawn == rows[:TREND_GROUPS]  # ... and the trends of the first ones
+    assert page.count('<li class="card"') == TREND_GROUPS * 6
+    # The trends not drawn are not computed either.
+    from unitcost.query import open_store
+    from unitcost.report import report
+    from unitcost.ui.app import _groups
+
+    with open_store(db) as store:
+        groups = _groups(report(store, by="customer"), report(store, by="customer", every="day"), "day")
+    assert [bool(g["trends"]) for g in groups] == [True] * TREND_GROUPS + [False] * 3
