@@ -35,6 +35,9 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from .attr_rollups import days_sql as attribute_days_sql
+from .attr_rollups import has_tables as has_attribute_tables
+from .attr_rollups import refresh_attributes
 from .run_totals import COLUMNS
 
 __all__ = [
@@ -410,8 +413,17 @@ def refresh(execute: Callable[..., Any], dialect: str) -> bool:
         # Writers on many hosts refresh one at a time (until commit): each then sees the rows and
         # marks every earlier refresh committed, and empties only the marks it has summed.
         execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
-    for statement in refresh_statements(dialect):
+    statements = refresh_statements(dialect)
+    # (the task attributes' rollups, m020: their part of attribute_days taken away while the task rows are
+    # as they were, their rows made again after the task rows are; a store without m020 has none)
+    attributes = has_attribute_tables(execute, dialect)
+    if attributes:
+        execute(attribute_days_sql("-"))
+    for statement in statements[:-1]:
         execute(statement)
+    if attributes:
+        refresh_attributes(execute, dialect)
+    execute(statements[-1])  # (rollup_dirty emptied)
     return True
 
 
