@@ -12,7 +12,7 @@ Tables (the same on SQLite and PostgreSQL):
   and winning outcome label. A task whose attributes the engines cannot read alike (text that is not a
   JSON object, a name or value PostgreSQL or SQLite cannot hold as text, an attribute named '') has one
   row of name '' instead, and the reports then take the engines that merge the runs themselves.
-- ``attribute_days``: per attribute name, value (not NULL), kind, start day, outcome label and state,
+- ``attribute_days``: per attribute name, value (not NULL), start day, kind, outcome label and state,
   the tasks' counts and sums as ``rollup_days`` holds them for whole tasks: what a report's rows add up.
   (The tasks without a value are every task less those: ``rollup_days`` minus these.)
 
@@ -43,7 +43,7 @@ UNFIT_NAME = ""
 # attribute_days' counts (as rollup_days' DAY_COUNTS, less split_tasks), then the sums.
 DAY_COUNTS = ("tasks", "runs", "runs_with_calls", "value_pico", "entry_cost_pico", "tool_calls", "step_blocks",
               "tool_cost_pico", "runtime_cost_pico")
-_DAY_KEY = ("name", "value", "kind", "start_day", "outcome_label", "state")
+_DAY_KEY = ("name", "value", "start_day", "kind", "outcome_label", "state")
 # Copied from the task's task_rollup row `t`.
 _TASK_FIELDS = ("kind", "started_ns", "start_day", "task_cost_pico", "outcome_label")
 _CHUNK = 200  # rows a statement when inserting (4 parameters each)
@@ -66,7 +66,8 @@ def create_tables_sql(dialect: str) -> list[str]:
         "CREATE INDEX task_attributes_started ON task_attributes(name, started_ns)",
         f"CREATE TABLE attribute_days (name TEXT NOT NULL, value TEXT NOT NULL, kind TEXT NOT NULL, "
         f"start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, state {integer} NOT NULL, {counts}, "
-        "PRIMARY KEY (name, value, kind, start_day, outcome_label, state))",
+        # (SQLite: stored in key order, so a report's rows by value, or by value and day, are summed as read)
+        f"PRIMARY KEY (name, value, start_day, kind, outcome_label, state)){without_rowid}",
     ]
 
 
@@ -88,7 +89,7 @@ def days_sql(sign: str, *, everyone: bool = False) -> str:
     state = "CASE WHEN t.outcome_id IS NULL THEN 0 WHEN t.outcome_success <> 0 THEN 1 ELSE 2 END"
     values = (*DAY_COUNTS, *SUM_COLUMNS)
     picked = (
-        f"a.name, a.value, t.kind, t.start_day, COALESCE(t.outcome_label, ''), {state}, COUNT(*), SUM(t.runs), "
+        f"a.name, a.value, t.start_day, t.kind, COALESCE(t.outcome_label, ''), {state}, COUNT(*), SUM(t.runs), "
         "SUM(t.runs_with_calls), SUM(COALESCE(t.outcome_value_pico, 0)), "
         "SUM(t.cost_pico + t.tool_cost_pico + t.runtime_cost_pico), SUM(t.tool_calls), SUM(t.step_blocks), "
         "SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico)" + "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
