@@ -107,7 +107,7 @@ def group_rows(
         if order == [ATTRIBUTE] and not windowed and kind is None and outcome is None:
             ranked = _ranked_from_index(execute, name, valued, percentiles)
         else:
-            ranked = _ranked_in_order(execute, name, order, valued, kind, outcome, days_range, label_of,
+            ranked = _ranked_in_order(execute, name, order, valued, value, kind, outcome, days_range, label_of,
                                       percentiles)
         rest = {key: n for key, n in groups.items() if key not in valued}
         if rest:
@@ -288,8 +288,8 @@ def _ranked_from_index(
 
 def _ranked_in_order(
     execute: Callable[..., Any], name: str, order: Sequence[str], groups: dict[tuple[Any, ...], int],
-    kind: str | None, outcome: str | None, days: tuple[int, int] | None, label_of: dict[int, str],
-    percentiles: Sequence[int],
+    value: str | None, kind: str | None, outcome: str | None, days: tuple[int, int] | None,
+    label_of: dict[int, str], percentiles: Sequence[int],
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}} for groups by value (and time bucket) with a value (SQLite, in process):
     every kept task's cost read in one statement in the order of the (name, value, day, cost) index, no
@@ -297,7 +297,7 @@ def _ranked_in_order(
     slice of them (a week's or month's days' runs merged by a sort)."""
     conditions = ["name = ?", "value IS NOT NULL"]
     params: list[Any] = [name]
-    for condition, given in (("kind = ?", kind), ("outcome_label = ?", outcome)):
+    for condition, given in (("value = ?", value), ("kind = ?", kind), ("outcome_label = ?", outcome)):
         if given is not None:
             conditions.append(condition)
             params.append(given)
@@ -326,8 +326,8 @@ def _ranked_in_order(
 
     current: tuple[Any, ...] | None = None
     start = end = parts = 0
-    for value, day, count in runs:
-        named = {ATTRIBUTE: value, "bucket": label_of[day] if bucketed else None}
+    for of_value, day, count in runs:
+        named = {ATTRIBUTE: of_value, "bucket": label_of[day] if bucketed else None}
         key = tuple(named[k] for k in order)
         if key != current:
             if current is not None:
