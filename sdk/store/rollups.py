@@ -406,7 +406,8 @@ def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] =
 def refresh(execute: Callable[..., Any], dialect: str) -> bool:
     """Make the dirty tasks' rows again (inside the caller's write transaction); True when there were any.
 
-    ``execute``: one statement, no parameters (an sqlite3 or psycopg connection's ``execute``)."""
+    ``execute``: one statement and its parameters (an sqlite3 or psycopg connection's ``execute``; the
+    task attributes' rows are written with parameters, ``?`` or ``%s`` by ``dialect``)."""
     if not execute("SELECT EXISTS (SELECT 1 FROM rollup_dirty)").fetchone()[0]:
         return False
     if dialect == "postgresql":
