@@ -199,7 +199,10 @@ def _counted_from_days(
         return valued
     if value is not None:
         return valued
-    # The tasks without a value: every task's counts less the values'.
+    # The tasks without a value: every task's counts less the values' (none when they are as many).
+    every_task = read("rollup_days", ["d.part_kind = ''"], [], [])
+    if (every_task[0][0] or 0) == sum(row[len(order)] for row in valued):
+        return valued
     rest = [k for k in order if k != ATTRIBUTE]
     width = len(rest)
     totals = {tuple(row[:width]): row[width:] for row in read("rollup_days", ["d.part_kind = ''"], [], rest)}

@@ -68,6 +68,8 @@ def create_tables_sql(dialect: str) -> list[str]:
         f"start_day {integer} NOT NULL, outcome_label TEXT NOT NULL, state {integer} NOT NULL, {counts}, "
         # (SQLite: stored in key order, so a report's rows by value, or by value and day, are summed as read)
         f"PRIMARY KEY (name, value, start_day, kind, outcome_label, state)){without_rowid}",
+        # (the rows a refresh left without a task, found without reading the others)
+        "CREATE INDEX attribute_days_empty ON attribute_days(name) WHERE tasks = 0",
     ]
 
 
