@@ -103,9 +103,13 @@ def group_rows(
     groups = {tuple(row[:width]): row[width] for row in counted}
     at = order.index(ATTRIBUTE) if ATTRIBUTE in order else None
     valued = {key: n for key, n in groups.items() if at is None or key[at] is not None}
-    if in_process and set(order) <= {ATTRIBUTE, "bucket"} and at is not None and (not windowed or days_range):
-        if order == [ATTRIBUTE] and not windowed and kind is None and outcome is None:
-            ranked = _ranked_from_index(execute, name, valued, percentiles)
+    whole_days = not windowed or days_range is not None
+    if in_process and at is not None and (
+        (not windowed and "bucket" not in order) or (set(order) <= {ATTRIBUTE, "bucket"} and whole_days)
+    ):
+        # (the groups with a value from the indexes: at their place, or every cost in the day index's order)
+        if not windowed and "bucket" not in order:
+            ranked = _ranked_from_index(execute, name, order, valued, kind, outcome, percentiles)
         else:
             ranked = _ranked_in_order(execute, name, order, valued, value, kind, outcome, days_range, label_of,
                                       percentiles)
@@ -115,7 +119,7 @@ def group_rows(
                                              until_ns, label_of, percentiles, values=False))
     else:
         ranked = _ranked_from_costs(execute, name, order, groups, value, kind, outcome, since_ns, until_ns,
-                                    label_of, percentiles)
+                                    label_of, percentiles, in_process=in_process)
     for row in counted:
         key = tuple(row[:width])
         n, runs, succeeded, failed, value_pico, wasted, tools, blocks, tcost, rcost, *sums = row[width:]
@@ -270,19 +274,33 @@ def _task_conditions(alias: str, kind: str | None, outcome: str | None, since_ns
 
 
 def _ranked_from_index(
-    execute: Callable[..., Any], name: str, groups: dict[tuple[Any, ...], int], percentiles: Sequence[int],
+    execute: Callable[..., Any], name: str, order: Sequence[str], groups: dict[tuple[Any, ...], int],
+    kind: str | None, outcome: str | None, percentiles: Sequence[int],
 ) -> dict[tuple[Any, ...], dict[int, int]]:
-    """{(value,): {rank: cost}}: each read at its place in the (name, value, cost) index (SQLite, in
-    process: ~35 us a statement), from the nearer end."""
+    """{group key: {rank: cost}} for groups of one value (and kind, outcome), each cost read at its place in
+    the (name, value, cost, kind, outcome) index (SQLite, in process: ~35 us a statement), from the nearer
+    end: a group of one kind or outcome walks its value's entries counting those of it (the index carries
+    both after the cost)."""
     found: dict[tuple[Any, ...], dict[int, int]] = {}
-    read = "SELECT task_cost_pico FROM task_attributes WHERE name = ? AND value = ? ORDER BY task_cost_pico"
     for key, n in groups.items():
+        values = dict(zip(order, key, strict=True))
+        conditions, params = ["name = ?", "value = ?"], [name, values[ATTRIBUTE]]
+        of_kind = values.get("kind", kind)
+        if of_kind is not None:
+            conditions.append("kind = ?")
+            params.append(of_kind)
+        if "outcome" in values or outcome is not None:
+            label = values.get("outcome", outcome)
+            conditions.append("outcome_label IS NULL" if label is None else "outcome_label = ?")
+            params.extend([] if label is None else [label])
+        read = (f"SELECT task_cost_pico FROM task_attributes INDEXED BY task_attributes_cost "
+                f"WHERE {' AND '.join(conditions)} ORDER BY task_cost_pico")
         found[key] = {}
         for r in {nearest_rank(n, p) for p in percentiles}:
             if r <= n - r:
-                row = execute(f"{read} LIMIT 1 OFFSET ?", [name, key[0], r - 1]).fetchone()
+                row = execute(f"{read} LIMIT 1 OFFSET ?", [*params, r - 1]).fetchone()
             else:
-                row = execute(f"{read} DESC LIMIT 1 OFFSET ?", [name, key[0], n - r]).fetchone()
+                row = execute(f"{read} DESC LIMIT 1 OFFSET ?", [*params, n - r]).fetchone()
             if row is None:
                 raise Unfit("a value's count and its index differ")
             found[key][r] = row[0]
@@ -348,7 +366,7 @@ def _ranked_in_order(
 def _ranked_from_costs(
     execute: Callable[..., Any], name: str, order: Sequence[str], groups: dict[tuple[Any, ...], int],
     value: str | None, kind: str | None, outcome: str | None, since_ns: int | None, until_ns: int | None,
-    label_of: dict[int, str], percentiles: Sequence[int], values: bool = True,
+    label_of: dict[int, str], percentiles: Sequence[int], values: bool = True, in_process: bool = False,
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}}: the kept tasks' costs read (with their value, kind, outcome and day)
     and ranked here; the tasks without a value read from task_rollup when that group is kept
@@ -357,31 +375,44 @@ def _ranked_from_costs(
     if value is not None:
         conditions.append("a.value = ?")
         params.append(value)
+    # (each row: the key's columns in order, the bucket as its day, then the cost; in the day index's order
+    # in process, so each (value, day)'s costs come sorted and a group's sort merges its days' runs)
+    columns = {"bucket": "{0}.start_day", ATTRIBUTE: "{0}.value", "kind": "{0}.kind", "outcome": "{0}.outcome_label"}
+    ordered_by = " ORDER BY a.value, a.start_day, a.task_cost_pico" if in_process else ""
     statements = [(
-        "SELECT a.value, a.kind, a.outcome_label, a.start_day, a.task_cost_pico FROM task_attributes a "
-        f"WHERE {' AND '.join(['a.name = ?', 'a.value IS NOT NULL', *conditions])}", [name, *params],
+        f"SELECT {''.join(columns[k].format('a') + ', ' for k in order)}a.task_cost_pico FROM task_attributes a "
+        f"WHERE {' AND '.join(['a.name = ?', 'a.value IS NOT NULL', *conditions])}{ordered_by}", [name, *params],
     )] if values else []
     at = order.index(ATTRIBUTE) if ATTRIBUTE in order else None
     if at is not None and any(key[at] is None for key in groups):
         others, other_params = _task_conditions("t", kind, outcome, since_ns, until_ns)
+        picked = "".join(("NULL" if k == ATTRIBUTE else columns[k].format("t")) + ", " for k in order)
         statements.append((
-            "SELECT NULL, t.kind, t.outcome_label, t.start_day, t.task_cost_pico FROM task_rollup t WHERE "
+            f"SELECT {picked}t.task_cost_pico FROM task_rollup t WHERE "
             + " AND ".join([*others, "NOT EXISTS (SELECT 1 FROM task_attributes a WHERE a.task_kind = t.task_kind "
                             "AND a.task_key = t.task_key AND a.name = ? AND a.value IS NOT NULL)"]),
             [*other_params, name],
         ))
-    pick = {"bucket": lambda row: label_of[row[3]], ATTRIBUTE: lambda row: row[0], "kind": lambda row: row[1],
-            "outcome": lambda row: row[2]}
-    getters = [pick[k] for k in order]
-    costs: dict[tuple[Any, ...], list[int]] = {}
+    width = len(order)
+    by_day: dict[tuple[Any, ...], list[int]] = {}
     for text, statement_params in statements:
         for row in execute(text, statement_params):
-            key = tuple(get(row) for get in getters)
-            found = costs.get(key)
+            key = row[:width]
+            found = by_day.get(key)
             if found is None:
-                costs[key] = [row[4]]
+                by_day[key] = [row[width]]
             else:
-                found.append(row[4])
+                found.append(row[width])
+    costs = by_day
+    if "bucket" in order:  # (each day named by its bucket's label: a week's or month's days' costs joined)
+        day_at = order.index("bucket")
+        costs = {}
+        for key, found in by_day.items():
+            labelled = (*key[:day_at], label_of[key[day_at]], *key[day_at + 1 :])
+            if labelled in costs:
+                costs[labelled] += found
+            else:
+                costs[labelled] = found
     ranked: dict[tuple[Any, ...], dict[int, int]] = {}
     for key, n in groups.items():
         ordered = costs.get(key, [])

@@ -505,8 +505,12 @@ def test_an_attributes_report_is_read_from_the_attribute_rollups(store, monkeypa
         return ranked_from_costs(*args, **kwargs)
 
     ranked_from_costs = attr_rollup_sql._ranked_from_costs
-    by_value = request_["by"] in ("customer", "plan", "attr.customer") and "where" not in request_ \
-        and (since is None or since % DAY == 0) and (until is None or until % DAY == 0)
+    # (from the indexes: groups by value, kind and outcome without buckets or a window; by value (and bucket)
+    # over whole days)
+    names = request_["by"].split(",")
+    by_value = any(n in ("customer", "plan", "attr.customer") for n in names) and (
+        (every is None and window == (None, None))
+        or (len(names) == 1 and (since is None or since % DAY == 0) and (until is None or until % DAY == 0)))
     with monkeypatch.context() as m:
         m.setattr(sql.TaskTables, "merged_attributes", merged)
         if by_value:
