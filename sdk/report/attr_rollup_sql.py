@@ -325,6 +325,10 @@ def _ranked_in_order(
     if days is not None:
         conditions.append("start_day >= ? AND start_day <= ?")
         params.extend(days)
+        if value is None:  # (the groups' values named: each value's days then entered at the window)
+            of_groups = sorted({key[order.index(ATTRIBUTE)] for key in groups})
+            conditions.append(f"value IN ({', '.join('?' for _ in of_groups)})")
+            params.extend(of_groups)
     where = " AND ".join(conditions)
     index = "task_attributes_day_cost"
     runs = execute(f"SELECT value, start_day, COUNT(*) FROM task_attributes INDEXED BY {index} WHERE {where} "
