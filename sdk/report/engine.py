@@ -28,7 +28,7 @@ from ..store.connect import open_backend
 from ..store.run_totals import SUMS, call_sums, resent_tokens
 from ..store.schema import SESSION_COST_SQL, TOOL_COST_SQL
 from ..store.sqlite import SqliteBackend
-from . import pg_sql, rollup_sql, sql
+from . import attr_rollup_sql, pg_sql, rollup_sql, sql
 from .errors import ReportError
 from .notes import format_energy
 from .routing import CallFacts
@@ -636,6 +636,10 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
         grouped = _group_in_rollups(db, request)
         if grouped is not None:
             return grouped
+    elif isinstance(db, StoreBackend) and "task_attributes" in db.tables():
+        grouped = _group_in_attribute_rollups(db, request)
+        if grouped is not None:
+            return grouped
     if getattr(db, "dialect", None) == "postgresql":  # (a test may hand over a bare sqlite_utils.Database)
         return _group_in_postgres(db, request)
     if not isinstance(db, SqliteBackend):
@@ -732,6 +736,52 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
             }
             outside = None
             if whole:
+                found, sums = rollup_sql.outside_sums(db.execute)
+                for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+                    found += 1
+                    sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+                outside = _Acc(sums=sums) if found else None
+    except sql.Unfit:
+        return None
+    except sqlite3.OperationalError as exc:
+        if "overflow" not in str(exc):  # sums past 2**63 pico-dollars: Python's integers have no limit
+            raise
+        return None
+    return fields, selector, groups, outside
+
+
+def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
+    """The same groups for a request by or filtered by one task attribute, read from the task attributes'
+    rollups (unitcost.report.attr_rollup_sql), on either backend; None for what they cannot answer (model
+    or provider, two attributes, --where key=...: the callers then merge every run's attributes)."""
+    if request.by_model:
+        return None
+    every = request.every
+    try:
+        with sql.one_read(db):
+            fields, selector, _ = request.resolve(attr_rollup_sql.known_names(db.execute))
+            by_attribute = [fld[5:] for _, fld in fields if fld.startswith("attr:")]
+            filtered = [(fld[5:], value) for fld, value in selector.filters if fld.startswith("attr:")]
+            names = set(by_attribute) | {name for name, _ in filtered}
+            wanted = dict(selector.filters)
+            values = {value for _, value in filtered}
+            if (len(names) != 1 or len(by_attribute) > 1 or len(values) > 1 or "key" in wanted
+                    or (selector.kind is not None and wanted.get("kind", selector.kind) != selector.kind)):
+                return None  # (two kinds asked for: the Python engine keeps no task)
+            (name,) = names
+            rows = attr_rollup_sql.group_rows(
+                db.execute, name=name,
+                keys=[attr_rollup_sql.ATTRIBUTE if fld.startswith("attr:") else fld for _, fld in fields],
+                value=next(iter(values), None),
+                kind=selector.kind if selector.kind is not None else wanted.get("kind"),
+                outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
+                percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+                in_process=db.dialect == "sqlite",
+            )
+            groups = {key: _Acc(**fields_) for key, fields_ in rows}
+            outside = None
+            if (request.kind is None and not selector.filters and request.since_ns is None
+                    and request.until_ns is None):
                 found, sums = rollup_sql.outside_sums(db.execute)
                 for row in _call_rows(db, None, "WHERE run_id IS NULL"):
                     found += 1

@@ -243,7 +243,10 @@ class TaskTables:
             for (text, runs), values in self.merged_attributes().items()
         ]
         marks = ", ".join("?" * (3 + len(names)))
-        self.conn.executemany(f"INSERT INTO uc_attr VALUES ({marks})", rows)
+        try:
+            self.conn.executemany(f"INSERT INTO uc_attr VALUES ({marks})", rows)
+        except UnicodeEncodeError as exc:  # (a lone surrogate in a value: no SQLite text holds it)
+            raise Unfit("an attribute value SQLite cannot hold") from exc
 
 
 def add_buckets(tables: TaskTables, label: Callable[[int], str]) -> str:

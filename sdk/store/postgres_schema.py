@@ -19,12 +19,14 @@ pgbouncer's transaction pooling), and each re-reads what is applied once it hold
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..common.errors import ConfigurationError, StoreError
+from .attr_rollups import create_tables_sql as attribute_tables_sql
+from .attr_rollups import rebuild as rebuild_attributes
 from .rollups import (
     create_tables_sql,
     ended_and_buckets_sql,
@@ -204,7 +206,13 @@ CREATE INDEX outcomes_run ON outcomes(run_id);
 CREATE INDEX outcomes_key ON outcomes(key);
 """
 
-MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
+def _m020_task_attributes(conn: Any) -> None:
+    for statement in attribute_tables_sql("postgresql"):
+        conn.execute(statement)
+    rebuild_attributes(conn.execute, "postgresql")
+
+
+MIGRATIONS: tuple[tuple[str, str | tuple[str, ...] | Callable[[Any], None]], ...] = (
     ("m001_initial", _M001),
     ("m002_calls_retries", "ALTER TABLE calls ADD COLUMN retries BIGINT NOT NULL DEFAULT 0"),
     (
@@ -300,6 +308,9 @@ MIGRATIONS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
         "m019_provider_parts",
         ("ALTER TABLE task_model_rollup ADD COLUMN IF NOT EXISTS provider_cost_pico BIGINT", *provider_parts_sql()),
     ),
+    # Each task's merged attributes as report keys and their per-day counts (see unitcost.store.schema's
+    # m020): a function of the connection, as the keys are made in Python (unitcost.store.attr_rollups).
+    ("m020_task_attributes", _m020_task_attributes),
 )
 
 
@@ -373,9 +384,12 @@ def _migrate_once(conn: Any, wait: float) -> list[str]:
         for name, ddl in MIGRATIONS:
             if name in applied:
                 continue
-            statements = ddl if isinstance(ddl, tuple) else [s for s in ddl.split(";") if s.strip()]
-            for statement in statements:
-                conn.execute(statement)
+            if callable(ddl):
+                ddl(conn)
+            else:
+                statements = ddl if isinstance(ddl, tuple) else [s for s in ddl.split(";") if s.strip()]
+                for statement in statements:
+                    conn.execute(statement)
             conn.execute(f"INSERT INTO {_MIGRATIONS_TABLE} (migration_set, name) VALUES ('unitcost', %s)", (name,))
             done.append(name)
     return done

@@ -35,6 +35,9 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
+from .attr_rollups import days_sql as attribute_days_sql
+from .attr_rollups import has_tables as has_attribute_tables
+from .attr_rollups import refresh_attributes
 from .run_totals import COLUMNS
 
 __all__ = [
@@ -403,15 +406,25 @@ def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] =
 def refresh(execute: Callable[..., Any], dialect: str) -> bool:
     """Make the dirty tasks' rows again (inside the caller's write transaction); True when there were any.
 
-    ``execute``: one statement, no parameters (an sqlite3 or psycopg connection's ``execute``)."""
+    ``execute``: one statement and its parameters (an sqlite3 or psycopg connection's ``execute``; the
+    task attributes' rows are written with parameters, ``?`` or ``%s`` by ``dialect``)."""
     if not execute("SELECT EXISTS (SELECT 1 FROM rollup_dirty)").fetchone()[0]:
         return False
     if dialect == "postgresql":
         # Writers on many hosts refresh one at a time (until commit): each then sees the rows and
         # marks every earlier refresh committed, and empties only the marks it has summed.
         execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
-    for statement in refresh_statements(dialect):
+    statements = refresh_statements(dialect)
+    # (the task attributes' rollups, m020: their part of attribute_days taken away while the task rows are
+    # as they were, their rows made again after the task rows are; a store without m020 has none)
+    attributes = has_attribute_tables(execute, dialect)
+    if attributes:
+        execute(attribute_days_sql("-"))
+    for statement in statements[:-1]:
         execute(statement)
+    if attributes:
+        refresh_attributes(execute, dialect)
+    execute(statements[-1])  # (rollup_dirty emptied)
     return True
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..common.errors import StoreError
+from .attr_rollups import create_tables_sql as attribute_tables_sql
+from .attr_rollups import rebuild as rebuild_attributes
 from .backend import LOCK_WAIT_S, is_url
 from .losses import dropped_spans as count_dropped
 from .losses import loss_file_for
@@ -373,6 +375,17 @@ def _m019_provider_parts(db: sqlite_utils.Database) -> None:
     # model's row of the (task, provider)'s first model carries the provider's cost in the task, and the
     # per-day rows get a provider part (unitcost.store.rollups); the values are made either way.
     _add_model_column_then(db, "provider_cost_pico", "INTEGER", provider_parts_sql())
+
+
+@migrations(name="m020_task_attributes")
+def _m020_task_attributes(db: sqlite_utils.Database) -> None:
+    # Each task's merged attributes as report keys, with its cost, start and outcome beside, and their
+    # counts and sums per name, value and day, kept by the rollup refresh (unitcost.store.attr_rollups): a
+    # report by or filtered by a task attribute reads them instead of merging every run's attributes
+    # (unitcost.report.attr_rollup_sql); made here for the tasks already stored.
+    for statement in attribute_tables_sql("sqlite"):
+        db.execute(statement)
+    rebuild_attributes(db.conn.execute, "sqlite")
 
 
 # Aggregates over `steps` rows: what tools cost, and what session blocks cost (a [[runtime]] charge,

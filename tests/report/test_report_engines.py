@@ -50,12 +50,16 @@ calls = st.lists(
 steps = st.lists(
     st.tuples(st.sampled_from(["tool", "step", "session"]), st.one_of(st.none(), st.integers(0, 10**10))), max_size=2
 )
+_ABSENT = object()  # (an attribute the run does not set; None: set to JSON null)
 attributes = st.one_of(
     st.just("{}"),
     st.builds(
-        lambda c, p: json.dumps({k: v for k, v in (("customer", c), ("prompt", p)) if v is not None}),
-        st.sampled_from([None, "acme", "globex"]),
-        st.sampled_from([None, "v1", "v2", 2]),
+        lambda c, p: json.dumps({k: v for k, v in (("customer", c), ("prompt", p)) if v is not _ABSENT}),
+        # (odd values: the report key is str() of the decoded value, so 1 and "1" are one group, True is
+        # "True", 1.0 "1.0", a float, a list or an object as Python writes it, null as no value)
+        st.sampled_from([_ABSENT, "acme", "globex", None, True, 1, "1", 1.0, 0.1 + 0.2, [1, "a"], {"a": [None]},
+                         "None", ""]),
+        st.sampled_from([_ABSENT, "v1", "v2", 2, False]),
     ),
 )
 runs = st.lists(
@@ -84,10 +88,11 @@ requests = st.fixed_dictionaries(
     {
         "by": st.sampled_from(
             ["kind", "model", "provider", "outcome", "customer", "kind,customer", "outcome,model", "prompt,provider",
-             "attr.kind", "customer,prompt", ""]
+             "attr.kind", "customer,prompt", "", "customer,outcome", "outcome,prompt", "attr.customer"]
         ),
         "every": st.sampled_from([None, "day", "week", "month"]),
-        "where": st.sampled_from([None, ["customer=acme"], ["outcome=resolved"], ["kind=ticket"], ["prompt=2"]]),
+        "where": st.sampled_from([None, ["customer=acme"], ["outcome=resolved"], ["kind=ticket"], ["prompt=2"],
+                                  ["customer=1"], ["customer=True"], ["prompt=v1"]]),
         "kind": st.sampled_from([None, "ticket"]),
         "window": st.sampled_from(
             [(None, None), (MIDNIGHT - 7 * DAY, None), (None, MIDNIGHT), (MIDNIGHT - DAY, MIDNIGHT + DAY),
@@ -165,12 +170,19 @@ def _both(db: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any
     """(the SQL engine's rows or error, the Python engine's), each as JSON rows or the error's text.
 
     The SQL engine's rows are read twice, from the store's per-task rollups (unitcost.report.rollup_sql,
-    for every request that names no task attribute) and by joining the rows (unitcost.report.sql), and
-    must be the same."""
+    for every request that names no task attribute; unitcost.report.attr_rollup_sql for one that names
+    one) and by joining the rows (unitcost.report.sql), and must be the same."""
     used = []
     in_store = _reports._group_in_store
     in_rollups = _reports._group_in_rollups
+    in_attributes = _reports._group_in_attribute_rollups
     rollups_used = []
+    attributes_used = []
+
+    def recording_attributes(db_: Any, request: Any) -> Any:
+        grouped = in_attributes(db_, request)
+        attributes_used.append(grouped is not None)
+        return grouped
 
     def recording(db_: Any, request: Any) -> Any:
         grouped = in_store(db_, request)
@@ -191,13 +203,17 @@ def _both(db: Any, monkeypatch: pytest.MonkeyPatch, **options: Any) -> tuple[Any
     with monkeypatch.context() as m:
         m.setattr(_reports, "_group_in_store", recording)
         m.setattr(_reports, "_group_in_rollups", recording_rollups)
+        m.setattr(_reports, "_group_in_attribute_rollups", recording_attributes)
         sql_rows = run()
     assert used == [True] or isinstance(sql_rows, str), "the SQL engine was not used"
     if _names_no_attribute(options) and not isinstance(sql_rows, str) and not _odd_identities(db):
         assert rollups_used == [True], "the rollups were not read"
+    if _one_attribute(options) and not isinstance(sql_rows, str) and not _odd_identities(db):
+        assert attributes_used == [True], "the attribute rollups were not read"
     with monkeypatch.context() as m:
         m.setattr(_reports, "_group_in_store", recording)
         m.setattr(_reports, "_group_in_rollups", lambda db_, request: None)
+        m.setattr(_reports, "_group_in_attribute_rollups", lambda db_, request: None)
         joined_rows = run()
     assert joined_rows == sql_rows, "the rollups and the joined rows differ"
     with monkeypatch.context() as m:
@@ -211,6 +227,18 @@ def _names_no_attribute(options: dict[str, Any]) -> bool:
     names = [n for n in (options.get("by") or "").split(",") if n]
     names += [w.split("=")[0] for w in options.get("where") or []]
     return all(n in ("kind", "model", "provider", "outcome") for n in names)
+
+
+def _one_attribute(options: dict[str, Any]) -> bool:
+    """The request is one the attribute rollups answer: one task attribute in --by (once) and --where, no
+    model or provider."""
+    by = [n for n in (options.get("by") or "").split(",") if n]
+    where = [w.split("=")[0] for w in options.get("where") or []]
+    fields = ("kind", "model", "provider", "outcome")
+    named = [n.removeprefix("attr.") for n in by if n not in fields]
+    filtered = [n.removeprefix("attr.") for n in where if n not in fields]
+    return not {"model", "provider"} & set(by) and len(set(named + filtered)) == 1 and len(named) <= 1 \
+        and len(filtered) <= 1
 
 
 def _odd_identities(db: Any) -> bool:
@@ -423,3 +451,91 @@ def test_a_task_started_by_a_windows_edge_is_counted_on_its_side(store, monkeypa
         for by in ("model", "kind"):
             sql_rows, python_rows = _both(store, monkeypatch, by=by, since_ns=window[0], until_ns=window[1])
             assert sql_rows == python_rows, (window, by)
+
+
+def attribute_tasks() -> tuple[list, list]:
+    """(runs, outcomes): tasks of two kinds over six weeks, several a day, some of several runs whose
+    attributes disagree (a later run changes a value, adds one, sets one to null), with odd values
+    (ints and strings alike as report keys, bools, floats, nested ones), some without calls, most with
+    an outcome."""
+    values = ["acme", "globex", 1, "1", True, 1.5, [1, "a"], {"tier": 2}, "initech"]
+
+    def attributes(n: int) -> str:
+        found: dict[str, Any] = {"customer": values[n % len(values)]}
+        if n % 5 == 0:
+            found["plan"] = ("free", "pro", None)[n % 3]
+        return json.dumps(found)
+
+    runs_ = [(("ticket", "chat")[n % 2], f"K{n % 90}", MIDNIGHT - 40 * DAY + n * DAY // 4 + n % 3, attributes(n),
+              [(MODELS[n % 3], 100, 0, 10, 0, (n * 7919) % 10**9, False, 0)] if n % 7 else [], [])
+             for n in range(160)]
+    labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
+    return runs_, [("run", n, n, labels[n % 5 % 3], None) for n in range(160) if n % 4]
+
+
+# Requests by or of one task attribute (m020).
+BY_ATTRIBUTE = [
+    {"by": "customer"}, {"by": "plan"}, {"by": "kind,customer"}, {"by": "customer,outcome"},
+    {"by": "kind", "where": ["customer=1"]}, {"by": "customer", "where": ["customer=acme"]},
+    {"by": "customer", "kind": "chat"}, {"by": "outcome", "where": ["plan=pro"]},
+    {"by": "customer", "where": ["outcome=resolved"]}, {"by": "attr.customer", "where": ["kind=ticket"]},
+]
+ATTRIBUTE_WINDOWS = [(None, None), (MIDNIGHT - 30 * DAY, None), (MIDNIGHT - 30 * DAY + 5 * HOUR, MIDNIGHT - 9 * DAY)]
+
+
+@pytest.mark.parametrize("every", [None, "day", "week", "month"])
+@pytest.mark.parametrize("window", ATTRIBUTE_WINDOWS)
+@pytest.mark.parametrize("request_", BY_ATTRIBUTE)
+def test_an_attributes_report_is_read_from_the_attribute_rollups(store, monkeypatch, every, window, request_):
+    # A report by or filtered by one task attribute reads the attribute rollups (m020): no run's
+    # attributes are merged for it (the joined engine's merge fails the test), and a group by value
+    # (and bucket) of a whole-day window is ranked from the indexes, not by reading every cost; the rows
+    # equal the Python engine's.
+    from unitcost.report import attr_rollup_sql, sql
+
+    _write(store, *attribute_tasks(), [])
+    since, until = window
+
+    def merged(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the runs' attributes were merged")
+
+    def read_every_cost(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("values", True):
+            raise AssertionError("every cost was read")
+        return ranked_from_costs(*args, **kwargs)
+
+    ranked_from_costs = attr_rollup_sql._ranked_from_costs
+    # (from the indexes: groups by value, kind and outcome without buckets or a window; by value (and bucket)
+    # over whole days)
+    names = request_["by"].split(",")
+    by_value = any(n in ("customer", "plan", "attr.customer") for n in names) and (
+        (every is None and window == (None, None))
+        or (len(names) == 1 and (since is None or since % DAY == 0) and (until is None or until % DAY == 0)))
+    with monkeypatch.context() as m:
+        m.setattr(sql.TaskTables, "merged_attributes", merged)
+        if by_value:
+            m.setattr(attr_rollup_sql, "_ranked_from_costs", read_every_cost)
+        rows = [row_for_json(r) for r in report(store, every=every, since_ns=since, until_ns=until, **request_)]
+    sql_rows, python_rows = _both(store, monkeypatch, every=every, since_ns=since, until_ns=until, **request_)
+    assert rows == sql_rows == python_rows
+    assert python_rows and (len(python_rows) > 1 or "where" in request_)
+
+
+@pytest.mark.parametrize("attributes_", [
+    '{"customer": "a\\ud800"}',  # a lone surrogate: no store holds it as text
+    '{"": 1, "customer": "acme"}',  # an attribute named ''
+])
+def test_a_task_whose_attributes_the_rollup_cannot_hold_is_reported_from_its_runs(store, monkeypatch, attributes_):
+    # Such a task is marked in the rollup (unitcost.store.attr_rollups): a report by attribute then merges
+    # the runs' attributes itself, and gives the Python engine's rows.
+    runs_ = [("ticket", None, MIDNIGHT + n, '{"customer": "globex"}' if n else attributes_,
+              [(MODELS[0], 100, 0, 10, 0, 10**6 * (n + 1), False, 0)], []) for n in range(3)]
+    _write(store, runs_, [], [])
+    for request in ({"by": "customer"}, {"by": "kind", "where": ["customer=globex"]}):
+        assert _reports._group_in_attribute_rollups(
+            _reports.open_backend(store), _reports._Request(request["by"].split(","), None, None, None, None,
+                                                            request.get("where"))) is None
+        rows = [row_for_json(r) for r in report(store, **request)]
+        with monkeypatch.context() as m:
+            m.setattr(_reports, "_group_in_store", lambda db_, request: None)
+            assert rows == [row_for_json(r) for r in report(store, **request)]

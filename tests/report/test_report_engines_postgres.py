@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_report_engines import (
+    BY_ATTRIBUTE,
     IN_A_WINDOW,
     MIDNIGHT,
     MODELS,
@@ -19,7 +20,9 @@ from test_report_engines import (
     WINDOWS,
     _both,
     _names_no_attribute,
+    _one_attribute,
     _write,
+    attribute_tasks,
     outcome_tasks,
     outcomes,
     part_and_kind_tasks,
@@ -60,7 +63,14 @@ def _postgres_rows(backend: Any, monkeypatch: pytest.MonkeyPatch, **options: Any
     used = []
     in_store = _reports._group_in_store
     in_rollups = _reports._group_in_rollups
+    in_attributes = _reports._group_in_attribute_rollups
     rollups_used = []
+    attributes_used = []
+
+    def recording_attributes(db_: Any, request: Any) -> Any:
+        grouped = in_attributes(db_, request)
+        attributes_used.append(grouped is not None)
+        return grouped
 
     def recording(db_: Any, request: Any) -> Any:
         grouped = in_store(db_, request)
@@ -81,11 +91,15 @@ def _postgres_rows(backend: Any, monkeypatch: pytest.MonkeyPatch, **options: Any
     with monkeypatch.context() as m:
         m.setattr(_reports, "_group_in_store", recording)
         m.setattr(_reports, "_group_in_rollups", recording_rollups)
+        m.setattr(_reports, "_group_in_attribute_rollups", recording_attributes)
         rows = run()
     if _names_no_attribute(options) and not isinstance(rows, str) and used == [True] and not _odd(backend):
         assert rollups_used == [True], "the rollups were not read"
+    if _one_attribute(options) and not isinstance(rows, str) and not _odd(backend):
+        assert attributes_used == [True], "the attribute rollups were not read"
     with monkeypatch.context() as m:
         m.setattr(_reports, "_group_in_rollups", lambda db_, request: None)
+        m.setattr(_reports, "_group_in_attribute_rollups", lambda db_, request: None)
         assert run() == rows, "PostgreSQL's rollups and its joined rows differ"
     return rows, used == [True]
 
@@ -173,4 +187,22 @@ def test_postgres_reads_a_windows_whole_days_from_the_per_day_rows_and_indexes(s
                 m.setattr(rollup_sql, "_entry_costs", at_the_edges)
                 pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, since_ns=since,
                                                     until_ns=until, **request)
+            assert in_server and pg_rows == sql_rows == python_rows, (since, until, request)
+
+
+@pytest.mark.parametrize("every", [None, "day", "week"])
+def test_postgres_reads_an_attributes_report_from_the_attribute_rollups(stores, monkeypatch, every):
+    # As on SQLite (test_an_attributes_report_is_read_from_the_attribute_rollups): a report by or of one
+    # task attribute is read from the attribute rollups (m020) in the server, and gives the rows SQLite
+    # and Python give.
+    sqlite_db, backend = stores
+    _write(sqlite_db, *attribute_tasks(), [])
+    _write(_Writes(backend), *attribute_tasks(), [])
+    for since, until in [(None, None), (MIDNIGHT - 30 * 86_400 * 10**9, None), (MIDNIGHT - 30 * 86_400 * 10**9 + 7,
+                                                                                   MIDNIGHT - 9 * 86_400 * 10**9)]:
+        for request in BY_ATTRIBUTE:
+            sql_rows, python_rows = _both(sqlite_db, monkeypatch, every=every, since_ns=since, until_ns=until,
+                                          **request)
+            pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, since_ns=since, until_ns=until,
+                                                **request)
             assert in_server and pg_rows == sql_rows == python_rows, (since, until, request)

@@ -6,6 +6,7 @@ other than unitcost (a test, an older unitcost), on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unitcost.pricing.book import PriceBook
+from unitcost.store.attr_rollups import rebuild as rebuild_attributes
 from unitcost.store.backend import CALL_COLUMNS, TABLES, Batch
 from unitcost.store.connect import open_backend
 from unitcost.store.prune import prune
@@ -48,7 +50,11 @@ operations = st.lists(
 
 
 def _run(n: int, kind: str, key: str | None, day: int, runtime: int | None) -> tuple[Any, ...]:
-    return (f"r{n}", "t", None, None, kind, key, "svc", T0 + day * DAY, T0 + day * DAY + 10, None, "{}", runtime)
+    # (task attributes that differ from run to run of a task, and when a run is written again: m020)
+    attributes = "{}" if day % 4 == 1 else json.dumps(
+        {"customer": ("acme", 1, "1", None, True)[(n + day) % 5], **({"plan": "pro"} if day % 3 == 0 else {})})
+    return (f"r{n}", "t", None, None, kind, key, "svc", T0 + day * DAY, T0 + day * DAY + 10, None, attributes,
+            runtime)
 
 
 def _call(span: int, run: int, model: tuple[str, str], cost: int | None) -> tuple[Any, ...]:
@@ -107,6 +113,8 @@ def _apply(db: Any, operations_: list[Any]) -> None:
 _TABLES = {
     "task_rollup": "task_kind, task_key", "task_model_rollup": "task_kind, task_key, model, provider",
     "rollup_days": "kind, start_day, outcome_label, state, part_kind, part, has_part",
+    "task_attributes": "task_kind, task_key, name",
+    "attribute_days": "name, value, start_day, kind, outcome_label, state",
 }
 
 
@@ -126,7 +134,7 @@ def _rebuilt(db: Any) -> dict[str, list[Any]]:
             for table in _TABLES:
                 db.execute(f"DELETE FROM {table}")
             db.execute(mark_all_sql())
-            refresh_rollups(lambda sql: db.execute(sql), db.dialect)
+            refresh_rollups(_raw_execute(db), db.dialect)
             made.update(_snapshot(db))
             raise Undo()
     except Undo:
@@ -147,6 +155,27 @@ def _backfilled(db: Any) -> dict[str, list[Any]]:
             db.execute("UPDATE task_model_rollup SET start_week = 0, start_month = 0")
             for statement in ended_and_buckets_sql(db.dialect):
                 db.execute(statement)
+            made.update(_snapshot(db))
+            raise Undo()
+    except Undo:
+        pass
+    return made
+
+
+def _raw_execute(db: Any) -> Any:
+    """The connection's own ``execute`` (placeholders ``?`` or ``%s``), as the writer hands `refresh` it."""
+    return db.conn.execute if db.dialect == "sqlite" else db.connection().execute
+
+
+def _migrated(db: Any) -> dict[str, list[Any]]:
+    """The rollups with the task attributes' made again as m020 makes them (in a transaction rolled back)."""
+    class Undo(Exception):
+        pass
+
+    made: dict[str, list[Any]] = {}
+    try:
+        with db.transaction():
+            rebuild_attributes(_raw_execute(db), db.dialect)
             made.update(_snapshot(db))
             raise Undo()
     except Undo:
@@ -177,6 +206,7 @@ def _check(db: Any, operations_: list[Any]) -> None:
     assert db.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
     kept = _snapshot(db)
     assert kept == _rebuilt(db)
+    assert kept == _migrated(db)
     assert kept == _backfilled(db)
     _check_ends_and_buckets(db)
     assert db.execute("SELECT COUNT(*) FROM task_rollup").fetchone()[0] == db.execute(
