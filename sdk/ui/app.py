@@ -35,13 +35,12 @@ from unitcost.report import TASK_SORTS, dropped_note, estimated_note, group_labe
 from unitcost.store.backend import is_url, redact_url
 
 from .charts import sparkline, waterfall
-from .data import TREND_METRICS, Filters, Reader, WhatIf, trend_series
+from .data import TREND_GROUPS, TREND_METRICS, Filters, Reader, WhatIf, trend_series
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("unitcost.ui")
 PAGE_SIZE = 50
-TREND_GROUPS = 8  # the overview draws the trends of its first groups only (a page, not a wall of charts)
 _COOKIE = "unitcost_ui_token"
 
 

@@ -167,7 +167,7 @@ def test_a_whatif_kept_is_shown_while_the_changed_store_is_re_priced(demo_copy: 
 def test_the_overview_draws_the_trends_of_the_groups_it_shows_only(tmp_path: Path) -> None:
     # (by a task attribute of 100 values, drawing every group's trends took 300-400 ms of the page)
     import unitcost
-    from unitcost.ui.app import TREND_GROUPS
+    from unitcost.ui.data import TREND_GROUPS
 
     db = tmp_path / "many.db"
     unitcost.configure(db=db)
@@ -192,3 +192,57 @@ def test_the_overview_draws_the_trends_of_the_groups_it_shows_only(tmp_path: Pat
     with open_store(db) as store:
         groups = _groups(report(store, by="customer"), report(store, by="customer", every="day"), "day")
     assert [bool(g["trends"]) for g in groups] == [True] * TREND_GROUPS + [False] * 3
+
+
+def test_the_drawn_groups_trends_read_one_by_one_equal_the_report_of_every_group(tmp_path: Path) -> None:
+    # By a task attribute of many values, the overview reads each drawn group's trend by itself
+    # (`--where` naming its values) instead of every group per day: the numbers must be the same.
+    import json
+
+    from unitcost.query import open_store
+    from unitcost.report import report
+    from unitcost.ui.data import TREND_GROUPS, _trend_rows
+
+    day = 86_400 * 10**9
+    start = 1_764_028_800 * 10**9  # a midnight, UTC
+    db = tmp_path / "trends.db"
+    open_store(db, create=True).close()
+    with closing(sqlite3.connect(db)) as conn, conn:
+        for n in range(60):
+            customer = f"c-{n % 12:02d}"
+            attributes = {"customer": customer, "tier": "gold" if n % 5 else "free"}
+            started = start + (n % 4) * day + n * 10**9
+            conn.execute(
+                "INSERT INTO runs (run_id, trace_id, kind, key, started_ns, ended_ns, attributes) "
+                "VALUES (?, 't', ?, ?, ?, ?, ?)",
+                (f"r{n}", "ticket" if n % 3 else "triage", f"K{n}", started, started + 10, json.dumps(attributes)),
+            )
+            if n % 7 == 0:  # a later run of the same task, naming another customer: the later one wins
+                conn.execute(
+                    "INSERT INTO runs (run_id, trace_id, kind, key, started_ns, ended_ns, attributes) "
+                    "VALUES (?, 't', ?, ?, ?, ?, ?)",
+                    (f"r{n}b", "ticket" if n % 3 else "triage", f"K{n}", started + 5, started + 20,
+                     json.dumps({"customer": "c-00"})),
+                )
+            conn.execute(
+                "INSERT INTO calls (span_id, trace_id, run_id, started_ns, ended_ns, provider, operation, model, "
+                "input_tokens, output_tokens, cost_pico) VALUES (?, 't', ?, ?, ?, 'openai', 'chat', 'gpt-4o-mini', "
+                "?, 10, ?)", (f"c{n}", f"r{n}", started, started + 1, 100 + n, (n * 7919) % 100_000 + 1),
+            )
+            if n % 2:
+                conn.execute(
+                    "INSERT INTO outcomes (recorded_ns, run_id, label, success, source) VALUES (?, ?, ?, ?, 'test')",
+                    (started + 100, f"r{n}", "resolved" if n % 4 == 1 else "escalated", int(n % 4 == 1)),
+                )
+    with open_store(db) as store:
+        for by, every, where in (("customer", "day", []), ("kind,customer", "week", []),
+                                 ("customer", "day", ["tier=gold"])):
+            options = {"by": by, "where": where, "since_ns": None, "until_ns": None, "kind": None}
+            rows = report(store, **options)
+            assert len(rows) > TREND_GROUPS
+            drawn = [tuple(r["group"].items()) for r in rows[:TREND_GROUPS]]
+            every_group = [r for r in report(store, every=every, **options)
+                           if tuple((k, v) for k, v in r["group"].items() if k != every) in drawn]
+            one_by_one = _trend_rows(store, rows, every, options)
+            key = lambda r: json.dumps(r["group"], sort_keys=True)  # noqa: E731
+            assert sorted(one_by_one, key=key) == sorted(every_group, key=key), (by, every, where)
