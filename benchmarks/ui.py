@@ -39,8 +39,11 @@ PAGES = ["/", "/?by=model", "/?every=week", "/?every=month&by=model", "/?by=outc
          "/?by=kind,outcome&since=2025-11-01", "/?by=model&since=2025-08-28",
          "/?by=model&since=2025-10-03T12%3A00&until=2025-11-05T06%3A30", "/?by=model,outcome",
          "/?by=kind,model,outcome",
-         # by a task attribute, or of one value: no rollup holds attributes, so the full SQL over the runs
-         "/?by=customer", "/?where=customer%3Dcustomer-45"]
+         # by a task attribute, or of one value: the attribute rollups (m020), the trends of the groups drawn
+         "/?by=customer", "/?where=customer%3Dcustomer-45", "/?by=customer&every=week", "/?by=kind,customer",
+         "/?by=customer&since=2025-11-01",
+         # a kind's overview by model, and a kind's tasks
+         "/?kind=support_ticket&by=model", "/tasks?kind=support_ticket"]
 
 
 def _timed(client: Any, page: str) -> tuple[Any, float, float]:
