@@ -539,3 +539,50 @@ def test_a_task_whose_attributes_the_rollup_cannot_hold_is_reported_from_its_run
         with monkeypatch.context() as m:
             m.setattr(_reports, "_group_in_store", lambda db_, request: None)
             assert rows == [row_for_json(r) for r in report(store, **request)]
+
+
+def small_groups_tasks() -> tuple[list, list]:
+    """(runs, outcomes): many small groups by day. Keyed tasks of two kinds over seven weeks and two
+    months, from none to over twenty a day (several retried), calling one of three models of two
+    providers or two of one provider; most costs from a few values (ties within a group and across the
+    groups of one model's day), the others apart; most with one of three outcomes. By day, many groups
+    of one or two tasks; by model alone, over a hundred (a p99 below the greatest)."""
+    costs = [10**6, 3 * 10**6, 10**6, 7 * 10**6, 3 * 10**6]
+
+    def calls(n: int) -> list:
+        cost = costs[n % 5] if n % 4 else (n * 7919) % 10**9
+        one = [(MODELS[n % 3], 100, 0, 10, 0, cost, False, 0)]
+        return one + [(MODELS[(n + 1) % 3], 50, 0, 5, 0, costs[n % 3], False, 0)] if n % 6 == 0 else one
+
+    # (day n * n % 50: some days many tasks, some one or two, some none)
+    runs_ = [(("ticket", "chat")[n % 7 % 2], f"K{n % 300}", MIDNIGHT - 50 * DAY + n * n % 50 * DAY + n * HOUR % DAY,
+              "{}", calls(n) if n % 11 else [], []) for n in range(330)]
+    labels = [("resolved", 1), ("escalated", 0), ("refunded", 0)]
+    return runs_, [("run", n, n, labels[n % 7 % 3], None) for n in range(330) if n % 5]
+
+
+# Requests whose groups are a model's or a provider's of an outcome or kind (walked in its index
+# counting those entries), or an outcome's of a kind.
+OF_SMALL_GROUPS = [
+    {"by": "model,outcome"}, {"by": "kind,model,outcome"}, {"by": "outcome,model"}, {"by": "provider,outcome"},
+    {"by": "kind,outcome"}, {"by": "model", "where": ["outcome=resolved"]}, {"by": "model"},
+    {"by": "provider", "kind": "ticket"},
+]
+
+
+@pytest.mark.parametrize("every", [None, "day", "week", "month"])
+@pytest.mark.parametrize("request_", OF_SMALL_GROUPS)
+def test_many_small_groups_are_ranked_from_the_indexes(store, monkeypatch, every, request_):
+    # Hundreds of groups of a few tasks each (by day, a model's tasks of one outcome: one, two, a dozen),
+    # their costs tied within a group and with the other outcomes' on the model's day: each group's
+    # ranks (p50, p90, p95, p99) are read from the indexes, never by ranking every cost in Python, and
+    # equal the Python engine's.
+    _write(store, *small_groups_tasks(), [])
+
+    sql_rows, python_rows = _both_from_indexes(store, monkeypatch, every=every, **request_)
+    assert sql_rows == python_rows
+    sizes = {r["tasks"] for r in python_rows}
+    if every == "day" and "," in request_["by"]:
+        assert {1, 2} <= sizes and len(python_rows) > 100, sorted(sizes)
+    if every is None and request_ == {"by": "model"}:
+        assert max(sizes) > 100
