@@ -16,6 +16,7 @@ from test_report_engines import (
     MODELS,
     NO_CALL,
     OF_ONE_OUTCOME,
+    OF_SMALL_GROUPS,
     PLAIN,
     WINDOWS,
     _both,
@@ -28,6 +29,7 @@ from test_report_engines import (
     part_and_kind_tasks,
     requests,
     runs,
+    small_groups_tasks,
     stray,
 )
 
@@ -206,3 +208,25 @@ def test_postgres_reads_an_attributes_report_from_the_attribute_rollups(stores, 
             pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, since_ns=since, until_ns=until,
                                                 **request)
             assert in_server and pg_rows == sql_rows == python_rows, (since, until, request)
+
+
+@pytest.mark.parametrize("every", [None, "day", "month"])
+def test_postgres_ranks_many_small_groups_from_the_indexes(stores, monkeypatch, every):
+    # As on SQLite (test_many_small_groups_are_ranked_from_the_indexes): hundreds of small groups with
+    # tied costs, ranked from the indexes in the server, never in Python, give the rows SQLite and
+    # Python give.
+    from unitcost.report import rollup_sql
+
+    sqlite_db, backend = stores
+    _write(sqlite_db, *small_groups_tasks(), [])
+    _write(_Writes(backend), *small_groups_tasks(), [])
+
+    def ranked_in_python(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the costs were ranked in Python")
+
+    for request in OF_SMALL_GROUPS:
+        sql_rows, python_rows = _both(sqlite_db, monkeypatch, every=every, **request)
+        with monkeypatch.context() as m:
+            m.setattr(rollup_sql, "_entry_costs", ranked_in_python)
+            pg_rows, in_server = _postgres_rows(backend, monkeypatch, every=every, **request)
+        assert in_server and pg_rows == sql_rows == python_rows, request
