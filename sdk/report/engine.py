@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -429,18 +429,22 @@ def report(
     kind: str | None = None,
     where: Mapping[str, str] | Sequence[str] | None = None,
     reprice: Repricer = None,
+    only_groups: Collection[tuple[Any, ...]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per group, with the JSON contract's fields (money as Decimal; see `row_for_json`).
 
     ``by`` lists group names (kind, model, provider, outcome or task attributes); ``every`` adds a
     UTC time bucket (day, week or month) by task start; ``where`` keeps tasks whose attributes
     (or kind/outcome) have the given values. ``reprice`` (used by `unitcost whatif`) prices each
-    call anew instead of using the cost stored with it.
+    call anew instead of using the cost stored with it. ``only_groups``: the rows of these groups
+    only, each named by its values in ``by``'s order (the time bucket left out); the rollups then
+    rank no other group's costs (the UI asks for the trends of the groups it draws).
     """
     if every is not None and every not in EVERY:
         raise ReportError(f"--every takes day, week or month, not {every!r}")
     names = [n.strip() for n in (by.split(",") if isinstance(by, str) else by) if n.strip()]
-    request = _Request(names, every, since_ns, until_ns, kind, where)
+    request = _Request(names, every, since_ns, until_ns, kind, where,
+                       None if only_groups is None else frozenset(map(tuple, only_groups)))
     request.check()
     db = open_backend(db)  # an open sqlite_utils.Database is taken too
     grouped = None
@@ -452,6 +456,8 @@ def report(
     fields, selector, groups, outside = grouped
 
     group_names = ([every] if every else []) + [name for name, _ in fields]
+    if request.only is not None:  # (the engines that cannot skip the others' work: their rows left out here)
+        groups = {key: acc for key, acc in groups.items() if key[1 if every else 0:] in request.only}
     rows = [
         _finish(dict(zip(group_names, key, strict=True)), acc)
         for key, acc in sorted(groups.items(), key=lambda kv: tuple("" if v is None else str(v) for v in kv[0]))
@@ -463,7 +469,7 @@ def report(
         else:
             no_task = _outside_in_window(db, since_ns, until_ns, reprice)
         no_task = _add_tools_outside(db, since_ns, until_ns, no_task)
-        if no_task is not None:
+        if no_task is not None and (request.only is None or (None,) * len(fields) in request.only):
             rows.append(_finish({name: None for name in group_names}, no_task))
     # Spans that never reached the store make every number here too low: each row says how many.
     dropped = db.dropped_spans(since_ns, until_ns)
@@ -482,6 +488,7 @@ class _Request:
     until_ns: int | None
     kind: str | None
     where: Mapping[str, str] | Sequence[str] | None
+    only: frozenset[tuple[Any, ...]] | None = None  # (`report`'s only_groups)
 
     @property
     def by_model(self) -> bool:
@@ -731,7 +738,7 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
                     per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
                     outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
                     percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
-                    in_process=db.dialect == "sqlite",
+                    in_process=db.dialect == "sqlite", only=request.only,
                 )
             }
             outside = None

@@ -16,7 +16,7 @@ dirty (a store that could not be refreshed: read-only, or a sum past 2**63).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -56,6 +56,7 @@ def group_rows(
     percentiles: Sequence[int],
     bucket: Callable[[int], str] | None = None,
     in_process: bool = False,
+    only: Collection[tuple[Any, ...]] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """(group key, its counts, sums and ranked costs) for each group of kept tasks, as `sql.group_rows`.
 
@@ -63,7 +64,8 @@ def group_rows(
     "outcome" or `PART` (the model or provider: ``per_model``), in the report's order; ``bucket``
     (ns -> label) puts the task's time bucket first; ``in_process``: the database runs in this
     process (SQLite: a statement costs no round trip). The tasks kept: of ``kind``, with the outcome
-    ``outcome``, started in [``since_ns``, ``until_ns``).
+    ``outcome``, started in [``since_ns``, ``until_ns``). ``only``: the groups wanted (keys without
+    the bucket); the others are counted (a statement reads them all) but neither ranked nor yielded.
 
     The groups' counts and sums come from the per-day rows (``rollup_days``) unless a time window
     cuts through days (then from the task rows); the percentiles from an index or from the task costs,
@@ -127,6 +129,8 @@ def group_rows(
             *at_edges])
         # (the edges' tasks' costs are read only if there are some)
         inner = whole_days, edges if any(row[width] for row in at_edges) else []
+    if only is not None:
+        counted = [row for row in counted if tuple(row[1 if bucket is not None else 0:width]) in only]
     by_index = indexed and (unwindowed or inner is not None)
     costs = {} if by_index else _entry_costs(
         execute, order, per_model, kind, outcome, since_ns, until_ns, with_cte, cte_params, split

@@ -586,3 +586,35 @@ def test_many_small_groups_are_ranked_from_the_indexes(store, monkeypatch, every
         assert {1, 2} <= sizes and len(python_rows) > 100, sorted(sizes)
     if every is None and request_ == {"by": "model"}:
         assert max(sizes) > 100
+
+
+@pytest.mark.parametrize("every", [None, "day", "week"])
+def test_only_some_groups_are_the_same_rows_and_the_others_are_not_ranked(store, monkeypatch, every):
+    # `report(only_groups=...)` (the UI's trends of the groups it draws): the rows of those groups, as
+    # the whole report has them, from every engine; the rollups rank no other group's costs.
+    from unitcost.report import rollup_sql
+
+    _write(store, *small_groups_tasks(), [])
+    ranked: list[tuple[Any, ...]] = []
+    from_index = rollup_sql._ranked_from_index
+
+    def recording(execute, order, groups, *args, **kwargs):
+        ranked.extend(tuple(k[1:] if order[0] == "bucket" else k) for k, _, _ in groups)
+        return from_index(execute, order, groups, *args, **kwargs)
+
+    def key(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(v for k, v in row["group"].items() if k != every)
+
+    for request in [*OF_SMALL_GROUPS, {"by": "outcome"}]:
+        whole = [row_for_json(r) for r in report(store, every=every, **request)]
+        keys = sorted({key(r) for r in whole}, key=str)
+        only = keys[::3]  # (the no-task row's key among them when it is first)
+        wanted = [r for r in whole if key(r) in only]
+        ranked.clear()
+        with monkeypatch.context() as m:
+            m.setattr(rollup_sql, "_ranked_from_index", recording)
+            rows = [row_for_json(r) for r in report(store, every=every, only_groups=only, **request)]
+        assert rows == wanted and wanted, request
+        assert set(ranked) <= set(only), request
+        sql_rows, python_rows = _both(store, monkeypatch, every=every, only_groups=only, **request)
+        assert sql_rows == python_rows == wanted, request
