@@ -26,6 +26,7 @@ from typing import Any
 
 from ..store.attr_rollups import UNFIT_NAME
 from ..store.rollups import SUM_COLUMNS, is_dirty
+from .rollup_sql import DAY_COUNTS_SQL, DAY_OUTCOME_SQL, day_filters
 from .sql import ODD_TASK_IDENTITIES_SQL, Unfit, nearest_rank
 
 __all__ = ["ATTRIBUTE", "group_rows", "known_names"]
@@ -162,25 +163,8 @@ def _counted_from_days(
     attribute_days, and unless one value is kept, the tasks' without a value as every task's
     (rollup_days) less those. (Summed by day in SQL, in the table's key order; the days of a week or
     month added here.)"""
-    columns = {"bucket": "d.start_day", "kind": "d.kind", ATTRIBUTE: "d.value",
-               "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END"}
-    conditions: list[str] = []
-    params: list[Any] = []
-    if kind is not None:
-        conditions.append("d.kind = ?")
-        params.append(kind)
-    if outcome is not None:
-        conditions.append("d.state <> 0 AND d.outcome_label = ?")
-        params.append(outcome)
-    if days is not None:
-        conditions.append("d.start_day >= ? AND d.start_day <= ?")
-        params.extend(days)
-    counts = (
-        "SUM(d.tasks), SUM(d.runs), SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), "
-        "SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), SUM(d.value_pico), "
-        "SUM(CASE WHEN d.state = 2 THEN d.entry_cost_pico ELSE 0 END), SUM(d.tool_calls), SUM(d.step_blocks), "
-        f"SUM(d.tool_cost_pico), SUM(d.runtime_cost_pico){_sums_sql('d')}"
-    )
+    columns = {"bucket": "d.start_day", "kind": "d.kind", ATTRIBUTE: "d.value", "outcome": DAY_OUTCOME_SQL}
+    conditions, params = day_filters(kind, outcome, days)
 
     def read(table: str, first: list[str], more: list[Any], names: Sequence[str]) -> list[list[Any]]:
         g = [columns[k] for k in names]
@@ -188,7 +172,7 @@ def _counted_from_days(
         grouping = [columns[k] for k in (ATTRIBUTE, "bucket", "kind", "outcome") if k in names]
         where = " AND ".join([*first, *conditions]) or "true"
         rows = execute(
-            f"SELECT {''.join(f'{c}, ' for c in g)}{counts} FROM {table} d WHERE {where}"
+            f"SELECT {''.join(f'{c}, ' for c in g)}{DAY_COUNTS_SQL} FROM {table} d WHERE {where}"
             + (f" GROUP BY {', '.join(grouping)}" if g else ""),
             [*more, *params],
         ).fetchall()

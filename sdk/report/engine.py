@@ -741,13 +741,7 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
                     in_process=db.dialect == "sqlite", only=request.only,
                 )
             }
-            outside = None
-            if whole:
-                found, sums = rollup_sql.outside_sums(db.execute)
-                for row in _call_rows(db, None, "WHERE run_id IS NULL"):
-                    found += 1
-                    sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
-                outside = _Acc(sums=sums) if found else None
+            outside = _outside_from_rollups(db) if whole else None
     except sql.Unfit:
         return None
     except sqlite3.OperationalError as exc:
@@ -755,6 +749,15 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
             raise
         return None
     return fields, selector, groups, outside
+
+
+def _outside_from_rollups(db: StoreBackend) -> _Acc | None:
+    """The calls made in no task, summed: the per-run sums' part of them and the calls of no run."""
+    found, sums = rollup_sql.outside_sums(db.execute)
+    for row in _call_rows(db, None, "WHERE run_id IS NULL"):
+        found += 1
+        sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
+    return _Acc(sums=sums) if found else None
 
 
 def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
@@ -786,14 +789,9 @@ def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped
                 in_process=db.dialect == "sqlite",
             )
             groups = {key: _Acc(**fields_) for key, fields_ in rows}
-            outside = None
-            if (request.kind is None and not selector.filters and request.since_ns is None
-                    and request.until_ns is None):
-                found, sums = rollup_sql.outside_sums(db.execute)
-                for row in _call_rows(db, None, "WHERE run_id IS NULL"):
-                    found += 1
-                    sums = [a + (b or 0) for a, b in zip(sums, row[3:], strict=True)]
-                outside = _Acc(sums=sums) if found else None
+            whole = (request.kind is None and not selector.filters and request.since_ns is None
+                     and request.until_ns is None)
+            outside = _outside_from_rollups(db) if whole else None
     except sql.Unfit:
         return None
     except sqlite3.OperationalError as exc:

@@ -31,7 +31,7 @@ from ..store.rollups import (
 )
 from .sql import ODD_TASK_IDENTITIES_SQL, PART, Unfit, nearest_rank
 
-__all__ = ["group_rows", "outside_sums", "window_sql"]
+__all__ = ["DAY_COUNTS_SQL", "DAY_OUTCOME_SQL", "day_filters", "group_rows", "outside_sums", "window_sql"]
 
 
 def _check_fits(execute: Callable[..., Any], bucketed: bool) -> None:
@@ -528,16 +528,21 @@ def window_sql(since_ns: int | None, until_ns: int | None) -> tuple[list[str], l
     return ["t.started_ns >= ?", upper[0]], [-(2**63) if since_ns is None else since_ns, upper[1]]
 
 
-def _counted_from_days(
-    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
-    outcome: str | None, with_cte: str, cte_params: list[Any], days: tuple[int, int] | None = None,
-) -> list[Any]:
-    columns = {"bucket": "b.label", "kind": "d.kind", "day": "d.start_day",
-               "outcome": "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END",
-               PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
-    g = [columns[k] for k in order]
-    conditions: list[str] = ["d.part_kind = ?"]
-    params: list[Any] = [per_model or ""]
+# Of the per-day rows `d` (rollup_days, and attribute_days, which has the same columns): a group's
+# outcome, and what `group_rows` counts and sums of them, in its order.
+DAY_OUTCOME_SQL = "CASE WHEN d.state = 0 THEN NULL ELSE d.outcome_label END"
+DAY_COUNTS_SQL = (
+    "SUM(d.tasks), SUM(d.runs), SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), "
+    "SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), SUM(d.value_pico), "
+    "SUM(CASE WHEN d.state = 2 THEN d.entry_cost_pico ELSE 0 END), SUM(d.tool_calls), SUM(d.step_blocks), "
+    "SUM(d.tool_cost_pico), SUM(d.runtime_cost_pico)" + "".join(f", SUM(d.{c})" for c in SUM_COLUMNS)
+)
+
+
+def day_filters(kind: str | None, outcome: str | None, days: tuple[int, int] | None) -> tuple[list[str], list[Any]]:
+    """(conditions, parameters) keeping the per-day rows `d` of a kind, of an outcome, of days [first, last]."""
+    conditions: list[str] = []
+    params: list[Any] = []
     if kind is not None:
         conditions.append("d.kind = ?")
         params.append(kind)
@@ -547,15 +552,22 @@ def _counted_from_days(
     if days is not None:
         conditions.append("d.start_day >= ? AND d.start_day <= ?")
         params.extend(days)
+    return conditions, params
+
+
+def _counted_from_days(
+    execute: Callable[..., Any], order: Sequence[str], per_model: str | None, kind: str | None,
+    outcome: str | None, with_cte: str, cte_params: list[Any], days: tuple[int, int] | None = None,
+) -> list[Any]:
+    columns = {"bucket": "b.label", "kind": "d.kind", "day": "d.start_day", "outcome": DAY_OUTCOME_SQL,
+               PART: "CASE WHEN d.has_part = 1 THEN d.part END"}
+    g = [columns[k] for k in order]
+    conditions, params = day_filters(kind, outcome, days)
     return execute(  # type: ignore[no-any-return]
-        f"{with_cte}SELECT {''.join(f'{c}, ' for c in g)}SUM(d.tasks), SUM(d.runs), "
-        "SUM(CASE WHEN d.state = 1 THEN d.tasks ELSE 0 END), SUM(CASE WHEN d.state = 2 THEN d.tasks ELSE 0 END), "
-        "SUM(d.value_pico), SUM(CASE WHEN d.state = 2 THEN d.entry_cost_pico ELSE 0 END), "
-        "SUM(d.tool_calls), SUM(d.step_blocks), SUM(d.tool_cost_pico), SUM(d.runtime_cost_pico)"
-        + "".join(f", SUM(d.{c})" for c in SUM_COLUMNS)
+        f"{with_cte}SELECT {''.join(f'{c}, ' for c in g)}{DAY_COUNTS_SQL}"
         + " FROM rollup_days d" + (" JOIN b ON b.day = d.start_day" if with_cte else "")
-        + f" WHERE {' AND '.join(conditions)}" + (f" GROUP BY {', '.join(g)}" if g else ""),
-        [*cte_params, *params],
+        + f" WHERE {' AND '.join(['d.part_kind = ?', *conditions])}" + (f" GROUP BY {', '.join(g)}" if g else ""),
+        [*cte_params, per_model or "", *params],
     ).fetchall()
 
 
