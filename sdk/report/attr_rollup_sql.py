@@ -21,7 +21,7 @@ id, a task started before 1970 in a bucketed report, and anything but one attrib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from ..store.attr_rollups import UNFIT_NAME
@@ -70,9 +70,10 @@ def group_rows(
     percentiles: Sequence[int],
     bucket: Callable[[int], str] | None = None,
     in_process: bool = False,
+    only: Collection[tuple[Any, ...]] | None = None,
 ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     """(group key, its counts, sums and ranked costs) for each group of kept tasks, as
-    `unitcost.report.rollup_sql.group_rows`.
+    `unitcost.report.rollup_sql.group_rows` (``only``: the groups wanted, the others not ranked).
 
     ``keys``: `ATTRIBUTE` (the task's value of attribute ``name``), "kind" or "outcome", in the report's
     order; ``bucket`` (ns -> label) puts the task's time bucket first. The tasks kept: whose value of
@@ -100,6 +101,8 @@ def group_rows(
     else:
         counted = _counted_from_days(execute, name, order, value, kind, outcome, days_range, label_of)
     counted = [row for row in counted if row[width]]
+    if only is not None:
+        counted = [row for row in counted if tuple(row[1 if bucket is not None else 0:width]) in only]
     # The ranked costs.
     groups = {tuple(row[:width]): row[width] for row in counted}
     at = order.index(ATTRIBUTE) if ATTRIBUTE in order else None
@@ -113,7 +116,7 @@ def group_rows(
             ranked = _ranked_from_index(execute, name, order, valued, kind, outcome, percentiles)
         else:
             ranked = _ranked_in_order(execute, name, order, valued, value, kind, outcome, days_range, label_of,
-                                      percentiles)
+                                      percentiles, some_values=only is not None)
         rest = {key: n for key, n in groups.items() if key not in valued}
         if rest:
             ranked.update(_ranked_from_costs(execute, name, order, rest, value, kind, outcome, since_ns,
@@ -294,12 +297,13 @@ def _ranked_from_index(
 def _ranked_in_order(
     execute: Callable[..., Any], name: str, order: Sequence[str], groups: dict[tuple[Any, ...], int],
     value: str | None, kind: str | None, outcome: str | None, days: tuple[int, int] | None,
-    label_of: dict[int, str], percentiles: Sequence[int],
+    label_of: dict[int, str], percentiles: Sequence[int], some_values: bool = False,
 ) -> dict[tuple[Any, ...], dict[int, int]]:
     """{group key: {rank: cost}} for groups by value (and time bucket) with a value (SQLite, in process):
     every kept task's cost read in one statement in the order of the (name, value, day, cost) index, no
     sort, and how many there are of each (value, day) in the same order: a group's costs are then one
-    slice of them (a week's or month's days' runs merged by a sort)."""
+    slice of them (a week's or month's days' runs merged by a sort). ``some_values``: ``groups`` are
+    some values' only (`group_rows`' ``only``): only theirs are read."""
     conditions = ["name = ?", "value IS NOT NULL"]
     params: list[Any] = [name]
     for condition, given in (("value = ?", value), ("kind = ?", kind), ("outcome_label = ?", outcome)):
@@ -309,10 +313,11 @@ def _ranked_in_order(
     if days is not None:
         conditions.append("start_day >= ? AND start_day <= ?")
         params.extend(days)
-        if value is None:  # (the groups' values named: each value's days then entered at the window)
-            of_groups = sorted({key[order.index(ATTRIBUTE)] for key in groups})
-            conditions.append(f"value IN ({', '.join('?' for _ in of_groups)})")
-            params.extend(of_groups)
+    if value is None and (days is not None or some_values):
+        # (the groups' values named: each value's days then entered at the window, and no other value's read)
+        of_groups = sorted({key[order.index(ATTRIBUTE)] for key in groups})
+        conditions.append(f"value IN ({', '.join('?' for _ in of_groups)})")
+        params.extend(of_groups)
     where = " AND ".join(conditions)
     index = "task_attributes_day_cost"
     runs = execute(f"SELECT value, start_day, COUNT(*) FROM task_attributes INDEXED BY {index} WHERE {where} "

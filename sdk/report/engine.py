@@ -786,7 +786,7 @@ def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped
                 kind=selector.kind if selector.kind is not None else wanted.get("kind"),
                 outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
                 percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
-                in_process=db.dialect == "sqlite",
+                in_process=db.dialect == "sqlite", only=request.only,
             )
             groups = {key: _Acc(**fields_) for key, fields_ in rows}
             whole = (request.kind is None and not selector.filters and request.since_ns is None
