@@ -10,10 +10,11 @@ run here over one row per run, in integers (pico-dollars), turned into Decimal a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -719,6 +720,25 @@ def _group_in_store(db: StoreBackend, request: _Request) -> _Grouped | None:
     return fields, selector, groups, outside
 
 
+def _none_when_unfit(
+    read: Callable[[StoreBackend, _Request], _Grouped | None],
+) -> Callable[[StoreBackend, _Request], _Grouped | None]:
+    """An engine that answers None (the callers then take another) for what it cannot read
+    (`sql.Unfit`), or for sums past 2**63 pico-dollars (SQLite's integers overflow; Python's do not)."""
+    @functools.wraps(read)
+    def reading(db: StoreBackend, request: _Request) -> _Grouped | None:
+        try:
+            return read(db, request)
+        except sql.Unfit:
+            return None
+        except sqlite3.OperationalError as exc:
+            if "overflow" not in str(exc):
+                raise
+            return None
+    return reading
+
+
+@_none_when_unfit
 def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups, read from the per-task and per-day rollups the store keeps
     (unitcost.report.rollup_sql), on either backend; None for what they cannot answer (the callers
@@ -728,31 +748,26 @@ def _group_in_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
     if "kind" in wanted and selector.kind is not None and wanted["kind"] != selector.kind:
         return None  # (two kinds asked for: the Python engine keeps no task)
     every = request.every
-    whole = request.kind is None and not selector.filters and request.since_ns is None and request.until_ns is None
-    try:
-        with sql.one_read(db):
-            groups = {
-                key: _Acc(**fields_)
-                for key, fields_ in rollup_sql.group_rows(
-                    db.execute, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
-                    per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
-                    outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
-                    percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
-                    in_process=db.dialect == "sqlite", only=request.only,
-                )
-            }
-            outside = _outside_from_rollups(db) if whole else None
-    except sql.Unfit:
-        return None
-    except sqlite3.OperationalError as exc:
-        if "overflow" not in str(exc):  # sums past 2**63 pico-dollars: Python's integers have no limit
-            raise
-        return None
+    with sql.one_read(db):
+        groups = {
+            key: _Acc(**fields_)
+            for key, fields_ in rollup_sql.group_rows(
+                db.execute, keys=[{"kind": "kind", "outcome": "outcome"}.get(f, sql.PART) for _, f in fields],
+                per_model=per_model, kind=selector.kind if selector.kind is not None else wanted.get("kind"),
+                outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
+                percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+                in_process=db.dialect == "sqlite", only=request.only,
+            )
+        }
+        outside = _outside_from_rollups(db, request, selector)
     return fields, selector, groups, outside
 
 
-def _outside_from_rollups(db: StoreBackend) -> _Acc | None:
-    """The calls made in no task, summed: the per-run sums' part of them and the calls of no run."""
+def _outside_from_rollups(db: StoreBackend, request: _Request, selector: TaskSelector) -> _Acc | None:
+    """The calls made in no task, summed (the per-run sums' part of them and the calls of no run), for a
+    report that keeps every task (no kind, filter or window); else None."""
+    if request.kind is not None or selector.filters or request.since_ns is not None or request.until_ns is not None:
+        return None
     found, sums = rollup_sql.outside_sums(db.execute)
     for row in _call_rows(db, None, "WHERE run_id IS NULL"):
         found += 1
@@ -760,6 +775,7 @@ def _outside_from_rollups(db: StoreBackend) -> _Acc | None:
     return _Acc(sums=sums) if found else None
 
 
+@_none_when_unfit
 def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped | None:
     """The same groups for a request by or filtered by one task attribute, read from the task attributes'
     rollups (unitcost.report.attr_rollup_sql), on either backend; None for what they cannot answer (model
@@ -767,37 +783,28 @@ def _group_in_attribute_rollups(db: StoreBackend, request: _Request) -> _Grouped
     if request.by_model:
         return None
     every = request.every
-    try:
-        with sql.one_read(db):
-            fields, selector, _ = request.resolve(attr_rollup_sql.known_names(db.execute))
-            by_attribute = [fld[5:] for _, fld in fields if fld.startswith("attr:")]
-            filtered = [(fld[5:], value) for fld, value in selector.filters if fld.startswith("attr:")]
-            names = set(by_attribute) | {name for name, _ in filtered}
-            wanted = dict(selector.filters)
-            values = {value for _, value in filtered}
-            if (len(names) != 1 or len(by_attribute) > 1 or len(values) > 1 or "key" in wanted
-                    or (selector.kind is not None and wanted.get("kind", selector.kind) != selector.kind)):
-                return None  # (two kinds asked for: the Python engine keeps no task)
-            (name,) = names
-            rows = attr_rollup_sql.group_rows(
-                db.execute, name=name,
-                keys=[attr_rollup_sql.ATTRIBUTE if fld.startswith("attr:") else fld for _, fld in fields],
-                value=next(iter(values), None),
-                kind=selector.kind if selector.kind is not None else wanted.get("kind"),
-                outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
-                percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
-                in_process=db.dialect == "sqlite", only=request.only,
-            )
-            groups = {key: _Acc(**fields_) for key, fields_ in rows}
-            whole = (request.kind is None and not selector.filters and request.since_ns is None
-                     and request.until_ns is None)
-            outside = _outside_from_rollups(db) if whole else None
-    except sql.Unfit:
-        return None
-    except sqlite3.OperationalError as exc:
-        if "overflow" not in str(exc):  # sums past 2**63 pico-dollars: Python's integers have no limit
-            raise
-        return None
+    with sql.one_read(db):
+        fields, selector, _ = request.resolve(attr_rollup_sql.known_names(db.execute))
+        by_attribute = [fld[5:] for _, fld in fields if fld.startswith("attr:")]
+        filtered = [(fld[5:], value) for fld, value in selector.filters if fld.startswith("attr:")]
+        names = set(by_attribute) | {name for name, _ in filtered}
+        wanted = dict(selector.filters)
+        values = {value for _, value in filtered}
+        if (len(names) != 1 or len(by_attribute) > 1 or len(values) > 1 or "key" in wanted
+                or (selector.kind is not None and wanted.get("kind", selector.kind) != selector.kind)):
+            return None  # (two kinds asked for: the Python engine keeps no task)
+        (name,) = names
+        rows = attr_rollup_sql.group_rows(
+            db.execute, name=name,
+            keys=[attr_rollup_sql.ATTRIBUTE if fld.startswith("attr:") else fld for _, fld in fields],
+            value=next(iter(values), None),
+            kind=selector.kind if selector.kind is not None else wanted.get("kind"),
+            outcome=wanted.get("outcome"), since_ns=selector.since_ns, until_ns=selector.until_ns,
+            percentiles=PERCENTILES, bucket=(lambda ns: time_bucket(ns, every)) if every else None,
+            in_process=db.dialect == "sqlite", only=request.only,
+        )
+        groups = {key: _Acc(**fields_) for key, fields_ in rows}
+        outside = _outside_from_rollups(db, request, selector)
     return fields, selector, groups, outside
 
 
