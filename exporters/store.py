@@ -331,6 +331,9 @@ class StoreSpanExporter(SpanExporter):
                     self.drops.add("export_failed", spans_in_rows)
                 internal_error("store exporter", exc)
                 return SpanExportResult.FAILURE
+        if spans and self.after_first_batch is not None:
+            first_batch_written, self.after_first_batch = self.after_first_batch, None
+            first_batch_written()
         return SpanExportResult.SUCCESS
 
     def _write(self, rows: Rows, drops: dict[str, int]) -> None:
