@@ -59,6 +59,7 @@ def configure(
     flush_on_signals: bool = False,
     user_attribute: str | None = None,
     energy: bool | None = None,
+    store_writer: str | None = None,
 ) -> None:
     """Set where unitcost sends what it records. The one unitcost call that raises on bad input.
 
@@ -110,7 +111,7 @@ def configure(
             _configure(
                 service_name, db, store, otlp_endpoint, otlp_protocol, otlp_headers, otlp_timeout, exporters,
                 metrics, price_file, openai_include_usage, capture_content, redact, flush_on_signals,
-                user_attribute, energy,
+                user_attribute, energy, store_writer,
             )
         except ConfigurationError as exc:
             # Remembered: the automatic configuration on first use must not then quietly pick the
@@ -125,12 +126,12 @@ def _configure(
     otlp_headers: Mapping[str, str] | None, otlp_timeout: float | None, exporters: Sequence[Any],
     metrics: bool | Sequence[Any] | None, price_file: Any, openai_include_usage: bool,
     capture_content: bool | None, redact: Callable[[str], str] | None, flush_on_signals: bool,
-    user_attribute: str | None, energy: bool | None,
+    user_attribute: str | None, energy: bool | None, store_writer: str | None,
 ) -> None:
     global _pipeline, _atexit_registered
     # Here, not at the top: the price book (pydantic), the store (sqlite-utils) and the wiring
     # (OpenTelemetry's SDK) are too slow for `import unitcost` (start-up time).
-    from ..pricing.book import PriceBook
+    from ..pricing.book import PriceBook, find_price_file
     from ..store.backend import is_url
     from ..store.connect import open_backend
     from ..store.schema import default_db_path
@@ -144,6 +145,9 @@ def _configure(
         energy = os.environ.get("UNITCOST_ENERGY", "1").strip().lower() not in ("0", "false", "no", "off")
     if energy:
         prices.energy.turn_on()  # loaded with the price data, before any writer starts
+    writer = (store_writer or os.environ.get("UNITCOST_STORE_WRITER") or "thread").strip().lower()
+    if writer not in ("thread", "process"):
+        raise ConfigurationError(f"store_writer must be 'thread' or 'process', not {writer!r}")
     if user_attribute is not None and (not isinstance(user_attribute, str) or not user_attribute.strip()):
         raise ConfigurationError("user_attribute must be a task attribute's name, such as 'customer'")
     # A PostgreSQL URL is kept as it is (unitcost.store.backend.open_backend).
@@ -175,6 +179,9 @@ def _configure(
         otlp_timeout=otlp_timeout,
         exporters=tuple(exporters),
         metrics=metrics if metrics is None or isinstance(metrics, bool) else tuple(metrics),
+        store_writer=writer,
+        price_file=None if (found := find_price_file(price_file)) is None else found.resolve(),
+        energy=bool(energy),
     )
     # start-up time: `import unitcost` needs neither until configure()
     from ..record import content as _content

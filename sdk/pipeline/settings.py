@@ -24,3 +24,8 @@ class Settings:
     otlp_timeout: float | None = None  # seconds
     exporters: tuple[Any, ...] = ()  # SpanExporters, each given costs and task totals
     metrics: bool | tuple[Any, ...] | None = None  # None: on with OTLP export; or MetricReaders
+    # "thread" (default) or "process": who writes the store (unitcost.exporters.store_process); a writer
+    # process makes its own price book from the price file in force (None: none) and the energy switch.
+    store_writer: str = "thread"
+    price_file: Path | None = None
+    energy: bool = False

@@ -23,6 +23,7 @@ from ..exporters import otlp
 from ..exporters.enrich import EnrichingSpanExporter, ExportSpanProcessor, store_task_locator
 from ..exporters.metrics import SpanMetrics
 from ..exporters.store import StoreSpanProcessor
+from ..common.forks import in_child_process
 from ..pricing.book import PriceBook
 from ..version import __version__
 from .coexist import ensure_coexisting
@@ -134,7 +135,7 @@ def build_pipeline(settings: Settings, prices: PriceBook, export: bool = True) -
     ensure_coexisting(provider)
     processors: list[SpanProcessor] = [CallCounter()]
     if settings.db_path is not None:
-        processors.append(StoreSpanProcessor(settings.db_path, prices, settings.service_name))
+        processors.append(_store_processor(settings, prices))
     export_processor, meter_provider = (
         _export_processor(settings, prices, owns, provider.resource) if export else (None, None)
     )
@@ -143,6 +144,21 @@ def build_pipeline(settings: Settings, prices: PriceBook, export: bool = True) -
     for processor in processors:
         provider.add_span_processor(processor)
     return Pipeline(settings, provider, owns, processors, prices, meter_provider)
+
+
+def _store_processor(settings: Settings, prices: PriceBook) -> StoreSpanProcessor:
+    """The store's processor, its exporter on a thread of this process or feeding a writer process.
+    A child process of the program (a pool's worker) writes with a thread: one writer process per
+    configured program, not one per worker."""
+    assert settings.db_path is not None
+    exporter = None
+    if settings.store_writer == "process" and not in_child_process():
+        # Here, for start-up time: only a program that asks for a writer process needs its module.
+        from ..exporters.store_process import ProcessStoreExporter, WriterRecipe
+
+        recipe = WriterRecipe(settings.db_path, settings.price_file, settings.energy, settings.service_name)
+        exporter = ProcessStoreExporter(settings.db_path, prices, settings.service_name, recipe)
+    return StoreSpanProcessor(settings.db_path, prices, settings.service_name, exporter=exporter)
 
 
 def _export_processor(
