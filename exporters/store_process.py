@@ -23,7 +23,8 @@ and not yet acknowledged are counted as lost (``writer_process_exited``).
 The pipe's messages, each a 4-byte length and a pickle: to the child first ``(0, "start", recipe)``
 (the store's path or URL, the price file, the energy switch, the service: never on its command line),
 then ``(seq, "spans", (records, drops))``, ``(seq, "flush", deadline)`` and at last ``(seq, "exit",
-deadline)``; from it ``(seq, ok)`` once each is done, in order. Deadlines are ``time.monotonic()`` values, the same clock in both processes.
+deadline)``; from it ``(seq, ok)`` once each is done, in order. Deadlines are ``time.monotonic()``
+values, the same clock in both processes.
 """
 
 from __future__ import annotations

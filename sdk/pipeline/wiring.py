@@ -19,11 +19,11 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
+from ..common.forks import in_child_process
 from ..exporters import otlp
 from ..exporters.enrich import EnrichingSpanExporter, ExportSpanProcessor, store_task_locator
 from ..exporters.metrics import SpanMetrics
 from ..exporters.store import StoreSpanProcessor
-from ..common.forks import in_child_process
 from ..pricing.book import PriceBook
 from ..version import __version__
 from .coexist import ensure_coexisting
