@@ -70,6 +70,7 @@ FLUSH_WAIT_SECONDS = 30.0
 # writer thread hands one over and goes back to its queue while the child writes the one before.
 PIPE_BYTES = 1 << 20
 REPLIES_READ_EVERY = 64
+EXIT_ANSWER_SECONDS = 1.0
 _HEADER = struct.Struct("!I")
 _EMPTY_RESOURCE = Resource({})
 _ERROR = Status(StatusCode.ERROR)
@@ -200,7 +201,8 @@ class _WriterProcess:
         None when it had not answered by then (it goes on alone, bounded by the same deadline)."""
         try:
             seq = self.send("exit", deadline, 0, deadline)
-            answer = self.answer(seq, deadline)
+            # (a moment past the deadline: the child's own waits end at it, then it counts what is left)
+            answer = self.answer(seq, deadline + EXIT_ANSWER_SECONDS)
         finally:
             self._close_pipes()
         if answer is not None:

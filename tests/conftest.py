@@ -114,6 +114,14 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
+@pytest.fixture(params=["thread", "process"])
+def store_writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once with each store writer (`configure(store_writer=...)`), chosen through the
+    environment the test's programs inherit."""
+    monkeypatch.setenv("UNITCOST_STORE_WRITER", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
 def make_store(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     """``make_store(**configure_kwargs) -> db path``: configure unitcost on a fresh store, instrumented."""

@@ -87,7 +87,7 @@ def _stored_keys(db: Path) -> set[str]:
         return {key for (key,) in conn.execute("SELECT key FROM runs")}
 
 
-def test_sigkill_mid_workload_leaves_an_intact_store_with_every_task_ended_2s_before(tmp_path):
+def test_sigkill_mid_workload_leaves_an_intact_store_with_every_task_ended_2s_before(store_writer, tmp_path):
     db = tmp_path / "killed.db"
     proc = _start(db, "-1")
     seen, reader = _ended(proc)
@@ -111,7 +111,7 @@ def test_sigkill_mid_workload_leaves_an_intact_store_with_every_task_ended_2s_be
     assert doctor["rows"]["steps"] == doctor["rows"]["runs"]
 
 
-def test_a_normal_exit_flushes_everything(tmp_path):
+def test_a_normal_exit_flushes_everything(store_writer, tmp_path):
     db = tmp_path / "exit.db"
     proc = _start(db, "3000")
     out, err = proc.communicate(timeout=120)

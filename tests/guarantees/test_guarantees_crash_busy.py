@@ -74,7 +74,9 @@ _BUSY = textwrap.dedent(
 )
 
 
-def test_sigkill_of_a_program_calling_flat_out_keeps_every_task_ended_3s_before(tmp_path: Path) -> None:
+def test_sigkill_of_a_program_calling_flat_out_keeps_every_task_ended_3s_before(
+    store_writer: str, tmp_path: Path
+) -> None:
     db = tmp_path / "busy.db"
     proc = subprocess.Popen(
         [sys.executable, "-c", _BUSY, str(db)], env={**os.environ, "UNITCOST_STRICT": "1"},

@@ -72,7 +72,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def test_fifty_forks_while_the_writer_is_busy_none_hangs_every_record_stored_once(tmp_path):
+def test_fifty_forks_while_the_writer_is_busy_none_hangs_every_record_stored_once(store_writer, tmp_path):
     db = tmp_path / "forks.db"
     with closing(open_store(db).conn) as conn:
         # Counts every row insert (INSERT OR REPLACE would hide a second write of the same run).

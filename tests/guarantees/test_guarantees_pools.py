@@ -64,7 +64,7 @@ _MAIN = textwrap.dedent(
 
 @pytest.mark.parametrize("kind", ["process", "pool", "executor"])
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_every_worker_task_is_stored(tmp_path, method, kind):
+def test_every_worker_task_is_stored(store_writer, tmp_path, method, kind):
     db = tmp_path / "pools.db"
     (tmp_path / "work.py").write_text(_WORK)
     (tmp_path / "main.py").write_text(_MAIN)

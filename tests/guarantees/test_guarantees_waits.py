@@ -43,7 +43,7 @@ _LOCKED = textwrap.dedent(
 )
 
 
-def test_a_locked_store_bounds_flush_and_exit_and_counts_the_loss(tmp_path):
+def test_a_locked_store_bounds_flush_and_exit_and_counts_the_loss(store_writer, tmp_path):
     db = tmp_path / "locked.db"
     open_store(db).conn.close()
     holder = sqlite3.connect(db, isolation_level=None)
