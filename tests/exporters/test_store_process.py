@@ -41,6 +41,7 @@ def _workload(tasks: int = 40) -> None:
             unitcost.record_usage("openai", "gpt-4o-mini", input_tokens=1200, output_tokens=90,
                                   cache_read_tokens=1024 if i % 2 else 0)
             unitcost.record_usage("anthropic", "claude-sonnet-4-5", input_tokens=3000, output_tokens=400)
+            unitcost.record_usage("acme", "acme-large", input_tokens=500, output_tokens=50)  # unitcost.toml's
             with unitcost.tool("search", cost="0.002"):
                 pass
             if i % 3 == 0:
@@ -51,7 +52,8 @@ def _report(db: Path, *args: str) -> Any:
     return json.loads(run_cli("report", "--db", str(db), "--format", "json", *args).stdout)
 
 
-def test_a_writer_process_writes_what_the_thread_writes(make_store):
+def test_a_writer_process_writes_what_the_thread_writes(make_store, tmp_path):
+    (tmp_path / "unitcost.toml").write_text('[[price]]\nmodel = "acme-large"\ninput_mtok = 1.25\noutput_mtok = 5\n')
     threaded = make_store()
     _workload()
     assert unitcost.flush()
@@ -62,9 +64,12 @@ def test_a_writer_process_writes_what_the_thread_writes(make_store):
     assert unitcost.flush()  # written by the child when it returns True
     for args in ((), ("--by", "model"), ("--by", "customer"), ("--every", "day")):
         assert _report(by_process, *args) == _report(threaded, *args)
+    acme = next(row for row in _report(by_process, "--by", "model") if row["group"]["model"] == "acme-large")
+    assert acme["unpriced_calls"] == 0  # the child priced it from the program's price file
+    assert acme["llm_cost_usd"] == pytest.approx(40 * (500 * 1.25 + 50 * 5) / 1e6)
     with closing(sqlite3.connect(by_process)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 40
-        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 80
+        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 120
         assert conn.execute("SELECT COUNT(*) FROM dropped_spans").fetchone()[0] == 0
 
 
@@ -78,6 +83,7 @@ def test_the_environment_variable_chooses_it_and_a_wrong_name_is_refused(make_st
 
 def test_nothing_of_the_store_is_on_the_writer_processs_command_line(make_store):
     db = make_store(store_writer="process")
+    _store_exporter()._writer.wait_started(time.monotonic() + 30)  # (exec'd: its own command line)
     pid = _store_exporter().writer_pid
     command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert "store_process" in command_line
@@ -109,9 +115,9 @@ def test_spans_sent_to_a_writer_process_that_died_before_writing_them_are_counte
     writer.wait_started(time.monotonic() + 30)
     os.kill(writer.pid, signal.SIGSTOP)  # it reads nothing more...
     try:
-        _workload(5)  # 5 tasks of 4 spans: the task, two calls, a tool
+        _workload(5)  # 5 tasks of 5 spans: the task, three calls, a tool
         assert not unitcost.flush(0.5)  # handed over; the child answers nothing
-        assert sum(spans for _, spans in writer.unanswered) == 20
+        assert sum(spans for _, spans in writer.unanswered) == 25
     finally:
         os.kill(writer.pid, signal.SIGKILL)  # ... and dies without writing them
         os.waitpid(writer.pid, 0)
@@ -120,8 +126,8 @@ def test_spans_sent_to_a_writer_process_that_died_before_writing_them_are_counte
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
         lost = conn.execute("SELECT reason, SUM(count) FROM dropped_spans GROUP BY reason").fetchall()
-    assert lost == [("writer_process_exited", 20)]
-    assert "20" in run_cli("doctor", "--db", str(db)).stdout
+    assert lost == [("writer_process_exited", 25)]
+    assert "25" in run_cli("doctor", "--db", str(db)).stdout
 
 
 def test_a_writer_process_that_cannot_start_leaves_the_thread_to_write(make_store, monkeypatch):

@@ -60,7 +60,7 @@ APP = textwrap.dedent(
 )
 
 
-def test_background_threads_import_nothing(tmp_path: Path) -> None:
+def test_background_threads_import_nothing(store_writer: str, tmp_path: Path) -> None:
     prices = tmp_path / "unitcost.toml"
     prices.write_text('[[price]]\nmodel = "llama-local"\nhourly_usd = 2.0\n', encoding="utf-8")
     script = tmp_path / "app.py"
