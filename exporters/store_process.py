@@ -13,7 +13,7 @@ before); `flush()` returns once the child has written everything sent before it 
 at exit the child gets the same bounded wait, and counts what it could not write in the store's side
 file. What is better: a program killed outright (SIGKILL, OOM) loses only the spans it had not yet
 sent; the child reads to the end of the pipe and writes them. What it costs: a second Python process
-(~40 MB) started at `configure()`, and the spans' attributes copied through a pipe.
+(~75 MB resident) started at `configure()`, and the spans' attributes copied through a pipe.
 
 A forked child of the program (a pre-fork server's worker, a multiprocessing pool) writes with a thread
 of its own, as by default: one writer process per configured program, not per worker. If the writer
