@@ -70,6 +70,8 @@ FLUSH_WAIT_SECONDS = 30.0
 # writer thread hands one over and goes back to its queue while the child writes the one before.
 PIPE_BYTES = 1 << 20
 REPLIES_READ_EVERY = 64
+# The child writes batches already waiting in the pipe together, up to this many spans a transaction.
+MERGED_SPANS = 8192
 EXIT_ANSWER_SECONDS = 1.0
 _HEADER = struct.Struct("!I")
 _EMPTY_RESOURCE = Resource({})
@@ -361,23 +363,54 @@ class ProcessStoreExporter(StoreSpanExporter):
 
 # The child's side.
 
-def _read_message(stream: Any) -> tuple[int, str, Any] | None:
-    """The next message from the program, or None at the end of the pipe (a message cut short included)."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    size = _HEADER.unpack(header)[0]
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    message: tuple[int, str, Any] = pickle.loads(body)
-    return message
+class _Messages:
+    """The program's messages, read from the pipe (the child's side)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = bytearray()
+        self._ended = False
+
+    def _complete(self) -> bool:
+        if len(self._buffer) < _HEADER.size:
+            return False
+        return len(self._buffer) >= _HEADER.size + _HEADER.unpack_from(self._buffer)[0]
+
+    def waiting(self) -> bool:
+        """True when a whole message can be read now, without waiting for the program."""
+        while not self._complete() and not self._ended:
+            readable, _, _ = select.select([self._fd], [], [], 0)
+            if not readable:
+                return False
+            self._fill()
+        return self._complete()
+
+    def _fill(self) -> None:
+        chunk = os.read(self._fd, 1 << 20)
+        if chunk:
+            self._buffer += chunk
+        else:
+            self._ended = True
+
+    def next(self) -> tuple[int, str, Any] | None:
+        """The next message, waiting for it; None at the end of the pipe (a message cut short included)."""
+        while not self._complete():
+            if self._ended:
+                return None
+            self._fill()
+        size = _HEADER.unpack_from(self._buffer)[0]
+        message: tuple[int, str, Any] = pickle.loads(self._buffer[_HEADER.size:_HEADER.size + size])
+        del self._buffer[:_HEADER.size + size]
+        return message
 
 
 def _reply(stream: Any, seq: int, ok: bool) -> None:
     data = pickle.dumps((seq, ok), protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
+    try:
+        stream.write(_HEADER.pack(len(data)) + data)
+        stream.flush()
+    except OSError:  # the program stopped listening (it ended): it has no use for the answer
+        pass
 
 
 def main() -> int:
@@ -386,8 +419,8 @@ def main() -> int:
     # after writing what it was sent (bounded by the exit deadline it was given, or EXIT_WAIT_SECONDS).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    source, sink = sys.stdin.buffer, sys.stdout.buffer
-    start = _read_message(source)
+    messages, sink = _Messages(sys.stdin.fileno()), sys.stdout.buffer
+    start = messages.next()
     if start is None:
         return 0
     recipe = start[2]
@@ -403,22 +436,29 @@ def main() -> int:
         _reply(sink, 0, False)
         return 1
     _reply(sink, 0, True)
-    while True:
-        message = _read_message(source)
-        if message is None:  # the program ended (or was killed) without saying so: write what came
-            exporter.wait_at_most_until(time.monotonic() + EXIT_WAIT_SECONDS)
-            break
+    message = messages.next()
+    while message is not None:
         seq, kind, payload = message
-        ok = True
+        message = None
         if kind == "spans":
-            records, drops = payload
-            for reason, count in drops.items():
-                exporter.drops.add(reason, count)
-            result = exporter.export([span_from_record(record) for record in records])
-            ok = result is SpanExportResult.SUCCESS
+            # Batches already waiting go in one transaction, up to MERGED_SPANS: when this process is
+            # behind, its per-batch work (the commit, the sums' reads) is paid once for several.
+            seqs, spans = [seq], [span_from_record(record) for record in payload[0]]
+            _count_drops(exporter, payload[1])
+            while len(spans) < MERGED_SPANS and messages.waiting():
+                message = messages.next()
+                if message is None or message[1] != "spans":
+                    break
+                seqs.append(message[0])
+                spans += [span_from_record(record) for record in message[2][0]]
+                _count_drops(exporter, message[2][1])
+                message = None
+            ok = exporter.export(spans) is SpanExportResult.SUCCESS
+            for done in seqs:
+                _reply(sink, done, ok)
         elif kind == "flush":
             with exporter.waits_until(payload):
-                ok = exporter.save_pending()
+                _reply(sink, seq, exporter.save_pending())
         elif kind == "exit":
             exporter.wait_at_most_until(payload)
             try:
@@ -427,17 +467,19 @@ def main() -> int:
                 internal_error("store writer process exit", exc)
                 ok = False
             exporter.shutdown()
-            try:
-                _reply(sink, seq, ok)
-            except OSError:
-                pass
-            return 0
-        try:
             _reply(sink, seq, ok)
-        except OSError:  # the parent stopped listening: it may still be sending
-            pass
+            return 0
+        if message is None:
+            message = messages.next()
+    # The program ended (or was killed) without saying so: write what came, as at its exit.
+    exporter.wait_at_most_until(time.monotonic() + EXIT_WAIT_SECONDS)
     exporter.shutdown()
     return 0
+
+
+def _count_drops(exporter: StoreSpanExporter, drops: dict[str, int]) -> None:
+    for reason, count in drops.items():
+        exporter.drops.add(reason, count)
 
 
 if __name__ == "__main__":
