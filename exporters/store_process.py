@@ -140,20 +140,26 @@ class _WriterProcess:
         self.unanswered.append((self._seq, spans))
         if kind != "spans":
             self._awaited.add(self._seq)
-        while view:
-            try:
-                written = os.write(self._to, view)
-            except BlockingIOError:
-                self._wait(deadline, writing=True)
-                continue
-            except OSError as exc:  # EPIPE: the child is gone
-                raise WriterGone(str(exc)) from exc
-            view = view[written:]
-        # Replies are read when someone waits for one, and every REPLIES_READ_EVERY messages (the child
-        # blocks only once ~2,000 are unread): each read is a system call, and under a program whose
-        # threads never wait each one costs the writer thread a wait for the GIL (tens of ms).
-        if len(self.unanswered) >= REPLIES_READ_EVERY:
-            self.read_replies()
+        try:
+            while view:
+                try:
+                    written = os.write(self._to, view)
+                except BlockingIOError:
+                    self._wait(deadline, writing=True)
+                    continue
+                except OSError as exc:  # EPIPE: the child is gone
+                    raise WriterGone(str(exc)) from exc
+                view = view[written:]
+            # Replies are read when someone waits for one, and every REPLIES_READ_EVERY messages (the
+            # child blocks only once ~2,000 are unread): each read is a system call, and under a program
+            # whose threads never wait each one costs the writer thread a wait for the GIL (tens of ms).
+            if len(self.unanswered) >= REPLIES_READ_EVERY:
+                self.read_replies()
+        except WriterGone:
+            # This message is not the child's: its sender writes it (or its counts) another way.
+            if self.unanswered and self.unanswered[-1][0] == self._seq:
+                self.unanswered.pop()
+            raise
         return self._seq
 
     def answer(self, seq: int, deadline: float) -> bool | None:
@@ -336,9 +342,7 @@ class ProcessStoreExporter(StoreSpanExporter):
             return super().save_pending()
         deadline = time.monotonic() + FLUSH_WAIT_SECONDS if self._deadline is None else self._deadline
         try:
-            drops = self.drops.take()
-            if drops:
-                writer.send("spans", ([], drops), 0, deadline)
+            self._send_drops(writer, deadline)
             seq = writer.send("flush", deadline, 0, deadline)
             answer = writer.answer(seq, deadline)
         except WriterGone as exc:
@@ -346,14 +350,22 @@ class ProcessStoreExporter(StoreSpanExporter):
             return super().save_pending()
         return bool(answer)
 
+    def _send_drops(self, writer: _WriterProcess, deadline: float) -> None:
+        """Hand the drops counted here to the child (put back if it is gone: the thread saves them)."""
+        drops = self.drops.take()
+        if drops:
+            try:
+                writer.send("spans", ([], drops), 0, deadline)
+            except WriterGone:
+                self.drops.put_back(drops)
+                raise
+
     def shutdown(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
             deadline = self._deadline if self._deadline is not None else time.monotonic() + EXIT_WAIT_SECONDS
             try:
-                drops = self.drops.take()
-                if drops:
-                    writer.send("spans", ([], drops), 0, deadline)
+                self._send_drops(writer, deadline)
                 writer.close(deadline)
             except WriterGone as exc:
                 self._writer = writer

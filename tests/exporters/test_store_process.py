@@ -106,6 +106,7 @@ def test_a_writer_process_that_dies_is_counted_and_the_thread_writes_on(make_sto
     assert "writer process stopped" in caplog.text
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 20
+        assert conn.execute("SELECT COUNT(*) FROM dropped_spans").fetchone()[0] == 0  # written, so not lost
 
 
 def test_spans_sent_to_a_writer_process_that_died_before_writing_them_are_counted(make_store):
