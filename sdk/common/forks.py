@@ -77,7 +77,11 @@ def _weak(callback: Callable[[], Any]) -> Callable[[], Any]:
 def in_child_process() -> bool:
     """True in a process made by ``os.fork()`` (any start method's worker included) or by
     ``multiprocessing`` (``spawn`` included): one that may end without running ``atexit``."""
-    if _forked or "__mp_main__" in sys.modules:  # (the latter: a spawn worker importing the main module)
+    if _forked:
         return True
     process = sys.modules.get("multiprocessing.process")  # not imported: not a multiprocessing child
-    return process is not None and process.parent_process() is not None
+    if process is None:
+        return False
+    # (`_inheriting`: a spawn or forkserver worker importing the program's main module, before
+    # multiprocessing says whose child it is; multiprocessing's own flag for that moment)
+    return process.parent_process() is not None or bool(getattr(process.current_process(), "_inheriting", False))
