@@ -34,7 +34,10 @@ from ..store.connect import open_backend
 from ..store.foreign_spans import as_unitcost_span, foreign_span_type
 from ..store.losses import loss_file_for
 
-__all__ = ["CALL_COLUMNS", "StoreSpanExporter", "StoreSpanProcessor", "attributes_of", "span_error_type", "span_type"]
+__all__ = [
+    "CALL_COLUMNS", "EXIT_WAIT_SECONDS", "StoreSpanExporter", "StoreSpanProcessor", "attributes_of", "span_error_type",
+    "span_type",
+]
 
 logger = logging.getLogger("unitcost")
 

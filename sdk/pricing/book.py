@@ -28,8 +28,8 @@ from .runtime import RuntimeRule, TimePrice, most_specific, specificity_of
 from .usage import AUDIO_SHARES, Buckets
 
 __all__ = [
-    "GENAI_PRICES_PROVIDERS", "PriceBook", "PriceOverride", "genai_prices_provider", "genai_usage", "tier_rate",
-    "utc_from_ns",
+    "GENAI_PRICES_PROVIDERS", "PriceBook", "PriceOverride", "find_price_file", "genai_prices_provider", "genai_usage",
+    "tier_rate", "utc_from_ns",
 ]
 
 PRICE_FILE_NAME = "unitcost.toml"
