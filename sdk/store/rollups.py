@@ -231,6 +231,16 @@ def _provider_costs_sql(where: str) -> str:
             f"WHERE {same}) END{where}")
 
 
+# The dirty tasks' (task, provider)s with more than one model: the only rows whose provider_cost_pico is
+# not their own cost (`_model_rows_sql` writes that), made again by `_provider_costs_sql`. (Grouped in the
+# order of task_model_rollup's key up to the provider: a walk of the dirty tasks' rows.)
+_SHARED_PROVIDERS = (
+    " WHERE (task_kind, task_key, provider) IN (SELECT m.task_kind, m.task_key, m.provider FROM rollup_dirty d "
+    "CROSS JOIN task_model_rollup m WHERE m.task_kind = d.task_kind AND m.task_key = d.task_key "
+    "GROUP BY m.task_kind, m.task_key, m.provider HAVING COUNT(*) > 1)"
+)
+
+
 def provider_parts_sql() -> list[str]:
     """m019: each (task, provider)'s cost on its first model's row and the index of them in cost order,
     and rollup_days' provider part (kept by `refresh` from then on; made again here from every task, so
@@ -309,8 +319,11 @@ def _model_rows_sql() -> str:
     return (
         f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, "
         "start_week, start_month, outcome_label" + "".join(f", {c}" for c in SUM_COLUMNS)
-        + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
-        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month), MIN(r.outcome_label){sums} "
+        + ", provider_cost_pico) SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
+        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month), MIN(r.outcome_label){sums}, "
+        # (the provider's cost in the task when this is its only model, as it most often is; a provider
+        # with two models in a task has its rows made again by `_provider_costs_sql`)
+        "SUM(t.cost_pico) "
         "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
         # (the task's first day, week and month and its winning outcome, made just before: what a report
         # by model and bucket, or of an outcome, ranks by)
@@ -318,25 +331,30 @@ def _model_rows_sql() -> str:
         "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
         "ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, "
         f"start_week = excluded.start_week, start_month = excluded.start_month, "
-        f"outcome_label = excluded.outcome_label, {updates}"
+        f"outcome_label = excluded.outcome_label, {updates}, provider_cost_pico = excluded.provider_cost_pico"
     )
 
 
-# The winning outcome of each dirty task: the latest (recorded time, then id) of those naming one of
-# its runs, its kind and key, or its key alone (as unitcost.report.tasks.Store.tasks picks it).
+# The outcomes that could win for a task_rollup row: those naming one of its runs, its kind and key, or
+# its key alone (as unitcost.report.tasks.Store.tasks picks them).
+_CANDIDATES = (
+    "SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
+    " WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    " WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    " WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
+    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
+    " WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
+)
+# The winning outcome of each dirty task: the latest of its candidates (recorded time, then id). Only
+# the tasks with a candidate are written: `_task_rows_sql` made every dirty task's row just before, with
+# no outcome (NULLs), which is what a task without one keeps.
 _WINNERS = (
     # (with the winner's label, success and value beside its id: a report reads no outcome row)
     "UPDATE task_rollup SET (outcome_id, outcome_label, outcome_success, outcome_value_pico) = "
-    "(SELECT o.id, o.label, o.success, o.value_pico FROM outcomes o WHERE o.id = (SELECT w.id FROM ("
-    " SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
-    "  WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
-    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
-    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
-    " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
-    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1)) WHERE {_IN_DIRTY}"
+    f"(SELECT o.id, o.label, o.success, o.value_pico FROM outcomes o WHERE o.id = (SELECT w.id FROM ({_CANDIDATES}"
+    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1)) WHERE {_IN_DIRTY} AND EXISTS ({_CANDIDATES})"
 )
 
 
@@ -353,37 +371,39 @@ def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] =
         f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
         f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
     ]
-    # By model: a task's per-model rows are its entries as they are, but for a task with one model under
-    # two providers (summed by model first).
+    # By provider and by model, from each task's per-model rows (read once, in key order, beside their
+    # task's row): the part's sums are those of its rows; the task's counts and sums are counted once a
+    # part, on one row of it (`weighted`, 1 on that row, 0 on the others).
     model_sums = "".join(f", SUM(m.{c})" for c in SUM_COLUMNS)
-    split_parts = (
-        "SELECT task_kind, task_key, model" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-        + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, model"
-    )
-    # By provider: a task's per-model rows summed by provider (m019).
-    provider_parts = (
-        "SELECT task_kind, task_key, provider" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-        + f" FROM task_model_rollup WHERE {'true' if everyone else _IN_DIRTY} GROUP BY task_kind, task_key, provider"
-    )
+    rows = ("task_rollup t CROSS JOIN task_model_rollup m WHERE true" if everyone else
+            "rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
+            "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key")
+    rows += " AND m.task_kind = t.task_kind AND m.task_key = t.task_key"
+
+    def weighted(one: str) -> str:
+        return (f"SUM({one}), SUM({one} * t.runs), SUM({one} * t.runs_with_calls), "
+                f"SUM({one} * COALESCE(t.outcome_value_pico, 0))")
+
     if "provider" in parts:
+        # (a provider's row of a task: the row of its first model, the one with provider_cost_pico (m019))
+        first_model = "(CASE WHEN m.provider_cost_pico IS NULL THEN 0 ELSE 1 END)"
         branches += [
-            f"SELECT {head}, 'provider', m.provider, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            f"FROM ({provider_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
-            "WHERE true GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'provider', m.provider, 1, {weighted(first_model)}, SUM(m.cost_pico), 0, 0, 0, 0, 0"
+            f"{model_sums} FROM {rows} GROUP BY 1, 2, 3, 4, 6",
             f"SELECT {head}, 'provider', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
             + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
         ]
     if "model" in parts:
         if everyone:  # (the model part is only ever made again for the dirty tasks: its SQL reads them)
             raise ValueError("the model part of rollup_days is made for the dirty tasks only")
+        # (a model's row of a task: its only one, but for a task with one model under two providers
+        # (split_models), the row of the model's first provider)
+        first_provider = ("(CASE WHEN t.split_models = 0 OR m.provider = (SELECT MIN(x.provider) FROM "
+                          "task_model_rollup x WHERE x.task_kind = m.task_kind AND x.task_key = m.task_key "
+                          "AND x.model = m.model) THEN 1 ELSE 0 END)")
         branches += [
-            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
-            "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
-            "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
-            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
-            "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'model', m.model, 1, {weighted(first_provider)}, SUM(m.cost_pico), 0, 0, 0, 0, 0"
+            f"{model_sums} FROM {rows} GROUP BY 1, 2, 3, 4, 6",
             # (a task without calls counts once, in the (none) part)
             f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
             + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
@@ -441,11 +461,14 @@ def refresh_statements(dialect: str) -> list[str]:
         _WINNERS,  # (before the per-model rows: they copy the winner's label)
         _model_rows_sql(),
         # (each (task, provider)'s cost on its first model's row: what a report by provider ranks)
-        _provider_costs_sql(f" WHERE {_IN_DIRTY}"),
+        _provider_costs_sql(_SHARED_PROVIDERS),
         # the models a task calls under two providers (a report by model then sums them task by task)
+        # (only the tasks with such a model are written: the others keep the 0 their new row has)
         "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
         "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
-        f"HAVING COUNT(*) > 1) AS x) WHERE {_IN_DIRTY}",
+        "HAVING COUNT(*) > 1) AS x) WHERE (task_kind, task_key) IN (SELECT m.task_kind, m.task_key "
+        "FROM rollup_dirty d CROSS JOIN task_model_rollup m WHERE m.task_kind = d.task_kind "
+        "AND m.task_key = d.task_key GROUP BY m.task_kind, m.task_key, m.model HAVING COUNT(*) > 1)",
         _day_rows_sql(""),
         "DELETE FROM rollup_days WHERE tasks = 0",  # (its sums are all 0 then: integers, added and taken away)
         "DELETE FROM rollup_dirty",
