@@ -290,7 +290,8 @@ def _dirty_runs(plain: bool) -> str:
     )
 
 
-# tools and steps of runs (session blocks are a [[runtime]] charge, not tool cost), from `runs`
+# tools and steps of runs (session blocks are a [[runtime]] charge, not tool cost), by run: the steps `s`
+# of the runs `{runs}` joins them to
 _STEPS = (
     "st AS (SELECT s.run_id, SUM(CASE WHEN s.type = 'tool' THEN 1 ELSE 0 END) AS tools, "
     "SUM(CASE WHEN s.type = 'step' THEN 1 ELSE 0 END) AS blocks, "
