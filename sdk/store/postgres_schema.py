@@ -40,9 +40,9 @@ from .stale_runs import marks_sql, rollup_statement_triggers
 from .stale_runs import postgres_triggers as sums_triggers
 
 __all__ = [
-    "MIGRATIONS", "MIGRATION_LOCK", "MIGRATION_WAIT_S", "STORE_TABLES", "MigrationBusy", "applied_migrations",
-    "connect", "is_postgres_url", "migrate", "open_connection", "pending_migrations", "redact_url", "retry_after",
-    "server_gone", "without_password",
+    "KEEPALIVE_COUNT", "KEEPALIVE_IDLE_S", "KEEPALIVE_INTERVAL_S", "MIGRATIONS", "MIGRATION_LOCK", "MIGRATION_WAIT_S",
+    "STORE_TABLES", "UNACKED_SEND_S", "MigrationBusy", "applied_migrations", "connect", "is_postgres_url", "migrate",
+    "open_connection", "pending_migrations", "redact_url", "retry_after", "server_gone", "without_password",
 ]
 
 _SCHEMES = ("postgresql://", "postgres://")
@@ -53,6 +53,29 @@ MIGRATION_LOCK = 0x756E6974636F7374
 # for now (`MigrationBusy`): the SDK's writer keeps its batches and tries again with backoff, a command
 # says so. A migration of a store of a million calls takes tens of seconds (benchmarks/RESULTS.md).
 MIGRATION_WAIT_S = 120.0
+# How soon a connection notices that its network path died without a word (a partition, a host that
+# vanished: no RST) instead of waiting in recv/send until the kernel gives up (retransmissions for
+# ~15 min, keepalives after 2 h idle). libpq's options, for TCP only (a Unix socket ignores them); the
+# URL's own (``?keepalives_idle=...``, ``?tcp_user_timeout=0`` for the system's) or a PGSERVICE
+# service file's win (`_dead_peer_options`). The server's kernel answers probes and acknowledges data
+# whatever the server is doing, so a live server is never cut off, however long its statement runs.
+# An idle connection is probed after 30 s of silence: a probe is one small packet, cheap at any rate.
+KEEPALIVE_IDLE_S = 30
+# then every 5 s: longer than any round trip of a working link, so a slow path is not taken for a dead one.
+KEEPALIVE_INTERVAL_S = 5
+# 3 probes unanswered (one lost packet is not a death): dead after 30 + 3 x 5 = 45 s of silence.
+KEEPALIVE_COUNT = 3
+# Data sent and unacknowledged this long ends the connection (TCP_USER_TIMEOUT: Linux, libpq >= 12): the
+# keepalives' 45 s, since on Linux it also decides when unanswered probes do. A live server's kernel
+# acknowledges what arrives whatever the server is doing; only one that stopped reading that long with
+# its receive buffer full would be cut (a batch's lock waits stop at LOCK_WAIT_S, 10 s).
+UNACKED_SEND_S = 45
+# libpq's name and value for each; `connect` passes those the user did not set.
+_DEAD_PEER = (
+    ("keepalives", 1), ("keepalives_idle", KEEPALIVE_IDLE_S), ("keepalives_interval", KEEPALIVE_INTERVAL_S),
+    ("keepalives_count", KEEPALIVE_COUNT), ("tcp_user_timeout", UNACKED_SEND_S * 1000),
+)
+_TCP_USER_TIMEOUT_LIBPQ = 120000  # (libpq 12: the first to know tcp_user_timeout; an older one refuses it)
 _MIGRATIONS_TABLE = "_unitcost_migrations"
 STORE_TABLES = ("runs", "calls", "steps", "outcomes", "call_content")
 
@@ -128,13 +151,32 @@ def _whole_numbers(psycopg: Any) -> type:
     return WholeNumericLoader
 
 
+def _dead_peer_options(psycopg: Any, url: str) -> dict[str, int]:
+    """The libpq options that bound a wait on a dead network path (`KEEPALIVE_IDLE_S` and the rest),
+    less those the user set: in the URL, or in the service file PGSERVICE names (libpq has no
+    environment variable for these; `PQconndefaults` reads that file). A URL that names a service
+    (``?service=``, ``?servicefile=``) gets none: what that file sets cannot be read without connecting,
+    and it must win."""
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    if "service" in given or "servicefile" in given:
+        return {}
+    # (attribute lookups, no import: this runs on the store writer's thread when it reconnects)
+    settled = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults() if option.val is not None}
+    options = {name: value for name, value in _DEAD_PEER if name not in given and name not in settled}
+    if psycopg.pq.version() < _TCP_USER_TIMEOUT_LIBPQ:
+        options.pop("tcp_user_timeout", None)
+    return options
+
+
 def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) -> Any:
-    """A psycopg connection to ``url`` in UTC, its numeric sums read as ints. StoreError, without the
-    password, when the server cannot be reached or refuses."""
+    """A psycopg connection to ``url`` in UTC, its numeric sums read as ints, that notices a dead network
+    path within `UNACKED_SEND_S` (TCP keepalives and a user timeout, unless the URL sets its own).
+    StoreError, without the password, when the server cannot be reached or refuses."""
     psycopg = _driver()
     try:
         conn = psycopg.connect(
             url, connect_timeout=connect_timeout, autocommit=True, application_name="unitcost",
+            **_dead_peer_options(psycopg, url),
         )
         # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own; one round trip)
         # UTC for time buckets. A batch the server acknowledged is on disk, whatever the server's default:

@@ -231,6 +231,15 @@ def _provider_costs_sql(where: str) -> str:
             f"WHERE {same}) END{where}")
 
 
+# The dirty tasks' (task, provider)s with more than one model: the only rows whose provider_cost_pico is
+# not their own cost (`_model_rows_sql` writes that), made again by `_provider_costs_sql`.
+_SHARED_PROVIDERS = (
+    " WHERE (task_kind, task_key, provider) IN (SELECT m.task_kind, m.task_key, m.provider FROM rollup_dirty d "
+    "CROSS JOIN task_model_rollup m WHERE m.task_kind = d.task_kind AND m.task_key = d.task_key "
+    "GROUP BY m.task_kind, m.task_key, m.provider HAVING COUNT(*) > 1)"
+)
+
+
 def provider_parts_sql() -> list[str]:
     """m019: each (task, provider)'s cost on its first model's row and the index of them in cost order,
     and rollup_days' provider part (kept by `refresh` from then on; made again here from every task, so
@@ -262,34 +271,66 @@ def day_sql(dialect: str, column: str) -> str:
 # A run's task identity, over a runs row `x`.
 _IDENT = "CASE WHEN {x}.key IS NULL THEN '' ELSE {x}.kind END, COALESCE({x}.key, {x}.run_id)"
 _IN_DIRTY = "(task_kind, task_key) IN (SELECT task_kind, task_key FROM rollup_dirty)"
-# The runs of the dirty tasks, with their identity (two joins: each can use an index).
-_DIRTY_RUNS = (
-    "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, "
-    "x.runtime_cost_pico "
-    # (CROSS JOIN: SQLite then reads the few dirty tasks first and finds their rows by index, whatever
-    # its statistics say of an often empty table; PostgreSQL plans as it likes)
-    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.kind = d.task_kind AND x.key = d.task_key "
-    "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, x.runtime_cost_pico "
-    "FROM rollup_dirty d CROSS JOIN runs x WHERE x.run_id = d.task_key AND x.key IS NULL AND d.task_kind = '')"
+# A dirty task `d` of one run: a run without a key is a task of its own, ('', run id), but for a run of
+# kind '' whose key is that run id (the two are then one task).
+_ONE_RUN = ("d.task_kind = '' AND NOT EXISTS (SELECT 1 FROM runs y WHERE y.kind = '' AND y.key = d.task_key)")
+# The runs of the dirty tasks with a keyed run (`plain`: of every dirty task), with their identity (two
+# joins: each can use an index).
+def _dirty_runs(plain: bool) -> str:
+    return (
+        "dr AS MATERIALIZED (SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, "
+        "x.runtime_cost_pico "
+        # (CROSS JOIN: SQLite then reads the few dirty tasks first and finds their rows by index, whatever
+        # its statistics say of an often empty table; PostgreSQL plans as it likes)
+        "FROM rollup_dirty d CROSS JOIN runs x WHERE x.kind = d.task_kind AND x.key = d.task_key "
+        "UNION ALL SELECT d.task_kind, d.task_key, x.run_id, x.kind, x.key, x.started_ns, x.ended_ns, "
+        "x.runtime_cost_pico FROM rollup_dirty d CROSS JOIN runs x WHERE d.task_kind = '' "
+        + ("" if plain else "AND EXISTS (SELECT 1 FROM runs y WHERE y.kind = '' AND y.key = d.task_key) ")
+        + "AND x.run_id = d.task_key AND x.key IS NULL)"
+    )
+
+
+# tools and steps of runs (session blocks are a [[runtime]] charge, not tool cost), by run: the steps `s`
+# of the runs `{runs}` joins them to
+_STEPS = (
+    "st AS (SELECT s.run_id, SUM(CASE WHEN s.type = 'tool' THEN 1 ELSE 0 END) AS tools, "
+    "SUM(CASE WHEN s.type = 'step' THEN 1 ELSE 0 END) AS blocks, "
+    "SUM(CASE WHEN s.type = 'session' THEN 0 ELSE COALESCE(s.cost_pico, 0) END) AS tcost, "
+    "SUM(CASE WHEN s.type = 'session' THEN COALESCE(s.cost_pico, 0) ELSE 0 END) AS rcost "
+    "FROM {runs} GROUP BY s.run_id)"
 )
 
 
-def _task_rows_sql(dialect: str) -> str:
-    sums = "".join(f", SUM(COALESCE(s.{c}, 0))" for c in SUM_COLUMNS)
+def _task_rows_sql(dialect: str, *, one_run: bool = False, plain: bool = False) -> str:
+    """The dirty tasks' task_rollup rows: of those with a keyed run (their runs summed; ``plain``: every
+    dirty task's), or (``one_run``) of the others, each one run whose sums are the task's as they are (no
+    grouping: most new tasks')."""
     columns = ", ".join(("task_kind", "task_key", *TASK_COLUMNS, "task_cost_pico"))
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*TASK_COLUMNS, "task_cost_pico"))
+    upsert = f"ON CONFLICT (task_kind, task_key) DO UPDATE SET {updates}"
+    if one_run:
+        day = day_sql(dialect, "x.started_ns")
+        runtime_cost = "(COALESCE(st.rcost, 0) + COALESCE(x.runtime_cost_pico, 0))"
+        return (
+            "WITH " + _STEPS.format(runs="rollup_dirty d CROSS JOIN steps s WHERE d.task_kind = '' "
+                                         "AND s.run_id = d.task_key")
+            + f" INSERT INTO task_rollup ({columns}) "
+            f"SELECT d.task_kind, d.task_key, x.kind, x.key, x.started_ns, {day}, 1, "
+            "CASE WHEN s.run_id IS NULL THEN 0 ELSE 1 END" + "".join(f", COALESCE(s.{c}, 0)" for c in SUM_COLUMNS)
+            + ", COALESCE(st.tools, 0), COALESCE(st.blocks, 0), COALESCE(st.tcost, 0), "
+            f"{runtime_cost}, x.ended_ns, {week_sql(day)}, {month_sql(dialect, day)}, "
+            f"COALESCE(s.cost_pico, 0) + COALESCE(st.tcost, 0) + {runtime_cost} "
+            "FROM rollup_dirty d CROSS JOIN runs x LEFT JOIN run_sums s ON s.run_id = x.run_id "
+            f"LEFT JOIN st ON st.run_id = x.run_id WHERE {_ONE_RUN} AND x.run_id = d.task_key AND x.key IS NULL "
+            + upsert
+        )
+    sums = "".join(f", SUM(COALESCE(s.{c}, 0))" for c in SUM_COLUMNS)
     tool_cost = "SUM(COALESCE(st.tcost, 0))"
     runtime_cost = "(SUM(COALESCE(st.rcost, 0)) + SUM(COALESCE(dr.runtime_cost_pico, 0)))"
     day = day_sql(dialect, "MIN(dr.started_ns)")
     return (
-        f"WITH {_DIRTY_RUNS}, "
-        # tools and steps of those runs (session blocks are a [[runtime]] charge, not tool cost)
-        "st AS (SELECT s.run_id, SUM(CASE WHEN s.type = 'tool' THEN 1 ELSE 0 END) AS tools, "
-        "SUM(CASE WHEN s.type = 'step' THEN 1 ELSE 0 END) AS blocks, "
-        "SUM(CASE WHEN s.type = 'session' THEN 0 ELSE COALESCE(s.cost_pico, 0) END) AS tcost, "
-        "SUM(CASE WHEN s.type = 'session' THEN COALESCE(s.cost_pico, 0) ELSE 0 END) AS rcost "
-        "FROM dr CROSS JOIN steps s WHERE s.run_id = dr.run_id GROUP BY s.run_id) "
-        f"INSERT INTO task_rollup ({columns}) "
+        f"WITH {_dirty_runs(plain)}, " + _STEPS.format(runs="dr CROSS JOIN steps s WHERE s.run_id = dr.run_id")
+        + f" INSERT INTO task_rollup ({columns}) "
         "SELECT dr.task_kind, dr.task_key, MIN(dr.kind), MIN(dr.key), MIN(dr.started_ns), "
         f"{day}, COUNT(*), COUNT(s.run_id){sums}, "
         f"SUM(COALESCE(st.tools, 0)), SUM(COALESCE(st.blocks, 0)), {tool_cost}, {runtime_cost}, "
@@ -299,45 +340,83 @@ def _task_rows_sql(dialect: str) -> str:
         f"SUM(COALESCE(s.cost_pico, 0)) + {tool_cost} + {runtime_cost} "
         "FROM dr LEFT JOIN run_sums s ON s.run_id = dr.run_id LEFT JOIN st ON st.run_id = dr.run_id "
         # (`WHERE true`: SQLite's upsert after a SELECT needs a WHERE to parse)
-        f"WHERE true GROUP BY dr.task_kind, dr.task_key ON CONFLICT (task_kind, task_key) DO UPDATE SET {updates}"
+        f"WHERE true GROUP BY dr.task_kind, dr.task_key {upsert}"
     )
 
 
-def _model_rows_sql() -> str:
-    sums = "".join(f", SUM(t.{c})" for c in SUM_COLUMNS)
+def _model_rows_sql(*, one_run: bool = False, plain: bool = False) -> str:
+    """The dirty tasks' task_model_rollup rows, after their task rows (whose first day, week and month and
+    winning outcome they copy: what a report by model and bucket, or of an outcome, ranks by): of the
+    tasks with a keyed run (``plain``: of every dirty task), or (``one_run``) of the others (a task_rollup
+    row without a key: one run, whose per-model sums are the task's)."""
     updates = ", ".join(f"{c} = excluded.{c}" for c in SUM_COLUMNS)
-    return (
-        f"WITH {_DIRTY_RUNS} INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, "
-        "start_week, start_month, outcome_label" + "".join(f", {c}" for c in SUM_COLUMNS)
-        + ") SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
-        f"MIN(r.start_day), MIN(r.start_week), MIN(r.start_month), MIN(r.outcome_label){sums} "
-        "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
-        # (the task's first day, week and month and its winning outcome, made just before: what a report
-        # by model and bucket, or of an outcome, ranks by)
-        "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
-        "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model "
+    head = ("INSERT INTO task_model_rollup (task_kind, task_key, provider, model, start_day, start_week, "
+            "start_month, outcome_label" + "".join(f", {c}" for c in SUM_COLUMNS) + ", provider_cost_pico) ")
+    upsert = (
         "ON CONFLICT (task_kind, task_key, model, provider) DO UPDATE SET start_day = excluded.start_day, "
-        f"start_week = excluded.start_week, start_month = excluded.start_month, "
-        f"outcome_label = excluded.outcome_label, {updates}"
+        "start_week = excluded.start_week, start_month = excluded.start_month, "
+        f"outcome_label = excluded.outcome_label, {updates}, provider_cost_pico = excluded.provider_cost_pico"
+    )
+    # (provider_cost_pico: the provider's cost in the task when this is its only model, as it most often
+    # is; a provider with two models in a task has its rows made again by `_provider_costs_sql`)
+    if one_run:
+        return (
+            head + "SELECT r.task_kind, r.task_key, t.provider, t.model, r.start_day, r.start_week, r.start_month, "
+            "r.outcome_label" + "".join(f", t.{c}" for c in SUM_COLUMNS) + ", t.cost_pico "
+            "FROM rollup_dirty d CROSS JOIN task_rollup r CROSS JOIN run_totals t WHERE r.task_kind = d.task_kind "
+            "AND r.task_key = d.task_key AND r.key IS NULL AND t.run_id = r.task_key " + upsert
+        )
+    return (
+        f"WITH {_dirty_runs(plain)} " + head + "SELECT dr.task_kind, dr.task_key, t.provider, t.model, "
+        "MIN(r.start_day), MIN(r.start_week), MIN(r.start_month), MIN(r.outcome_label)"
+        + "".join(f", SUM(t.{c})" for c in SUM_COLUMNS) + ", SUM(t.cost_pico) "
+        "FROM dr JOIN run_totals t ON t.run_id = dr.run_id "
+        "JOIN task_rollup r ON r.task_kind = dr.task_kind AND r.task_key = dr.task_key WHERE true "
+        "GROUP BY dr.task_kind, dr.task_key, t.provider, t.model " + upsert
     )
 
 
-# The winning outcome of each dirty task: the latest (recorded time, then id) of those naming one of
-# its runs, its kind and key, or its key alone (as unitcost.report.tasks.Store.tasks picks it).
-_WINNERS = (
-    # (with the winner's label, success and value beside its id: a report reads no outcome row)
-    "UPDATE task_rollup SET (outcome_id, outcome_label, outcome_success, outcome_value_pico) = "
-    "(SELECT o.id, o.label, o.success, o.value_pico FROM outcomes o WHERE o.id = (SELECT w.id FROM ("
-    " SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
-    "  WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
+# The outcomes that could win for a task_rollup row: those naming one of its runs, its kind and key, or
+# its key alone (as unitcost.report.tasks.Store.tasks picks them).
+_CANDIDATES = (
+    "SELECT o.id, o.recorded_ns FROM runs x JOIN outcomes o ON o.run_id = x.run_id"
+    " WHERE task_rollup.key IS NOT NULL AND x.kind = task_rollup.kind AND x.key = task_rollup.key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
+    " WHERE task_rollup.key IS NULL AND o.run_id = task_rollup.task_key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
+    " WHERE o.run_id IS NULL AND o.kind = task_rollup.kind AND o.key = task_rollup.key"
     " UNION ALL SELECT o.id, o.recorded_ns FROM outcomes o"
-    "  WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
-    f") AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1)) WHERE {_IN_DIRTY}"
+    " WHERE o.run_id IS NULL AND o.kind IS NULL AND o.key = task_rollup.key"
 )
+# The winning outcome of each dirty task: the latest of its candidates (recorded time, then id), written
+# on the rows ``where`` names.
+def _winners_sql(where: str) -> str:
+    return (
+        # (with the winner's label, success and value beside its id: a report reads no outcome row)
+        "UPDATE task_rollup SET (outcome_id, outcome_label, outcome_success, outcome_value_pico) = "
+        "(SELECT o.id, o.label, o.success, o.value_pico FROM outcomes o WHERE o.id = (SELECT w.id FROM "
+        f"({_CANDIDATES}) AS w ORDER BY w.recorded_ns DESC, w.id DESC LIMIT 1)) WHERE {where}"
+    )
+
+
+# (only the dirty tasks with a candidate are written: `_task_rows_sql` made every dirty task's row just
+# before, with no outcome (NULLs), which is what a task without one keeps)
+_WINNERS = _winners_sql(f"{_IN_DIRTY} AND EXISTS ({_CANDIDATES})")
+
+
+def _split_models_sql(where: str) -> str:
+    """The models a task calls under two providers (a report by model then sums them task by task),
+    counted on the task rows ``where`` names."""
+    return ("UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
+            "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
+            f"HAVING COUNT(*) > 1) AS x) WHERE {where}")
+
+
+# The dirty tasks with a model under two providers (found in the order of task_model_rollup's key): the
+# others keep the 0 their new row has.
+_SPLIT_TASKS = ("(task_kind, task_key) IN (SELECT m.task_kind, m.task_key FROM rollup_dirty d "
+                "CROSS JOIN task_model_rollup m WHERE m.task_kind = d.task_kind AND m.task_key = d.task_key "
+                "GROUP BY m.task_kind, m.task_key, m.model HAVING COUNT(*) > 1)")
 
 
 def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] = ("", "model", "provider")) -> str:
@@ -353,37 +432,39 @@ def _day_rows_sql(sign: str, *, everyone: bool = False, parts: tuple[str, ...] =
         f"SUM(t.tool_calls), SUM(t.step_blocks), SUM(t.tool_cost_pico), SUM(t.runtime_cost_pico), "
         f"SUM(t.split_models){sums} FROM task_rollup t WHERE {dirty} GROUP BY 1, 2, 3, 4",
     ]
-    # By model: a task's per-model rows are its entries as they are, but for a task with one model under
-    # two providers (summed by model first).
+    # By provider and by model, from each task's per-model rows (read once, in key order, beside their
+    # task's row): the part's sums are those of its rows; the task's counts and sums are counted once a
+    # part, on one row of it (`weighted`, 1 on that row, 0 on the others).
     model_sums = "".join(f", SUM(m.{c})" for c in SUM_COLUMNS)
-    split_parts = (
-        "SELECT task_kind, task_key, model" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-        + f" FROM task_model_rollup WHERE {_IN_DIRTY} GROUP BY task_kind, task_key, model"
-    )
-    # By provider: a task's per-model rows summed by provider (m019).
-    provider_parts = (
-        "SELECT task_kind, task_key, provider" + "".join(f", SUM({c}) AS {c}" for c in SUM_COLUMNS)
-        + f" FROM task_model_rollup WHERE {'true' if everyone else _IN_DIRTY} GROUP BY task_kind, task_key, provider"
-    )
+    rows = ("task_rollup t CROSS JOIN task_model_rollup m WHERE true" if everyone else
+            "rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
+            "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key")
+    rows += " AND m.task_kind = t.task_kind AND m.task_key = t.task_key"
+
+    def weighted(one: str) -> str:
+        return (f"SUM({one}), SUM({one} * t.runs), SUM({one} * t.runs_with_calls), "
+                f"SUM({one} * COALESCE(t.outcome_value_pico, 0))")
+
     if "provider" in parts:
+        # (a provider's row of a task: the row of its first model, the one with provider_cost_pico (m019))
+        first_model = "(CASE WHEN m.provider_cost_pico IS NULL THEN 0 ELSE 1 END)"
         branches += [
-            f"SELECT {head}, 'provider', m.provider, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            f"FROM ({provider_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
-            "WHERE true GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'provider', m.provider, 1, {weighted(first_model)}, SUM(m.cost_pico), 0, 0, 0, 0, 0"
+            f"{model_sums} FROM {rows} GROUP BY 1, 2, 3, 4, 6",
             f"SELECT {head}, 'provider', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
             + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
         ]
     if "model" in parts:
         if everyone:  # (the model part is only ever made again for the dirty tasks: its SQL reads them)
             raise ValueError("the model part of rollup_days is made for the dirty tasks only")
+        # (a model's row of a task: its only one, but for a task with one model under two providers
+        # (split_models), the row of the model's first provider)
+        first_provider = ("(CASE WHEN t.split_models = 0 OR m.provider = (SELECT MIN(x.provider) FROM "
+                          "task_model_rollup x WHERE x.task_kind = m.task_kind AND x.task_key = m.task_key "
+                          "AND x.model = m.model) THEN 1 ELSE 0 END)")
         branches += [
-            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            "FROM rollup_dirty d CROSS JOIN task_rollup t CROSS JOIN task_model_rollup m "
-            "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key AND t.split_models = 0 "
-            "AND m.task_kind = t.task_kind AND m.task_key = t.task_key GROUP BY 1, 2, 3, 4, 6",
-            f"SELECT {head}, 'model', m.model, 1, {task}, SUM(m.cost_pico), 0, 0, 0, 0, 0{model_sums} "
-            f"FROM ({split_parts}) m JOIN task_rollup t ON t.task_kind = m.task_kind AND t.task_key = m.task_key "
-            "WHERE t.split_models > 0 GROUP BY 1, 2, 3, 4, 6",
+            f"SELECT {head}, 'model', m.model, 1, {weighted(first_provider)}, SUM(m.cost_pico), 0, 0, 0, 0, 0"
+            f"{model_sums} FROM {rows} GROUP BY 1, 2, 3, 4, 6",
             # (a task without calls counts once, in the (none) part)
             f"SELECT {head}, 'model', '', 0, {task}, 0, 0, 0, 0, 0, 0" + ", 0" * len(SUM_COLUMNS)
             + f" FROM task_rollup t WHERE {dirty} AND t.runs_with_calls = 0 GROUP BY 1, 2, 3, 4",
@@ -415,12 +496,14 @@ def refresh(execute: Callable[..., Any], dialect: str) -> bool:
         # marks every earlier refresh committed, and empties only the marks it has summed.
         execute(f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK})")
     statements = refresh_statements(dialect)
+    # Tasks none of which has rows yet (new tasks: most of a writer's) have nothing to take away.
+    known = execute(_ANY_ROWS).fetchone()[0]
     # (the task attributes' rollups, m020: their part of attribute_days taken away while the task rows are
     # as they were, their rows made again after the task rows are; a store without m020 has none)
     attributes = has_attribute_tables(execute, dialect)
-    if attributes:
+    if attributes and known:
         execute(attribute_days_sql("-"))
-    for statement in statements[:-1]:
+    for statement in statements[0 if known else _TAKE_AWAY:-1]:
         execute(statement)
     if attributes:
         refresh_attributes(execute, dialect)
@@ -428,8 +511,17 @@ def refresh(execute: Callable[..., Any], dialect: str) -> bool:
     return True
 
 
-def refresh_statements(dialect: str) -> list[str]:
-    """What `refresh` runs when some task is dirty, in order."""
+# Whether some dirty task has rows (task_rollup's; its per-model, per-day and attribute rows come with it).
+_ANY_ROWS = ("SELECT EXISTS (SELECT 1 FROM rollup_dirty d CROSS JOIN task_rollup t "
+             "WHERE t.task_kind = d.task_kind AND t.task_key = d.task_key)")
+# `refresh_statements`' first three take the dirty tasks' rows away: nothing to do when they have none.
+_TAKE_AWAY = 3
+
+
+def refresh_statements(dialect: str, *, plain: bool = False) -> list[str]:
+    """What `refresh` runs when some task is dirty, in order. (``plain``: the plain forms the narrower
+    ones are checked against (tests): every dirty task summed from its runs, none taken as its one run,
+    and its winning outcome, split models and providers' costs written whatever it has.)"""
     return [
         # The dirty tasks' part of the per-day rows goes, then comes back as they are now.
         _day_rows_sql("-"),
@@ -437,15 +529,14 @@ def refresh_statements(dialect: str) -> list[str]:
         # others are written again whole.
         f"DELETE FROM task_rollup WHERE {_IN_DIRTY}",
         f"DELETE FROM task_model_rollup WHERE {_IN_DIRTY}",
-        _task_rows_sql(dialect),
-        _WINNERS,  # (before the per-model rows: they copy the winner's label)
-        _model_rows_sql(),
+        _task_rows_sql(dialect, plain=plain),
+        *([] if plain else [_task_rows_sql(dialect, one_run=True)]),
+        _winners_sql(_IN_DIRTY) if plain else _WINNERS,  # (before the per-model rows: they copy the winner's label)
+        _model_rows_sql(plain=plain),
+        *([] if plain else [_model_rows_sql(one_run=True)]),
         # (each (task, provider)'s cost on its first model's row: what a report by provider ranks)
-        _provider_costs_sql(f" WHERE {_IN_DIRTY}"),
-        # the models a task calls under two providers (a report by model then sums them task by task)
-        "UPDATE task_rollup SET split_models = (SELECT COUNT(*) FROM (SELECT m.model FROM task_model_rollup m "
-        "WHERE m.task_kind = task_rollup.task_kind AND m.task_key = task_rollup.task_key GROUP BY m.model "
-        f"HAVING COUNT(*) > 1) AS x) WHERE {_IN_DIRTY}",
+        _provider_costs_sql(f" WHERE {_IN_DIRTY}" if plain else _SHARED_PROVIDERS),
+        _split_models_sql(_IN_DIRTY if plain else _SPLIT_TASKS),
         _day_rows_sql(""),
         "DELETE FROM rollup_days WHERE tasks = 0",  # (its sums are all 0 then: integers, added and taken away)
         "DELETE FROM rollup_dirty",

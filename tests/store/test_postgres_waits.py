@@ -8,22 +8,28 @@
   and the program's exit stay bounded, and what is not stored by then is counted where `doctor` looks.
 - A writer stalled in the middle of its batch (its process stopped, its host cut off) has its
   transaction ended by the server after `STALLED_BATCH_S`, so the locks it held are freed for the others.
+- A connection whose network path dies without a word (no RST) notices within `UNACKED_SEND_S` (TCP
+  keepalives and a user timeout on its socket) rather than the kernel's 15 min to 2 h; the URL's own
+  settings, or a PGSERVICE file's, win. (Checked on the socket: a network cannot be cut here.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from click.testing import CliRunner
-from conftest import make_older_postgres_store
+from conftest import _pg_missing, make_older_postgres_store
 
 import unitcost
 from unitcost.cli.main import cli
@@ -32,8 +38,12 @@ from unitcost.store import postgres, postgres_schema
 from unitcost.store.backend import TABLES, Batch
 from unitcost.store.postgres import PostgresBackend, StoreUnavailable
 from unitcost.store.postgres_schema import (
+    KEEPALIVE_COUNT,
+    KEEPALIVE_IDLE_S,
+    KEEPALIVE_INTERVAL_S,
     MIGRATION_LOCK,
     MIGRATIONS,
+    UNACKED_SEND_S,
     MigrationBusy,
     connect,
     migrate,
@@ -207,3 +217,96 @@ def test_a_writer_stalled_mid_batch_has_its_transaction_ended_by_the_server(
     time.sleep(0.2)  # (its backoff after a lost connection: 0.1 s)
     assert store.execute("SELECT 1").fetchone() == (1,)  # on a new connection
     store.close()
+
+
+# --- a dead network path: TCP keepalives and a user timeout on each connection ----------------------
+
+_DEAD_PEER_OPTIONS = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+
+
+def _dead_peer_options(conn: Any) -> dict[str, str | None]:
+    """What libpq connected with (PQconninfo lists every option, the client-side ones too)."""
+    return {
+        option.keyword.decode(): None if option.val is None else option.val.decode()
+        for option in conn.pgconn.info
+        if option.keyword.decode() in _DEAD_PEER_OPTIONS
+    }
+
+
+def _on_the_socket(conn: Any) -> tuple[int, int, int, int, int]:
+    """What the kernel holds for the connection's TCP socket: keepalive on, its idle, interval and count,
+    and the user timeout (ms)."""
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:  # (a copy of the descriptor, closed here)
+        assert sock.family in (socket.AF_INET, socket.AF_INET6), "the test server is reached over TCP"
+        return (
+            int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        )
+
+
+_OURS = {
+    "keepalives": "1", "keepalives_idle": str(KEEPALIVE_IDLE_S), "keepalives_interval": str(KEEPALIVE_INTERVAL_S),
+    "keepalives_count": str(KEEPALIVE_COUNT), "tcp_user_timeout": str(UNACKED_SEND_S * 1000),
+}
+
+
+def test_a_connection_notices_a_dead_network_path_in_under_a_minute(pg_url: str) -> None:
+    # (the kernel's defaults: keepalives after 2 h idle, retransmissions for ~15 min)
+    assert KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT < 60 and UNACKED_SEND_S < 60
+    with connect(pg_url) as conn:
+        assert _dead_peer_options(conn) == _OURS
+        assert _on_the_socket(conn) == (
+            1, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, UNACKED_SEND_S * 1000
+        )
+    store = PostgresBackend(pg_url)  # the SDK's writer connects the same way
+    try:
+        assert _on_the_socket(store._connection()) == (
+            1, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, UNACKED_SEND_S * 1000
+        )
+    finally:
+        store.close()
+
+
+def test_the_urls_own_keepalive_settings_win(pg_url: str) -> None:
+    with connect(f"{pg_url}&keepalives_idle=7&tcp_user_timeout=0") as conn:  # (0: the system's default)
+        assert _dead_peer_options(conn) == {**_OURS, "keepalives_idle": "7", "tcp_user_timeout": "0"}
+        assert _on_the_socket(conn) == (1, 7, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT, 0)
+
+
+def test_a_service_files_keepalive_settings_win(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = tmp_path / "pg_service.conf"
+    services.write_text("[unitcost-test]\nkeepalives_idle=11\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(services))
+    monkeypatch.setenv("PGSERVICE", "unitcost-test")  # (libpq has no environment variable for these)
+    with connect(pg_url) as conn:
+        assert _dead_peer_options(conn) == {**_OURS, "keepalives_idle": "11"}
+    monkeypatch.delenv("PGSERVICE")
+    # A URL that names its service gets none of unitcost's: what the file sets is not known before connecting.
+    with connect(f"{pg_url}&service=unitcost-test") as conn:
+        assert _dead_peer_options(conn) == dict.fromkeys(_DEAD_PEER_OPTIONS) | {"keepalives_idle": "11"}
+
+
+def test_a_libpq_older_than_12_is_not_given_tcp_user_timeout(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(psycopg.pq, "version", lambda: 110000)  # (libpq 11 refuses an option it does not know)
+    with connect(pg_url) as conn:
+        assert _dead_peer_options(conn) == {**_OURS, "tcp_user_timeout": None}
+
+
+def test_a_unix_socket_url_still_connects(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    directory, port = os.path.join(os.environ.get("PG_CI_DIR", ""), "sock"), parts.port  # (.ci/postgres puts it there)
+    if not os.environ.get("PG_CI_DIR") or not os.path.exists(os.path.join(directory, f".s.PGSQL.{port}")):
+        _pg_missing("the test server has no Unix socket here (PG_CI_DIR: .ci/postgres starts it with one)")
+    userinfo = parts.netloc.rpartition("@")[0]
+    url = urlunsplit(parts._replace(
+        netloc=f"{userinfo}@" if userinfo else "", query=f"{parts.query}&host={quote(directory, safe='')}&port={port}"
+    ))
+    with connect(url) as conn:  # libpq ignores the TCP options on a Unix socket
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            assert sock.family == socket.AF_UNIX

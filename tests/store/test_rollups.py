@@ -16,10 +16,19 @@ from hypothesis import strategies as st
 
 from unitcost.pricing.book import PriceBook
 from unitcost.store.attr_rollups import rebuild as rebuild_attributes
+from unitcost.store.attr_rollups import refresh_attributes
 from unitcost.store.backend import CALL_COLUMNS, TABLES, Batch
 from unitcost.store.connect import open_backend
 from unitcost.store.prune import prune
-from unitcost.store.rollups import ended_and_buckets_sql, mark_all_sql, month_of_day, week_of_day
+from unitcost.store.rollups import (
+    DAY_COUNTS,
+    SUM_COLUMNS,
+    ended_and_buckets_sql,
+    mark_all_sql,
+    month_of_day,
+    refresh_statements,
+    week_of_day,
+)
 from unitcost.store.rollups import refresh as refresh_rollups
 
 DAY = 86_400 * 10**9
@@ -142,6 +151,32 @@ def _rebuilt(db: Any) -> dict[str, list[Any]]:
     return made
 
 
+def _plain(db: Any) -> dict[str, list[Any]]:
+    """The rollups made from scratch by the plain forms of the refresh's statements (every task summed
+    from its runs, none taken as its one run; every task's outcome, split models and providers' costs
+    written whatever it has), in a transaction rolled back: what the narrower forms must equal."""
+    class Undo(Exception):
+        pass
+
+    made: dict[str, list[Any]] = {}
+    execute = _raw_execute(db)
+    try:
+        with db.transaction():
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute(mark_all_sql())
+            statements = refresh_statements(db.dialect, plain=True)
+            for statement in statements[:-1]:
+                execute(statement)
+            refresh_attributes(execute, db.dialect)
+            execute(statements[-1])
+            made.update(_snapshot(db))
+            raise Undo()
+    except Undo:
+        pass
+    return made
+
+
 def _backfilled(db: Any) -> dict[str, list[Any]]:
     """The rollups as m017 leaves a store whose rollups were made before it: its last ends, weeks and
     months made from the rows (in a transaction rolled back)."""
@@ -183,6 +218,43 @@ def _migrated(db: Any) -> dict[str, list[Any]]:
     return made
 
 
+def _days_in_python(db: Any) -> list[tuple[Any, ...]]:
+    """rollup_days as its rules make it from the task and per-model rows, summed in Python: per kind,
+    start day, outcome and part (the whole task; each model, a task counted once a model whatever its
+    providers; each provider; no model or provider for a task without calls), the tasks' counts and sums."""
+    zeros = (0,) * len(SUM_COLUMNS)
+    days: dict[tuple[Any, ...], list[int]] = {}
+
+    def add(key: tuple[Any, ...], values: tuple[int, ...]) -> None:
+        days[key] = [a + b for a, b in zip(days.get(key, [0] * len(values)), values, strict=True)]
+
+    models: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for row in db.execute(f"SELECT task_kind, task_key, provider, model, {', '.join(SUM_COLUMNS)} "
+                          "FROM task_model_rollup"):
+        models.setdefault((row[0], row[1]), []).append(tuple(row[2:]))
+    cost_at = SUM_COLUMNS.index("cost_pico")
+    for (task_kind, task_key, kind, day, label, outcome, success, value, runs, with_calls, tools, blocks, tool_cost,
+         runtime_cost, split, *sums) in db.execute(
+        "SELECT task_kind, task_key, kind, start_day, outcome_label, outcome_id, outcome_success, outcome_value_pico, "
+        "runs, runs_with_calls, tool_calls, step_blocks, tool_cost_pico, runtime_cost_pico, split_models, "
+        f"{', '.join(SUM_COLUMNS)} FROM task_rollup"
+    ):
+        head = (kind, day, label or "", 0 if outcome is None else 1 if success else 2)
+        task = (1, runs, with_calls, value or 0)
+        add((*head, "", "", 1), (*task, sums[cost_at] + tool_cost + runtime_cost, tools, blocks, tool_cost,
+                                 runtime_cost, split, *sums))
+        for part_kind, at in (("provider", 0), ("model", 1)):
+            parts: dict[str, list[int]] = {}
+            for row in models.get((task_kind, task_key), []):
+                parts[row[at]] = [a + b for a, b in zip(parts.get(row[at], [0] * len(zeros)), row[2:], strict=True)]
+            for part, part_sums in parts.items():
+                add((*head, part_kind, part, 1), (*task, part_sums[cost_at], 0, 0, 0, 0, 0, *part_sums))
+            if with_calls == 0:
+                add((*head, part_kind, "", 0), (*task, 0, 0, 0, 0, 0, 0, *zeros))
+    assert len(DAY_COUNTS) == 10
+    return sorted((*key, *values) for key, values in days.items())
+
+
 def _check_ends_and_buckets(db: Any) -> None:
     """Each task's last end is its runs' latest; its week and month are its start day's."""
     ends: dict[tuple[str, str], int] = {}
@@ -206,6 +278,8 @@ def _check(db: Any, operations_: list[Any]) -> None:
     assert db.execute("SELECT COUNT(*) FROM rollup_dirty").fetchone()[0] == 0
     kept = _snapshot(db)
     assert kept == _rebuilt(db)
+    assert kept == _plain(db)
+    assert [tuple(r) for r in kept["rollup_days"]] == _days_in_python(db)
     assert kept == _migrated(db)
     assert kept == _backfilled(db)
     _check_ends_and_buckets(db)
@@ -242,3 +316,51 @@ def test_a_report_reads_the_rollups_the_writer_kept(tmp_path):
         row = db.execute("SELECT runs, calls, cost_pico, unpriced_calls, tool_calls, tool_cost_pico, "
                          "runtime_cost_pico, outcome_label FROM task_rollup").fetchall()
         assert row == [(2, 2, 7, 1, 1, 3, 5, "resolved")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_new_tasks_and_tasks_made_again_alike(backend, tmp_path, request):
+    """A refresh of new tasks only (nothing to take away; a keyless task's rows taken from its one run)
+    and the ones after it, of tasks that have rows: a keyed task's second run, an outcome recorded later,
+    a run of kind '' whose key is another run's id (one task, two runs: summed, not taken as one run), a
+    model under two providers, a provider with two models. Each ends as the plain statements make it."""
+    location = request.getfixturevalue("pg_url") if backend == "postgresql" else tmp_path / "s.db"
+    with open_backend(location) as db:
+        if backend == "postgresql":
+            for table in (*_TABLES, "outcomes", "steps", "calls", "run_totals", "run_sums", "runs"):
+                with db.transaction():
+                    db.execute(f"DELETE FROM {table}")
+            db.ensure_fresh()
+        steps = [(1, 0, "tool", 3), (2, 0, "session", 4)]
+        first = [("batch", [(0, "ticket", None, 0, 5), (1, "ticket", "K1", 1, None), (2, "chat", None, 2, None)],
+                  [(1, 0, MODELS[0], 7), (2, 0, MODELS[1], 9), (3, 1, MODELS[1], 11), (4, 2, MODELS[2], None)],
+                  steps, [])]
+        _apply(db, first)
+        assert db.execute("SELECT task_kind, task_key, runs, calls, cost_pico, tool_cost_pico, runtime_cost_pico, "
+                          "task_cost_pico FROM task_rollup ORDER BY 1, 2").fetchall() == [
+            ("", "r0", 1, 2, 16, 3, 9, 28), ("", "r2", 1, 1, 0, 0, 0, 0), ("ticket", "K1", 1, 1, 11, 0, 0, 11)]
+        assert _snapshot(db) == _plain(db)
+        later = [
+            # (a second run of K1 calling gpt-4o under another provider: split; an outcome of r0's task)
+            ("batch", [(3, "ticket", "K1", 3, None)], [(5, 3, MODELS[2], 13)], [],
+             [("run", 0, "ticket", "K1", 4, True)]),
+            ("import", [("kind and key", 0, "ticket", "K1", 5, False)]),
+            # (a run of kind '' keyed by r2's id: r2's task has two runs now)
+            ("batch", [(4, "", "r2", 4, 6)], [(6, 4, MODELS[2], 17)], [], []),
+        ]
+        _apply(db, later)
+        rows = db.execute("SELECT task_kind, task_key, runs, calls, cost_pico, runtime_cost_pico, split_models, "
+                          "outcome_label FROM task_rollup ORDER BY 1, 2").fetchall()
+        assert [tuple(r) for r in rows] == [
+            ("", "r0", 1, 2, 16, 9, 0, "resolved"), ("", "r2", 2, 2, 17, 6, 0, None),
+            ("ticket", "K1", 2, 2, 24, 0, 1, "escalated")]
+        assert [tuple(r) for r in db.execute(
+            "SELECT task_key, provider, model, cost_pico, provider_cost_pico FROM task_model_rollup "
+            "ORDER BY task_key, provider, model")] == [
+            ("K1", "acme", "gpt-4o", 13, 13), ("K1", "openai", "gpt-4o", 11, 11),
+            ("r0", "openai", "gpt-4o", 9, 16), ("r0", "openai", "gpt-4o-mini", 7, None),
+            ("r2", "acme", "gpt-4o", 17, 17)]
+        kept = _snapshot(db)
+        assert kept == _plain(db)
+        assert kept == _rebuilt(db)
+        assert [tuple(r) for r in kept["rollup_days"]] == _days_in_python(db)
