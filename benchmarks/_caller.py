@@ -52,6 +52,7 @@ def main(db: str, threads: int, seconds: float, client_kind: str, out: str) -> N
 
     unitcost.configure(service_name="lag", db=db)
     unitcost.instrument()
+    process_at_start = _writer_process_figures(db, wait=True)  # its start-up (imports) is not the workload's
     hollow = client_kind == "hollow"
     clients = [hollow_chat_client() if hollow else openai_client(chat_body()) for _ in range(threads)]
     messages = HOLLOW_MESSAGES if hollow else MESSAGES
@@ -80,13 +81,39 @@ def main(db: str, threads: int, seconds: float, client_kind: str, out: str) -> N
     for w in workers:
         w.join()
     stopped = time.time_ns()
+    process = _writer_process_figures(db)  # before the flush: what it did while the callers ran
+    if process and process_at_start:
+        process = {k: process[k] - process_at_start[k] for k in process}
     unitcost.flush()
     with open(out, "w") as f:  # a file, not stdout: a pipe nobody reads until exit would block here
         json.dump({
             "first_start_ns": first_start, "stopped_ns": stopped, "ends_ns": sorted(e for t in ends for e in t),
             "writer": writer, "first_drop_ns": first_drop[0] if first_drop else None,
+            "writer_process": process,
         }, f)
     unitcost.shutdown()
+
+
+def _writer_process_figures(db: str, wait: bool = False) -> dict[str, Any] | None:
+    """With configure(store_writer="process"): the writer process's CPU time so far and the spans stored,
+    read together (Linux /proc), or None for a writer thread (``wait``: once it has started)."""
+    import os
+    import sqlite3
+
+    from unitcost.pipeline import config
+
+    store = next(p for p in config.pipeline().processors if type(p).__name__ == "StoreSpanProcessor")
+    pid = getattr(store._exporter, "writer_pid", None)
+    if pid is None:
+        return None
+    if wait:
+        store._exporter._writer.wait_started(time.monotonic() + 30)
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        stored = conn.execute("SELECT (SELECT COUNT(*) FROM runs) + (SELECT COUNT(*) FROM calls)").fetchone()[0]
+    return {"cpu_s": cpu, "spans_stored": stored}
 
 
 if __name__ == "__main__":

@@ -165,8 +165,18 @@ def analyse(report: dict[str, Any]) -> dict[str, Any]:
         "writer_busy_share": writer["seconds"] / duration,
         "writer_spans_per_s": writer["spans"] / writer["seconds"] if writer["seconds"] else 0.0,
         "writer_batches": writer["batches"],
+        # A writer process: the spans it stored per second of its own CPU time, and its share of a core.
+        **_process_figures(report.get("writer_process"), duration),
         "samples": len(window),
     }
+
+
+def _process_figures(process: dict[str, Any] | None, duration: float) -> dict[str, float]:
+    """A writer process's spans stored per second of its own CPU time, and its share of a core."""
+    if not process:
+        return {}
+    return {"process_spans_per_cpu_s": process["spans_stored"] / max(1e-9, process["cpu_s"]),
+            "process_cpu_share": process["cpu_s"] / duration}
 
 
 def _s(value: float | None) -> str:
@@ -218,16 +228,19 @@ def measure(seconds: float, isolated_spans_per_s: float | None, log: Any) -> tup
             ok = (f["first_row_s"] is not None and f["first_row_s"] <= FIRST_ROW_TARGET_S and f["dropped"] == 0)
             target = "first row <= 1 s; no drops"
         elif f["writer"] == "process":
-            # The writer process's rate is what it stores: spans per second from 5 s on, while its backlog
-            # (the pipe, the program's queue) is never empty. Its export time is not the program's to time.
-            share = f["stored_spans_per_s"] / isolated_spans_per_s
+            # A writer process shares no GIL with the callers: its sustained rate is what it stores per
+            # second of its own CPU (one thread, CPU-bound once behind), as long as it has a core to run
+            # on; it keeps up when nothing is dropped. (Eight threads on 2 cores offer less than the
+            # isolated rate, so what it stores per second of the run is the callers' rate.)
+            share = f["process_spans_per_cpu_s"] / isolated_spans_per_s
             f["share_of_isolated"] = share
-            ok = share >= SHARE_OF_ISOLATED_TARGET
-            target = ">= 70% of the isolated store rate (stored spans/s); drops only beyond the bounded queue, counted"
+            ok = share >= SHARE_OF_ISOLATED_TARGET and f["dropped"] == 0
+            target = ">= 70% of the isolated store rate (per second of the writer's CPU), nothing dropped"
             offered = f["offered_spans_per_s"] / isolated_spans_per_s
             writer = (f"callers ended {f['offered_spans_per_s']:,.0f} spans/s ({offered:.0%} of the isolated rate); "
-                      f"the writer process stored {f['stored_spans_per_s']:,.0f} spans/s from 5 s on = {share:.0%} "
-                      f"of the isolated {isolated_spans_per_s:,.0f} spans/s")
+                      f"the writer process stored {f['stored_spans_per_s']:,.0f} spans/s from 5 s on, using "
+                      f"{f['process_cpu_share']:.0%} of a core: {f['process_spans_per_cpu_s']:,.0f} spans per second "
+                      f"of its CPU = {share:.0%} of the isolated {isolated_spans_per_s:,.0f} spans/s")
             if f["dropped"]:
                 writer += f"; drops began at {f['first_drop_s']:.1f} s, the queue (16,384 spans) full"
         else:
