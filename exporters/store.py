@@ -648,7 +648,6 @@ class StoreSpanProcessor(BatchSpanProcessor):
         self._each_task = in_child_process()  # write each finished task before it returns (see _emit)
         self._last_yield = 0.0  # time.monotonic() of the last pause for the writer (see _make_way)
         self._queued_since = 0.0  # when a span last entered an empty queue
-        self._batch_since = 0.0  # when the queue last came to hold a full batch (the writer is woken then)
         # Registered after the batch processor's own hook, which restarts its worker in the child.
         after_fork_in_child(self._after_fork_in_child)
 
@@ -676,8 +675,6 @@ class StoreSpanProcessor(BatchSpanProcessor):
             else:
                 was_empty = queue is not None and not queue
                 self._batch_processor.emit(span)
-                if queue is not None and len(queue) == self.export_batch_size:
-                    self._batch_since = time.monotonic()
         # A dropped span makes way as a queued one does: the writer is then at its latest. (Without it the
         # pauses stopped once drops began, 5-23 a second against 125-150 before, and the writer, waiting
         # for the GIL after each statement, took up to 8-11 s over one batch: the queue stayed full.)
@@ -702,9 +699,6 @@ class StoreSpanProcessor(BatchSpanProcessor):
         busy = exporter.busy_since
         if busy is not None:
             late = now - busy > WRITER_LATE_SECONDS
-        elif self._queue is not None and len(self._queue) >= self.export_batch_size:
-            # a full batch waits: the writer was woken for it, and has not taken it
-            late = now - max(self._batch_since, exporter.idle_since) > WRITER_LATE_SECONDS
         else:  # queued, and the writer has not woken on schedule
             late = now - max(self._queued_since, exporter.idle_since) > SCHEDULE_SECONDS + WRITER_LATE_SECONDS
         if not late or now - self._last_yield < YIELD_EVERY_SECONDS:
