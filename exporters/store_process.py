@@ -316,9 +316,6 @@ class ProcessStoreExporter(StoreSpanExporter):
             self.drops.put_back(drops)
             self._writer_gone(exc)
             return super()._export(spans)
-        if spans and self.after_first_batch is not None:
-            first_batch_written, self.after_first_batch = self.after_first_batch, None
-            first_batch_written()
         return SpanExportResult.SUCCESS
 
     def _send_deadline(self) -> float:

@@ -7,13 +7,9 @@ import time
 import types
 
 import pytest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, TraceFlags
 
 from unitcost.exporters import store as store_module
 from unitcost.exporters.store import (
-    FIRST_SCHEDULE_SECONDS,
     SCHEDULE_SECONDS,
     WRITER_LATE_SECONDS,
     YIELD_EVERY_SECONDS,
@@ -57,26 +53,6 @@ def test_a_late_batch_gets_one_short_pause_per_interval(processor):
     processor._make_way(was_empty=False)
     assert processor.sleeps == [YIELD_SECONDS, YIELD_SECONDS]
     assert YIELD_SECONDS / YIELD_EVERY_SECONDS <= 0.1  # at most a tenth of a thread's time
-
-
-def _a_task() -> ReadableSpan:
-    context = SpanContext(7, 7, is_remote=False, trace_flags=TraceFlags(1))
-    return ReadableSpan(name="task", context=context, resource=Resource.create({}), start_time=10**18,
-                        end_time=10**18 + 10**9, attributes={
-                            "unitcost.span.type": "task", "unitcost.task.kind": "ticket", "unitcost.task.id": "7"})
-
-
-def test_the_first_batch_goes_sooner(tmp_path):
-    made = StoreSpanProcessor(tmp_path / "first.db")
-    try:
-        batch = made._batch_processor
-        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS < SCHEDULE_SECONDS
-        made._exporter.export([])  # nothing written: still the first schedule
-        assert batch._schedule_delay == FIRST_SCHEDULE_SECONDS
-        made._exporter.export([_a_task()])  # a first batch with spans: the usual schedule from now on
-        assert batch._schedule_delay == SCHEDULE_SECONDS
-    finally:
-        made.shutdown()
 
 
 def test_a_writer_that_has_not_woken_on_schedule_gets_a_pause(processor):
