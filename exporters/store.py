@@ -220,6 +220,7 @@ class StoreSpanExporter(SpanExporter):
         self._rollups_owed = False  # a batch since then skipped the refresh
         self._rollups_now = False  # the next batch refreshes whatever the pace (a flush, exit)
         self._tool_costs: dict[tuple[type, Any], int] = {}  # see _tool_cost
+        self._page_cache_mib = 0  # 0: the store's default (see use_page_cache)
         around_fork(self._before_fork, self._after_fork_in_parent, self._after_fork_in_child)
 
     def _before_fork(self) -> None:
@@ -260,8 +261,18 @@ class StoreSpanExporter(SpanExporter):
             if self._db is None and not self._closed:
                 self._connect()
 
+    def use_page_cache(self, mib: int) -> None:
+        """Keep up to ``mib`` MiB of the store's pages in memory, on every connection this exporter opens
+        (the writer process's: see unitcost.exporters.store_process)."""
+        self._page_cache_mib = mib
+        with self._lock:
+            if self._db is not None:
+                self._db.use_page_cache(mib)
+
     def _connect(self) -> None:
         self._db = open_backend(self._db_path)
+        if self._page_cache_mib:
+            self._db.use_page_cache(self._page_cache_mib)
         if self._db.newer_migrations:
             logger.warning("unitcost: %s", NEWER_WARNING.format(", ".join(self._db.newer_migrations)))
         self._inode = _inode(self._db_path)

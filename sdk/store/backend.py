@@ -227,6 +227,10 @@ class StoreBackend(ABC):
         """Let the next `write_batch` wait at most ``seconds`` for a store another writer holds (the
         store writer bounds flush() and the exit with it)."""
 
+    def use_page_cache(self, mib: int) -> None:  # noqa: B027 - optional: a server keeps its own cache
+        """Let this connection keep up to ``mib`` MiB of the store's pages in memory (a writer of its own
+        process, which can spare it: each batch's inserts and rollups then read fewer pages again)."""
+
     def run(self, run_id: str) -> dict[str, Any] | None:
         """One run's row as a dict, or None."""
         cursor = self.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])

@@ -243,6 +243,9 @@ class SqliteBackend(StoreBackend):
             self.conn.execute(f"PRAGMA busy_timeout = {ms}")
             self._busy_ms = ms
 
+    def use_page_cache(self, mib: int) -> None:
+        self.conn.execute(f"PRAGMA cache_size = {-int(mib) * 1024}")  # (negative: in KiB, not pages)
+
     def close(self) -> None:
         if self._owned:
             self.conn.close()
