@@ -79,7 +79,8 @@ def _migrate(url: str) -> list[str]:
 
 def test_many_processes_opening_a_new_store_at_once_apply_each_migration_once(pg_url: str) -> None:
     with multiprocessing.get_context("spawn").Pool(6) as pool:
-        results = pool.map(_migrate, [pg_url] * 6)
+        # Bounded: a worker that dies mid-task makes a plain map() wait for ever.
+        results = pool.map_async(_migrate, [pg_url] * 6).get(timeout=120)
     assert sorted(map(len, results)) == [0] * 5 + [len(MIGRATIONS)]
     with connect(pg_url) as conn:
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT name) FROM _unitcost_migrations").fetchone() == (
