@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -132,7 +133,8 @@ class _Bounded(OrderedDict[Any, Any]):
 
 
 class EnrichingSpanExporter(SpanExporter):
-    """Adds costs, task totals and outcome events to spans, then hands the sampled ones to ``exporters``."""
+    """Adds costs, task totals and outcome events to spans, then hands the sampled ones to ``exporters``
+    (with ``resource``, when given, in place of each span's own)."""
 
     def __init__(
         self,
@@ -142,8 +144,10 @@ class EnrichingSpanExporter(SpanExporter):
         metrics: SpanMetrics | None = None,
         locate_task: TaskLocator | None = None,
         max_open: int = 16_384,
+        resource: Resource | None = None,
     ) -> None:
         self.exporters = [exporters] if isinstance(exporters, SpanExporter) else list(exporters)
+        self.resource = resource  # when given, every span goes out with it in place of its own
         self.metrics = metrics
         self._prices = prices or PriceBook()
         self._rate_cache: dict[Any, Any] = {}
@@ -169,6 +173,8 @@ class EnrichingSpanExporter(SpanExporter):
         result = SpanExportResult.SUCCESS
         if not out:
             return result
+        if self.resource is not None:
+            out = [copy_span(span, resource=self.resource) for span in out]
         for exporter in self.exporters:
             try:
                 if exporter.export(out) is not SpanExportResult.SUCCESS:

@@ -164,6 +164,26 @@ def test_a_late_outcome_from_another_process_finds_its_task_in_the_store(
     assert (late.trace_id, late.parent_span_id, late.attrs[A.TASK_ID]) == (task.trace_id, run.id, run.id)
 
 
+def test_configure_again_under_another_name_exports_under_that_name(
+    otlp_receiver: Receiver, make_store: Any, client: Any
+) -> None:
+    # OpenTelemetry sets the global TracerProvider once, so every configure() in a process after the
+    # first reuses the first one's provider, resource and all: the exports must still say this name.
+    make_store(otlp_endpoint=otlp_receiver.url, metrics=False)
+    run_ticket(client, "T-A")
+    assert unitcost.flush()
+    reader = InMemoryMetricReader()
+    unitcost.configure(service_name="billing-bot", store=False, otlp_endpoint=otlp_receiver.url, metrics=[reader])
+    run_ticket(client, "T-B")
+    assert unitcost.flush()
+
+    services = {s.attrs.get(A.TASK_KEY): s.resource["service.name"] for s in by_type(otlp_receiver.spans(), "task")}
+    assert services == {"T-A": "tests", "T-B": "billing-bot"}
+    assert {s.resource["service.name"] for s in otlp_receiver.spans()} == {"tests", "billing-bot"}
+    [metrics] = reader.get_metrics_data().resource_metrics
+    assert metrics.resource.attributes["service.name"] == "billing-bot"
+
+
 def test_export_instead_of_the_store(otlp_receiver: Receiver, make_store: Any, client: Any, tmp_path: Any) -> None:
     make_store(store=False, otlp_endpoint=otlp_receiver.url, metrics=False)
     run_ticket(client, "T-4")
