@@ -57,7 +57,7 @@ MIGRATION_WAIT_S = 120.0
 # vanished: no RST) instead of waiting in recv/send until the kernel gives up (retransmissions for
 # ~15 min, keepalives after 2 h idle). libpq's options, for TCP only (a Unix socket ignores them); the
 # URL's own (``?keepalives_idle=...``, ``?tcp_user_timeout=0`` for the system's) or a PGSERVICE
-# service file's win (`_dead_peer_options`). The server's kernel answers probes and acknowledges data
+# service file's win (`_connect_options`). The server's kernel answers probes and acknowledges data
 # whatever the server is doing, so a live server is never cut off, however long its statement runs.
 # An idle connection is probed after 30 s of silence: a probe is one small packet, cheap at any rate.
 KEEPALIVE_IDLE_S = 30
@@ -151,33 +151,44 @@ def _whole_numbers(psycopg: Any) -> type:
     return WholeNumericLoader
 
 
-def _dead_peer_options(psycopg: Any, url: str) -> dict[str, int]:
-    """The libpq options that bound a wait on a dead network path (`KEEPALIVE_IDLE_S` and the rest),
-    less those the user set: in the URL, or in the service file PGSERVICE names (libpq has no
-    environment variable for these; `PQconndefaults` reads that file). A URL that names a service
-    (``?service=``, ``?servicefile=``) gets none: what that file sets cannot be read without connecting,
-    and it must win."""
+def _connect_options(psycopg: Any, url: str, connect_timeout: int) -> dict[str, Any]:
+    """unitcost's libpq options less those the user set: in the URL, in the environment (``PGAPPNAME``,
+    ``PGCONNECT_TIMEOUT``, ...) or in the service file ``PGSERVICE`` names (`PQconndefaults` reads both).
+    That is the name the server shows (`application_name`), the bound on a dead network path
+    (`KEEPALIVE_IDLE_S` and the rest) and on the connect itself, which stays ``connect_timeout`` when
+    the user's is 0 (wait for ever). A URL that names a service (``?service=``, ``?servicefile=``)
+    gets only the connect bound: what that file sets cannot be read without connecting, and it must win."""
     given = psycopg.conninfo.conninfo_to_dict(url)
     if "service" in given or "servicefile" in given:
-        return {}
+        return {"connect_timeout": connect_timeout}
     # (attribute lookups, no import: this runs on the store writer's thread when it reconnects)
-    settled = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults() if option.val is not None}
-    options = {name: value for name, value in _DEAD_PEER if name not in given and name not in settled}
+    user = {option.keyword.decode(): option.val.decode() for option in psycopg.pq.Conninfo.get_defaults()
+            if option.val is not None} | {name: str(value) for name, value in given.items()}
+    options: dict[str, Any] = {
+        name: value for name, value in (("application_name", "unitcost"), *_DEAD_PEER) if name not in user
+    }
     if psycopg.pq.version() < _TCP_USER_TIMEOUT_LIBPQ:
         options.pop("tcp_user_timeout", None)
+    if not _positive_int(user.get("connect_timeout")):
+        options["connect_timeout"] = connect_timeout
     return options
+
+
+def _positive_int(value: str | None) -> bool:
+    try:
+        return value is not None and int(value) > 0
+    except ValueError:
+        return False
 
 
 def connect(url: str, *, connect_timeout: int = 10, autocommit: bool = False) -> Any:
     """A psycopg connection to ``url`` in UTC, its numeric sums read as ints, that notices a dead network
-    path within `UNACKED_SEND_S` (TCP keepalives and a user timeout, unless the URL sets its own).
+    path within `UNACKED_SEND_S` (TCP keepalives and a user timeout) and waits at most ``connect_timeout``
+    seconds to connect, unless the user set their own (`_connect_options`).
     StoreError, without the password, when the server cannot be reached or refuses."""
     psycopg = _driver()
     try:
-        conn = psycopg.connect(
-            url, connect_timeout=connect_timeout, autocommit=True, application_name="unitcost",
-            **_dead_peer_options(psycopg, url),
-        )
+        conn = psycopg.connect(url, autocommit=True, **_connect_options(psycopg, url, connect_timeout))
         # (set here, not as libpq `options`, which would replace the URL's or PGOPTIONS' own; one round trip)
         # UTC for time buckets. A batch the server acknowledged is on disk, whatever the server's default:
         # with synchronous_commit off, a crash loses the last commits silently, and nothing would count

@@ -297,6 +297,26 @@ def test_a_libpq_older_than_12_is_not_given_tcp_user_timeout(pg_url: str, monkey
         assert _dead_peer_options(conn) == {**_OURS, "tcp_user_timeout": None}
 
 
+def _named_and_bounded(conn: Any) -> tuple[str, str | None]:
+    """The name the server shows for the connection, and the connect bound libpq used."""
+    [timeout] = [o.val for o in conn.pgconn.info if o.keyword == b"connect_timeout"]
+    return conn.execute("SHOW application_name").fetchone()[0], None if timeout is None else timeout.decode()
+
+
+def test_the_users_application_name_and_connect_timeout_win(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with connect(pg_url, connect_timeout=4) as conn:
+        assert _named_and_bounded(conn) == ("unitcost", "4")
+    with connect(f"{pg_url}&application_name=billing-worker&connect_timeout=30", connect_timeout=4) as conn:
+        assert _named_and_bounded(conn) == ("billing-worker", "30")
+    monkeypatch.setenv("PGAPPNAME", "from-env")
+    monkeypatch.setenv("PGCONNECT_TIMEOUT", "20")
+    with connect(pg_url, connect_timeout=4) as conn:
+        assert _named_and_bounded(conn) == ("from-env", "20")
+    # 0 is libpq's "wait for ever": unitcost's bound stays, as every wait of the writer's is bounded.
+    with connect(f"{pg_url}&connect_timeout=0", connect_timeout=4) as conn:
+        assert _named_and_bounded(conn) == ("from-env", "4")
+
+
 def test_a_unix_socket_url_still_connects(pg_url: str) -> None:
     parts = urlsplit(pg_url)
     directory, port = os.path.join(os.environ.get("PG_CI_DIR", ""), "sock"), parts.port  # (.ci/postgres puts it there)
