@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from dataclasses import dataclass
 
 from openai import OpenAI
@@ -19,7 +20,8 @@ from openai import OpenAI
 import unitcost
 from unitcost.demo.server import FakeOpenAIServer
 
-unitcost.configure(service_name="support-bot", db=os.environ.get("UNITCOST_DB", "support-agent.db"))
+DB = os.environ.get("UNITCOST_DB", "support-agent.db")
+unitcost.configure(service_name="support-bot", db=DB)
 unitcost.instrument()  # patches openai now, or when it is imported
 
 
@@ -86,7 +88,7 @@ def main() -> None:
     # A late outcome, as a ticketing system would report it hours later:
     unitcost.record_outcome("resolved", kind="support_ticket", key="T-2003", value=12.0)
     unitcost.flush()
-    print("Now run: unitcost report --db support-agent.db")
+    print(f"Now run: unitcost report --db {shlex.quote(DB)}")
 
 
 if __name__ == "__main__":
