@@ -30,6 +30,7 @@ values, the same clock in both processes.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import os
 import pickle
@@ -478,6 +479,12 @@ def main() -> int:
         _reply(sink, 0, False)
         return 1
     _reply(sink, 0, True)
+    # Everything loaded by now (modules, prices, the schema) lives as long as this process, which holds
+    # nothing of the program's: the collector stops walking it, and looks at young objects rarely (a
+    # batch's spans and rows are freed by reference counting; none makes a cycle). On the busy caller's
+    # 60,000 spans the collector took 3.4-3.5 us of 16.5 a span before, none after (RESULTS.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     message = messages.next()
     while message is not None:
         seq, kind, payload = message
