@@ -136,13 +136,13 @@ def build_pipeline(settings: Settings, prices: PriceBook, export: bool = True) -
     processors: list[SpanProcessor] = [CallCounter()]
     if settings.db_path is not None:
         processors.append(_store_processor(settings, prices))
-    resource = provider.resource
-    if owns and resource.attributes.get(SERVICE_NAME) != settings.service_name:
+    renamed = None
+    if owns and provider.resource.attributes.get(SERVICE_NAME) != settings.service_name:
         # configure() again under another name: OpenTelemetry keeps the global provider, and with it
         # the first call's resource, so the exports carry this call's instead (the store has its own).
-        resource = Resource.create({SERVICE_NAME: settings.service_name})
+        renamed = Resource.create({SERVICE_NAME: settings.service_name})
     export_processor, meter_provider = (
-        _export_processor(settings, prices, owns, resource, provider.resource) if export else (None, None)
+        _export_processor(settings, prices, owns, provider.resource, renamed) if export else (None, None)
     )
     if export_processor is not None:
         processors.append(export_processor)
@@ -167,13 +167,13 @@ def _store_processor(settings: Settings, prices: PriceBook) -> StoreSpanProcesso
 
 
 def _export_processor(
-    settings: Settings, prices: PriceBook, owns: bool, resource: Resource, spans_resource: Resource
+    settings: Settings, prices: PriceBook, owns: bool, resource: Resource, renamed: Resource | None
 ) -> tuple[SpanProcessor | None, Any]:
     """The processor that sends spans, with costs and task totals, to OTLP and the other exporters,
     and the MeterProvider of the metrics it records; (None, None) when nothing is exported.
 
-    Spans and metrics go out with ``resource``; where it is not the spans' own (``spans_resource``),
-    each exported span is copied with it.
+    Spans and metrics go out with ``resource``, the provider's, or ``renamed`` when given (each
+    exported span is then copied with it).
 
     OTLP goes to ``settings.otlp_endpoint``, else (only when unitcost owns the TracerProvider: an
     application that set its own exports by itself) to the one the standard variables name.
@@ -202,14 +202,14 @@ def _export_processor(
             exporter = otlp.metric_exporter(protocol, endpoint, headers, settings.otlp_timeout)
             readers = [PeriodicExportingMetricReader(exporter)]
         # unitcost's own exit handler flushes and shuts it down, after the spans whose metrics it records.
-        meter_provider = MeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+        meter_provider = MeterProvider(metric_readers=readers, resource=renamed or resource, shutdown_on_exit=False)
         span_metrics = SpanMetrics(meter_provider)
     if not exporters and span_metrics is None:
         return None, None
     locate = store_task_locator(settings.db_path) if settings.db_path is not None else None
     enriching = EnrichingSpanExporter(
         exporters, prices, metrics=span_metrics, locate_task=locate,
-        resource=None if resource is spans_resource else resource,
+        resource=renamed,
     )
     return ExportSpanProcessor(enriching), meter_provider
 
